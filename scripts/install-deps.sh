@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs every Debian package mup needs to build, test and benchmark.
+# Idempotent: skips what is installed. Works as root, uses sudo otherwise.
+#   scripts/install-deps.sh          build + test dependencies
+#   scripts/install-deps.sh --bench  also the peers the benchmark compares against
+set -euo pipefail
+PKGS=(
+  build-essential cmake ninja-build pkg-config git
+  libssl-dev libzstd-dev libdivsufsort-dev
+  libcli11-dev nlohmann-json3-dev libexpected-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  zstd
+)
+if [[ "${1:-}" == "--bench" ]]; then
+  PKGS+=(casync zsync xdelta3 bsdiff ostree rsync time python3 dpkg-dev)
+fi
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+if [[ ${#missing[@]} -eq 0 ]]; then
+  exit 0
+fi
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+echo "install-deps: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

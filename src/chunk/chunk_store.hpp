@@ -1,0 +1,61 @@
+// ChunkStore: a content-addressed store of zstd-compressed chunks, plus named blobs
+// (delta pieces) beside them.
+//
+// Layout under the root: chunks/<first two hex digits>/<sha256 of the plain bytes>, each a
+// single zstd frame; blobs under any other relative path (deltas/...). Every object is
+// written to a temp name and renamed into place, so a reader never sees a torn object
+// under its final name; call sync() once after a batch to make the batch durable (one
+// syncfs instead of an fsync per chunk). Every read is verified: a chunk must decompress
+// to exactly its stated size and hash to its id, or the read fails naming the chunk.
+// Concurrent put/get from several threads and processes are safe (puts of the same id
+// race benignly: same bytes).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/error.hpp"
+#include "core/sha256.hpp"
+
+namespace mup::chunk {
+
+class ChunkStore {
+ public:
+  // Opens the store at `root`; with `create`, makes the directories if missing.
+  [[nodiscard]] static Result<ChunkStore> open(const std::filesystem::path& root, bool create);
+
+  const std::filesystem::path& root() const { return root_; }
+  std::filesystem::path chunk_path(const Digest& id) const;
+
+  bool has_chunk(const Digest& id) const;
+  // Compressed size on disk, or not_found.
+  [[nodiscard]] Result<uint64_t> stored_size(const Digest& id) const;
+  // Stores `plain` (whose SHA-256 is `id`) compressed at `level` unless already present.
+  // Returns the stored (compressed) size.
+  [[nodiscard]] Result<uint64_t> put_chunk(const Digest& id, std::span<const uint8_t> plain,
+                                           int level) const;
+  // Reads, decompresses and verifies the chunk; `plain_size` is the size the index states.
+  [[nodiscard]] Result<std::vector<uint8_t>> get_chunk(const Digest& id,
+                                                       uint32_t plain_size) const;
+
+  // Named blobs (relative path without ".."), written atomically.
+  [[nodiscard]] Status put_blob(const std::string& rel, std::span<const uint8_t> bytes) const;
+  [[nodiscard]] Result<std::vector<uint8_t>> get_blob(const std::string& rel,
+                                                      uint64_t max_size) const;
+  bool has_blob(const std::string& rel) const;
+  std::filesystem::path blob_path(const std::string& rel) const { return root_ / rel; }
+
+  // Makes every object written so far durable (syncfs on the store's filesystem).
+  [[nodiscard]] Status sync() const;
+
+ private:
+  explicit ChunkStore(std::filesystem::path root) : root_(std::move(root)) {}
+  [[nodiscard]] Status write_object(const std::filesystem::path& final_path,
+                                    std::span<const uint8_t> bytes) const;
+  std::filesystem::path root_;
+};
+
+}  // namespace mup::chunk

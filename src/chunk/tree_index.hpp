@@ -1,0 +1,92 @@
+// TreeIndex: the deterministic, versioned, compact description of a tree of files.
+//
+// It lists every directory, regular file and symlink (path, mode, size, SHA-256, link
+// target), each file's chunks (id, plain size, stored size) and the delta pieces that can
+// rebuild a file from a base file (base SHA-256, kind, stored size, piece SHA-256). A single
+// file (model weights) is a tree of one entry with single_file set.
+//
+// Wire format (version 1):  "MUPI" | u8 version | u8 flags | varint body size |
+// zstd(body). The body is varint-coded: chunk params, entry count, then entries sorted by
+// path (bytewise), each path coded as (length shared with the previous path, suffix). A
+// file with one chunk covering it all stores no separate chunk id (it equals the file's).
+// Serialising the same tree twice gives the same bytes.
+//
+// parse() treats its input as hostile: every length is bounded, and validate() runs before
+// it returns. validate() requires relative, normalised paths (no "", ".", "..", leading
+// "/", NUL), strictly increasing order (hence no duplicates), every parent present as a
+// directory entry (so a symlink can never be a parent), chunk sizes that add up to the
+// file size and respect the chunk params. A TreeIndex is a plain value; thread-compatible.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "chunk/fastcdc.hpp"
+#include "core/error.hpp"
+#include "core/sha256.hpp"
+
+namespace mup::chunk {
+
+enum class EntryType : uint8_t { dir = 0, file = 1, symlink = 2 };
+
+struct ChunkRef {
+  Digest id;
+  uint32_t size = 0;         // plain bytes
+  uint32_t stored_size = 0;  // compressed bytes in the store
+  bool operator==(const ChunkRef&) const = default;
+};
+
+struct DeltaRef {
+  Digest base;               // SHA-256 of the base file it applies to
+  uint8_t kind = 0;          // delta::DeltaKind
+  uint64_t stored_size = 0;  // bytes of the piece in the store
+  Digest piece;              // SHA-256 of the piece bytes
+  bool operator==(const DeltaRef&) const = default;
+};
+
+struct Entry {
+  std::string path;
+  EntryType type = EntryType::file;
+  uint32_t mode = 0644;  // permission bits (07777)
+  uint64_t size = 0;     // files
+  Digest digest;         // files: SHA-256 of the content
+  std::vector<ChunkRef> chunks;
+  std::vector<DeltaRef> deltas;
+  std::string link_target;  // symlinks
+  bool operator==(const Entry&) const = default;
+};
+
+class TreeIndex {
+ public:
+  static constexpr uint8_t kFormatVersion = 1;
+  static constexpr size_t kMaxPath = 4096;
+  static constexpr size_t kMaxEntries = 10'000'000;
+
+  ChunkParams params;
+  bool single_file = false;
+  std::vector<Entry> entries;
+
+  [[nodiscard]] std::vector<uint8_t> serialize() const;
+  [[nodiscard]] static Result<TreeIndex> parse(std::span<const uint8_t> bytes);
+  [[nodiscard]] Status validate() const;
+  // The structural half of validate(): paths, order, parents, types, modes; not contents.
+  [[nodiscard]] Status validate_structure() const;
+
+  [[nodiscard]] static Result<TreeIndex> load(const std::string& path);
+  [[nodiscard]] Status save(const std::string& path) const;  // atomic
+
+  const Entry* find(std::string_view path) const;
+  uint64_t total_file_bytes() const;
+
+ private:
+  [[nodiscard]] Status validate_impl(bool contents) const;
+};
+
+// Checks one relative path: non-empty, no leading '/', no "", "." or ".." component, no NUL,
+// at most kMaxPath bytes and 255 bytes per component.
+[[nodiscard]] Status validate_path(std::string_view path);
+
+}  // namespace mup::chunk

@@ -1,0 +1,23 @@
+// The mup command line: each file registers a group of subcommands on the CLI11 app.
+// A command's callback throws CliExit to end with a status; main() maps it to the exit code.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+
+#include "core/error.hpp"
+
+namespace mup::cli {
+
+struct CliExit {
+  int code;
+};
+
+// Prints "mup: <message>" on stderr and ends the command with exit code 1.
+[[noreturn]] void die(const Error& e);
+
+// The incremental engine's plumbing commands: pack, plan, unpack, index show.
+void register_engine_commands(CLI::App& app);
+
+}  // namespace mup::cli

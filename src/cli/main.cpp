@@ -1,0 +1,29 @@
+// mup: the MOHHOS incremental update system. One binary, subcommands.
+#include <cstdio>
+
+#include "cli/commands.hpp"
+
+namespace mup::cli {
+
+void die(const Error& e) {
+  std::fprintf(stderr, "mup: error: %s\n", e.message().c_str());
+  throw CliExit{1};
+}
+
+}  // namespace mup::cli
+
+int main(int argc, char** argv) {
+  CLI::App app{"mup: incremental updates with automatic rollback for MOHHOS"};
+  app.set_version_flag("--version", std::string("mup ") + MUP_VERSION);
+  app.require_subcommand(1);
+  app.fallthrough();
+  mup::cli::register_engine_commands(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const mup::cli::CliExit& e) {
+    return e.code;
+  }
+  return 0;
+}

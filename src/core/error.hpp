@@ -1,0 +1,72 @@
+// mup::Error and mup::Result: how every module reports failure.
+//
+// Contract: functions that can fail return `Result<T>` (tl::expected<T, Error>) and are
+// [[nodiscard]]. No exception crosses a module boundary; library calls that throw are
+// wrapped at the edge. An Error carries a code (what kind of failure, for callers that
+// branch on it) and a message for people that says what failed, on what, and what to do.
+// `context()` prepends where it happened: "while unpacking web 2.1.0: chunk 3f2a…: ...".
+// Errors are plain values: copyable, thread-compatible.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include <tl/expected.hpp>
+
+namespace mup {
+
+enum class Errc {
+  invalid_argument,  // the caller asked for something malformed
+  not_found,         // a file, chunk, delta or entry is missing
+  already_exists,    // refusing to overwrite
+  io,                // the OS said no (errno is in the message)
+  no_space,          // ENOSPC / EDQUOT
+  corrupt,           // bytes failed verification (hash, length, format)
+  unsupported,       // a format version or feature this build does not know
+  internal,          // a bug: an invariant did not hold
+};
+
+std::string_view errc_name(Errc c);
+
+class Error {
+ public:
+  Error(Errc code, std::string message) : code_(code), message_(std::move(message)) {}
+
+  Errc code() const { return code_; }
+  const std::string& message() const { return message_; }
+
+  // Returns a copy with `where` prepended: "where: message".
+  [[nodiscard]] Error context(std::string_view where) const& {
+    return Error(code_, std::string(where) + ": " + message_);
+  }
+  [[nodiscard]] Error context(std::string_view where) && {
+    message_.insert(0, std::string(where) + ": ");
+    return std::move(*this);
+  }
+
+ private:
+  Errc code_;
+  std::string message_;
+};
+
+template <typename T>
+using Result = tl::expected<T, Error>;
+
+using Status = tl::expected<void, Error>;
+
+inline tl::unexpected<Error> fail(Errc code, std::string message) {
+  return tl::unexpected<Error>(Error(code, std::move(message)));
+}
+
+// Error from errno after a failed system call on `what` (a path or an object).
+tl::unexpected<Error> fail_errno(std::string_view op, std::string_view what, int err);
+
+// Propagates an error out of the enclosing function, with no added context.
+#define MUP_TRY(expr)                                             \
+  do {                                                            \
+    if (auto mup_try_r_ = (expr); !mup_try_r_)                    \
+      return tl::unexpected<::mup::Error>(std::move(mup_try_r_).error()); \
+  } while (0)
+
+}  // namespace mup

@@ -1,0 +1,100 @@
+#include "core/zstd.hpp"
+
+#include <zstd.h>
+
+#include <algorithm>
+#include <memory>
+#include <string>
+
+namespace mup::zstd {
+
+namespace {
+// ZSTD_WINDOWLOG_MAX_64, which zstd.h only exposes to static linking.
+constexpr int kMaxWindowLog = 31;
+
+struct CctxDeleter {
+  void operator()(ZSTD_CCtx* c) const { ZSTD_freeCCtx(c); }
+};
+struct DctxDeleter {
+  void operator()(ZSTD_DCtx* c) const { ZSTD_freeDCtx(c); }
+};
+
+int window_log_for(size_t total) {
+  int log = 10;
+  while (log < kMaxWindowLog && (size_t{1} << log) < total) ++log;
+  return log;
+}
+
+Result<std::vector<uint8_t>> run_compress(ZSTD_CCtx* cctx, std::span<const uint8_t> in) {
+  std::vector<uint8_t> out(ZSTD_compressBound(in.size()));
+  size_t n = ZSTD_compress2(cctx, out.data(), out.size(), in.data(), in.size());
+  if (ZSTD_isError(n)) return fail(Errc::internal, std::string("zstd compress: ") + ZSTD_getErrorName(n));
+  out.resize(n);
+  out.shrink_to_fit();
+  return out;
+}
+}  // namespace
+
+Result<std::vector<uint8_t>> compress(std::span<const uint8_t> in, int level) {
+  std::unique_ptr<ZSTD_CCtx, CctxDeleter> cctx(ZSTD_createCCtx());
+  ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_compressionLevel, level);
+  ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_checksumFlag, 0);
+  ZSTD_CCtx_setPledgedSrcSize(cctx.get(), in.size());
+  return run_compress(cctx.get(), in);
+}
+
+Result<std::vector<uint8_t>> compress_with_prefix(std::span<const uint8_t> in,
+                                                  std::span<const uint8_t> prefix, int level) {
+  std::unique_ptr<ZSTD_CCtx, CctxDeleter> cctx(ZSTD_createCCtx());
+  ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_compressionLevel, level);
+  ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_checksumFlag, 0);
+  int wlog = window_log_for(prefix.size() + in.size());
+  ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_windowLog, std::max(wlog, 10));
+  if (prefix.size() > (size_t{1} << 24)) ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_enableLongDistanceMatching, 1);
+  ZSTD_CCtx_setPledgedSrcSize(cctx.get(), in.size());
+  if (!prefix.empty()) {
+    size_t r = ZSTD_CCtx_refPrefix(cctx.get(), prefix.data(), prefix.size());
+    if (ZSTD_isError(r)) return fail(Errc::internal, std::string("zstd prefix: ") + ZSTD_getErrorName(r));
+  }
+  return run_compress(cctx.get(), in);
+}
+
+Result<std::vector<uint8_t>> decompress(std::span<const uint8_t> in, size_t max_size,
+                                        std::span<const uint8_t> prefix) {
+  unsigned long long stated = ZSTD_getFrameContentSize(in.data(), in.size());
+  if (stated == ZSTD_CONTENTSIZE_ERROR) return fail(Errc::corrupt, "not a zstd frame");
+  if (stated != ZSTD_CONTENTSIZE_UNKNOWN && stated > max_size)
+    return fail(Errc::corrupt, "zstd frame claims " + std::to_string(stated) + " bytes, more than the " +
+                                   std::to_string(max_size) + " expected");
+  std::unique_ptr<ZSTD_DCtx, DctxDeleter> dctx(ZSTD_createDCtx());
+  ZSTD_DCtx_setParameter(dctx.get(), ZSTD_d_windowLogMax, kMaxWindowLog);
+  if (!prefix.empty()) {
+    size_t r = ZSTD_DCtx_refPrefix(dctx.get(), prefix.data(), prefix.size());
+    if (ZSTD_isError(r)) return fail(Errc::internal, std::string("zstd prefix: ") + ZSTD_getErrorName(r));
+  }
+  size_t cap = stated != ZSTD_CONTENTSIZE_UNKNOWN ? static_cast<size_t>(stated) : max_size;
+  std::vector<uint8_t> out(cap);
+  ZSTD_inBuffer ib{in.data(), in.size(), 0};
+  ZSTD_outBuffer ob{out.data(), out.size(), 0};
+  size_t r = 0;
+  do {
+    r = ZSTD_decompressStream(dctx.get(), &ob, &ib);
+    if (ZSTD_isError(r)) return fail(Errc::corrupt, std::string("zstd: ") + ZSTD_getErrorName(r));
+    if (r != 0 && ob.pos == ob.size) {
+      // Output full but the frame goes on: either it is longer than allowed, or truncated.
+      uint8_t probe;
+      ZSTD_outBuffer pb{&probe, 1, 0};
+      r = ZSTD_decompressStream(dctx.get(), &pb, &ib);
+      if (ZSTD_isError(r)) return fail(Errc::corrupt, std::string("zstd: ") + ZSTD_getErrorName(r));
+      if (pb.pos > 0)
+        return fail(Errc::corrupt, "zstd frame expands beyond the " + std::to_string(max_size) + " bytes expected");
+      if (r != 0 && ib.pos == ib.size) return fail(Errc::corrupt, "zstd frame is truncated");
+    }
+    if (r != 0 && ib.pos == ib.size && ob.pos < ob.size) return fail(Errc::corrupt, "zstd frame is truncated");
+  } while (r != 0);
+  if (ib.pos != ib.size) return fail(Errc::corrupt, "trailing bytes after the zstd frame");
+  out.resize(ob.pos);
+  return out;
+}
+
+}  // namespace mup::zstd

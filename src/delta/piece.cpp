@@ -1,0 +1,83 @@
+#include "delta/piece.hpp"
+
+#include <algorithm>
+
+#include "core/zstd.hpp"
+#include "delta/tensor_delta.hpp"
+
+namespace mup::delta {
+
+namespace {
+constexpr uint8_t kMagic[4] = {'M', 'U', 'P', 'D'};
+constexpr size_t kHeader = 5;
+
+Piece wrap(DeltaKind kind, std::span<const uint8_t> payload) {
+  Piece p{kind, {}};
+  p.bytes.reserve(kHeader + payload.size());
+  p.bytes.insert(p.bytes.end(), kMagic, kMagic + 4);
+  p.bytes.push_back(static_cast<uint8_t>(kind));
+  p.bytes.insert(p.bytes.end(), payload.begin(), payload.end());
+  return p;
+}
+}  // namespace
+
+std::string_view kind_name(uint8_t kind) {
+  switch (static_cast<DeltaKind>(kind)) {
+    case DeltaKind::bsdiff: return "bsdiff";
+    case DeltaKind::zstd_patch: return "zstd-patch";
+    case DeltaKind::tensor: return "tensor";
+  }
+  return "unknown";
+}
+
+std::string piece_rel_path(const Digest& base, const Digest& target) {
+  std::string b = base.hex();
+  return "deltas/" + b.substr(0, 2) + "/" + b + "-" + target.hex();
+}
+
+Result<std::optional<Piece>> make_best(std::span<const uint8_t> base, std::span<const uint8_t> target,
+                                       int level) {
+  if (target.empty() || base.empty()) return std::optional<Piece>{};
+  std::optional<Piece> best;
+  auto consider = [&](DeltaKind kind, Result<std::vector<uint8_t>> payload) -> Status {
+    if (!payload) return tl::unexpected(payload.error().context(std::string(kind_name(static_cast<uint8_t>(kind)))));
+    if (!best || payload->size() + kHeader < best->bytes.size()) best = wrap(kind, *payload);
+    return {};
+  };
+  if (tensor::applicable(base, target)) {
+    MUP_TRY(consider(DeltaKind::tensor, tensor::make(base, target, level)));
+    return best;
+  }
+  if (base.size() <= kBsdiffMaxBase) {
+    MUP_TRY(consider(DeltaKind::bsdiff, bsdiff::make(base, target, level)));
+  }
+  if (base.size() > kBsdiffMaxBase || target.size() <= kSecondOpinionMax) {
+    MUP_TRY(consider(DeltaKind::zstd_patch, zstd::compress_with_prefix(target, base, level)));
+  }
+  return best;
+}
+
+Status apply_piece(std::span<const uint8_t> piece, uint8_t expected_kind, std::span<const uint8_t> base,
+                   uint64_t target_size, const Sink& sink) {
+  if (piece.size() < kHeader || !std::equal(kMagic, kMagic + 4, piece.begin()))
+    return fail(Errc::corrupt, "delta piece has a bad header");
+  if (piece[4] != expected_kind)
+    return fail(Errc::corrupt, "delta piece is of kind " + std::string(kind_name(piece[4])) +
+                                   ", index says " + std::string(kind_name(expected_kind)));
+  auto payload = piece.subspan(kHeader);
+  switch (static_cast<DeltaKind>(expected_kind)) {
+    case DeltaKind::bsdiff:
+      return bsdiff::apply(base, payload, target_size, sink);
+    case DeltaKind::tensor:
+      return tensor::apply(base, payload, target_size, sink);
+    case DeltaKind::zstd_patch: {
+      auto out = zstd::decompress(payload, static_cast<size_t>(target_size), base);
+      if (!out) return tl::unexpected(out.error());
+      if (out->size() != target_size) return fail(Errc::corrupt, "zstd delta gives a file of the wrong size");
+      return sink(*out);
+    }
+  }
+  return fail(Errc::unsupported, "unknown delta kind " + std::to_string(expected_kind) + "; upgrade mup");
+}
+
+}  // namespace mup::delta

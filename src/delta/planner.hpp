@@ -1,0 +1,62 @@
+// plan: decides, for a target TreeIndex and the seeds a node holds, where each file of the
+// target comes from, so that the node downloads the fewest bytes.
+//
+// Seeds are trees the node already has (installed versions, or any directory; for a
+// single-file index, a file). For every target file the planner hashes the seed file at
+// the same path; a seed file whose SHA-256 equals the target's is reused whole (from any
+// path); a delta whose base SHA-256 matches a seed file costs its stored size; otherwise
+// the file is built from chunks, those found in the same-path seed file (chunked with the
+// index's parameters) cost nothing and the rest cost their stored size. Each file takes the
+// cheapest source; a chunk needed twice is counted once. The index's own size is part of
+// bytes_to_fetch: a node must download it too.
+//
+// A Plan refers into the TreeIndex it was made from; keep that index alive and unchanged.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "chunk/tree_index.hpp"
+#include "core/error.hpp"
+
+namespace mup::delta {
+
+enum class Source : uint8_t { reuse, delta, chunks };
+
+struct ChunkLoc {
+  int32_t seed_file = -1;  // index into Plan::seed_files, or -1: fetch from the store
+  uint64_t offset = 0;     // within the seed file
+};
+
+struct FilePlan {
+  size_t entry = 0;  // index into TreeIndex::entries
+  Source source = Source::chunks;
+  int32_t seed_file = -1;                // reuse: the identical file; delta: the base
+  const chunk::DeltaRef* delta = nullptr;  // delta: the piece
+  std::vector<ChunkLoc> chunks;          // chunks: where each chunk comes from
+  uint64_t fetch_bytes = 0;              // what this file alone would download
+};
+
+struct Plan {
+  std::vector<std::filesystem::path> seed_files;  // verified seed files (hashed at plan time)
+  std::vector<FilePlan> files;
+  uint64_t index_bytes = 0;
+  uint64_t bytes_to_fetch = 0;  // index + unique chunks + deltas
+  uint64_t full_bytes = 0;      // index + every unique chunk of the target, compressed
+  uint64_t target_bytes = 0;    // plain size of all target files
+  uint64_t chunk_bytes = 0;
+  uint64_t delta_bytes = 0;
+  uint64_t reused_bytes = 0;  // plain bytes of files taken whole from seeds
+  uint64_t chunks = 0;        // unique chunks to fetch
+  uint64_t seed_chunks = 0;   // chunks taken from seed files
+  uint64_t deltas = 0;
+  uint64_t files_reused = 0, files_delta = 0, files_chunks = 0;
+};
+
+[[nodiscard]] Result<Plan> plan(const chunk::TreeIndex& index, uint64_t index_bytes,
+                                const std::vector<std::filesystem::path>& seeds,
+                                unsigned threads = 0);
+
+}  // namespace mup::delta
