@@ -26,7 +26,7 @@ Progress::Progress(std::string label, uint64_t total_bytes, bool enabled)
       tty_(::isatty(STDERR_FILENO) != 0),
       start_(std::chrono::steady_clock::now()) {}
 
-Progress::~Progress() { finish(); }
+Progress::~Progress() = default;  // no summary for work that did not finish
 
 void Progress::add(uint64_t bytes) {
   uint64_t done = done_ += bytes;

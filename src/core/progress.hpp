@@ -1,7 +1,8 @@
 // Progress: a one-line progress report on stderr for long work (bytes, rate, ETA).
 //
 // On a terminal it redraws one line at most ten times a second; elsewhere it prints
-// nothing until finish(), which prints one summary line, so logs stay readable.
+// nothing until finish(), which prints one summary line, so logs stay readable. Work
+// abandoned on an error (no finish()) prints no summary.
 // add() is thread-safe (atomic); the other calls are for the owning thread.
 #pragma once
 

@@ -9,7 +9,7 @@
 //   diff frame                   zstd; add-many bytes target - base per triple
 //   extra frame                  zstd; copy-many literal target bytes per triple
 //
-// Applying a triple: pos += seek; out += base[pos .. pos+add) + diff (bytewise, mod 256);
+// Applying a triple: pos += seek (so the first seek is from 0); out += base[pos .. pos+add) + diff (bytewise, mod 256);
 // pos += add; out += copy extra bytes. pos starts at 0. Every triple makes progress (add + copy > 0), so a hostile ctrl stream
 // cannot spin; pos must stay inside [0, |base|] and the output must come out at exactly
 // target_size with all three frames fully consumed.
@@ -34,6 +34,7 @@
 #include <string>
 
 #include "core/bytes.hpp"
+#include "core/parallel.hpp"
 #include "core/zstd.hpp"
 
 namespace mup::delta::bsdiff {
@@ -43,6 +44,8 @@ constexpr uint8_t kMagic[4] = {'M', 'B', 'D', '1'};
 constexpr size_t kOutBlock = size_t{1} << 20;
 // A non-improving match at least this long moves the scan to kLongMatch/2 before its end.
 constexpr size_t kLongMatch = 256;
+// Targets are scanned in segments of at least this size, up to 4 per thread for balance.
+constexpr size_t kMinParallelSegment = size_t{1} << 20;
 
 // Length of the common prefix of a[0, an) and b[0, bn).
 size_t common_prefix(const uint8_t* a, size_t an, const uint8_t* b, size_t bn) {
@@ -143,33 +146,34 @@ class SuffixIndex {
   std::vector<uint32_t> start_;
 };
 
-struct Streams {
-  ByteWriter ctrl;
+// What the scan of one target segment found: steps in order, and their diff and extra bytes.
+struct Segment {
+  struct Step {
+    uint64_t from;  // base offset the add run starts at
+    uint64_t add;
+    uint64_t copy;
+  };
+  std::vector<Step> steps;
   std::vector<uint8_t> diff;
   std::vector<uint8_t> extra;
-  int64_t seek = 0;  // applied before the next triple's add
 
-  // One step of the scan: `add` bytes against base, `copy` literal bytes, then move the
-  // base cursor by `next_seek`. Steps that produce nothing only move the cursor.
-  void emit(const uint8_t* base, const uint8_t* target, size_t add, size_t copy,
-            int64_t next_seek) {
-    if (add == 0 && copy == 0) {
-      seek += next_seek;
-      return;
-    }
+  void emit(std::span<const uint8_t> base, const uint8_t* target, int64_t from, int64_t add,
+            int64_t copy) {
+    if (add == 0 && copy == 0) return;
+    steps.push_back({static_cast<uint64_t>(from), static_cast<uint64_t>(add),
+                     static_cast<uint64_t>(copy)});
+    const uint8_t* old = base.data() + from;
     const size_t d = diff.size();
-    diff.resize(d + add);
-    for (size_t i = 0; i < add; ++i) diff[d + i] = static_cast<uint8_t>(target[i] - base[i]);
+    diff.resize(d + static_cast<size_t>(add));
+    for (size_t i = 0; i < static_cast<size_t>(add); ++i)
+      diff[d + i] = static_cast<uint8_t>(target[i] - old[i]);
     extra.insert(extra.end(), target + add, target + add + copy);
-    ctrl.varint(add);
-    ctrl.varint(copy);
-    ctrl.varint((static_cast<uint64_t>(seek) << 1) ^ static_cast<uint64_t>(seek >> 63));
-    seek = next_seek;
   }
 };
 
+// Percival's scan over one target segment (matches do not cross its ends).
 void scan(std::span<const uint8_t> base_span, std::span<const uint8_t> target_span,
-          const SuffixIndex& index, Streams& out) {
+          const SuffixIndex& index, Segment& out) {
   const uint8_t* old = base_span.data();
   const uint8_t* neu = target_span.data();
   const int64_t oldsize = static_cast<int64_t>(base_span.size());
@@ -244,10 +248,7 @@ void scan(std::span<const uint8_t> base_span, std::span<const uint8_t> target_sp
         lenf += lens - overlap;
         lenb -= lens;
       }
-      const int64_t copy = (scan - lenb) - (lastscan + lenf);
-      const int64_t seek = (pos - lenb) - (lastpos + lenf);
-      out.emit(old + lastpos, neu + lastscan, static_cast<size_t>(lenf), static_cast<size_t>(copy),
-               seek);
+      out.emit(base_span, neu + lastscan, lastpos, lenf, (scan - lenb) - (lastscan + lenf));
       lastscan = scan - lenb;
       lastpos = pos - lenb;
       lastoffset = pos - scan;
@@ -356,22 +357,55 @@ Result<std::vector<uint8_t>> make(std::span<const uint8_t> base, std::span<const
     return fail(Errc::invalid_argument, "bsdiff: base of " + std::to_string(base.size()) +
                                             " bytes is over the " + std::to_string(kMaxBase) +
                                             "-byte limit; use a chunked delta instead");
-  Streams st;
-  st.diff.reserve(target.size());
+  // The scan is bound by cache misses in the suffix array; segments of the target scan in
+  // parallel against the shared index (each segment restarts the alignment, a negligible
+  // loss at these sizes).
+  const unsigned threads = default_threads();
+  const size_t nseg = std::max<size_t>(
+      1, std::min<size_t>(size_t{4} * threads, target.size() / kMinParallelSegment));
+  std::vector<Segment> segments(target.empty() ? 0 : nseg);
   if (!target.empty()) {
     if (base.empty()) {
-      st.emit(base.data(), target.data(), 0, target.size(), 0);
+      segments.resize(1);
+      segments[0].emit(base, target.data(), 0, 0, static_cast<int64_t>(target.size()));
     } else {
       auto index = SuffixIndex::build(base);
       if (!index) return tl::unexpected(index.error());
-      scan(base, target, *index, st);
+      const size_t per = target.size() / nseg;
+      parallel_for(nseg, threads, [&](size_t k) {
+        const size_t begin = k * per, end = k + 1 == nseg ? target.size() : begin + per;
+        segments[k].diff.reserve(end - begin);
+        scan(base, target.subspan(begin, end - begin), *index, segments[k]);
+      });
     }
   }
-  auto ctrl = zstd::compress(st.ctrl.buffer(), level);
+  ByteWriter ctrl_raw;
+  std::vector<uint8_t> diff_raw, extra_raw;
+  uint64_t cursor = 0;
+  for (const Segment& seg : segments) {
+    for (const Segment::Step& step : seg.steps) {
+      const int64_t seek = static_cast<int64_t>(step.from - cursor);
+      ctrl_raw.varint(step.add);
+      ctrl_raw.varint(step.copy);
+      ctrl_raw.varint((static_cast<uint64_t>(seek) << 1) ^ static_cast<uint64_t>(seek >> 63));
+      cursor = step.from + step.add;
+    }
+  }
+  if (segments.size() == 1) {
+    diff_raw = std::move(segments[0].diff);
+    extra_raw = std::move(segments[0].extra);
+  } else {
+    for (Segment& seg : segments) {
+      diff_raw.insert(diff_raw.end(), seg.diff.begin(), seg.diff.end());
+      extra_raw.insert(extra_raw.end(), seg.extra.begin(), seg.extra.end());
+      seg = Segment();
+    }
+  }
+  auto ctrl = zstd::compress(ctrl_raw.buffer(), level);
   if (!ctrl) return tl::unexpected(ctrl.error());
-  auto diff = zstd::compress(st.diff, level);
+  auto diff = zstd::compress(diff_raw, level);
   if (!diff) return tl::unexpected(diff.error());
-  auto extra = zstd::compress(st.extra, level);
+  auto extra = zstd::compress(extra_raw, level);
   if (!extra) return tl::unexpected(extra.error());
 
   ByteWriter w;

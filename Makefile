@@ -1,0 +1,42 @@
+# The two Quick start commands (README): `make demo` and `make test`.
+# Everything else here is a convenience around CMake + Ninja.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc)
+CMAKE_ARGS ?=
+
+.PHONY: deps build demo test test-asan bench format clean
+
+deps:
+	scripts/install-deps.sh
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Release $(CMAKE_ARGS)
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD) -j $(JOBS)
+
+# Packs v1 and v2 of a sample tree, shows what a v1 node must fetch for v2, rebuilds v2
+# from v1 plus that, and verifies it (in a temp dir).
+demo: build
+	scripts/demo.sh $(BUILD)/src/cli/mup
+
+test: build
+	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -LE soak
+
+test-asan: deps
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DMUP_SANITIZE=ON -DMUP_BUILD_BENCH=OFF
+	ninja -C $(ASAN_BUILD) -j $(JOBS)
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS) -LE soak
+
+# Side-by-side with the peers on the shared corpus (long; see bench/README.md).
+bench: build
+	scripts/install-deps.sh --bench
+	bench/compare.sh
+
+format:
+	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)
