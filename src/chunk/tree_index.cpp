@@ -11,6 +11,7 @@ namespace mup::chunk {
 
 namespace {
 constexpr uint8_t kMagic[4] = {'M', 'U', 'P', 'I'};
+constexpr uint8_t kDeltaMagic[4] = {'M', 'U', 'P', 'X'};
 constexpr uint8_t kFlagSingleFile = 1;
 constexpr uint64_t kMaxBody = uint64_t{1} << 31;
 constexpr int kIndexLevel = 19;
@@ -88,7 +89,9 @@ Status TreeIndex::validate_impl(bool contents) const {
   return {};
 }
 
-std::vector<uint8_t> TreeIndex::serialize() const {
+std::vector<uint8_t> TreeIndex::serialize() const { return frame(serialize_body(), single_file); }
+
+std::vector<uint8_t> TreeIndex::serialize_body() const {
   ByteWriter body;
   body.varint(params.min_size);
   body.varint(params.avg_size);
@@ -126,7 +129,10 @@ std::vector<uint8_t> TreeIndex::serialize() const {
       body.digest(d.piece);
     }
   }
-  std::vector<uint8_t>& raw = body.buffer();
+  return body.take();
+}
+
+std::vector<uint8_t> TreeIndex::frame(std::span<const uint8_t> raw, bool single_file) {
   auto z = zstd::compress(raw, kIndexLevel);
   ByteWriter out;
   out.bytes(kMagic);
@@ -137,7 +143,7 @@ std::vector<uint8_t> TreeIndex::serialize() const {
   return out.take();
 }
 
-Result<TreeIndex> TreeIndex::parse(std::span<const uint8_t> bytes) {
+Result<TreeIndex::Body> TreeIndex::unframe(std::span<const uint8_t> bytes) {
   ByteReader hdr(bytes);
   auto magic = hdr.bytes(4);
   if (hdr.failed() || !std::equal(magic.begin(), magic.end(), kMagic))
@@ -154,10 +160,16 @@ Result<TreeIndex> TreeIndex::parse(std::span<const uint8_t> bytes) {
   auto raw = zstd::decompress(bytes.subspan(hdr.position()), static_cast<size_t>(body_size));
   if (!raw) return tl::unexpected(raw.error().context("tree index body"));
   if (raw->size() != body_size) return tl::unexpected(bad("body size differs from header"));
+  return Body{std::move(*raw), (flags & kFlagSingleFile) != 0};
+}
 
+Result<TreeIndex> TreeIndex::parse(std::span<const uint8_t> bytes) {
+  auto body = unframe(bytes);
+  if (!body) return tl::unexpected(body.error());
+  const std::vector<uint8_t>* raw = &body->raw;
   ByteReader r(*raw);
   TreeIndex idx;
-  idx.single_file = (flags & kFlagSingleFile) != 0;
+  idx.single_file = body->single_file;
   auto u32 = [&](uint64_t v) -> uint32_t {
     if (v > UINT32_MAX) return 0;
     return static_cast<uint32_t>(v);
@@ -214,6 +226,47 @@ Result<TreeIndex> TreeIndex::parse(std::span<const uint8_t> bytes) {
   if (!r.at_end()) return tl::unexpected(bad("trailing bytes"));
   MUP_TRY(idx.validate());
   return idx;
+}
+
+Result<std::vector<uint8_t>> make_index_delta(std::span<const uint8_t> base_file,
+                                              std::span<const uint8_t> target_file) {
+  auto base = TreeIndex::unframe(base_file);
+  if (!base) return tl::unexpected(base.error().context("base index"));
+  auto target = TreeIndex::unframe(target_file);
+  if (!target) return tl::unexpected(target.error().context("target index"));
+  auto z = zstd::compress_with_prefix(target->raw, base->raw, kIndexLevel);
+  if (!z) return tl::unexpected(z.error());
+  ByteWriter out;
+  out.bytes(kDeltaMagic);
+  out.u8(target->single_file ? kFlagSingleFile : 0);
+  out.varint(target->raw.size());
+  out.bytes(*z);
+  return out.take();
+}
+
+Result<std::vector<uint8_t>> apply_index_delta(std::span<const uint8_t> base_file, std::span<const uint8_t> delta,
+                                               const Digest& target_sha256) {
+  auto base = TreeIndex::unframe(base_file);
+  if (!base) return tl::unexpected(base.error().context("base index"));
+  ByteReader r(delta);
+  auto magic = r.bytes(4);
+  uint8_t flags = r.u8();
+  uint64_t size = r.varint();
+  if (r.failed() || !std::equal(magic.begin(), magic.end(), kDeltaMagic) || size > kMaxBody ||
+      (flags & ~kFlagSingleFile) != 0)
+    return fail(Errc::corrupt, "index delta has a bad header");
+  auto raw = zstd::decompress(delta.subspan(r.position()), static_cast<size_t>(size), base->raw);
+  if (!raw) return tl::unexpected(raw.error().context("index delta"));
+  auto file = TreeIndex::frame(*raw, (flags & kFlagSingleFile) != 0);
+  if (sha256(file) != target_sha256)
+    return fail(Errc::corrupt, "the index rebuilt from a delta does not match its SHA-256 (corrupt delta, or "
+                               "another zstd version); fetch the full index");
+  return file;
+}
+
+std::string index_delta_rel_path(const Digest& base_sha256, const Digest& target_sha256) {
+  std::string b = base_sha256.hex();
+  return "indexes/" + b.substr(0, 2) + "/" + b + "-" + target_sha256.hex();
 }
 
 Result<TreeIndex> TreeIndex::load(const std::string& path) {

@@ -75,6 +75,15 @@ class TreeIndex {
   // The structural half of validate(): paths, order, parents, types, modes; not contents.
   [[nodiscard]] Status validate_structure() const;
 
+  // The uncompressed body of an index file, and the inverse (deterministic for one zstd
+  // version: the compressed frame is what a repository signs).
+  struct Body {
+    std::vector<uint8_t> raw;
+    bool single_file = false;
+  };
+  [[nodiscard]] static Result<Body> unframe(std::span<const uint8_t> file);
+  [[nodiscard]] static std::vector<uint8_t> frame(std::span<const uint8_t> raw, bool single_file);
+
   [[nodiscard]] static Result<TreeIndex> load(const std::string& path);
   [[nodiscard]] Status save(const std::string& path) const;  // atomic
 
@@ -83,7 +92,20 @@ class TreeIndex {
 
  private:
   [[nodiscard]] Status validate_impl(bool contents) const;
+  std::vector<uint8_t> serialize_body() const;
 };
+
+// Index deltas: a node that holds the index of the version it runs fetches the next
+// version's index as a zstd prefix delta of the uncompressed bodies ("MUPX" | u8 flags |
+// varint body size | zstd frame), stored at indexes/<2 hex>/<base sha>-<target sha>. The
+// rebuilt index file must hash to `target_sha256` (the digest the repository signs), else
+// the node fetches the full index.
+[[nodiscard]] Result<std::vector<uint8_t>> make_index_delta(std::span<const uint8_t> base_file,
+                                                            std::span<const uint8_t> target_file);
+[[nodiscard]] Result<std::vector<uint8_t>> apply_index_delta(std::span<const uint8_t> base_file,
+                                                             std::span<const uint8_t> delta,
+                                                             const Digest& target_sha256);
+std::string index_delta_rel_path(const Digest& base_sha256, const Digest& target_sha256);
 
 // Checks one relative path: non-empty, no leading '/', no "", "." or ".." component, no NUL,
 // at most kMaxPath bytes and 255 bytes per component.

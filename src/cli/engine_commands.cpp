@@ -6,12 +6,15 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <tuple>
 #include <nlohmann/json.hpp>
 
 #include "chunk/chunk_store.hpp"
 #include "chunk/tree_index.hpp"
 #include "cli/commands.hpp"
+#include "core/fs.hpp"
 #include "core/progress.hpp"
+#include "core/sha256.hpp"
 #include "delta/packer.hpp"
 #include "delta/piece.hpp"
 #include "delta/planner.hpp"
@@ -31,12 +34,6 @@ T must(Result<T> r, const std::string& where = "") {
 }
 void must(Status s, const std::string& where = "") {
   if (!s) die(where.empty() ? s.error() : s.error().context(where));
-}
-
-uint64_t file_size(const stdfs::path& p) {
-  std::error_code ec;
-  auto n = stdfs::file_size(p, ec);
-  return ec ? 0 : n;
 }
 
 void print_json(const json& j) { std::printf("%s\n", j.dump(2).c_str()); }
@@ -119,8 +116,16 @@ void run_pack(const PackArgs& a) {
   auto store = must(chunk::ChunkStore::open(a.store, true));
   delta::PackStats st;
   auto idx = must(delta::pack(a.src, store, o, &st), "packing " + a.src);
-  must(idx.save(a.index), "writing index");
-  uint64_t isz = file_size(a.index);
+  auto idx_file = idx.serialize();
+  must(fs::write_file_atomic(a.index, idx_file), "writing index");
+  uint64_t isz = idx_file.size();
+  // Index deltas, so that a node holding a base version fetches the new index cheaply.
+  for (const std::string& b : a.bases) {
+    auto base_file = must(fs::read_file(b));
+    auto d = must(chunk::make_index_delta(base_file, idx_file), "index delta against " + b);
+    must(store.put_blob(chunk::index_delta_rel_path(sha256(base_file), sha256(idx_file)), d));
+  }
+  must(store.sync());
   double secs = seconds_since(t0);
   if (a.json) {
     print_json({{"index", a.index},
@@ -148,18 +153,28 @@ void run_pack(const PackArgs& a) {
 
 struct PlanArgs {
   std::string index, store, out;
-  std::vector<std::string> seeds;
+  std::vector<std::string> seeds, seed_indexes;
   unsigned threads = 0;
   bool json = false, quiet = false, no_link = false;
 };
 
 std::vector<stdfs::path> to_paths(const std::vector<std::string>& v) { return {v.begin(), v.end()}; }
 
-void run_plan(const PlanArgs& a) {
-  auto idx = must(chunk::TreeIndex::load(a.index));
+// Loads the target index and plans against the seeds; the index's own cost counts the
+// index deltas that the held indexes (--seed-index) allow.
+std::tuple<chunk::TreeIndex, chunk::ChunkStore, delta::Plan> load_and_plan(const PlanArgs& a) {
+  auto file = must(fs::read_file(a.index));
+  auto idx = must(chunk::TreeIndex::parse(file), a.index);
   auto store = must(chunk::ChunkStore::open(a.store, false));
-  auto p = must(delta::plan(idx, file_size(a.index), to_paths(a.seeds), a.threads));
+  std::vector<std::vector<uint8_t>> held;
+  for (const auto& h : a.seed_indexes) held.push_back(must(fs::read_file(h), "seed index"));
+  auto p = must(delta::plan(idx, delta::index_fetch_bytes(file, held, store), to_paths(a.seeds), a.threads));
   must(check_store_has(idx, p, store));
+  return {std::move(idx), std::move(store), std::move(p)};
+}
+
+void run_plan(const PlanArgs& a) {
+  auto [idx, store, p] = load_and_plan(a);
   if (a.json) {
     print_json(plan_json(p));
   } else {
@@ -169,10 +184,7 @@ void run_plan(const PlanArgs& a) {
 
 void run_unpack(const PlanArgs& a) {
   auto t0 = std::chrono::steady_clock::now();
-  auto idx = must(chunk::TreeIndex::load(a.index));
-  auto store = must(chunk::ChunkStore::open(a.store, false));
-  auto p = must(delta::plan(idx, file_size(a.index), to_paths(a.seeds), a.threads));
-  must(check_store_has(idx, p, store));
+  auto [idx, store, p] = load_and_plan(a);
   delta::UnpackOptions o;
   o.threads = a.threads;
   o.link = !a.no_link;
@@ -277,6 +289,8 @@ void register_engine_commands(CLI::App& app) {
   plan->add_option("TARGET", pl->index, "Target tree index")->required();
   plan->add_option("--store", pl->store, "Store the target was packed into")->required();
   plan->add_option("--seed", pl->seeds, "A tree the node holds (repeatable)");
+  plan->add_option("--seed-index", pl->seed_indexes,
+                   "Index of a version the node holds: the target index is then fetched as a delta");
   plan->add_option("--threads", pl->threads, "Worker threads (default: all cores)");
   plan->add_flag("--json", pl->json, "Print JSON: bytes_to_fetch, chunks, deltas, full_bytes, ...");
   plan->callback([pl] { run_plan(*pl); });
@@ -287,6 +301,7 @@ void register_engine_commands(CLI::App& app) {
   unpack->add_option("--store", ua->store, "Store holding the pieces")->required();
   unpack->add_option("--out", ua->out, "Destination (must not exist; created atomically)")->required();
   unpack->add_option("--seed", ua->seeds, "A tree the node holds (repeatable)");
+  unpack->add_option("--seed-index", ua->seed_indexes, "Index of a version the node holds (for the report)");
   unpack->add_option("--threads", ua->threads, "Worker threads (default: all cores)");
   unpack->add_flag("--no-link", ua->no_link, "Copy unchanged files instead of hard-linking them from seeds");
   unpack->add_flag("--json", ua->json, "Print a JSON summary");

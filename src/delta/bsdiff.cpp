@@ -353,9 +353,9 @@ Status corrupt(const std::string& what) { return fail(Errc::corrupt, "bsdiff pat
 
 Result<std::vector<uint8_t>> make(std::span<const uint8_t> base, std::span<const uint8_t> target,
                                   int level) {
-  if (base.size() > kMaxBase)
+  if (base.size() >= kMaxBase)  // divsufsort's indices are int32
     return fail(Errc::invalid_argument, "bsdiff: base of " + std::to_string(base.size()) +
-                                            " bytes is over the " + std::to_string(kMaxBase) +
+                                            " bytes is not under the " + std::to_string(kMaxBase) +
                                             "-byte limit; use a chunked delta instead");
   // The scan is bound by cache misses in the suffix array; segments of the target scan in
   // parallel against the shared index (each segment restarts the alignment, a negligible

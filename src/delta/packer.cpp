@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <map>
 #include <mutex>
+#include <set>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -102,30 +104,78 @@ Status store_chunks(std::vector<Entry>& entries, std::vector<FileWork>& work,
 }
 
 struct DeltaJob {
-  size_t work;
-  const BaseTree* base;
+  size_t work;            // a file with this target content
+  stdfs::path base_path;
   const Entry* base_entry;
-  uint64_t chunk_cost;  // what the node would fetch without a delta
+  uint64_t chunk_cost;    // what the node would fetch without a delta
 };
 
-// Phase C: deltas against each base, kept where they beat chunk reuse.
+using PiecePair = std::pair<Digest, Digest>;  // (base, target)
+
+// A path with every run of digits replaced by '#': a version bump in a file or directory
+// name (libdns-9.18.49-1~deb12u1-Debian.so -> ...u3...) keeps the same shape.
+std::string path_shape(std::string_view path) {
+  std::string out;
+  out.reserve(path.size());
+  for (size_t i = 0; i < path.size(); ++i) {
+    if (path[i] >= '0' && path[i] <= '9') {
+      out.push_back('#');
+      while (i + 1 < path.size() && path[i + 1] >= '0' && path[i + 1] <= '9') ++i;
+    } else {
+      out.push_back(path[i]);
+    }
+  }
+  return out;
+}
+
+// Base files by path shape, for files that were renamed by a version bump.
+using ShapeMap = std::unordered_map<std::string, std::vector<const Entry*>>;
+ShapeMap shapes_of(const TreeIndex& idx) {
+  ShapeMap m;
+  for (const Entry& e : idx.entries)
+    if (e.type == EntryType::file && e.size > 0) m[path_shape(e.path)].push_back(&e);
+  return m;
+}
+
+// The base file a target file is diffed against, in one base version: the file at the same
+// path; failing that, the file of the same path shape closest in size. None when the
+// content is unchanged.
+const Entry* base_for(const BaseTree& b, const ShapeMap& shapes, const Entry& e) {
+  const Entry* be = b.index.single_file ? &b.index.entries[0] : b.index.find(e.path);
+  if (be == nullptr || be->type != EntryType::file) {
+    be = nullptr;
+    if (auto it = shapes.find(path_shape(e.path)); it != shapes.end()) {
+      auto dist = [&](const Entry* x) { return x->size > e.size ? x->size - e.size : e.size - x->size; };
+      for (const Entry* c : it->second)
+        if (be == nullptr || dist(c) < dist(be)) be = c;
+    }
+  }
+  if (be == nullptr || be->size == 0 || be->digest == e.digest) return nullptr;
+  return be;
+}
+
+// Phase C: deltas against each base, kept where they beat chunk reuse. Identical files at
+// several paths (or in several bases) share one piece, computed once.
 Status make_deltas(std::vector<Entry>& entries, std::vector<FileWork>& work, const PackOptions& opts,
                    const chunk::ChunkStore& store, unsigned threads, PackStats& st, Progress& progress) {
   std::vector<DeltaJob> jobs;
-  for (const BaseTree& b : opts.bases) {
+  std::set<PiecePair> queued;
+  std::vector<ShapeMap> shapes;
+  for (const BaseTree& b : opts.bases) shapes.push_back(shapes_of(b.index));
+  for (size_t bi = 0; bi < opts.bases.size(); ++bi) {
+    const BaseTree& b = opts.bases[bi];
     std::unordered_set<Digest> base_chunks;
     for (const Entry& be : b.index.entries)
       for (const ChunkRef& c : be.chunks) base_chunks.insert(c.id);
     for (size_t wi = 0; wi < work.size(); ++wi) {
       const Entry& e = entries[work[wi].entry];
-      const Entry* be = b.index.single_file ? &b.index.entries[0] : b.index.find(e.path);
-      if (be == nullptr || be->type != EntryType::file || be->digest == e.digest || e.size == 0 || be->size == 0)
-        continue;
+      const Entry* be = base_for(b, shapes[bi], e);
+      if (be == nullptr || e.size == 0 || !queued.insert({be->digest, e.digest}).second) continue;
       uint64_t cost = 0;
       for (const ChunkRef& c : e.chunks)
         if (!base_chunks.count(c.id)) cost += c.stored_size;
       if (cost == 0) continue;
-      jobs.push_back({wi, &b, be, cost});
+      jobs.push_back({wi, entry_path(b.tree, b.index.single_file, *be), be, cost});
     }
   }
   // Largest first, so the long ones do not end up alone at the tail.
@@ -133,40 +183,44 @@ Status make_deltas(std::vector<Entry>& entries, std::vector<FileWork>& work, con
     return entries[work[a.work].entry].size > entries[work[b.work].entry].size;
   });
   std::mutex mu;
-  std::atomic<uint64_t> n{0}, bytes{0};
+  std::map<PiecePair, DeltaRef> made;
   MUP_TRY(try_parallel_for(jobs.size(), threads, [&](size_t j) -> Status {
     const DeltaJob& job = jobs[j];
-    Entry& e = entries[work[job.work].entry];
-    stdfs::path bp = entry_path(job.base->tree, job.base->index.single_file, *job.base_entry);
-    auto bmap = fs::MappedFile::open(bp);
+    const Entry& e = entries[work[job.work].entry];
+    auto bmap = fs::MappedFile::open(job.base_path);
     if (!bmap) return tl::unexpected(bmap.error().context("base tree"));
     if (bmap->size() != job.base_entry->size || sha256(bmap->bytes()) != job.base_entry->digest)
-      return fail(Errc::invalid_argument, bp.string() + " does not match its base index; give the tree the "
-                                                        "base index was made from (--base-tree)");
+      return fail(Errc::invalid_argument, job.base_path.string() +
+                                              " does not match its base index; give the tree the base index "
+                                              "was made from (--base-tree)");
     auto piece = make_best(bmap->bytes(), work[job.work].map.bytes(), opts.delta_level);
     if (!piece) return tl::unexpected(piece.error().context("delta for " + e.path));
     progress.add(e.size);
     if (!*piece || (*piece)->bytes.size() >= job.chunk_cost) return {};
     const Piece& pc = **piece;
     MUP_TRY(store.put_blob(piece_rel_path(job.base_entry->digest, e.digest), pc.bytes));
-    DeltaRef ref{job.base_entry->digest, static_cast<uint8_t>(pc.kind), pc.bytes.size(), sha256(pc.bytes)};
-    ++n;
-    bytes += pc.bytes.size();
     std::lock_guard lock(mu);
-    e.deltas.push_back(ref);
+    made[{job.base_entry->digest, e.digest}] =
+        DeltaRef{job.base_entry->digest, static_cast<uint8_t>(pc.kind), pc.bytes.size(), sha256(pc.bytes)};
     return {};
   }));
-  // Two bases may hold the same base file: keep one piece per base digest, in a stable order.
-  for (Entry& e : entries) {
-    auto by_base = [](const DeltaRef& a, const DeltaRef& b) { return a.base < b.base; };
-    std::sort(e.deltas.begin(), e.deltas.end(), by_base);
-    e.deltas.erase(std::unique(e.deltas.begin(), e.deltas.end(),
-                               [](const DeltaRef& a, const DeltaRef& b) { return a.base == b.base; }),
-                   e.deltas.end());
+  for (const auto& [pair, ref] : made) {
+    ++st.deltas;
+    st.delta_bytes += ref.stored_size;
+  }
+  // Attach each piece to every file it rebuilds, one per base digest, in a stable order.
+  for (const FileWork& w : work) {
+    Entry& e = entries[w.entry];
+    for (size_t bi = 0; bi < opts.bases.size(); ++bi) {
+      const Entry* be = base_for(opts.bases[bi], shapes[bi], e);
+      if (be == nullptr) continue;
+      auto it = made.find({be->digest, e.digest});
+      bool dup = std::any_of(e.deltas.begin(), e.deltas.end(), [&](const DeltaRef& d) { return d.base == be->digest; });
+      if (it != made.end() && !dup) e.deltas.push_back(it->second);
+    }
+    std::sort(e.deltas.begin(), e.deltas.end(), [](const DeltaRef& a, const DeltaRef& b) { return a.base < b.base; });
   }
   st.delta_candidates = jobs.size();
-  st.deltas = n;
-  st.delta_bytes = bytes;
   return {};
 }
 

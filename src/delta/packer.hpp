@@ -3,8 +3,9 @@
 //
 // Steps: scan the tree; chunk every file (FastCDC) and hash chunks and files (SHA-256), in
 // parallel; store each chunk the store lacks, zstd-compressed; then, for every file whose
-// path exists in a base version with other content, compute the delta candidates and keep
-// the cheapest if it beats what the chunks alone would cost a node holding that base.
+// path exists in a base version with other content (or, for a file renamed by a version
+// bump, whose path differs only in its digits), compute the delta candidates and keep the
+// cheapest if it beats what the chunks alone would cost a node holding that base.
 //
 // Compression: without a base every new chunk uses `level` (fast: a first publish is
 // throughput-bound). With a base, new chunks and deltas use `delta_level`: they are what

@@ -7,6 +7,7 @@
 #include <unordered_set>
 
 #include "chunk/fastcdc.hpp"
+#include "chunk/tree_scan.hpp"
 #include "core/fs.hpp"
 #include "core/parallel.hpp"
 
@@ -38,30 +39,29 @@ struct SeedState {
   }
 };
 
-// Candidate seed paths for a target entry: the same relative path in each seed directory,
-// or, for a single-file index, each seed that is a regular file.
-std::vector<stdfs::path> seed_candidates(const chunk::TreeIndex& idx, const Entry& e,
-                                         const std::vector<stdfs::path>& seeds) {
+// Every regular file of every seed (a seed that is a file counts as one): any of them can
+// be reused whole or serve as a delta base, wherever it lies.
+Result<std::vector<stdfs::path>> seed_files(const std::vector<stdfs::path>& seeds) {
   std::vector<stdfs::path> out;
   for (const stdfs::path& s : seeds) {
-    struct stat st {};
-    if (::lstat(s.c_str(), &st) != 0) continue;
-    if (S_ISDIR(st.st_mode)) out.push_back(s / e.path);
-    if (S_ISREG(st.st_mode) && idx.single_file) out.push_back(s);
+    auto t = chunk::scan_tree(s);
+    if (!t) return tl::unexpected(t.error().context("seed " + s.string()));
+    for (const Entry& e : t->entries)
+      if (e.type == EntryType::file) out.push_back(t->single_file ? s : s / e.path);
   }
   return out;
 }
 
-Status scan_seed_file(const stdfs::path& p, const Entry& target, const chunk::Chunker& chunker, SeedState& ss) {
-  struct stat st {};
-  if (::lstat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return {};  // nothing usable there
+// Hashes one seed file; when the target has a file of other content at the same path (or,
+// for a single-file index, any seed file), also records its chunks for reuse.
+Status scan_seed_file(const stdfs::path& p, const Entry* same_path_target, const chunk::Chunker& chunker,
+                      SeedState& ss) {
   auto m = fs::MappedFile::open(p);
-  if (!m) return {};  // unreadable seed: plan without it
+  if (!m) return {};  // vanished or unreadable since the walk: plan without it
   auto data = m->bytes();
   Digest d = sha256(data);
   int32_t id = ss.add_file(p, d);
-  if (d == target.digest) return {};
-  // Same path, other content: its chunks may still be reused.
+  if (same_path_target == nullptr || d == same_path_target->digest) return {};
   std::vector<std::pair<Digest, uint64_t>> found;
   uint64_t off = 0;
   for (uint32_t len : chunker.split(data)) {
@@ -74,6 +74,20 @@ Status scan_seed_file(const stdfs::path& p, const Entry& target, const chunk::Ch
 }
 
 }  // namespace
+
+uint64_t index_fetch_bytes(std::span<const uint8_t> target_index_file,
+                           const std::vector<std::vector<uint8_t>>& held_indexes, const chunk::ChunkStore& store) {
+  uint64_t best = target_index_file.size();
+  Digest target = sha256(target_index_file);
+  for (const auto& held : held_indexes) {
+    std::string rel = chunk::index_delta_rel_path(sha256(held), target);
+    if (!store.has_blob(rel)) continue;
+    auto delta = store.get_blob(rel, target_index_file.size());
+    if (!delta || delta->size() >= best) continue;
+    if (chunk::apply_index_delta(held, *delta, target)) best = delta->size();
+  }
+  return best;
+}
 
 Result<Plan> plan(const chunk::TreeIndex& index, uint64_t index_bytes, const std::vector<stdfs::path>& seeds,
                   unsigned threads) {
@@ -88,15 +102,25 @@ Result<Plan> plan(const chunk::TreeIndex& index, uint64_t index_bytes, const std
 
   SeedState ss;
   chunk::Chunker chunker(index.params);
-  MUP_TRY(try_parallel_for(files.size(), threads, [&](size_t k) -> Status {
-    const Entry& e = index.entries[files[k]];
-    for (const stdfs::path& p : seed_candidates(index, e, seeds)) MUP_TRY(scan_seed_file(p, e, chunker, ss));
-    return {};
+  std::vector<stdfs::path> all_seed_files;
+  std::vector<const Entry*> same_path;  // per seed file: the target file at its path
+  for (const stdfs::path& s : seeds) {
+    auto listed = seed_files({s});
+    if (!listed) return tl::unexpected(listed.error());
+    for (const stdfs::path& p : *listed) {
+      const Entry* t = index.single_file ? &index.entries[0]
+                                         : index.find(p.lexically_relative(s).generic_string());
+      same_path.push_back(t != nullptr && t->type == EntryType::file ? t : nullptr);
+      all_seed_files.push_back(p);
+    }
+  }
+  MUP_TRY(try_parallel_for(all_seed_files.size(), threads, [&](size_t k) -> Status {
+    return scan_seed_file(all_seed_files[k], same_path[k], chunker, ss);
   }));
 
   Plan plan;
   plan.index_bytes = index_bytes;
-  std::unordered_set<Digest> fetched, all;
+  std::unordered_set<Digest> fetched, all, fetched_pieces;
   uint64_t all_bytes = 0;
   for (size_t i : files) {
     const Entry& e = index.entries[i];
@@ -126,18 +150,22 @@ Result<Plan> plan(const chunk::TreeIndex& index, uint64_t index_bytes, const std
         if (!fetched.count(c.id)) chunk_cost += c.stored_size;
       }
     }
+    // A piece already fetched for an identical file elsewhere in the tree costs nothing.
+    auto delta_cost = [&](const chunk::DeltaRef& d) { return fetched_pieces.count(d.piece) ? 0 : d.stored_size; };
     const chunk::DeltaRef* best = nullptr;
     for (const auto& d : e.deltas) {
-      if (ss.by_digest.count(d.base) && d.stored_size < chunk_cost && (!best || d.stored_size < best->stored_size))
+      if (ss.by_digest.count(d.base) && delta_cost(d) < chunk_cost && (!best || delta_cost(d) < delta_cost(*best)))
         best = &d;
     }
     if (best != nullptr) {
       fp.source = Source::delta;
       fp.delta = best;
       fp.seed_file = ss.by_digest.at(best->base);
-      fp.fetch_bytes = best->stored_size;
-      plan.delta_bytes += best->stored_size;
-      ++plan.deltas;
+      fp.fetch_bytes = delta_cost(*best);
+      if (fetched_pieces.insert(best->piece).second) {
+        plan.delta_bytes += best->stored_size;
+        ++plan.deltas;
+      }
       ++plan.files_delta;
     } else {
       fp.source = Source::chunks;

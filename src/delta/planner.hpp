@@ -2,12 +2,12 @@
 // target comes from, so that the node downloads the fewest bytes.
 //
 // Seeds are trees the node already has (installed versions, or any directory; for a
-// single-file index, a file). For every target file the planner hashes the seed file at
-// the same path; a seed file whose SHA-256 equals the target's is reused whole (from any
-// path); a delta whose base SHA-256 matches a seed file costs its stored size; otherwise
-// the file is built from chunks, those found in the same-path seed file (chunked with the
-// index's parameters) cost nothing and the rest cost their stored size. Each file takes the
-// cheapest source; a chunk needed twice is counted once. The index's own size is part of
+// single-file index, a file). The planner hashes every file of every seed: a seed file
+// whose SHA-256 equals a target file's is reused whole (from any path); a delta whose base
+// SHA-256 matches a seed file costs its stored size; otherwise the file is built from
+// chunks, those found in the seed file at the same path (chunked with the index's
+// parameters) cost nothing and the rest cost their stored size. Each file takes the
+// cheapest source; a chunk or delta piece needed twice is counted once. The index's own size is part of
 // bytes_to_fetch: a node must download it too.
 //
 // A Plan refers into the TreeIndex it was made from; keep that index alive and unchanged.
@@ -15,9 +15,11 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <span>
 #include <string>
 #include <vector>
 
+#include "chunk/chunk_store.hpp"
 #include "chunk/tree_index.hpp"
 #include "core/error.hpp"
 
@@ -51,9 +53,16 @@ struct Plan {
   uint64_t reused_bytes = 0;  // plain bytes of files taken whole from seeds
   uint64_t chunks = 0;        // unique chunks to fetch
   uint64_t seed_chunks = 0;   // chunks taken from seed files
-  uint64_t deltas = 0;
+  uint64_t deltas = 0;        // unique delta pieces to fetch
   uint64_t files_reused = 0, files_delta = 0, files_chunks = 0;
 };
+
+// What fetching the target index itself costs a node that holds `held_indexes` (index
+// files of versions it has): the smallest index delta in `store` that rebuilds the target
+// index exactly (verified), or the whole index file.
+[[nodiscard]] uint64_t index_fetch_bytes(std::span<const uint8_t> target_index_file,
+                                         const std::vector<std::vector<uint8_t>>& held_indexes,
+                                         const chunk::ChunkStore& store);
 
 [[nodiscard]] Result<Plan> plan(const chunk::TreeIndex& index, uint64_t index_bytes,
                                 const std::vector<std::filesystem::path>& seeds,

@@ -43,8 +43,11 @@ namespace {
 
 constexpr uint8_t kMagic[4] = {'M', 'T', 'D', '1'};
 constexpr size_t kBlock = size_t{4} << 20;  // multiple of every word size
-// The symbol plane holds only an order-0 signal; higher zstd levels buy nothing there.
-constexpr int kMaxSymbolLevel = 3;
+// The symbol plane is coded at this level whatever the caller asks: zstd's optimal parser
+// (levels 16+) beats its plain Huffman literals by 15-20% on real fine-tune deltas (1.0 MB
+// on a 438 MB model), at about 3.5 MB of symbols (14 MB of changed weights) per second
+// and core. Measured: level 3 -> 5.78 MB, 9 -> 5.45, 16 -> 4.79, 19 -> 4.65 (model-last2).
+constexpr int kSymbolLevel = 19;
 constexpr uint64_t kMaxHeader = uint64_t{100} << 20;  // safetensors' own limit
 
 enum class Kind : uint8_t { kXor = 0, kF32 = 1, kF16 = 2, kBF16 = 3 };
@@ -152,7 +155,8 @@ std::vector<Region> layout(std::span<const uint8_t> base, std::span<const uint8_
   if (same_safetensors_header(base, target))
     if (auto regions = safetensors_layout(base)) return *regions;
   std::vector<Region> out;
-  if (looks_like_f32(base) && looks_like_f32(target))
+  if (!safetensors_layout(base) && !safetensors_layout(target) && looks_like_f32(base) &&
+      looks_like_f32(target))
     add_region(out, Kind::kF32, base.size());
   else
     add_region(out, Kind::kXor, base.size());
@@ -229,7 +233,7 @@ class BitReader {
 
 template <typename W>
 Status encode_float(const FloatCodec<W>& c, const uint8_t* base, const uint8_t* target,
-                    size_t nwords, int level, ByteWriter& out) {
+                    size_t nwords, ByteWriter& out) {
   std::vector<uint8_t> symbols(nwords);
   BitWriter bits;
   bits.reserve(nwords * sizeof(W));
@@ -242,7 +246,7 @@ Status encode_float(const FloatCodec<W>& c, const uint8_t* base, const uint8_t* 
     symbols[i] = static_cast<uint8_t>(1 + (static_cast<uint32_t>(n - 1) + c.exponent(b)) % 255);
     bits.put(uint64_t{z} & ((uint64_t{1} << (n - 1)) - 1), n - 1);
   }
-  auto packed = zstd::compress(symbols, std::min(level, kMaxSymbolLevel));
+  auto packed = zstd::compress(symbols, kSymbolLevel);
   if (!packed) return tl::unexpected(packed.error());
   std::vector<uint8_t> raw = bits.finish();
   out.varint(packed->size());
@@ -295,11 +299,11 @@ Status encode_block(Kind kind, std::span<const uint8_t> base, std::span<const ui
   out.u8(1);
   switch (kind) {
     case Kind::kF32:
-      return encode_float(kF32, base.data(), target.data(), base.size() / 4, level, out);
+      return encode_float(kF32, base.data(), target.data(), base.size() / 4, out);
     case Kind::kF16:
-      return encode_float(kF16, base.data(), target.data(), base.size() / 2, level, out);
+      return encode_float(kF16, base.data(), target.data(), base.size() / 2, out);
     case Kind::kBF16:
-      return encode_float(kBF16, base.data(), target.data(), base.size() / 2, level, out);
+      return encode_float(kBF16, base.data(), target.data(), base.size() / 2, out);
     case Kind::kXor: break;
   }
   std::vector<uint8_t> x(base.size());
@@ -355,6 +359,8 @@ std::vector<BlockRef> blocks_of(const std::vector<Region>& regions) {
 bool applicable(std::span<const uint8_t> base, std::span<const uint8_t> target) {
   if (base.size() != target.size() || base.empty()) return false;
   if (same_safetensors_header(base, target) && safetensors_layout(base)) return true;
+  // A safetensors file whose layout changed is not a raw float array either.
+  if (safetensors_layout(base) || safetensors_layout(target)) return false;
   return looks_like_f32(base) && looks_like_f32(target);
 }
 
