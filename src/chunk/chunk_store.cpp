@@ -57,10 +57,11 @@ Status ChunkStore::write_object(const stdfs::path& final_path, std::span<const u
   return s;
 }
 
-Result<uint64_t> ChunkStore::put_chunk(const Digest& id, std::span<const uint8_t> plain, int level) const {
+Result<uint64_t> ChunkStore::put_chunk(const Digest& id, std::span<const uint8_t> plain, int level,
+                                       bool replace) const {
   stdfs::path p = chunk_path(id);
   struct stat st {};
-  if (::stat(p.c_str(), &st) == 0) return static_cast<uint64_t>(st.st_size);
+  if (!replace && ::stat(p.c_str(), &st) == 0) return static_cast<uint64_t>(st.st_size);
   auto z = zstd::compress(plain, level);
   if (!z) return tl::unexpected(z.error().context("compressing chunk " + id.short_hex()));
   MUP_TRY(write_object(p, *z));

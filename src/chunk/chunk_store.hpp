@@ -33,10 +33,11 @@ class ChunkStore {
   bool has_chunk(const Digest& id) const;
   // Compressed size on disk, or not_found.
   [[nodiscard]] Result<uint64_t> stored_size(const Digest& id) const;
-  // Stores `plain` (whose SHA-256 is `id`) compressed at `level` unless already present.
-  // Returns the stored (compressed) size.
+  // Stores `plain` (whose SHA-256 is `id`) compressed at `level` unless already present
+  // (with `replace`, rewrites it atomically: same content, other compression). Returns the
+  // stored (compressed) size.
   [[nodiscard]] Result<uint64_t> put_chunk(const Digest& id, std::span<const uint8_t> plain,
-                                           int level) const;
+                                           int level, bool replace = false) const;
   // Reads, decompresses and verifies the chunk; `plain_size` is the size the index states.
   [[nodiscard]] Result<std::vector<uint8_t>> get_chunk(const Digest& id,
                                                        uint32_t plain_size) const;

@@ -9,10 +9,10 @@
 //   diff frame                   zstd; add-many bytes target - base per triple
 //   extra frame                  zstd; copy-many literal target bytes per triple
 //
-// Applying a triple: pos += seek (so the first seek is from 0); out += base[pos .. pos+add) + diff (bytewise, mod 256);
-// pos += add; out += copy extra bytes. pos starts at 0. Every triple makes progress (add + copy > 0), so a hostile ctrl stream
-// cannot spin; pos must stay inside [0, |base|] and the output must come out at exactly
-// target_size with all three frames fully consumed.
+// Applying a triple: pos += seek (so the first seek is from 0); out += base[pos .. pos+add) + diff
+// (bytewise, mod 256); pos += add; out += copy extra bytes. pos starts at 0. Every triple makes
+// progress (add + copy > 0), so a hostile ctrl stream cannot spin; pos must stay inside [0, |base|]
+// and the output must come out at exactly target_size with all three frames fully consumed.
 //
 // The scan loop follows Colin Percival's bsdiff: at each target position find the longest
 // exact match in the base; accept it only when it beats, by more than 8 bytes, simply
@@ -21,7 +21,10 @@
 // where the two disagree least. Two guards keep it near-linear on repetitive input, where
 // the classic loop goes quadratic: the suffix-array search skips the prefix it already
 // knows to match (lcp of the interval ends), and a long match that does not beat the
-// previous alignment moves the scan near its end instead of one byte at a time.
+// previous alignment moves the scan near its end instead of one byte at a time. Targets
+// over 1 MiB are cut into segments scanned in parallel against the one suffix array (the
+// search is bound by cache misses); each segment restarts the alignment, which costs
+// under 0.01% in patch size on rebuilt binaries.
 #include "delta/bsdiff.hpp"
 
 #include <divsufsort.h>
@@ -160,8 +163,8 @@ struct Segment {
   void emit(std::span<const uint8_t> base, const uint8_t* target, int64_t from, int64_t add,
             int64_t copy) {
     if (add == 0 && copy == 0) return;
-    steps.push_back({static_cast<uint64_t>(from), static_cast<uint64_t>(add),
-                     static_cast<uint64_t>(copy)});
+    steps.push_back(
+        {static_cast<uint64_t>(from), static_cast<uint64_t>(add), static_cast<uint64_t>(copy)});
     const uint8_t* old = base.data() + from;
     const size_t d = diff.size();
     diff.resize(d + static_cast<size_t>(add));
@@ -172,8 +175,8 @@ struct Segment {
 };
 
 // Percival's scan over one target segment (matches do not cross its ends).
-void scan(std::span<const uint8_t> base_span, std::span<const uint8_t> target_span,
-          const SuffixIndex& index, Segment& out) {
+void scan_segment(std::span<const uint8_t> base_span, std::span<const uint8_t> target_span,
+                  const SuffixIndex& index, Segment& out) {
   const uint8_t* old = base_span.data();
   const uint8_t* neu = target_span.data();
   const int64_t oldsize = static_cast<int64_t>(base_span.size());
@@ -189,8 +192,8 @@ void scan(std::span<const uint8_t> base_span, std::span<const uint8_t> target_sp
     int64_t scsc = scan += len;
     for (; scan < newsize; ++scan) {
       size_t p = 0;
-      len = static_cast<int64_t>(index.longest_match(
-          target_span.subspan(static_cast<size_t>(scan)), &p));
+      len = static_cast<int64_t>(
+          index.longest_match(target_span.subspan(static_cast<size_t>(scan)), &p));
       pos = static_cast<int64_t>(p);
       for (; scsc < scan + len; ++scsc)
         if (agrees_last(scsc)) ++oldscore;
@@ -347,7 +350,9 @@ class FrameReader {
   bool done_ = false;
 };
 
-Status corrupt(const std::string& what) { return fail(Errc::corrupt, "bsdiff patch: " + what); }
+Status corrupt(const std::string& what) {
+  return fail(Errc::corrupt, "bsdiff patch: " + what);
+}
 
 }  // namespace
 
@@ -375,7 +380,7 @@ Result<std::vector<uint8_t>> make(std::span<const uint8_t> base, std::span<const
       parallel_for(nseg, threads, [&](size_t k) {
         const size_t begin = k * per, end = k + 1 == nseg ? target.size() : begin + per;
         segments[k].diff.reserve(end - begin);
-        scan(base, target.subspan(begin, end - begin), *index, segments[k]);
+        scan_segment(base, target.subspan(begin, end - begin), *index, segments[k]);
       });
     }
   }
@@ -487,7 +492,6 @@ Status apply(std::span<const uint8_t> base, std::span<const uint8_t> patch, uint
       if (fill == block.size()) MUP_TRY(flush());
     }
     produced += *add + *copy;
-
   }
   MUP_TRY(flush());
   MUP_TRY(ctrl.finish());

@@ -49,7 +49,8 @@ Bytes edited(const Bytes& base, uint64_t seed) {
     i += run;
     switch (r() % 4) {
       case 0:  // overwrite a few bytes
-        for (int k = 0; k < 3 && !out.empty(); ++k) out[out.size() - 1 - k * 7 % out.size()] ^= r() | 1;
+        for (int k = 0; k < 3 && !out.empty(); ++k)
+          out[out.size() - 1 - k * 7 % out.size()] ^= r() | 1;
         break;
       case 1:  // insert
         for (int k = r() % 40; k > 0; --k) out.push_back(r());
@@ -125,8 +126,8 @@ TEST(Bsdiff, OutputComesInBlocks) {
 TEST(Bsdiff, RepetitiveInputStaysFast) {
   Bytes base(8 << 20, 0);
   Bytes target(8 << 20, 0);
-  for (size_t i = 0; i < base.size(); i += 4096) base[i] = 1;          // zero runs with marks
-  for (size_t i = 0; i < target.size(); i += 4099) target[i] = 1;      // slightly off period
+  for (size_t i = 0; i < base.size(); i += 4096) base[i] = 1;      // zero runs with marks
+  for (size_t i = 0; i < target.size(); i += 4099) target[i] = 1;  // slightly off period
   for (size_t i = 0; i < target.size() / 2; ++i) target[i] = static_cast<uint8_t>(i % 3);
   auto t0 = std::chrono::steady_clock::now();
   size_t patch_size = 0;
@@ -238,9 +239,9 @@ TEST(Bsdiff, RejectsHostileControlStreams) {
     uint64_t size;
   };
   const Case cases[] = {
-      {"diff run past the base end", {0x80, 0x01, 0, 0}, Bytes(128, 0), {}, 128},  // add=128 > 100
+      {"diff run past the base end", {0x80, 0x01, 0, 0}, Bytes(128, 0), {}, 128},   // add=128 > 100
       {"seek before the base start", {10, 0, 0, 10, 0, 21}, Bytes(20, 0), {}, 20},  // seek -11
-      {"seek past the base end", {10, 0, 202, 1}, Bytes(10, 0), {}, 10},  // seek +101
+      {"seek past the base end", {10, 0, 202, 1}, Bytes(10, 0), {}, 10},            // seek +101
       {"add past the base end after a seek", {10, 0, 182, 1}, Bytes(10, 0), {}, 10},  // +91
       {"empty triple", {0, 0, 0, 10, 0, 0}, Bytes(10, 0), {}, 10},
       {"triple overruns target", {10, 5, 0}, Bytes(10, 0), Bytes(5, 0), 12},
@@ -250,7 +251,11 @@ TEST(Bsdiff, RejectsHostileControlStreams) {
       {"diff stream long", {10, 0, 0}, Bytes(11, 0), {}, 10},
       {"extra stream long", {0, 10, 0}, {}, Bytes(11, 0), 10},
       {"control stream long", {10, 0, 0, 1}, Bytes(10, 0), {}, 10},
-      {"bad varint", {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}, {}, {}, 10},
+      {"bad varint",
+       {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01},
+       {},
+       {},
+       10},
   };
   for (const auto& c : cases) {
     auto out = apply_all(base, build(c.ctrl, c.diff, c.extra, c.size), c.size);

@@ -36,20 +36,20 @@ constexpr uint8_t kEscLong258 = 0x82;
 
 // RFC 1951 3.2.5 and 3.2.7.
 constexpr int kLenCodes = 29;
-constexpr std::array<uint16_t, kLenCodes> kLenBase = {
-    3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 15, 17, 19, 23, 27, 31, 35, 43, 51, 59, 67, 83, 99, 115, 131,
-    163, 195, 227, 258};
+constexpr std::array<uint16_t, kLenCodes> kLenBase = {3,  4,  5,  6,   7,   8,   9,   10,  11, 13,
+                                                      15, 17, 19, 23,  27,  31,  35,  43,  51, 59,
+                                                      67, 83, 99, 115, 131, 163, 195, 227, 258};
 constexpr std::array<uint8_t, kLenCodes> kLenExtra = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2,
                                                       2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 0};
 constexpr int kDistCodes = 30;
 constexpr std::array<uint16_t, kDistCodes> kDistBase = {
-    1, 2, 3, 4, 5, 7, 9, 13, 17, 25, 33, 49, 65, 97, 129, 193, 257, 385, 513, 769, 1025, 1537,
-    2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577};
-constexpr std::array<uint8_t, kDistCodes> kDistExtra = {0, 0, 0, 0, 1, 1, 2, 2, 3, 3,
-                                                        4, 4, 5, 5, 6, 6, 7, 7, 8, 8,
+    1,   2,   3,   4,   5,   7,    9,    13,   17,   25,   33,   49,   65,    97,    129,
+    193, 257, 385, 513, 769, 1025, 1537, 2049, 3073, 4097, 6145, 8193, 12289, 16385, 24577};
+constexpr std::array<uint8_t, kDistCodes> kDistExtra = {0, 0, 0,  0,  1,  1,  2,  2,  3,  3,
+                                                        4, 4, 5,  5,  6,  6,  7,  7,  8,  8,
                                                         9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
-constexpr std::array<uint8_t, 19> kClOrder = {16, 17, 18, 0, 8, 7, 9, 6, 10, 5,
-                                              11, 4, 12, 3, 13, 2, 14, 1, 15};
+constexpr std::array<uint8_t, 19> kClOrder = {16, 17, 18, 0, 8,  7, 9,  6, 10, 5,
+                                              11, 4,  12, 3, 13, 2, 14, 1, 15};
 constexpr int kMaxBits = 15;
 constexpr int kMaxLitSymbols = 288;  // the fixed code defines 286 and 287 too
 constexpr int kMaxHlit = 286;
@@ -204,7 +204,8 @@ Result<size_t> gzip_header_size(std::span<const uint8_t> gz) {
 // the byte offset just past the final block.
 class Puffer {
  public:
-  Puffer(std::span<const uint8_t> in, size_t start, Bytes& out) : br_(in, start), in_(in), out_(out) {}
+  Puffer(std::span<const uint8_t> in, size_t start, Bytes& out)
+      : br_(in, start), in_(in), out_(out) {}
 
   Result<size_t> run() {
     for (;;) {
@@ -266,7 +267,8 @@ class Puffer {
     uint32_t n = 0;
     while (n < hlit + hdist) {
       int sym = br_.decode(cl_);
-      if (sym < 0 || br_.overrun()) return corrupt("bad code-length symbol");
+      if (br_.overrun()) return corrupt("truncated dynamic block header");
+      if (sym < 0) return corrupt("bad code-length symbol");
       out_.push_back(static_cast<uint8_t>(sym));
       if (sym < 16) {
         lens[n++] = static_cast<uint8_t>(sym);
@@ -293,7 +295,8 @@ class Puffer {
   Status tokens(const HuffmanCode& lit, const HuffmanCode& dist) {
     for (;;) {
       int sym = br_.decode(lit);
-      if (sym < 0 || br_.overrun()) return corrupt("bad literal/length symbol");
+      if (br_.overrun()) return corrupt("truncated block");
+      if (sym < 0) return corrupt("bad literal/length symbol");
       if (sym < 256) {
         if (sym == kEsc) {
           out_.push_back(kEsc);
@@ -591,6 +594,9 @@ Result<Bytes> make(std::span<const uint8_t> base, std::span<const uint8_t> targe
   if (!pb) return tl::unexpected(std::move(pb).error().context("puff delta"));
   auto pt = puff_exact(target, "target");
   if (!pt) return tl::unexpected(std::move(pt).error().context("puff delta"));
+  if (pb->size() > bsdiff::kMaxBase)
+    return fail(Errc::unsupported, "puff delta: puffed base of " + std::to_string(pb->size()) +
+                                       " bytes is too large for bsdiff");
   auto diff = bsdiff::make(*pb, *pt, level);
   if (!diff) return tl::unexpected(std::move(diff).error().context("puff delta"));
   ByteWriter w;
@@ -612,8 +618,8 @@ Status apply(std::span<const uint8_t> base, std::span<const uint8_t> patch, uint
                                    " impossible for a target of " + std::to_string(target_size));
   auto pb = puff_gzip(base);
   if (!pb)
-    return fail(Errc::corrupt, "puff delta: base does not puff (" + pb.error().message() +
-                                   "); wrong base file?");
+    return fail(Errc::corrupt,
+                "puff delta: base does not puff (" + pb.error().message() + "); wrong base file?");
   Bytes puffed;
   puffed.reserve(std::min<uint64_t>(puffed_size, uint64_t{64} << 20));
   auto st = bsdiff::apply(*pb, patch.subspan(in.position()), puffed_size,

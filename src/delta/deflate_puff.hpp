@@ -43,8 +43,10 @@
 // Text rarely has 0xFF (UTF-8 never), so the literal stream reads like the text itself.
 //
 // Patch format: u8 version (1), varint puffed target size, bsdiff patch of the puffed
-// streams. Memory: make() about 5x the puffed base plus both puffed streams (puffed text
-// is about 1.3x the uncompressed size); apply() the puffed base and target. Linear time.
+// streams. Memory: make() about 5x the puffed base plus both puffed streams; apply() the
+// puffed base and target. Puffed gzip -9 text is about 1.6x the .gz size (Debian
+// changelogs and man pages; at most 16x by construction). Linear time, about 45 MB/s of
+// .gz for puff + huff.
 // Thread-safe: pure functions of their arguments.
 #pragma once
 

@@ -19,8 +19,8 @@ namespace stdfs = std::filesystem;
 Bytes gzip(const Bytes& data, const std::string& flags) {
   test::ScratchDir dir;
   test::write_file(dir / "in", data);
-  std::string cmd = "gzip " + flags + " -c '" + (dir / "in").string() + "' > '" +
-                    (dir / "out.gz").string() + "'";
+  std::string cmd =
+      "gzip " + flags + " -c '" + (dir / "in").string() + "' > '" + (dir / "out.gz").string() + "'";
   EXPECT_EQ(std::system(cmd.c_str()), 0) << cmd;
   return test::read_file(dir / "out.gz");
 }
@@ -90,10 +90,14 @@ class DeflateWriter {
   }
   // Fixed-code symbol (RFC 1951 3.2.6).
   void fixed(int sym) {
-    if (sym < 144) code(0x30 + sym, 8);
-    else if (sym < 256) code(0x190 + sym - 144, 9);
-    else if (sym < 280) code(sym - 256, 7);
-    else code(0xC0 + sym - 280, 8);
+    if (sym < 144)
+      code(0x30 + sym, 8);
+    else if (sym < 256)
+      code(0x190 + sym - 144, 9);
+    else if (sym < 280)
+      code(sym - 256, 7);
+    else
+      code(0xC0 + sym - 280, 8);
   }
   // Canonical codes for `lens` (RFC 1951 3.2.2).
   static std::vector<uint32_t> canonical(const std::vector<int>& lens) {
@@ -110,9 +114,11 @@ class DeflateWriter {
   // Fills the rest of the current byte with the low bits of `v`.
   void pad(uint32_t v) { put(v, static_cast<int>((8 - nbits_ % 8) % 8)); }
   Bytes gzip() const {
-    Bytes out = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3};
-    out.insert(out.end(), bytes_.begin(), bytes_.end());
-    for (int i = 0; i < 8; ++i) out.push_back(0);  // CRC32 and ISIZE, not checked
+    const std::array<uint8_t, 10> header = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3};
+    // CRC32 and ISIZE stay zero: puff does not check them.
+    Bytes out(header.size() + bytes_.size() + 8, 0);
+    for (size_t i = 0; i < header.size(); ++i) out[i] = header[i];
+    for (size_t i = 0; i < bytes_.size(); ++i) out[header.size() + i] = bytes_[i];
     return out;
   }
 
@@ -156,8 +162,8 @@ Bytes dynamic_stream(bool oversubscribe, bool repeat_first = false) {
   // Code-length code: 0..12 get 4 bits, 13..18 get 5 bits (complete).
   std::vector<int> cl_lens(19);
   for (int s = 0; s < 19; ++s) cl_lens[s] = s < 13 ? 4 : 5;
-  const std::array<int, 19> order = {16, 17, 18, 0, 8, 7, 9, 6, 10, 5,
-                                     11, 4, 12, 3, 13, 2, 14, 1, 15};
+  const std::array<int, 19> order = {16, 17, 18, 0, 8,  7, 9,  6, 10, 5,
+                                     11, 4,  12, 3, 13, 2, 14, 1, 15};
   for (int s : order) w.put(cl_lens[s], 3);
   auto cl = DeflateWriter::canonical(cl_lens);
   auto sym = [&](int s) { w.code(cl[s], cl_lens[s]); };
@@ -229,8 +235,8 @@ TEST(DeflatePuff, RandomDataIsStored) {
 
 TEST(DeflatePuff, HeaderFieldsKeptRaw) {
   // FTEXT | FHCRC | FEXTRA | FNAME | FCOMMENT, then an empty fixed block.
-  Bytes gz = {0x1f, 0x8b, 8, 0x1f, 1, 2, 3, 4, 0, 3, 3, 0, 'a', 'b', 'c', 'n', 'm', 0,
-              'h', 'i', 0, 0xAA, 0xBB, 0x03, 0x00, 1, 2, 3, 4, 0, 0, 0, 0};
+  Bytes gz = {0x1f, 0x8b, 8,   0x1f, 1,    2,    3,    4,    0, 3, 3, 0, 'a', 'b', 'c', 'n', 'm',
+              0,    'h',  'i', 0,    0xAA, 0xBB, 0x03, 0x00, 1, 2, 3, 4, 0,   0,   0,   0};
   expect_exact(gz, "all header fields");
   Bytes reserved = gz;
   reserved[3] |= 0x20;
@@ -257,7 +263,7 @@ TEST(DeflatePuff, HandMadeCorners) {
   w.put(0x15, 5);  // padding to the boundary
   w.put(3, 16);
   w.put(3 ^ 0xFFFF, 16);
-  for (uint8_t b : {'x', 'y', 0xFF}) w.put(b, 8);
+  for (uint32_t b : {0x78u, 0x79u, 0xFFu}) w.put(b, 8);
   w.put(1, 1);
   w.put(1, 2);
   w.fixed(256);
@@ -265,21 +271,26 @@ TEST(DeflatePuff, HandMadeCorners) {
 }
 
 TEST(DeflatePuff, CorruptStreamsAreErrors) {
-  auto expect_corrupt = [](const Bytes& gz, const char* what) {
+  // `why` is part of the message, so each case fails for the reason it is meant to.
+  auto expect_corrupt = [](const Bytes& gz, const std::string& why) {
     auto p = puff_gzip(gz);
-    ASSERT_FALSE(p) << what;
-    EXPECT_EQ(p.error().code(), Errc::corrupt) << what;
+    ASSERT_FALSE(p) << why;
+    EXPECT_EQ(p.error().code(), Errc::corrupt) << why;
+    EXPECT_NE(p.error().message().find(why), std::string::npos) << p.error().message();
   };
   expect_corrupt(fixed_stream(false, 0, 3), "distance too far back");
-  expect_corrupt(dynamic_stream(true), "over-subscribed literal code");
-  expect_corrupt(dynamic_stream(false, true), "repeat with no previous length");
+  expect_corrupt(dynamic_stream(true), "over-subscribed literal/length code");
+  expect_corrupt(dynamic_stream(false, true), "repeat of a code length with none before");
   Bytes bad_type = fixed_stream(false, 0);
   bad_type[10] |= 0x06;  // BTYPE 3
   expect_corrupt(bad_type, "reserved block type");
   Bytes no_cl = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0x05, 0x00, 0x00, 0x00, 0x00, 0x00};
-  expect_corrupt(no_cl, "empty code-length code");
+  expect_corrupt(no_cl, "bad code-length symbol");  // the code-length code has no codes
   Bytes bad_nlen = {0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0x01, 0x01, 0x00, 0xFF, 0xFF, 'x'};
-  expect_corrupt(bad_nlen, "stored LEN/NLEN mismatch");
+  expect_corrupt(bad_nlen, "LEN/NLEN mismatch");
+  Bytes cut = fixed_stream(false, 0);
+  cut.resize(cut.size() - 9);  // drop the trailer and the last deflate byte
+  expect_corrupt(cut, "truncated");
   auto np = puff_gzip(Bytes{'P', 'K', 3, 4});
   ASSERT_FALSE(np);
   EXPECT_EQ(np.error().code(), Errc::unsupported);

@@ -64,10 +64,12 @@ Status chunk_files(const stdfs::path& src, bool single_file, std::vector<Entry>&
   });
 }
 
-// Phase B: store the chunks the store lacks; fill in every chunk's stored size.
-Status store_chunks(std::vector<Entry>& entries, std::vector<FileWork>& work,
-                    const chunk::ChunkStore& store, int level, unsigned threads, PackStats& st,
-                    Progress& progress) {
+// Phase B: stores every chunk the store lacks (or, with `upgrade`, rewrites exactly the
+// chunks in it at `level`), then refreshes every chunk ref's stored size. Returns the ids
+// this call wrote.
+Result<std::unordered_set<Digest>> store_chunks(std::vector<Entry>& entries, std::vector<FileWork>& work,
+                                                const chunk::ChunkStore& store, int level, unsigned threads,
+                                                const std::unordered_set<Digest>* upgrade, Progress& progress) {
   struct Job {
     size_t work;
     size_t chunk;
@@ -80,26 +82,46 @@ Status store_chunks(std::vector<Entry>& entries, std::vector<FileWork>& work,
       if (first.emplace(e.chunks[c].id, jobs.size()).second) jobs.push_back({wi, c});
   }
   std::vector<uint32_t> stored(jobs.size());
-  std::atomic<uint64_t> new_chunks{0}, new_bytes{0};
+  std::vector<char> wrote(jobs.size(), 0);
   MUP_TRY(try_parallel_for(jobs.size(), threads, [&](size_t j) -> Status {
     const FileWork& w = work[jobs[j].work];
     const ChunkRef& c = entries[w.entry].chunks[jobs[j].chunk];
-    bool existed = store.has_chunk(c.id);
+    bool replace = upgrade != nullptr && upgrade->count(c.id) > 0;
+    if (upgrade != nullptr && !replace) {
+      stored[j] = c.stored_size;
+      return {};
+    }
+    wrote[j] = replace || !store.has_chunk(c.id);
     auto data = w.map.bytes().subspan(w.offsets[jobs[j].chunk], c.size);
-    auto size = store.put_chunk(c.id, data, level);
+    auto size = store.put_chunk(c.id, data, level, replace);
     if (!size) return tl::unexpected(size.error());
     stored[j] = static_cast<uint32_t>(*size);
-    if (!existed) {
-      ++new_chunks;
-      new_bytes += *size;
-    }
     progress.add(c.size);
     return {};
   }));
   for (size_t wi = 0; wi < work.size(); ++wi)
     for (ChunkRef& c : entries[work[wi].entry].chunks) c.stored_size = stored[first.at(c.id)];
-  st.new_chunks = new_chunks;
-  st.new_chunk_bytes = new_bytes;
+  std::unordered_set<Digest> written;
+  for (size_t j = 0; j < jobs.size(); ++j)
+    if (wrote[j]) written.insert(entries[work[jobs[j].work].entry].chunks[jobs[j].chunk].id);
+  return written;
+}
+
+// Phase D: the new chunks of files that got no delta are what nodes will download: store
+// them again at the strong level.
+Status upgrade_undeltaed_chunks(std::vector<Entry>& entries, std::vector<FileWork>& work,
+                                const chunk::ChunkStore& store, const std::unordered_set<Digest>& written,
+                                int level, unsigned threads, Progress& progress) {
+  std::unordered_set<Digest> upgrade;
+  for (const FileWork& w : work) {
+    const Entry& e = entries[w.entry];
+    if (!e.deltas.empty()) continue;
+    for (const ChunkRef& c : e.chunks)
+      if (written.count(c.id)) upgrade.insert(c.id);
+  }
+  if (upgrade.empty()) return {};
+  auto r = store_chunks(entries, work, store, level, threads, &upgrade, progress);
+  if (!r) return tl::unexpected(r.error());
   return {};
 }
 
@@ -257,14 +279,29 @@ Result<TreeIndex> pack(const stdfs::path& src, const chunk::ChunkStore& store, c
     Progress p("chunking", total, opts.progress);
     MUP_TRY(chunk_files(src, idx.single_file, idx.entries, work, chunker, threads, p));
   }
+  // With a base, chunks go in at the fast level first; deltas are judged against them; then
+  // the chunks still needed by files without a delta are stored again at the strong level.
+  std::unordered_set<Digest> written;
   {
     Progress p("storing chunks", total, opts.progress);
-    MUP_TRY(store_chunks(idx.entries, work, store, opts.bases.empty() ? opts.level : opts.delta_level, threads,
-                         st, p));
+    auto w = store_chunks(idx.entries, work, store, opts.level, threads, nullptr, p);
+    if (!w) return tl::unexpected(w.error());
+    written = std::move(*w);
   }
   if (!opts.bases.empty()) {
     Progress p("computing deltas", 0, opts.progress);
     MUP_TRY(make_deltas(idx.entries, work, opts, store, threads, st, p));
+    Progress q("recompressing new chunks", 0, opts.progress);
+    MUP_TRY(upgrade_undeltaed_chunks(idx.entries, work, store, written, opts.delta_level, threads, q));
+  }
+  std::unordered_set<Digest> counted;
+  for (const Entry& e : idx.entries) {
+    st.chunks += e.chunks.size();
+    for (const ChunkRef& c : e.chunks) {
+      if (!written.count(c.id) || !counted.insert(c.id).second) continue;
+      ++st.new_chunks;
+      st.new_chunk_bytes += c.stored_size;
+    }
   }
   for (const Entry& e : idx.entries) st.chunks += e.chunks.size();
   MUP_TRY(store.sync());

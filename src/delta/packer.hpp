@@ -7,9 +7,9 @@
 // bump, whose path differs only in its digits), compute the delta candidates and keep the
 // cheapest if it beats what the chunks alone would cost a node holding that base.
 //
-// Compression: without a base every new chunk uses `level` (fast: a first publish is
-// throughput-bound). With a base, new chunks and deltas use `delta_level`: they are what
-// nodes will download, and they are few. Memory: the source and base files are mapped,
+// Compression: new chunks go in at `level` (fast: a first publish is throughput-bound).
+// With a base, deltas use `delta_level`, and so do, in a last pass, the new chunks of files
+// that got no delta: those are what nodes will download, and they are few. Memory: the source and base files are mapped,
 // not read; deltas hold at most ~5x a base file of up to 64 MiB per worker (bsdiff), or
 // a block per worker (tensor deltas, zstd prefix deltas hold base + target).
 // The store is synced before pack returns; the caller writes the index afterwards, so an

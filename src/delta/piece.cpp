@@ -51,7 +51,7 @@ Result<std::optional<Piece>> make_best(std::span<const uint8_t> base, std::span<
   if (base.size() <= kBsdiffMaxBase) {
     MUP_TRY(consider(DeltaKind::bsdiff, bsdiff::make(base, target, level)));
   }
-  if (base.size() > kBsdiffMaxBase || target.size() <= kSecondOpinionMax) {
+  if (!best || static_cast<double>(best->bytes.size()) > kSecondOpinionRatio * static_cast<double>(target.size())) {
     MUP_TRY(consider(DeltaKind::zstd_patch, zstd::compress_with_prefix(target, base, level)));
   }
   return best;

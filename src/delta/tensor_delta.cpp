@@ -29,10 +29,9 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "core/bytes.hpp"
 #include "core/parallel.hpp"
@@ -99,7 +98,8 @@ std::optional<std::vector<Region>> safetensors_layout(std::span<const uint8_t> f
     if (header.is_discarded() || !header.is_object()) return std::nullopt;
     for (const auto& [name, t] : header.items()) {
       if (name == "__metadata__") continue;
-      if (!t.is_object() || !t.contains("dtype") || !t.contains("data_offsets")) return std::nullopt;
+      if (!t.is_object() || !t.contains("dtype") || !t.contains("data_offsets"))
+        return std::nullopt;
       const auto& dtype = t["dtype"];
       const auto& offs = t["data_offsets"];
       if (!dtype.is_string() || !offs.is_array() || offs.size() != 2 ||
@@ -108,7 +108,10 @@ std::optional<std::vector<Region>> safetensors_layout(std::span<const uint8_t> f
       const uint64_t b = offs[0].get<uint64_t>(), e = offs[1].get<uint64_t>();
       if (b > e || e > data_size) return std::nullopt;
       const std::string d = dtype.get<std::string>();
-      Kind kind = d == "F32" ? Kind::kF32 : d == "F16" ? Kind::kF16 : d == "BF16" ? Kind::kBF16 : Kind::kXor;
+      Kind kind = d == "F32"    ? Kind::kF32
+                  : d == "F16"  ? Kind::kF16
+                  : d == "BF16" ? Kind::kBF16
+                                : Kind::kXor;
       if ((e - b) % word_size(kind) != 0) kind = Kind::kXor;
       tensors.push_back({b, e, kind});
     }
@@ -257,22 +260,25 @@ Status encode_float(const FloatCodec<W>& c, const uint8_t* base, const uint8_t* 
 }
 
 template <typename W>
-Status decode_float(const FloatCodec<W>& c, const uint8_t* base, size_t nwords,
-                    ByteReader& in, uint8_t* out) {
+Status decode_float(const FloatCodec<W>& c, const uint8_t* base, size_t nwords, ByteReader& in,
+                    uint8_t* out) {
   const uint64_t clen = in.varint();
-  if (in.failed() || clen > in.remaining()) return fail(Errc::corrupt, "tensor patch: truncated symbols");
+  if (in.failed() || clen > in.remaining())
+    return fail(Errc::corrupt, "tensor patch: truncated symbols");
   auto symbols = zstd::decompress(in.bytes(static_cast<size_t>(clen)), nwords);
   if (!symbols) return tl::unexpected(symbols.error().context("tensor patch: symbols"));
   if (symbols->size() != nwords) return fail(Errc::corrupt, "tensor patch: symbol count mismatch");
   const uint64_t blen = in.varint();
-  if (in.failed() || blen > in.remaining()) return fail(Errc::corrupt, "tensor patch: truncated bits");
+  if (in.failed() || blen > in.remaining())
+    return fail(Errc::corrupt, "tensor patch: truncated bits");
   BitReader bits(in.bytes(static_cast<size_t>(blen)));
   for (size_t i = 0; i < nwords; ++i) {
     const W b = c.load(base + i * sizeof(W));
     W t = b;
     if (const uint8_t s = (*symbols)[i]; s != 0) {
       const uint32_t n = (uint32_t{s} - 1 + 255 - c.exponent(b) % 255) % 255 + 1;
-      if (n > static_cast<uint32_t>(c.kBits)) return fail(Errc::corrupt, "tensor patch: bad symbol");
+      if (n > static_cast<uint32_t>(c.kBits))
+        return fail(Errc::corrupt, "tensor patch: bad symbol");
       uint32_t low = 0;
       if (!bits.get(static_cast<int>(n - 1), &low))
         return fail(Errc::corrupt, "tensor patch: bit stream ends early");
@@ -298,12 +304,9 @@ Status encode_block(Kind kind, std::span<const uint8_t> base, std::span<const ui
   }
   out.u8(1);
   switch (kind) {
-    case Kind::kF32:
-      return encode_float(kF32, base.data(), target.data(), base.size() / 4, out);
-    case Kind::kF16:
-      return encode_float(kF16, base.data(), target.data(), base.size() / 2, out);
-    case Kind::kBF16:
-      return encode_float(kBF16, base.data(), target.data(), base.size() / 2, out);
+    case Kind::kF32: return encode_float(kF32, base.data(), target.data(), base.size() / 4, out);
+    case Kind::kF16: return encode_float(kF16, base.data(), target.data(), base.size() / 2, out);
+    case Kind::kBF16: return encode_float(kBF16, base.data(), target.data(), base.size() / 2, out);
     case Kind::kXor: break;
   }
   std::vector<uint8_t> x(base.size());
@@ -329,7 +332,8 @@ Status decode_block(Kind kind, std::span<const uint8_t> base, ByteReader& in, ui
     case Kind::kXor: break;
   }
   const uint64_t clen = in.varint();
-  if (in.failed() || clen > in.remaining()) return fail(Errc::corrupt, "tensor patch: truncated block");
+  if (in.failed() || clen > in.remaining())
+    return fail(Errc::corrupt, "tensor patch: truncated block");
   auto x = zstd::decompress(in.bytes(static_cast<size_t>(clen)), base.size());
   if (!x) return tl::unexpected(x.error().context("tensor patch"));
   if (x->size() != base.size()) return fail(Errc::corrupt, "tensor patch: block size mismatch");
@@ -348,7 +352,8 @@ std::vector<BlockRef> blocks_of(const std::vector<Region>& regions) {
   uint64_t at = 0;
   for (const Region& r : regions) {
     for (uint64_t off = 0; off < r.length; off += kBlock)
-      out.push_back({r.kind, at + off, static_cast<size_t>(std::min<uint64_t>(kBlock, r.length - off))});
+      out.push_back(
+          {r.kind, at + off, static_cast<size_t>(std::min<uint64_t>(kBlock, r.length - off))});
     at += r.length;
   }
   return out;
@@ -375,8 +380,8 @@ Result<std::vector<uint8_t>> make(std::span<const uint8_t> base, std::span<const
   std::vector<ByteWriter> coded(blocks.size());
   MUP_TRY(try_parallel_for(blocks.size(), default_threads(), [&](size_t i) -> Status {
     const BlockRef& b = blocks[i];
-    return encode_block(b.kind, base.subspan(b.offset, b.length), target.subspan(b.offset, b.length),
-                        level, coded[i]);
+    return encode_block(b.kind, base.subspan(b.offset, b.length),
+                        target.subspan(b.offset, b.length), level, coded[i]);
   }));
 
   ByteWriter w;
@@ -422,7 +427,8 @@ Status apply(std::span<const uint8_t> base, std::span<const uint8_t> patch, uint
     regions.push_back({static_cast<Kind>(kind), length});
     covered += length;
   }
-  if (covered != target_size) return fail(Errc::corrupt, "tensor patch: regions do not cover the target");
+  if (covered != target_size)
+    return fail(Errc::corrupt, "tensor patch: regions do not cover the target");
 
   std::vector<uint8_t> block(static_cast<size_t>(std::min<uint64_t>(kBlock, target_size)));
   for (const BlockRef& b : blocks_of(regions)) {

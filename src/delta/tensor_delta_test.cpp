@@ -79,7 +79,9 @@ Bytes to_f16(const std::vector<float>& v) {
     std::memcpy(&f, &v[i], 4);
     const uint32_t sign = (f >> 16) & 0x8000;
     int exp = static_cast<int>((f >> 23) & 0xff) - 127 + 15;
-    uint32_t h = exp <= 0 ? sign : exp >= 31 ? sign | 0x7c00 : sign | (exp << 10) | ((f >> 13) & 0x3ff);
+    uint32_t h = exp <= 0    ? sign
+                 : exp >= 31 ? sign | 0x7c00
+                             : sign | (exp << 10) | ((f >> 13) & 0x3ff);
     b[2 * i] = static_cast<uint8_t>(h);
     b[2 * i + 1] = static_cast<uint8_t>(h >> 8);
   }
