@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/zstd.hpp"
+#include "delta/deflate_puff.hpp"
 #include "delta/tensor_delta.hpp"
 
 namespace mup::delta {
@@ -26,6 +27,7 @@ std::string_view kind_name(uint8_t kind) {
     case DeltaKind::bsdiff: return "bsdiff";
     case DeltaKind::zstd_patch: return "zstd-patch";
     case DeltaKind::tensor: return "tensor";
+    case DeltaKind::puff: return "puff";
   }
   return "unknown";
 }
@@ -48,10 +50,18 @@ Result<std::optional<Piece>> make_best(std::span<const uint8_t> base, std::span<
     MUP_TRY(consider(DeltaKind::tensor, tensor::make(base, target, level)));
     return best;
   }
-  if (base.size() <= kBsdiffMaxBase) {
+  auto poor = [&] {
+    return !best || static_cast<double>(best->bytes.size()) > kSecondOpinionRatio * static_cast<double>(target.size());
+  };
+  // The puffed form is at most ~16x the .gz, and bsdiff indexes it: bound the base.
+  if (puff::applicable(base, target) && base.size() <= kBsdiffMaxBase / 16) {
+    auto p = puff::make(base, target, level);
+    if (p || p.error().code() != Errc::unsupported) MUP_TRY(consider(DeltaKind::puff, std::move(p)));
+  }
+  if (poor() && base.size() <= kBsdiffMaxBase) {
     MUP_TRY(consider(DeltaKind::bsdiff, bsdiff::make(base, target, level)));
   }
-  if (!best || static_cast<double>(best->bytes.size()) > kSecondOpinionRatio * static_cast<double>(target.size())) {
+  if (poor()) {
     MUP_TRY(consider(DeltaKind::zstd_patch, zstd::compress_with_prefix(target, base, level)));
   }
   return best;
@@ -70,6 +80,8 @@ Status apply_piece(std::span<const uint8_t> piece, uint8_t expected_kind, std::s
       return bsdiff::apply(base, payload, target_size, sink);
     case DeltaKind::tensor:
       return tensor::apply(base, payload, target_size, sink);
+    case DeltaKind::puff:
+      return puff::apply(base, payload, target_size, sink);
     case DeltaKind::zstd_patch: {
       auto out = zstd::decompress(payload, static_cast<size_t>(target_size), base);
       if (!out) return tl::unexpected(out.error());

@@ -7,8 +7,9 @@
 // is checked against the target SHA-256 before it becomes visible.
 //
 // make_best() computes the candidates that fit the file (tensor delta for float weight
-// files; bsdiff for bases up to kBsdiffMaxBase; zstd --patch-from style prefix deltas for
-// larger files, and as a second opinion where bsdiff did poorly) and returns the smallest.
+// files; a deflate-aware delta for gzip files; bsdiff for bases up to kBsdiffMaxBase; zstd
+// --patch-from style prefix deltas for larger files, and as a second opinion where the
+// others did poorly) and returns the smallest.
 // Thread-safe: pure functions.
 #pragma once
 
@@ -25,7 +26,7 @@
 
 namespace mup::delta {
 
-enum class DeltaKind : uint8_t { bsdiff = 1, zstd_patch = 2, tensor = 3 };
+enum class DeltaKind : uint8_t { bsdiff = 1, zstd_patch = 2, tensor = 3, puff = 4 };
 
 std::string_view kind_name(uint8_t kind);
 std::string piece_rel_path(const Digest& base, const Digest& target);
