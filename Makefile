@@ -5,7 +5,10 @@ ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 CMAKE_ARGS ?=
 
-.PHONY: deps build demo test test-asan bench format clean
+FUZZ_BUILD   ?= build-fuzz
+FUZZ_SECONDS ?= 20
+
+.PHONY: deps build demo test test-asan fuzz bench format clean
 
 deps:
 	scripts/install-deps.sh
@@ -30,6 +33,18 @@ test-asan: deps
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS) -LE soak
 
+# Each libFuzzer target for FUZZ_SECONDS (clang, ASan+UBSan), from an empty corpus.
+fuzz: deps
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DMUP_SANITIZE=ON -DMUP_BUILD_FUZZ=ON -DMUP_BUILD_TESTS=OFF -DMUP_BUILD_BENCH=OFF \
+	  -DCMAKE_CXX_FLAGS=-fsanitize=fuzzer-no-link
+	ninja -C $(FUZZ_BUILD) -j $(JOBS) $$(cd fuzz && ls *_fuzzer.cpp | sed 's/.cpp$$//')
+	for f in fuzz/*_fuzzer.cpp; do n=$$(basename $$f .cpp); mkdir -p $(FUZZ_BUILD)/corpus/$$n; \
+	  echo "fuzzing $$n for $(FUZZ_SECONDS)s"; \
+	  $(FUZZ_BUILD)/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) $(FUZZ_BUILD)/corpus/$$n \
+	    > $(FUZZ_BUILD)/$$n.log 2>&1 || { tail -40 $(FUZZ_BUILD)/$$n.log; exit 1; }; \
+	  tail -1 $(FUZZ_BUILD)/$$n.log; done
+
 # Side-by-side with the peers on the shared corpus (long; see bench/README.md).
 bench: build
 	scripts/install-deps.sh --bench
@@ -39,4 +54,4 @@ format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -14,7 +14,7 @@
 # casync: chunking make/extract). Each timed step is run REPS times (median wall, max RSS),
 # once when it takes over SLOW_S seconds. Every mup rebuild is checked with diff -r / cmp.
 #
-# env: CORPUS (default /work/corpus; built with ../shared/bench/make-corpus.sh if missing)
+# env: CORPUS (default ../corpus beside the repo; built with ../shared/bench/make-corpus.sh if missing)
 #      RESULTS (default bench/results/<date>), REPS=3, SLOW_S=120, PEERS="bsdiff casync"
 #      PEER_RESULTS=DIR: reuse peer rows from an earlier run instead of measuring them again
 # needs: scripts/install-deps.sh --bench, a Release build in build/ (make build)
@@ -23,7 +23,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
 SHARED=${SHARED:-$(dirname "$ROOT")/shared}
 MUP=${MUP:-$ROOT/build/src/cli/mup}
-CORPUS=${CORPUS:-/work/corpus}
+CORPUS=${CORPUS:-$(dirname "$ROOT")/corpus}
 RESULTS=$(realpath -m "${RESULTS:-$ROOT/bench/results/$(date -u +%Y%m%dT%H%M%SZ)}")
 REPS=${REPS:-3}; SLOW_S=${SLOW_S:-120}
 PEERS=${PEERS:-"bsdiff casync"}

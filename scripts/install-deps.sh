@@ -5,11 +5,11 @@
 #   scripts/install-deps.sh --bench  also the peers the benchmark compares against
 set -euo pipefail
 PKGS=(
-  build-essential cmake ninja-build pkg-config git
+  build-essential make cmake ninja-build pkg-config git
   libssl-dev libzstd-dev libdivsufsort-dev
   libcli11-dev nlohmann-json3-dev libexpected-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  zstd
+  zstd clang libclang-rt-14-dev
 )
 if [[ "${1:-}" == "--bench" ]]; then
   PKGS+=(casync zsync xdelta3 bsdiff ostree rsync time python3 dpkg-dev)

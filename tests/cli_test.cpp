@@ -45,7 +45,7 @@ TEST_F(Cli, HelpAndUsageErrors) {
   EXPECT_EQ(h.exit_code, 0);
   EXPECT_NE(h.out.find("unpack"), std::string::npos);
   auto bad = run({"pack"});
-  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("SRC"), std::string::npos) << bad.err;
   auto v = run({"--version"});
   EXPECT_EQ(v.exit_code, 0);
