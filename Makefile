@@ -8,7 +8,7 @@ CMAKE_ARGS ?=
 FUZZ_BUILD   ?= build-fuzz
 FUZZ_SECONDS ?= 20
 
-.PHONY: deps build demo test test-asan fuzz bench format clean
+.PHONY: deps build demo test test-asan fuzz bench format format-check clean
 
 deps:
 	scripts/install-deps.sh
@@ -52,6 +52,9 @@ bench: build
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
+
+format-check:
+	clang-format --dry-run --Werror $$(git ls-files '*.cpp' '*.hpp')
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

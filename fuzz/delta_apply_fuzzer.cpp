@@ -15,11 +15,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::span<const uint8_t> piece(data + 2 + base_len, size - 2 - base_len);
   const uint64_t target_size = 4096;
   uint64_t got = 0;
-  auto s = mup::delta::apply_piece(piece, kind, base, target_size, [&](std::span<const uint8_t> b) -> mup::Status {
-    got += b.size();
-    if (got > target_size) std::abort();
-    return {};
-  });
+  auto s = mup::delta::apply_piece(piece, kind, base, target_size,
+                                   [&](std::span<const uint8_t> b) -> mup::Status {
+                                     got += b.size();
+                                     if (got > target_size) std::abort();
+                                     return {};
+                                   });
   if (s && got != target_size) std::abort();
   return 0;
 }

@@ -10,7 +10,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto puffed = mup::delta::puff::puff_gzip({data, size});
   if (puffed) {
     auto back = mup::delta::puff::huff_gzip(*puffed);
-    if (!back || back->size() != size || !std::equal(back->begin(), back->end(), data)) std::abort();
+    if (!back || back->size() != size || !std::equal(back->begin(), back->end(), data))
+      std::abort();
   }
   // And arbitrary bytes as a puffed stream must not crash the encoder.
   (void)mup::delta::puff::huff_gzip({data, size});

@@ -37,8 +37,8 @@ say "publisher: mup pack v1, then v2 with v1 as the delta base"
 "$MUP" index show v2.idx | head -4
 
 say "node holding v1: what must it fetch for v2?"
-"$MUP" plan v2.idx --store repo --seed v1
-"$MUP" plan v2.idx --store repo --seed v1 --json > plan.json
+"$MUP" plan v2.idx --store repo --seed v1 --seed-index v1.idx
+"$MUP" plan v2.idx --store repo --seed v1 --seed-index v1.idx --json > plan.json
 full_raw=$(du -sb --apparent-size v2 | cut -f1)
 echo "(v2 is $full_raw bytes uncompressed)"
 

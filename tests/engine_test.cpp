@@ -1,7 +1,6 @@
 // End to end through the library: pack v1, pack v2 against v1, plan, unpack, compare.
-#include <sys/stat.h>
-
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include "chunk/chunk_store.hpp"
 #include "delta/packer.hpp"
@@ -79,7 +78,8 @@ TEST_F(Engine, IncrementalPlanFetchesLessThanFull) {
   EXPECT_GE(stats_.deltas, 1u) << "the edited binary and config must get deltas";
   auto p = plan(v2_, 1000, {d_ / "v1"});
   ASSERT_TRUE(p) << p.error().message();
-  EXPECT_LT(p->bytes_to_fetch * 5, p->full_bytes) << "fetch " << p->bytes_to_fetch << " of " << p->full_bytes;
+  EXPECT_LT(p->bytes_to_fetch * 5, p->full_bytes)
+      << "fetch " << p->bytes_to_fetch << " of " << p->full_bytes;
   EXPECT_EQ(p->files_reused, 2u);  // share/same.dat and etc/empty
   EXPECT_GE(p->files_delta, 2u);
   auto cold = plan(v2_, 1000, {});
@@ -131,7 +131,8 @@ TEST_F(Engine, CorruptChunkIsNamedAndNothingIsLeft) {
   auto st = unpack_to(d_ / "out", {d_ / "v1"});
   ASSERT_FALSE(st);
   EXPECT_EQ(st.error().code(), Errc::corrupt);
-  EXPECT_NE(st.error().message().find(e.chunks[0].id.hex()), std::string::npos) << st.error().message();
+  EXPECT_NE(st.error().message().find(e.chunks[0].id.hex()), std::string::npos)
+      << st.error().message();
   expect_nothing_left(d_ / "out");
 }
 

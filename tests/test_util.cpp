@@ -42,9 +42,9 @@ std::vector<uint8_t> random_bytes(size_t n, uint64_t seed) {
 }
 
 std::vector<uint8_t> text_bytes(size_t n, uint64_t seed) {
-  static const char* kWords[] = {"update", "chunk", "delta", "mohhos", "node",  "version",
-                                 "rollback", "signed", "tree", "index", "store", "fleet",
-                                 "health", "canary", "model", "kernel\n"};
+  static const char* kWords[] = {"update",   "chunk",  "delta", "mohhos",  "node",  "version",
+                                 "rollback", "signed", "tree",  "index",   "store", "fleet",
+                                 "health",   "canary", "model", "kernel\n"};
   std::mt19937_64 rng(seed);
   std::vector<uint8_t> out;
   out.reserve(n + 16);
@@ -75,8 +75,8 @@ std::vector<uint8_t> read_file(const stdfs::path& p) {
 namespace {
 std::map<std::string, stdfs::path> list_tree(const stdfs::path& root) {
   std::map<std::string, stdfs::path> m;
-  for (auto it = stdfs::recursive_directory_iterator(root); it != stdfs::recursive_directory_iterator();
-       ++it) {
+  for (auto it = stdfs::recursive_directory_iterator(root);
+       it != stdfs::recursive_directory_iterator(); ++it) {
     m[stdfs::relative(it->path(), root).string()] = it->path();
   }
   return m;
@@ -88,10 +88,12 @@ bool trees_equal(const stdfs::path& a, const stdfs::path& b, std::string* why) {
   for (const auto& [rel, pa] : ta) {
     auto itb = tb.find(rel);
     if (itb == tb.end()) return (*why = "missing in second: " + rel), false;
-    struct stat sa {}, sb {};
+    struct stat sa {
+    }, sb{};
     ::lstat(pa.c_str(), &sa);
     ::lstat(itb->second.c_str(), &sb);
-    if ((sa.st_mode & S_IFMT) != (sb.st_mode & S_IFMT)) return (*why = "type differs: " + rel), false;
+    if ((sa.st_mode & S_IFMT) != (sb.st_mode & S_IFMT))
+      return (*why = "type differs: " + rel), false;
     if (!S_ISLNK(sa.st_mode) && (sa.st_mode & 07777) != (sb.st_mode & 07777))
       return (*why = "mode differs: " + rel), false;
     if (S_ISLNK(sa.st_mode)) {

@@ -20,7 +20,8 @@ Result<ChunkStore> ChunkStore::open(const stdfs::path& root, bool create) {
   } else {
     std::error_code ec;
     if (!stdfs::is_directory(root, ec))
-      return fail(Errc::not_found, "store " + root.string() + " does not exist (create it with mup pack)");
+      return fail(Errc::not_found,
+                  "store " + root.string() + " does not exist (create it with mup pack)");
   }
   return ChunkStore(root);
 }
@@ -41,7 +42,8 @@ Result<uint64_t> ChunkStore::stored_size(const Digest& id) const {
   return static_cast<uint64_t>(st.st_size);
 }
 
-Status ChunkStore::write_object(const stdfs::path& final_path, std::span<const uint8_t> bytes) const {
+Status ChunkStore::write_object(const stdfs::path& final_path,
+                                std::span<const uint8_t> bytes) const {
   stdfs::path dir = final_path.parent_path();
   stdfs::path tmp = fs::temp_sibling(final_path);
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -52,7 +54,8 @@ Status ChunkStore::write_object(const stdfs::path& final_path, std::span<const u
   if (fd < 0) return fail_errno("create", tmp.string(), errno);
   Status s = fs::write_all(fd, bytes, tmp);
   ::close(fd);
-  if (s && ::rename(tmp.c_str(), final_path.c_str()) != 0) s = fail_errno("rename", final_path.string(), errno);
+  if (s && ::rename(tmp.c_str(), final_path.c_str()) != 0)
+    s = fail_errno("rename", final_path.string(), errno);
   if (!s) ::unlink(tmp.c_str());
   return s;
 }
@@ -74,10 +77,12 @@ Result<std::vector<uint8_t>> ChunkStore::get_chunk(const Digest& id, uint32_t pl
   auto plain = zstd::decompress(*z, plain_size);
   if (!plain) return tl::unexpected(plain.error().context("chunk " + id.hex() + " is corrupt"));
   if (plain->size() != plain_size)
-    return fail(Errc::corrupt, "chunk " + id.hex() + " is corrupt: " + std::to_string(plain->size()) +
+    return fail(Errc::corrupt, "chunk " + id.hex() +
+                                   " is corrupt: " + std::to_string(plain->size()) +
                                    " bytes, index says " + std::to_string(plain_size));
   if (sha256(*plain) != id)
-    return fail(Errc::corrupt, "chunk " + id.hex() + " is corrupt: its content does not hash to its id");
+    return fail(Errc::corrupt,
+                "chunk " + id.hex() + " is corrupt: its content does not hash to its id");
   return plain;
 }
 
@@ -94,6 +99,8 @@ bool ChunkStore::has_blob(const std::string& rel) const {
   return ::stat((root_ / rel).c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
-Status ChunkStore::sync() const { return fs::sync_filesystem(root_); }
+Status ChunkStore::sync() const {
+  return fs::sync_filesystem(root_);
+}
 
 }  // namespace mup::chunk

@@ -39,8 +39,7 @@ class ChunkStore {
   [[nodiscard]] Result<uint64_t> put_chunk(const Digest& id, std::span<const uint8_t> plain,
                                            int level, bool replace = false) const;
   // Reads, decompresses and verifies the chunk; `plain_size` is the size the index states.
-  [[nodiscard]] Result<std::vector<uint8_t>> get_chunk(const Digest& id,
-                                                       uint32_t plain_size) const;
+  [[nodiscard]] Result<std::vector<uint8_t>> get_chunk(const Digest& id, uint32_t plain_size) const;
 
   // Named blobs (relative path without ".."), written atomically.
   [[nodiscard]] Status put_blob(const std::string& rel, std::span<const uint8_t> bytes) const;

@@ -45,7 +45,8 @@ class ChunkStoreCorruption : public ::testing::Test {
     auto r = store_->get_chunk(id_, static_cast<uint32_t>(data_.size()));
     ASSERT_FALSE(r) << why;
     EXPECT_EQ(r.error().code(), Errc::corrupt) << why;
-    EXPECT_NE(r.error().message().find(id_.hex()), std::string::npos) << "the error names the chunk";
+    EXPECT_NE(r.error().message().find(id_.hex()), std::string::npos)
+        << "the error names the chunk";
   }
   test::ScratchDir dir_;
   std::optional<ChunkStore> store_;

@@ -16,12 +16,15 @@ constexpr uint8_t kFlagSingleFile = 1;
 constexpr uint64_t kMaxBody = uint64_t{1} << 31;
 constexpr int kIndexLevel = 19;
 
-Error bad(const std::string& what) { return Error(Errc::corrupt, "tree index is malformed: " + what); }
+Error bad(const std::string& what) {
+  return Error(Errc::corrupt, "tree index is malformed: " + what);
+}
 }  // namespace
 
 Status validate_path(std::string_view path) {
   auto reject = [&](const std::string& why) {
-    return fail(Errc::corrupt, "unsafe path \"" + std::string(path.substr(0, 200)) + "\" in tree index: " + why);
+    return fail(Errc::corrupt,
+                "unsafe path \"" + std::string(path.substr(0, 200)) + "\" in tree index: " + why);
   };
   if (path.empty()) return reject("empty");
   if (path.size() > TreeIndex::kMaxPath) return reject("too long");
@@ -41,8 +44,12 @@ Status validate_path(std::string_view path) {
   return {};
 }
 
-Status TreeIndex::validate() const { return validate_impl(true); }
-Status TreeIndex::validate_structure() const { return validate_impl(false); }
+Status TreeIndex::validate() const {
+  return validate_impl(true);
+}
+Status TreeIndex::validate_structure() const {
+  return validate_impl(false);
+}
 
 Status TreeIndex::validate_impl(bool contents) const {
   MUP_TRY(params.validate());
@@ -55,7 +62,7 @@ Status TreeIndex::validate_impl(bool contents) const {
     MUP_TRY(validate_path(e.path));
     if (i > 0 && !(entries[i - 1].path < e.path))
       return tl::unexpected(bad(entries[i - 1].path == e.path ? "duplicate path " + e.path
-                                                               : "paths out of order at " + e.path));
+                                                              : "paths out of order at " + e.path));
     size_t slash = e.path.rfind('/');
     if (slash != std::string::npos && !dirs.count(std::string_view(e.path).substr(0, slash)))
       return tl::unexpected(bad("parent of " + e.path + " is not a directory entry"));
@@ -79,17 +86,19 @@ Status TreeIndex::validate_impl(bool contents) const {
             return tl::unexpected(bad("chunk size out of range in " + e.path));
           sum += c.size;
         }
-        if (sum != e.size) return tl::unexpected(bad("chunk sizes of " + e.path + " do not add up to its size"));
+        if (sum != e.size)
+          return tl::unexpected(bad("chunk sizes of " + e.path + " do not add up to its size"));
         break;
       }
-      default:
-        return tl::unexpected(bad("unknown entry type for " + e.path));
+      default: return tl::unexpected(bad("unknown entry type for " + e.path));
     }
   }
   return {};
 }
 
-std::vector<uint8_t> TreeIndex::serialize() const { return frame(serialize_body(), single_file); }
+std::vector<uint8_t> TreeIndex::serialize() const {
+  return frame(serialize_body(), single_file);
+}
 
 std::vector<uint8_t> TreeIndex::serialize_body() const {
   ByteWriter body;
@@ -100,7 +109,8 @@ std::vector<uint8_t> TreeIndex::serialize_body() const {
   std::string_view prev;
   for (const Entry& e : entries) {
     size_t shared = 0;
-    while (shared < prev.size() && shared < e.path.size() && prev[shared] == e.path[shared]) ++shared;
+    while (shared < prev.size() && shared < e.path.size() && prev[shared] == e.path[shared])
+      ++shared;
     body.varint(shared);
     body.str(std::string_view(e.path).substr(shared));
     prev = e.path;
@@ -178,7 +188,8 @@ Result<TreeIndex> TreeIndex::parse(std::span<const uint8_t> bytes) {
   idx.params.avg_size = u32(r.varint());
   idx.params.max_size = u32(r.varint());
   uint64_t n = r.varint();
-  if (r.failed() || n > kMaxEntries || n > raw->size()) return tl::unexpected(bad("bad entry count"));
+  if (r.failed() || n > kMaxEntries || n > raw->size())
+    return tl::unexpected(bad("bad entry count"));
   idx.entries.reserve(static_cast<size_t>(n));
   std::string prev;
   for (uint64_t i = 0; i < n; ++i) {
@@ -244,7 +255,8 @@ Result<std::vector<uint8_t>> make_index_delta(std::span<const uint8_t> base_file
   return out.take();
 }
 
-Result<std::vector<uint8_t>> apply_index_delta(std::span<const uint8_t> base_file, std::span<const uint8_t> delta,
+Result<std::vector<uint8_t>> apply_index_delta(std::span<const uint8_t> base_file,
+                                               std::span<const uint8_t> delta,
                                                const Digest& target_sha256) {
   auto base = TreeIndex::unframe(base_file);
   if (!base) return tl::unexpected(base.error().context("base index"));
@@ -259,8 +271,9 @@ Result<std::vector<uint8_t>> apply_index_delta(std::span<const uint8_t> base_fil
   if (!raw) return tl::unexpected(raw.error().context("index delta"));
   auto file = TreeIndex::frame(*raw, (flags & kFlagSingleFile) != 0);
   if (sha256(file) != target_sha256)
-    return fail(Errc::corrupt, "the index rebuilt from a delta does not match its SHA-256 (corrupt delta, or "
-                               "another zstd version); fetch the full index");
+    return fail(Errc::corrupt,
+                "the index rebuilt from a delta does not match its SHA-256 (corrupt delta, or "
+                "another zstd version); fetch the full index");
   return file;
 }
 
@@ -277,7 +290,9 @@ Result<TreeIndex> TreeIndex::load(const std::string& path) {
   return idx;
 }
 
-Status TreeIndex::save(const std::string& path) const { return fs::write_file_atomic(path, serialize()); }
+Status TreeIndex::save(const std::string& path) const {
+  return fs::write_file_atomic(path, serialize());
+}
 
 const Entry* TreeIndex::find(std::string_view path) const {
   auto it = std::lower_bound(entries.begin(), entries.end(), path,

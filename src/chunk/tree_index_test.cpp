@@ -1,8 +1,7 @@
 #include "chunk/tree_index.hpp"
 
-#include <sys/stat.h>
-
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include "chunk/tree_scan.hpp"
 #include "test_util.hpp"
@@ -37,11 +36,13 @@ Entry link(std::string p, std::string target) {
 
 TreeIndex sample() {
   TreeIndex idx;
-  idx.entries = {dir("a"), file("a/f", "hello"), link("a/l", "/etc/passwd"), dir("b"), file("b/empty", "")};
+  idx.entries = {dir("a"), file("a/f", "hello"), link("a/l", "/etc/passwd"), dir("b"),
+                 file("b/empty", "")};
   Entry big = file("c", "");
   big.size = 3;
   big.digest = sha256(std::vector<uint8_t>{1, 2, 3});
-  big.chunks = {{sha256(std::vector<uint8_t>{1}), 1, 5}, {sha256(std::vector<uint8_t>{2, 3}), 2, 6}};
+  big.chunks = {{sha256(std::vector<uint8_t>{1}), 1, 5},
+                {sha256(std::vector<uint8_t>{2, 3}), 2, 6}};
   big.deltas = {{sha256(std::vector<uint8_t>{9}), 1, 42, sha256(std::vector<uint8_t>{7})}};
   idx.entries.push_back(big);
   return idx;

@@ -14,7 +14,8 @@ namespace stdfs = std::filesystem;
 
 namespace {
 
-Status scan_dir(int dirfd, const std::string& prefix, const stdfs::path& root, std::vector<Entry>& out) {
+Status scan_dir(int dirfd, const std::string& prefix, const stdfs::path& root,
+                std::vector<Entry>& out) {
   DIR* d = ::fdopendir(dirfd);
   if (d == nullptr) {
     int e = errno;
@@ -68,9 +69,10 @@ Status scan_dir(int dirfd, const std::string& prefix, const stdfs::path& root, s
       e.link_target = std::move(target);
       out.push_back(std::move(e));
     } else {
-      result = fail(Errc::unsupported, (root / rel).string() +
-                                           " is a device, FIFO or socket; update packages hold only "
-                                           "directories, regular files and symlinks");
+      result =
+          fail(Errc::unsupported, (root / rel).string() +
+                                      " is a device, FIFO or socket; update packages hold only "
+                                      "directories, regular files and symlinks");
       break;
     }
   }
@@ -94,12 +96,14 @@ Result<ScannedTree> scan_tree(const stdfs::path& root) {
     return t;
   }
   if (!S_ISDIR(st.st_mode))
-    return fail(Errc::invalid_argument, root.string() + " is neither a directory nor a regular file");
+    return fail(Errc::invalid_argument,
+                root.string() + " is neither a directory nor a regular file");
   int fd = ::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return fail_errno("open directory", root.string(), errno);
   MUP_TRY(scan_dir(fd, "", root, t.entries));
   // Bytewise order of full paths ("a-b" < "a/b"), which per-directory sorting does not give.
-  std::sort(t.entries.begin(), t.entries.end(), [](const Entry& a, const Entry& b) { return a.path < b.path; });
+  std::sort(t.entries.begin(), t.entries.end(),
+            [](const Entry& a, const Entry& b) { return a.path < b.path; });
   return t;
 }
 

@@ -6,8 +6,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
-#include <tuple>
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "chunk/chunk_store.hpp"
 #include "chunk/tree_index.hpp"
@@ -36,7 +36,9 @@ void must(Status s, const std::string& where = "") {
   if (!s) die(where.empty() ? s.error() : s.error().context(where));
 }
 
-void print_json(const json& j) { std::printf("%s\n", j.dump(2).c_str()); }
+void print_json(const json& j) {
+  std::printf("%s\n", j.dump(2).c_str());
+}
 
 double seconds_since(std::chrono::steady_clock::time_point t) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
@@ -53,25 +55,33 @@ json plan_json(const delta::Plan& p) {
           {"target_bytes", p.target_bytes},
           {"reused_bytes", p.reused_bytes},
           {"seed_chunks", p.seed_chunks},
-          {"files", {{"reused", p.files_reused}, {"delta", p.files_delta}, {"chunks", p.files_chunks}}}};
+          {"files",
+           {{"reused", p.files_reused}, {"delta", p.files_delta}, {"chunks", p.files_chunks}}}};
 }
 
 void print_plan(const delta::Plan& p) {
-  double pct = p.full_bytes ? 100.0 * static_cast<double>(p.bytes_to_fetch) / static_cast<double>(p.full_bytes) : 0;
-  std::printf("to fetch:   %s (%.1f%% of the full %s)\n", human_bytes(p.bytes_to_fetch).c_str(), pct,
-              human_bytes(p.full_bytes).c_str());
+  double pct = p.full_bytes ? 100.0 * static_cast<double>(p.bytes_to_fetch) /
+                                  static_cast<double>(p.full_bytes)
+                            : 0;
+  std::printf("to fetch:   %s (%.1f%% of the full %s)\n", human_bytes(p.bytes_to_fetch).c_str(),
+              pct, human_bytes(p.full_bytes).c_str());
   std::printf("  index     %s\n", human_bytes(p.index_bytes).c_str());
   std::printf("  chunks    %s in %llu chunks\n", human_bytes(p.chunk_bytes).c_str(),
               static_cast<unsigned long long>(p.chunks));
   std::printf("  deltas    %s in %llu deltas\n", human_bytes(p.delta_bytes).c_str(),
               static_cast<unsigned long long>(p.deltas));
-  std::printf("files:      %llu reused from seeds, %llu by delta, %llu from chunks (%llu chunks found in seeds)\n",
-              static_cast<unsigned long long>(p.files_reused), static_cast<unsigned long long>(p.files_delta),
-              static_cast<unsigned long long>(p.files_chunks), static_cast<unsigned long long>(p.seed_chunks));
+  std::printf(
+      "files:      %llu reused from seeds, %llu by delta, %llu from chunks (%llu chunks found in "
+      "seeds)\n",
+      static_cast<unsigned long long>(p.files_reused),
+      static_cast<unsigned long long>(p.files_delta),
+      static_cast<unsigned long long>(p.files_chunks),
+      static_cast<unsigned long long>(p.seed_chunks));
 }
 
 // Every piece the plan downloads must be in the store: say which is not, before any work.
-Status check_store_has(const chunk::TreeIndex& idx, const delta::Plan& p, const chunk::ChunkStore& store) {
+Status check_store_has(const chunk::TreeIndex& idx, const delta::Plan& p,
+                       const chunk::ChunkStore& store) {
   size_t missing = 0;
   std::string first;
   for (const delta::FilePlan& fp : p.files) {
@@ -86,9 +96,9 @@ Status check_store_has(const chunk::TreeIndex& idx, const delta::Plan& p, const 
     }
   }
   if (missing == 0) return {};
-  return fail(Errc::not_found, "store " + store.root().string() + " lacks " + std::to_string(missing) +
-                                   " piece(s) this update needs, first " + first +
-                                   "; is it the store the index was packed into?");
+  return fail(Errc::not_found, "store " + store.root().string() + " lacks " +
+                                   std::to_string(missing) + " piece(s) this update needs, first " +
+                                   first + "; is it the store the index was packed into?");
 }
 
 struct PackArgs {
@@ -103,8 +113,9 @@ struct PackArgs {
 void run_pack(const PackArgs& a) {
   auto t0 = std::chrono::steady_clock::now();
   if (a.bases.size() != a.base_trees.size())
-    die(Error(Errc::invalid_argument, "give one --base-tree for each --base (got " + std::to_string(a.bases.size()) +
-                                          " and " + std::to_string(a.base_trees.size()) + ")"));
+    die(Error(Errc::invalid_argument, "give one --base-tree for each --base (got " +
+                                          std::to_string(a.bases.size()) + " and " +
+                                          std::to_string(a.base_trees.size()) + ")"));
   delta::PackOptions o;
   o.params = {a.min, a.avg, a.max};
   o.level = a.level;
@@ -142,13 +153,15 @@ void run_pack(const PackArgs& a) {
     return;
   }
   if (a.quiet) return;
-  std::printf("packed %llu files (%s) in %.2fs: %llu chunk refs, %llu new chunks (%s), %llu deltas (%s) of %llu "
-              "changed files; index %s (%s)\n",
-              static_cast<unsigned long long>(st.files), human_bytes(st.file_bytes).c_str(), secs,
-              static_cast<unsigned long long>(st.chunks), static_cast<unsigned long long>(st.new_chunks),
-              human_bytes(st.new_chunk_bytes).c_str(), static_cast<unsigned long long>(st.deltas),
-              human_bytes(st.delta_bytes).c_str(), static_cast<unsigned long long>(st.delta_candidates),
-              a.index.c_str(), human_bytes(isz).c_str());
+  std::printf(
+      "packed %llu files (%s) in %.2fs: %llu chunk refs, %llu new chunks (%s), %llu deltas (%s) of "
+      "%llu "
+      "changed files; index %s (%s)\n",
+      static_cast<unsigned long long>(st.files), human_bytes(st.file_bytes).c_str(), secs,
+      static_cast<unsigned long long>(st.chunks), static_cast<unsigned long long>(st.new_chunks),
+      human_bytes(st.new_chunk_bytes).c_str(), static_cast<unsigned long long>(st.deltas),
+      human_bytes(st.delta_bytes).c_str(), static_cast<unsigned long long>(st.delta_candidates),
+      a.index.c_str(), human_bytes(isz).c_str());
 }
 
 struct PlanArgs {
@@ -158,7 +171,9 @@ struct PlanArgs {
   bool json = false, quiet = false, no_link = false;
 };
 
-std::vector<stdfs::path> to_paths(const std::vector<std::string>& v) { return {v.begin(), v.end()}; }
+std::vector<stdfs::path> to_paths(const std::vector<std::string>& v) {
+  return {v.begin(), v.end()};
+}
 
 // Loads the target index and plans against the seeds; the index's own cost counts the
 // index deltas that the held indexes (--seed-index) allow.
@@ -168,7 +183,8 @@ std::tuple<chunk::TreeIndex, chunk::ChunkStore, delta::Plan> load_and_plan(const
   auto store = must(chunk::ChunkStore::open(a.store, false));
   std::vector<std::vector<uint8_t>> held;
   for (const auto& h : a.seed_indexes) held.push_back(must(fs::read_file(h), "seed index"));
-  auto p = must(delta::plan(idx, delta::index_fetch_bytes(file, held, store), to_paths(a.seeds), a.threads));
+  auto p = must(
+      delta::plan(idx, delta::index_fetch_bytes(file, held, store), to_paths(a.seeds), a.threads));
   must(check_store_has(idx, p, store));
   return {std::move(idx), std::move(store), std::move(p)};
 }
@@ -200,8 +216,9 @@ void run_unpack(const PlanArgs& a) {
     print_json(j);
   } else if (!a.quiet) {
     print_plan(p);
-    std::printf("unpacked %s in %.2fs: %llu files (%llu hard-linked), every file verified\n", a.out.c_str(), secs,
-                static_cast<unsigned long long>(st.files), static_cast<unsigned long long>(st.files_linked));
+    std::printf("unpacked %s in %.2fs: %llu files (%llu hard-linked), every file verified\n",
+                a.out.c_str(), secs, static_cast<unsigned long long>(st.files),
+                static_cast<unsigned long long>(st.files_linked));
   }
 }
 
@@ -225,11 +242,14 @@ void run_index_show(const std::string& path, bool as_json) {
         j["size"] = e.size;
         j["sha256"] = e.digest.hex();
         json cs = json::array();
-        for (const auto& c : e.chunks) cs.push_back({{"id", c.id.hex()}, {"size", c.size}, {"stored_size", c.stored_size}});
+        for (const auto& c : e.chunks)
+          cs.push_back({{"id", c.id.hex()}, {"size", c.size}, {"stored_size", c.stored_size}});
         j["chunks"] = cs;
         json ds = json::array();
         for (const auto& d : e.deltas)
-          ds.push_back({{"base", d.base.hex()}, {"kind", delta::kind_name(d.kind)}, {"stored_size", d.stored_size},
+          ds.push_back({{"base", d.base.hex()},
+                        {"kind", delta::kind_name(d.kind)},
+                        {"stored_size", d.stored_size},
                         {"sha256", d.piece.hex()}});
         j["deltas"] = ds;
       }
@@ -237,7 +257,10 @@ void run_index_show(const std::string& path, bool as_json) {
     }
     print_json({{"format_version", chunk::TreeIndex::kFormatVersion},
                 {"single_file", idx.single_file},
-                {"chunk_params", {{"min", idx.params.min_size}, {"avg", idx.params.avg_size}, {"max", idx.params.max_size}}},
+                {"chunk_params",
+                 {{"min", idx.params.min_size},
+                  {"avg", idx.params.avg_size},
+                  {"max", idx.params.max_size}}},
                 {"file_bytes", idx.total_file_bytes()},
                 {"entries", entries}});
     return;
@@ -248,17 +271,21 @@ void run_index_show(const std::string& path, bool as_json) {
     chunks += e.chunks.size();
     deltas += e.deltas.size();
   }
-  std::printf("tree index %s: format %u, %s, chunks %u/%u/%u\n", path.c_str(), chunk::TreeIndex::kFormatVersion,
-              idx.single_file ? "single file" : "tree", idx.params.min_size, idx.params.avg_size, idx.params.max_size);
+  std::printf("tree index %s: format %u, %s, chunks %u/%u/%u\n", path.c_str(),
+              chunk::TreeIndex::kFormatVersion, idx.single_file ? "single file" : "tree",
+              idx.params.min_size, idx.params.avg_size, idx.params.max_size);
   std::printf("%zu entries, %zu files, %s, %zu chunk refs, %zu deltas\n", idx.entries.size(), files,
               human_bytes(idx.total_file_bytes()).c_str(), chunks, deltas);
   for (const auto& e : idx.entries) {
-    std::printf("%-7s %04o %12llu %s %s", type_name(e.type), e.mode, static_cast<unsigned long long>(e.size),
-                e.type == chunk::EntryType::file ? e.digest.short_hex().c_str() : "------------", e.path.c_str());
+    std::printf("%-7s %04o %12llu %s %s", type_name(e.type), e.mode,
+                static_cast<unsigned long long>(e.size),
+                e.type == chunk::EntryType::file ? e.digest.short_hex().c_str() : "------------",
+                e.path.c_str());
     if (e.type == chunk::EntryType::symlink) std::printf(" -> %s", e.link_target.c_str());
     if (e.type == chunk::EntryType::file)
-      std::printf("  [%zu chunks%s]", e.chunks.size(),
-                  e.deltas.empty() ? "" : (", " + std::to_string(e.deltas.size()) + " deltas").c_str());
+      std::printf(
+          "  [%zu chunks%s]", e.chunks.size(),
+          e.deltas.empty() ? "" : (", " + std::to_string(e.deltas.size()) + " deltas").c_str());
     std::printf("\n");
   }
 }
@@ -267,14 +294,18 @@ void run_index_show(const std::string& path, bool as_json) {
 
 void register_engine_commands(CLI::App& app) {
   auto pa = std::make_shared<PackArgs>();
-  auto* pack = app.add_subcommand("pack", "Chunk a tree (or file) into a store and write its tree index");
+  auto* pack =
+      app.add_subcommand("pack", "Chunk a tree (or file) into a store and write its tree index");
   pack->add_option("SRC", pa->src, "Directory or file to pack")->required();
   pack->add_option("--store", pa->store, "Chunk store directory (created if missing)")->required();
   pack->add_option("--index", pa->index, "Where to write the tree index")->required();
-  pack->add_option("--base", pa->bases, "Index of a base version to compute deltas against (repeatable)");
+  pack->add_option("--base", pa->bases,
+                   "Index of a base version to compute deltas against (repeatable)");
   pack->add_option("--base-tree", pa->base_trees, "The base version's tree, one per --base");
-  pack->add_option("--level", pa->level, "zstd level for chunks when packing without a base")->capture_default_str();
-  pack->add_option("--delta-level", pa->delta_level, "zstd level for deltas and chunks new since a base")
+  pack->add_option("--level", pa->level, "zstd level for chunks when packing without a base")
+      ->capture_default_str();
+  pack->add_option("--delta-level", pa->delta_level,
+                   "zstd level for deltas and chunks new since a base")
       ->capture_default_str();
   pack->add_option("--min", pa->min, "Minimum chunk size in bytes")->capture_default_str();
   pack->add_option("--avg", pa->avg, "Average chunk size in bytes")->capture_default_str();
@@ -285,25 +316,31 @@ void register_engine_commands(CLI::App& app) {
   pack->callback([pa] { run_pack(*pa); });
 
   auto pl = std::make_shared<PlanArgs>();
-  auto* plan = app.add_subcommand("plan", "Say what a node holding the seeds must fetch to get a target");
+  auto* plan =
+      app.add_subcommand("plan", "Say what a node holding the seeds must fetch to get a target");
   plan->add_option("TARGET", pl->index, "Target tree index")->required();
   plan->add_option("--store", pl->store, "Store the target was packed into")->required();
   plan->add_option("--seed", pl->seeds, "A tree the node holds (repeatable)");
-  plan->add_option("--seed-index", pl->seed_indexes,
-                   "Index of a version the node holds: the target index is then fetched as a delta");
+  plan->add_option(
+      "--seed-index", pl->seed_indexes,
+      "Index of a version the node holds: the target index is then fetched as a delta");
   plan->add_option("--threads", pl->threads, "Worker threads (default: all cores)");
   plan->add_flag("--json", pl->json, "Print JSON: bytes_to_fetch, chunks, deltas, full_bytes, ...");
   plan->callback([pl] { run_plan(*pl); });
 
   auto ua = std::make_shared<PlanArgs>();
-  auto* unpack = app.add_subcommand("unpack", "Rebuild a target tree from seeds and store pieces, verified");
+  auto* unpack =
+      app.add_subcommand("unpack", "Rebuild a target tree from seeds and store pieces, verified");
   unpack->add_option("TARGET", ua->index, "Target tree index")->required();
   unpack->add_option("--store", ua->store, "Store holding the pieces")->required();
-  unpack->add_option("--out", ua->out, "Destination (must not exist; created atomically)")->required();
+  unpack->add_option("--out", ua->out, "Destination (must not exist; created atomically)")
+      ->required();
   unpack->add_option("--seed", ua->seeds, "A tree the node holds (repeatable)");
-  unpack->add_option("--seed-index", ua->seed_indexes, "Index of a version the node holds (for the report)");
+  unpack->add_option("--seed-index", ua->seed_indexes,
+                     "Index of a version the node holds (for the report)");
   unpack->add_option("--threads", ua->threads, "Worker threads (default: all cores)");
-  unpack->add_flag("--no-link", ua->no_link, "Copy unchanged files instead of hard-linking them from seeds");
+  unpack->add_flag("--no-link", ua->no_link,
+                   "Copy unchanged files instead of hard-linking them from seeds");
   unpack->add_flag("--json", ua->json, "Print a JSON summary");
   unpack->add_flag("-q,--quiet", ua->quiet, "Print nothing on success");
   unpack->callback([ua] { run_unpack(*ua); });

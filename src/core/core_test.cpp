@@ -1,8 +1,8 @@
+#include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <gtest/gtest.h>
 
 #include "core/bytes.hpp"
 #include "core/fs.hpp"
@@ -20,7 +20,8 @@ std::span<const uint8_t> as_bytes(std::string_view s) {
 
 TEST(Sha256, KnownVectors) {
   EXPECT_EQ(sha256({}).hex(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-  EXPECT_EQ(sha256(as_bytes("abc")).hex(), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(sha256(as_bytes("abc")).hex(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   Sha256 h;
   h.update(as_bytes("a"));
   h.update(as_bytes("bc"));

@@ -10,9 +10,8 @@
 
 #include <string>
 #include <string_view>
-#include <utility>
-
 #include <tl/expected.hpp>
+#include <utility>
 
 namespace mup {
 
@@ -63,9 +62,9 @@ inline tl::unexpected<Error> fail(Errc code, std::string message) {
 tl::unexpected<Error> fail_errno(std::string_view op, std::string_view what, int err);
 
 // Propagates an error out of the enclosing function, with no added context.
-#define MUP_TRY(expr)                                             \
-  do {                                                            \
-    if (auto mup_try_r_ = (expr); !mup_try_r_)                    \
+#define MUP_TRY(expr)                                                     \
+  do {                                                                    \
+    if (auto mup_try_r_ = (expr); !mup_try_r_)                            \
       return tl::unexpected<::mup::Error>(std::move(mup_try_r_).error()); \
   } while (0)
 

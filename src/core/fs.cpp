@@ -30,7 +30,8 @@ Result<std::vector<uint8_t>> read_file(const stdfs::path& path, uint64_t max_siz
   if (f.fd < 0) return fail_errno("open", path.string(), errno);
   struct stat st {};
   if (::fstat(f.fd, &st) != 0) return fail_errno("stat", path.string(), errno);
-  if (!S_ISREG(st.st_mode)) return fail(Errc::invalid_argument, path.string() + " is not a regular file");
+  if (!S_ISREG(st.st_mode))
+    return fail(Errc::invalid_argument, path.string() + " is not a regular file");
   if (static_cast<uint64_t>(st.st_size) > max_size)
     return fail(Errc::corrupt, path.string() + " is larger than the " + std::to_string(max_size) +
                                    " bytes allowed");
@@ -136,7 +137,8 @@ Result<MappedFile> MappedFile::open(const stdfs::path& path) {
   if (f.fd < 0) return fail_errno("open", path.string(), errno);
   struct stat st {};
   if (::fstat(f.fd, &st) != 0) return fail_errno("stat", path.string(), errno);
-  if (!S_ISREG(st.st_mode)) return fail(Errc::invalid_argument, path.string() + " is not a regular file");
+  if (!S_ISREG(st.st_mode))
+    return fail(Errc::invalid_argument, path.string() + " is not a regular file");
   MappedFile m;
   m.size_ = static_cast<size_t>(st.st_size);
   if (m.size_ == 0) return m;

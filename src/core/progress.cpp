@@ -33,7 +33,8 @@ void Progress::add(uint64_t bytes) {
   (void)done;
   if (!enabled_ || !tty_) return;
   int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                    std::chrono::steady_clock::now() - start_).count();
+                    std::chrono::steady_clock::now() - start_)
+                    .count();
   int64_t last = last_draw_ns_.load(std::memory_order_relaxed);
   if (now - last < 100'000'000) return;
   if (!last_draw_ns_.compare_exchange_strong(last, now)) return;
@@ -56,7 +57,8 @@ void Progress::draw(bool final_line) {
   if (total_ > 0) {
     line += " / " + human_bytes(total_);
     char pct[16];
-    std::snprintf(pct, sizeof pct, " (%3.0f%%)", 100.0 * static_cast<double>(done) / static_cast<double>(total_));
+    std::snprintf(pct, sizeof pct, " (%3.0f%%)",
+                  100.0 * static_cast<double>(done) / static_cast<double>(total_));
     line += pct;
   }
   line += ", " + human_bytes(static_cast<uint64_t>(rate)) + "/s";

@@ -28,7 +28,8 @@ int window_log_for(size_t total) {
 Result<std::vector<uint8_t>> run_compress(ZSTD_CCtx* cctx, std::span<const uint8_t> in) {
   std::vector<uint8_t> out(ZSTD_compressBound(in.size()));
   size_t n = ZSTD_compress2(cctx, out.data(), out.size(), in.data(), in.size());
-  if (ZSTD_isError(n)) return fail(Errc::internal, std::string("zstd compress: ") + ZSTD_getErrorName(n));
+  if (ZSTD_isError(n))
+    return fail(Errc::internal, std::string("zstd compress: ") + ZSTD_getErrorName(n));
   out.resize(n);
   out.shrink_to_fit();
   return out;
@@ -50,11 +51,13 @@ Result<std::vector<uint8_t>> compress_with_prefix(std::span<const uint8_t> in,
   ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_checksumFlag, 0);
   int wlog = window_log_for(prefix.size() + in.size());
   ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_windowLog, std::max(wlog, 10));
-  if (prefix.size() > (size_t{1} << 24)) ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_enableLongDistanceMatching, 1);
+  if (prefix.size() > (size_t{1} << 24))
+    ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_enableLongDistanceMatching, 1);
   ZSTD_CCtx_setPledgedSrcSize(cctx.get(), in.size());
   if (!prefix.empty()) {
     size_t r = ZSTD_CCtx_refPrefix(cctx.get(), prefix.data(), prefix.size());
-    if (ZSTD_isError(r)) return fail(Errc::internal, std::string("zstd prefix: ") + ZSTD_getErrorName(r));
+    if (ZSTD_isError(r))
+      return fail(Errc::internal, std::string("zstd prefix: ") + ZSTD_getErrorName(r));
   }
   return run_compress(cctx.get(), in);
 }
@@ -64,13 +67,15 @@ Result<std::vector<uint8_t>> decompress(std::span<const uint8_t> in, size_t max_
   unsigned long long stated = ZSTD_getFrameContentSize(in.data(), in.size());
   if (stated == ZSTD_CONTENTSIZE_ERROR) return fail(Errc::corrupt, "not a zstd frame");
   if (stated != ZSTD_CONTENTSIZE_UNKNOWN && stated > max_size)
-    return fail(Errc::corrupt, "zstd frame claims " + std::to_string(stated) + " bytes, more than the " +
-                                   std::to_string(max_size) + " expected");
+    return fail(Errc::corrupt, "zstd frame claims " + std::to_string(stated) +
+                                   " bytes, more than the " + std::to_string(max_size) +
+                                   " expected");
   std::unique_ptr<ZSTD_DCtx, DctxDeleter> dctx(ZSTD_createDCtx());
   ZSTD_DCtx_setParameter(dctx.get(), ZSTD_d_windowLogMax, kMaxWindowLog);
   if (!prefix.empty()) {
     size_t r = ZSTD_DCtx_refPrefix(dctx.get(), prefix.data(), prefix.size());
-    if (ZSTD_isError(r)) return fail(Errc::internal, std::string("zstd prefix: ") + ZSTD_getErrorName(r));
+    if (ZSTD_isError(r))
+      return fail(Errc::internal, std::string("zstd prefix: ") + ZSTD_getErrorName(r));
   }
   size_t cap = stated != ZSTD_CONTENTSIZE_UNKNOWN ? static_cast<size_t>(stated) : max_size;
   std::vector<uint8_t> out(cap);
@@ -87,10 +92,12 @@ Result<std::vector<uint8_t>> decompress(std::span<const uint8_t> in, size_t max_
       r = ZSTD_decompressStream(dctx.get(), &pb, &ib);
       if (ZSTD_isError(r)) return fail(Errc::corrupt, std::string("zstd: ") + ZSTD_getErrorName(r));
       if (pb.pos > 0)
-        return fail(Errc::corrupt, "zstd frame expands beyond the " + std::to_string(max_size) + " bytes expected");
+        return fail(Errc::corrupt, "zstd frame expands beyond the " + std::to_string(max_size) +
+                                       " bytes expected");
       if (r != 0 && ib.pos == ib.size) return fail(Errc::corrupt, "zstd frame is truncated");
     }
-    if (r != 0 && ib.pos == ib.size && ob.pos < ob.size) return fail(Errc::corrupt, "zstd frame is truncated");
+    if (r != 0 && ib.pos == ib.size && ob.pos < ob.size)
+      return fail(Errc::corrupt, "zstd frame is truncated");
   } while (r != 0);
   if (ib.pos != ib.size) return fail(Errc::corrupt, "trailing bytes after the zstd frame");
   out.resize(ob.pos);

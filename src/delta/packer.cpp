@@ -48,7 +48,8 @@ Status chunk_files(const stdfs::path& src, bool single_file, std::vector<Entry>&
     if (!m) return tl::unexpected(m.error());
     w.map = std::move(*m);
     auto data = w.map.bytes();
-    if (data.size() != e.size) return fail(Errc::io, p.string() + " changed size while being packed; retry");
+    if (data.size() != e.size)
+      return fail(Errc::io, p.string() + " changed size while being packed; retry");
     Sha256 whole;
     uint64_t off = 0;
     for (uint32_t len : chunker.split(data)) {
@@ -67,9 +68,9 @@ Status chunk_files(const stdfs::path& src, bool single_file, std::vector<Entry>&
 // Phase B: stores every chunk the store lacks (or, with `upgrade`, rewrites exactly the
 // chunks in it at `level`), then refreshes every chunk ref's stored size. Returns the ids
 // this call wrote.
-Result<std::unordered_set<Digest>> store_chunks(std::vector<Entry>& entries, std::vector<FileWork>& work,
-                                                const chunk::ChunkStore& store, int level, unsigned threads,
-                                                const std::unordered_set<Digest>* upgrade, Progress& progress) {
+Result<std::unordered_set<Digest>> store_chunks(
+    std::vector<Entry>& entries, std::vector<FileWork>& work, const chunk::ChunkStore& store,
+    int level, unsigned threads, const std::unordered_set<Digest>* upgrade, Progress& progress) {
   struct Job {
     size_t work;
     size_t chunk;
@@ -110,8 +111,9 @@ Result<std::unordered_set<Digest>> store_chunks(std::vector<Entry>& entries, std
 // Phase D: the new chunks of files that got no delta are what nodes will download: store
 // them again at the strong level.
 Status upgrade_undeltaed_chunks(std::vector<Entry>& entries, std::vector<FileWork>& work,
-                                const chunk::ChunkStore& store, const std::unordered_set<Digest>& written,
-                                int level, unsigned threads, Progress& progress) {
+                                const chunk::ChunkStore& store,
+                                const std::unordered_set<Digest>& written, int level,
+                                unsigned threads, Progress& progress) {
   std::unordered_set<Digest> upgrade;
   for (const FileWork& w : work) {
     const Entry& e = entries[w.entry];
@@ -126,10 +128,10 @@ Status upgrade_undeltaed_chunks(std::vector<Entry>& entries, std::vector<FileWor
 }
 
 struct DeltaJob {
-  size_t work;            // a file with this target content
+  size_t work;  // a file with this target content
   stdfs::path base_path;
   const Entry* base_entry;
-  uint64_t chunk_cost;    // what the node would fetch without a delta
+  uint64_t chunk_cost;  // what the node would fetch without a delta
 };
 
 using PiecePair = std::pair<Digest, Digest>;  // (base, target)
@@ -167,7 +169,9 @@ const Entry* base_for(const BaseTree& b, const ShapeMap& shapes, const Entry& e)
   if (be == nullptr || be->type != EntryType::file) {
     be = nullptr;
     if (auto it = shapes.find(path_shape(e.path)); it != shapes.end()) {
-      auto dist = [&](const Entry* x) { return x->size > e.size ? x->size - e.size : e.size - x->size; };
+      auto dist = [&](const Entry* x) {
+        return x->size > e.size ? x->size - e.size : e.size - x->size;
+      };
       for (const Entry* c : it->second)
         if (be == nullptr || dist(c) < dist(be)) be = c;
     }
@@ -178,8 +182,9 @@ const Entry* base_for(const BaseTree& b, const ShapeMap& shapes, const Entry& e)
 
 // Phase C: deltas against each base, kept where they beat chunk reuse. Identical files at
 // several paths (or in several bases) share one piece, computed once.
-Status make_deltas(std::vector<Entry>& entries, std::vector<FileWork>& work, const PackOptions& opts,
-                   const chunk::ChunkStore& store, unsigned threads, PackStats& st, Progress& progress) {
+Status make_deltas(std::vector<Entry>& entries, std::vector<FileWork>& work,
+                   const PackOptions& opts, const chunk::ChunkStore& store, unsigned threads,
+                   PackStats& st, Progress& progress) {
   std::vector<DeltaJob> jobs;
   std::set<PiecePair> queued;
   std::vector<ShapeMap> shapes;
@@ -212,9 +217,10 @@ Status make_deltas(std::vector<Entry>& entries, std::vector<FileWork>& work, con
     auto bmap = fs::MappedFile::open(job.base_path);
     if (!bmap) return tl::unexpected(bmap.error().context("base tree"));
     if (bmap->size() != job.base_entry->size || sha256(bmap->bytes()) != job.base_entry->digest)
-      return fail(Errc::invalid_argument, job.base_path.string() +
-                                              " does not match its base index; give the tree the base index "
-                                              "was made from (--base-tree)");
+      return fail(Errc::invalid_argument,
+                  job.base_path.string() +
+                      " does not match its base index; give the tree the base index "
+                      "was made from (--base-tree)");
     auto piece = make_best(bmap->bytes(), work[job.work].map.bytes(), opts.delta_level);
     if (!piece) return tl::unexpected(piece.error().context("delta for " + e.path));
     progress.add(e.size);
@@ -222,8 +228,8 @@ Status make_deltas(std::vector<Entry>& entries, std::vector<FileWork>& work, con
     const Piece& pc = **piece;
     MUP_TRY(store.put_blob(piece_rel_path(job.base_entry->digest, e.digest), pc.bytes));
     std::lock_guard lock(mu);
-    made[{job.base_entry->digest, e.digest}] =
-        DeltaRef{job.base_entry->digest, static_cast<uint8_t>(pc.kind), pc.bytes.size(), sha256(pc.bytes)};
+    made[{job.base_entry->digest, e.digest}] = DeltaRef{
+        job.base_entry->digest, static_cast<uint8_t>(pc.kind), pc.bytes.size(), sha256(pc.bytes)};
     return {};
   }));
   for (const auto& [pair, ref] : made) {
@@ -237,10 +243,12 @@ Status make_deltas(std::vector<Entry>& entries, std::vector<FileWork>& work, con
       const Entry* be = base_for(opts.bases[bi], shapes[bi], e);
       if (be == nullptr) continue;
       auto it = made.find({be->digest, e.digest});
-      bool dup = std::any_of(e.deltas.begin(), e.deltas.end(), [&](const DeltaRef& d) { return d.base == be->digest; });
+      bool dup = std::any_of(e.deltas.begin(), e.deltas.end(),
+                             [&](const DeltaRef& d) { return d.base == be->digest; });
       if (it != made.end() && !dup) e.deltas.push_back(it->second);
     }
-    std::sort(e.deltas.begin(), e.deltas.end(), [](const DeltaRef& a, const DeltaRef& b) { return a.base < b.base; });
+    std::sort(e.deltas.begin(), e.deltas.end(),
+              [](const DeltaRef& a, const DeltaRef& b) { return a.base < b.base; });
   }
   st.delta_candidates = jobs.size();
   return {};
@@ -248,13 +256,14 @@ Status make_deltas(std::vector<Entry>& entries, std::vector<FileWork>& work, con
 
 }  // namespace
 
-Result<TreeIndex> pack(const stdfs::path& src, const chunk::ChunkStore& store, const PackOptions& opts,
-                       PackStats* stats) {
+Result<TreeIndex> pack(const stdfs::path& src, const chunk::ChunkStore& store,
+                       const PackOptions& opts, PackStats* stats) {
   MUP_TRY(opts.params.validate());
   for (const BaseTree& b : opts.bases)
     if (!(b.index.params == opts.params))
-      return fail(Errc::invalid_argument, "a base index was made with other chunk sizes; pack with the same "
-                                          "--min/--avg/--max as the base");
+      return fail(Errc::invalid_argument,
+                  "a base index was made with other chunk sizes; pack with the same "
+                  "--min/--avg/--max as the base");
   unsigned threads = opts.threads ? opts.threads : default_threads();
   auto scanned = chunk::scan_tree(src);
   if (!scanned) return tl::unexpected(scanned.error());
@@ -262,7 +271,8 @@ Result<TreeIndex> pack(const stdfs::path& src, const chunk::ChunkStore& store, c
   idx.params = opts.params;
   idx.single_file = scanned->single_file;
   idx.entries = std::move(scanned->entries);
-  MUP_TRY(idx.validate_structure());  // paths from the filesystem can still be unsafe (e.g. >4096 bytes)
+  MUP_TRY(idx.validate_structure());  // paths from the filesystem can still be unsafe (e.g. >4096
+                                      // bytes)
 
   std::vector<FileWork> work;
   uint64_t total = 0;
@@ -292,7 +302,8 @@ Result<TreeIndex> pack(const stdfs::path& src, const chunk::ChunkStore& store, c
     Progress p("computing deltas", 0, opts.progress);
     MUP_TRY(make_deltas(idx.entries, work, opts, store, threads, st, p));
     Progress q("recompressing new chunks", 0, opts.progress);
-    MUP_TRY(upgrade_undeltaed_chunks(idx.entries, work, store, written, opts.delta_level, threads, q));
+    MUP_TRY(
+        upgrade_undeltaed_chunks(idx.entries, work, store, written, opts.delta_level, threads, q));
   }
   std::unordered_set<Digest> counted;
   for (const Entry& e : idx.entries) {

@@ -9,11 +9,11 @@
 //
 // Compression: new chunks go in at `level` (fast: a first publish is throughput-bound).
 // With a base, deltas use `delta_level`, and so do, in a last pass, the new chunks of files
-// that got no delta: those are what nodes will download, and they are few. Memory: the source and base files are mapped,
-// not read; deltas hold at most ~5x a base file of up to 64 MiB per worker (bsdiff), or
-// a block per worker (tensor deltas, zstd prefix deltas hold base + target).
-// The store is synced before pack returns; the caller writes the index afterwards, so an
-// index never names a piece that is not durable.
+// that got no delta: those are what nodes will download, and they are few. Memory: the source and
+// base files are mapped, not read; deltas hold at most ~5x a base file of up to 64 MiB per worker
+// (bsdiff), or a block per worker (tensor deltas, zstd prefix deltas hold base + target). The store
+// is synced before pack returns; the caller writes the index afterwards, so an index never names a
+// piece that is not durable.
 #pragma once
 
 #include <filesystem>
@@ -27,7 +27,8 @@ namespace mup::delta {
 
 struct BaseTree {
   chunk::TreeIndex index;
-  std::filesystem::path tree;  // the base version's files (a dir, or the file of a single-file index)
+  std::filesystem::path
+      tree;  // the base version's files (a dir, or the file of a single-file index)
 };
 
 struct PackOptions {
@@ -42,8 +43,8 @@ struct PackOptions {
 struct PackStats {
   uint64_t files = 0;
   uint64_t file_bytes = 0;
-  uint64_t chunks = 0;         // chunk references in the index
-  uint64_t new_chunks = 0;     // chunks this pack wrote
+  uint64_t chunks = 0;      // chunk references in the index
+  uint64_t new_chunks = 0;  // chunks this pack wrote
   uint64_t new_chunk_bytes = 0;
   uint64_t deltas = 0;
   uint64_t delta_bytes = 0;
@@ -51,7 +52,7 @@ struct PackStats {
 };
 
 [[nodiscard]] Result<chunk::TreeIndex> pack(const std::filesystem::path& src,
-                                            const chunk::ChunkStore& store,
-                                            const PackOptions& opts, PackStats* stats = nullptr);
+                                            const chunk::ChunkStore& store, const PackOptions& opts,
+                                            PackStats* stats = nullptr);
 
 }  // namespace mup::delta

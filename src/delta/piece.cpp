@@ -37,12 +37,14 @@ std::string piece_rel_path(const Digest& base, const Digest& target) {
   return "deltas/" + b.substr(0, 2) + "/" + b + "-" + target.hex();
 }
 
-Result<std::optional<Piece>> make_best(std::span<const uint8_t> base, std::span<const uint8_t> target,
-                                       int level) {
+Result<std::optional<Piece>> make_best(std::span<const uint8_t> base,
+                                       std::span<const uint8_t> target, int level) {
   if (target.empty() || base.empty()) return std::optional<Piece>{};
   std::optional<Piece> best;
   auto consider = [&](DeltaKind kind, Result<std::vector<uint8_t>> payload) -> Status {
-    if (!payload) return tl::unexpected(payload.error().context(std::string(kind_name(static_cast<uint8_t>(kind)))));
+    if (!payload)
+      return tl::unexpected(
+          payload.error().context(std::string(kind_name(static_cast<uint8_t>(kind)))));
     if (!best || payload->size() + kHeader < best->bytes.size()) best = wrap(kind, *payload);
     return {};
   };
@@ -51,12 +53,14 @@ Result<std::optional<Piece>> make_best(std::span<const uint8_t> base, std::span<
     return best;
   }
   auto poor = [&] {
-    return !best || static_cast<double>(best->bytes.size()) > kSecondOpinionRatio * static_cast<double>(target.size());
+    return !best || static_cast<double>(best->bytes.size()) >
+                        kSecondOpinionRatio * static_cast<double>(target.size());
   };
   // The puffed form is at most ~16x the .gz, and bsdiff indexes it: bound the base.
   if (puff::applicable(base, target) && base.size() <= kBsdiffMaxBase / 16) {
     auto p = puff::make(base, target, level);
-    if (p || p.error().code() != Errc::unsupported) MUP_TRY(consider(DeltaKind::puff, std::move(p)));
+    if (p || p.error().code() != Errc::unsupported)
+      MUP_TRY(consider(DeltaKind::puff, std::move(p)));
   }
   if (poor() && base.size() <= kBsdiffMaxBase) {
     MUP_TRY(consider(DeltaKind::bsdiff, bsdiff::make(base, target, level)));
@@ -67,8 +71,8 @@ Result<std::optional<Piece>> make_best(std::span<const uint8_t> base, std::span<
   return best;
 }
 
-Status apply_piece(std::span<const uint8_t> piece, uint8_t expected_kind, std::span<const uint8_t> base,
-                   uint64_t target_size, const Sink& sink) {
+Status apply_piece(std::span<const uint8_t> piece, uint8_t expected_kind,
+                   std::span<const uint8_t> base, uint64_t target_size, const Sink& sink) {
   if (piece.size() < kHeader || !std::equal(kMagic, kMagic + 4, piece.begin()))
     return fail(Errc::corrupt, "delta piece has a bad header");
   if (piece[4] != expected_kind)
@@ -76,20 +80,19 @@ Status apply_piece(std::span<const uint8_t> piece, uint8_t expected_kind, std::s
                                    ", index says " + std::string(kind_name(expected_kind)));
   auto payload = piece.subspan(kHeader);
   switch (static_cast<DeltaKind>(expected_kind)) {
-    case DeltaKind::bsdiff:
-      return bsdiff::apply(base, payload, target_size, sink);
-    case DeltaKind::tensor:
-      return tensor::apply(base, payload, target_size, sink);
-    case DeltaKind::puff:
-      return puff::apply(base, payload, target_size, sink);
+    case DeltaKind::bsdiff: return bsdiff::apply(base, payload, target_size, sink);
+    case DeltaKind::tensor: return tensor::apply(base, payload, target_size, sink);
+    case DeltaKind::puff: return puff::apply(base, payload, target_size, sink);
     case DeltaKind::zstd_patch: {
       auto out = zstd::decompress(payload, static_cast<size_t>(target_size), base);
       if (!out) return tl::unexpected(out.error());
-      if (out->size() != target_size) return fail(Errc::corrupt, "zstd delta gives a file of the wrong size");
+      if (out->size() != target_size)
+        return fail(Errc::corrupt, "zstd delta gives a file of the wrong size");
       return sink(*out);
     }
   }
-  return fail(Errc::unsupported, "unknown delta kind " + std::to_string(expected_kind) + "; upgrade mup");
+  return fail(Errc::unsupported,
+              "unknown delta kind " + std::to_string(expected_kind) + "; upgrade mup");
 }
 
 }  // namespace mup::delta

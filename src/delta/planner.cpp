@@ -54,8 +54,8 @@ Result<std::vector<stdfs::path>> seed_files(const std::vector<stdfs::path>& seed
 
 // Hashes one seed file; when the target has a file of other content at the same path (or,
 // for a single-file index, any seed file), also records its chunks for reuse.
-Status scan_seed_file(const stdfs::path& p, const Entry* same_path_target, const chunk::Chunker& chunker,
-                      SeedState& ss) {
+Status scan_seed_file(const stdfs::path& p, const Entry* same_path_target,
+                      const chunk::Chunker& chunker, SeedState& ss) {
   auto m = fs::MappedFile::open(p);
   if (!m) return {};  // vanished or unreadable since the walk: plan without it
   auto data = m->bytes();
@@ -76,7 +76,8 @@ Status scan_seed_file(const stdfs::path& p, const Entry* same_path_target, const
 }  // namespace
 
 uint64_t index_fetch_bytes(std::span<const uint8_t> target_index_file,
-                           const std::vector<std::vector<uint8_t>>& held_indexes, const chunk::ChunkStore& store) {
+                           const std::vector<std::vector<uint8_t>>& held_indexes,
+                           const chunk::ChunkStore& store) {
   uint64_t best = target_index_file.size();
   Digest target = sha256(target_index_file);
   for (const auto& held : held_indexes) {
@@ -89,12 +90,13 @@ uint64_t index_fetch_bytes(std::span<const uint8_t> target_index_file,
   return best;
 }
 
-Result<Plan> plan(const chunk::TreeIndex& index, uint64_t index_bytes, const std::vector<stdfs::path>& seeds,
-                  unsigned threads) {
+Result<Plan> plan(const chunk::TreeIndex& index, uint64_t index_bytes,
+                  const std::vector<stdfs::path>& seeds, unsigned threads) {
   if (threads == 0) threads = default_threads();
   for (const stdfs::path& s : seeds) {
     std::error_code ec;
-    if (!stdfs::exists(s, ec)) return fail(Errc::not_found, "seed " + s.string() + " does not exist");
+    if (!stdfs::exists(s, ec))
+      return fail(Errc::not_found, "seed " + s.string() + " does not exist");
   }
   std::vector<size_t> files;
   for (size_t i = 0; i < index.entries.size(); ++i)
@@ -151,10 +153,13 @@ Result<Plan> plan(const chunk::TreeIndex& index, uint64_t index_bytes, const std
       }
     }
     // A piece already fetched for an identical file elsewhere in the tree costs nothing.
-    auto delta_cost = [&](const chunk::DeltaRef& d) { return fetched_pieces.count(d.piece) ? 0 : d.stored_size; };
+    auto delta_cost = [&](const chunk::DeltaRef& d) {
+      return fetched_pieces.count(d.piece) ? 0 : d.stored_size;
+    };
     const chunk::DeltaRef* best = nullptr;
     for (const auto& d : e.deltas) {
-      if (ss.by_digest.count(d.base) && delta_cost(d) < chunk_cost && (!best || delta_cost(d) < delta_cost(*best)))
+      if (ss.by_digest.count(d.base) && delta_cost(d) < chunk_cost &&
+          (!best || delta_cost(d) < delta_cost(*best)))
         best = &d;
     }
     if (best != nullptr) {

@@ -7,8 +7,8 @@
 // SHA-256 matches a seed file costs its stored size; otherwise the file is built from
 // chunks, those found in the seed file at the same path (chunked with the index's
 // parameters) cost nothing and the rest cost their stored size. Each file takes the
-// cheapest source; a chunk or delta piece needed twice is counted once. The index's own size is part of
-// bytes_to_fetch: a node must download it too.
+// cheapest source; a chunk or delta piece needed twice is counted once. The index's own size is
+// part of bytes_to_fetch: a node must download it too.
 //
 // A Plan refers into the TreeIndex it was made from; keep that index alive and unchanged.
 #pragma once
@@ -35,10 +35,10 @@ struct ChunkLoc {
 struct FilePlan {
   size_t entry = 0;  // index into TreeIndex::entries
   Source source = Source::chunks;
-  int32_t seed_file = -1;                // reuse: the identical file; delta: the base
+  int32_t seed_file = -1;                  // reuse: the identical file; delta: the base
   const chunk::DeltaRef* delta = nullptr;  // delta: the piece
-  std::vector<ChunkLoc> chunks;          // chunks: where each chunk comes from
-  uint64_t fetch_bytes = 0;              // what this file alone would download
+  std::vector<ChunkLoc> chunks;            // chunks: where each chunk comes from
+  uint64_t fetch_bytes = 0;                // what this file alone would download
 };
 
 struct Plan {

@@ -64,9 +64,9 @@ Status copy_verified(const stdfs::path& from, VerifiedWriter& w) {
   return w.write(m->bytes());
 }
 
-Status build_file(const Entry& e, const FilePlan& fp, const Plan& plan, const chunk::ChunkStore& store,
-                  const stdfs::path& dst, const UnpackOptions& opts, std::atomic<uint64_t>& linked,
-                  std::atomic<uint64_t>& written) {
+Status build_file(const Entry& e, const FilePlan& fp, const Plan& plan,
+                  const chunk::ChunkStore& store, const stdfs::path& dst, const UnpackOptions& opts,
+                  std::atomic<uint64_t>& linked, std::atomic<uint64_t>& written) {
   MUP_TRY(fault::point("unpack.file"));
   if (fp.source == Source::reuse && opts.link) {
     const stdfs::path& src = plan.seed_files[static_cast<size_t>(fp.seed_file)];
@@ -95,12 +95,14 @@ Status build_file(const Entry& e, const FilePlan& fp, const Plan& plan, const ch
       auto piece = store.get_blob(rel, fp.delta->stored_size);
       if (!piece) return tl::unexpected(piece.error().context(what + " for " + e.path));
       if (piece->size() != fp.delta->stored_size || sha256(*piece) != fp.delta->piece)
-        return fail(Errc::corrupt, what + " for " + e.path + " is corrupt (size or SHA-256 differs from the index); "
-                                                               "refetch it");
+        return fail(Errc::corrupt, what + " for " + e.path +
+                                       " is corrupt (size or SHA-256 differs from the index); "
+                                       "refetch it");
       auto base = fs::MappedFile::open(base_path);
       if (!base) return tl::unexpected(base.error().context("base of " + e.path));
       if (sha256(base->bytes()) != fp.delta->base)
-        return fail(Errc::corrupt, "seed " + base_path.string() + " changed since planning; plan again");
+        return fail(Errc::corrupt,
+                    "seed " + base_path.string() + " changed since planning; plan again");
       auto s = apply_piece(*piece, fp.delta->kind, base->bytes(), e.size,
                            [&](std::span<const uint8_t> b) { return w.write(b); });
       if (!s) return tl::unexpected(s.error().context(what + " for " + e.path));
@@ -122,7 +124,8 @@ Status build_file(const Entry& e, const FilePlan& fp, const Plan& plan, const ch
             it = map_ids.end() - 1;
           }
           auto bytes = maps[static_cast<size_t>(it - map_ids.begin())].bytes();
-          if (loc.offset + c.size > bytes.size() || sha256(bytes.subspan(loc.offset, c.size)) != c.id)
+          if (loc.offset + c.size > bytes.size() ||
+              sha256(bytes.subspan(loc.offset, c.size)) != c.id)
             return fail(Errc::corrupt, "seed chunk " + c.id.short_hex() + " for " + e.path +
                                            " changed since planning; plan again");
           MUP_TRY(w.write(bytes.subspan(loc.offset, c.size)));
@@ -138,7 +141,8 @@ Status build_file(const Entry& e, const FilePlan& fp, const Plan& plan, const ch
   }
   MUP_TRY(w.flush());
   if (w.written() != e.size || w.digest() != e.digest)
-    return fail(Errc::corrupt, e.path + " rebuilt from " + what + " does not match its SHA-256 in the index");
+    return fail(Errc::corrupt,
+                e.path + " rebuilt from " + what + " does not match its SHA-256 in the index");
   if (::fchmod(f.fd, e.mode) != 0) return fail_errno("chmod", dst.string(), errno);
   written += w.written();
   return {};
@@ -146,14 +150,17 @@ Status build_file(const Entry& e, const FilePlan& fp, const Plan& plan, const ch
 
 }  // namespace
 
-Result<UnpackStats> unpack(const chunk::TreeIndex& index, const Plan& plan, const chunk::ChunkStore& store,
-                           const stdfs::path& out, const UnpackOptions& opts) {
+Result<UnpackStats> unpack(const chunk::TreeIndex& index, const Plan& plan,
+                           const chunk::ChunkStore& store, const stdfs::path& out,
+                           const UnpackOptions& opts) {
   std::error_code ec;
   if (stdfs::exists(stdfs::symlink_status(out, ec)))
-    return fail(Errc::already_exists, out.string() + " already exists; unpack builds a new tree (remove it or "
-                                                      "choose another --out)");
+    return fail(Errc::already_exists, out.string() +
+                                          " already exists; unpack builds a new tree (remove it or "
+                                          "choose another --out)");
   stdfs::path parent = out.parent_path().empty() ? stdfs::path(".") : out.parent_path();
-  if (!stdfs::is_directory(parent, ec)) return fail(Errc::not_found, "directory " + parent.string() + " does not exist");
+  if (!stdfs::is_directory(parent, ec))
+    return fail(Errc::not_found, "directory " + parent.string() + " does not exist");
   auto tmp = fs::TempDir::create(out);
   if (!tmp) return tl::unexpected(tmp.error());
   const stdfs::path root = tmp->path();
@@ -168,14 +175,14 @@ Result<UnpackStats> unpack(const chunk::TreeIndex& index, const Plan& plan, cons
   }
   std::atomic<uint64_t> linked{0}, written{0};
   Progress progress("unpacking", plan.target_bytes, opts.progress);
-  MUP_TRY(try_parallel_for(plan.files.size(), opts.threads ? opts.threads : default_threads(),
-                           [&](size_t i) -> Status {
-                             const FilePlan& fp = plan.files[i];
-                             const Entry& e = index.entries[fp.entry];
-                             MUP_TRY(build_file(e, fp, plan, store, dst_of(e), opts, linked, written));
-                             progress.add(e.size);
-                             return {};
-                           }));
+  MUP_TRY(try_parallel_for(
+      plan.files.size(), opts.threads ? opts.threads : default_threads(), [&](size_t i) -> Status {
+        const FilePlan& fp = plan.files[i];
+        const Entry& e = index.entries[fp.entry];
+        MUP_TRY(build_file(e, fp, plan, store, dst_of(e), opts, linked, written));
+        progress.add(e.size);
+        return {};
+      }));
   progress.finish();
   // Directory modes last, deepest first, so a read-only directory does not block its children.
   for (auto it = index.entries.rbegin(); it != index.entries.rend(); ++it)
@@ -185,7 +192,8 @@ Result<UnpackStats> unpack(const chunk::TreeIndex& index, const Plan& plan, cons
   MUP_TRY(fs::sync_filesystem(root));
   stdfs::path built = index.single_file ? root / "file" : root;
   if (index.single_file) ::chmod(root.c_str(), 0700);
-  if (::rename(built.c_str(), out.c_str()) != 0) return fail_errno("rename into place", out.string(), errno);
+  if (::rename(built.c_str(), out.c_str()) != 0)
+    return fail_errno("rename into place", out.string(), errno);
   if (!index.single_file) tmp->release();
   MUP_TRY(fs::fsync_dir(parent));
   UnpackStats st;
