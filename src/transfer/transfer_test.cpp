@@ -1,0 +1,181 @@
+// HttpFetcher against real servers on 127.0.0.1: our FileServer, and raw sockets that
+// misbehave (endless data, stalls).
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+
+#include "test_util.hpp"
+#include "transfer/fetcher.hpp"
+#include "transfer/file_server.hpp"
+
+namespace mup::transfer {
+namespace {
+
+// Sends `request` raw to 127.0.0.1:port and returns the whole answer.
+std::string raw_request(uint16_t port, const std::string& request) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return "";
+  (void)!::write(fd, request.data(), request.size());
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fd, buf, sizeof buf)) > 0) out.append(buf, static_cast<size_t>(n));
+  ::close(fd);
+  return out;
+}
+
+// A one-connection server that answers with `head` then `body_bytes` of 'x' (forever when
+// 0 and `endless`), or then stalls.
+class BadServer {
+ public:
+  BadServer(std::string head, bool endless, int stall_ms) {
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    ::listen(fd_, 4);
+    socklen_t len = sizeof a;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    thread_ = std::thread([this, head, endless, stall_ms] {
+      int c = ::accept(fd_, nullptr, nullptr);
+      if (c < 0) return;
+      char buf[4096];
+      (void)!::read(c, buf, sizeof buf);
+      (void)!::write(c, head.data(), head.size());
+      std::string chunk(65536, 'x');
+      for (int i = 0; endless && i < 2000 && !stop_; ++i)
+        if (::write(c, chunk.data(), chunk.size()) < 0) break;
+      for (int waited = 0; waited < stall_ms && !stop_; waited += 10) ::usleep(10000);
+      ::close(c);
+    });
+  }
+  ~BadServer() {
+    stop_ = true;
+    ::shutdown(fd_, SHUT_RDWR);
+    ::close(fd_);
+    thread_.join();
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/x"; }
+
+ private:
+  int fd_;
+  uint16_t port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+class Transfer : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    test::write_file(dir_ / "root/a/file.bin", test::random_bytes(100000, 1));
+    test::write_file(dir_ / "secret", std::string("outside the root"));
+    std::filesystem::create_symlink(dir_ / "secret", dir_ / "root/escape");
+    auto s = FileServer::start(dir_ / "root", "127.0.0.1:0");
+    ASSERT_TRUE(s) << s.error().message();
+    server_ = std::move(*s);
+  }
+  test::ScratchDir dir_;
+  std::unique_ptr<FileServer> server_;
+};
+
+TEST_F(Transfer, FetchesWholeFiles) {
+  HttpFetcher f;
+  auto r = f.fetch(server_->base_url() + "/a/file.bin", 1 << 20);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(*r, test::random_bytes(100000, 1));
+  auto again = f.fetch(server_->base_url() + "/a/file.bin", 1 << 20);  // keep-alive reuse
+  ASSERT_TRUE(again);
+}
+
+TEST_F(Transfer, MissingIsNotFound) {
+  HttpFetcher f;
+  auto r = f.fetch(server_->base_url() + "/nope", 100);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), Errc::not_found);
+  auto d = f.fetch(server_->base_url() + "/a", 100);  // a directory
+  ASSERT_FALSE(d);
+  EXPECT_EQ(d.error().code(), Errc::not_found);
+}
+
+TEST_F(Transfer, LongerThanAllowedIsRefused) {
+  HttpFetcher f;
+  auto r = f.fetch(server_->base_url() + "/a/file.bin", 1000);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), Errc::corrupt);
+}
+
+TEST_F(Transfer, ServerKeepsRequestsInsideTheRoot) {
+  for (std::string path :
+       {"/../secret", "/a/../../secret", "/%2e%2e/secret", "/escape", "/a/file.bin%00"}) {
+    auto answer = raw_request(server_->port(),
+                              "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    EXPECT_NE(answer.find(" 404 "), std::string::npos) << path << ": " << answer.substr(0, 40);
+    EXPECT_EQ(answer.find("outside the root"), std::string::npos) << path;
+  }
+}
+
+TEST_F(Transfer, ServerAnswersRanges) {
+  auto answer = raw_request(
+      server_->port(),
+      "GET /a/file.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=10-19\r\nConnection: close\r\n\r\n");
+  EXPECT_NE(answer.find(" 206 "), std::string::npos);
+  EXPECT_NE(answer.find("Content-Range: bytes 10-19/100000"), std::string::npos)
+      << answer.substr(0, 200);
+  auto data = test::random_bytes(100000, 1);
+  EXPECT_EQ(answer.substr(answer.size() - 10), std::string(data.begin() + 10, data.begin() + 20));
+  auto bad = raw_request(
+      server_->port(),
+      "GET /a/file.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=200000-\r\nConnection: close\r\n\r\n");
+  EXPECT_NE(bad.find(" 416 "), std::string::npos);
+}
+
+TEST(TransferBadServers, EndlessDataStopsAtTheLimit) {
+  BadServer s("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n", /*endless=*/true, 0);
+  HttpFetcher f;
+  auto r = f.fetch(s.url(), 1 << 20);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), Errc::corrupt);
+}
+
+TEST(TransferBadServers, StatedLengthAboveTheLimitIsRefused) {
+  BadServer s("HTTP/1.1 200 OK\r\nContent-Length: 999999999\r\n\r\n", false, 3000);
+  HttpFetcher f;
+  auto r = f.fetch(s.url(), 1000);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), Errc::corrupt);
+}
+
+TEST(TransferBadServers, StalledTransferTimesOut) {
+  BadServer s("HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nxxxx", false, 10000);
+  HttpFetcher f({.connect_timeout_s = 2, .low_speed_bytes_per_s = 100, .low_speed_time_s = 1});
+  auto r = f.fetch(s.url(), 1 << 20);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), Errc::io);
+  EXPECT_NE(r.error().message().find("stalled"), std::string::npos) << r.error().message();
+}
+
+TEST(TransferBadServers, ConnectionRefusedIsIo) {
+  HttpFetcher f({.connect_timeout_s = 2});
+  auto r = f.fetch("http://127.0.0.1:1/x", 100);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), Errc::io);
+}
+
+TEST(PercentEncode, EncodesAllButUnreserved) {
+  EXPECT_EQ(percent_encode("a/b c?"), "a%2Fb%20c%3F");
+  EXPECT_EQ(percent_encode("role-1_x.~"), "role-1_x.~");
+}
+
+}  // namespace
+}  // namespace mup::transfer
