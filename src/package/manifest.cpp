@@ -1,0 +1,184 @@
+#include "package/manifest.hpp"
+
+#include <algorithm>
+
+namespace mup::package {
+
+using nlohmann::json;
+
+namespace {
+constexpr std::pair<PackageType, std::string_view> kTypes[] = {
+    {PackageType::kernel, "kernel"},     {PackageType::service, "service"},
+    {PackageType::ai_model, "ai-model"}, {PackageType::application, "application"},
+    {PackageType::config, "config"},     {PackageType::security, "security"}};
+constexpr std::pair<Priority, std::string_view> kPriorities[] = {{Priority::critical, "critical"},
+                                                                 {Priority::high, "high"},
+                                                                 {Priority::normal, "normal"},
+                                                                 {Priority::low, "low"}};
+
+Error bad(const std::string& what) {
+  return Error(Errc::corrupt, "package manifest: " + what);
+}
+}  // namespace
+
+std::string_view type_name(PackageType t) {
+  for (auto& [k, n] : kTypes)
+    if (k == t) return n;
+  return "?";
+}
+
+Result<PackageType> parse_type(std::string_view s) {
+  for (auto& [k, n] : kTypes)
+    if (n == s) return k;
+  return fail(Errc::invalid_argument,
+              "unknown package type \"" + std::string(s) +
+                  "\" (kernel|service|ai-model|application|config|security)");
+}
+
+std::string_view priority_name(Priority p) {
+  for (auto& [k, n] : kPriorities)
+    if (k == p) return n;
+  return "?";
+}
+
+Result<Priority> parse_priority(std::string_view s) {
+  for (auto& [k, n] : kPriorities)
+    if (n == s) return k;
+  return fail(Errc::invalid_argument,
+              "unknown priority \"" + std::string(s) + "\" (critical|high|normal|low)");
+}
+
+std::string_view default_strategy(PackageType t) {
+  switch (t) {
+    case PackageType::service: return "rolling";
+    case PackageType::ai_model: return "canary";
+    case PackageType::kernel: return "scheduled";
+    default: return "immediate";
+  }
+}
+
+Status validate_component_name(std::string_view name) {
+  bool ok = !name.empty() && name.size() <= 64 && std::isalnum(static_cast<unsigned char>(name[0]));
+  for (char c : name)
+    ok = ok &&
+         ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_' || c == '.');
+  if (!ok)
+    return fail(Errc::invalid_argument,
+                "component name \"" + std::string(name) +
+                    "\" must be 1-64 of [a-z0-9._-], starting with a letter or digit");
+  return {};
+}
+
+json Manifest::to_json() const {
+  json deps = json::array();
+  for (const auto& d : depends) deps.push_back(d.str());
+  json j = {{"format", kFormat},
+            {"id", id()},
+            {"component", component},
+            {"type", type_name(type)},
+            {"version", version.str()},
+            {"description", description},
+            {"depends", deps},
+            {"priority", priority_name(priority)},
+            {"size", size},
+            {"checksum", "sha256:" + index_sha256},
+            {"index", index_target},
+            {"strategy", strategy},
+            {"rollback_policy", rollback_policy},
+            {"delta_from", delta_from}};
+  if (!encryption.is_null()) j["encryption"] = encryption;
+  return j;
+}
+
+Result<Manifest> Manifest::from_json(const json& j) {
+  if (!j.is_object()) return tl::unexpected(bad("not a JSON object"));
+  auto str = [&](const char* k) -> Result<std::string> {
+    auto it = j.find(k);
+    if (it == j.end() || !it->is_string())
+      return tl::unexpected(bad(std::string("missing string \"") + k + "\""));
+    return it->get<std::string>();
+  };
+  if (!j.contains("format") || !j["format"].is_number_integer() ||
+      j["format"].get<int>() != kFormat)
+    return fail(Errc::unsupported,
+                "package manifest format is not " + std::to_string(kFormat) + "; upgrade mup");
+  Manifest m;
+  auto component = str("component");
+  if (!component) return tl::unexpected(component.error());
+  if (auto v = validate_component_name(*component); !v)
+    return tl::unexpected(bad(v.error().message()));
+  m.component = *component;
+  auto type = str("type");
+  if (!type) return tl::unexpected(type.error());
+  auto t = parse_type(*type);
+  if (!t) return tl::unexpected(bad(t.error().message()));
+  m.type = *t;
+  auto version = str("version");
+  if (!version) return tl::unexpected(version.error());
+  auto v = Version::parse(*version);
+  if (!v) return tl::unexpected(bad(v.error().message()));
+  m.version = *v;
+  if (auto d = str("description")) m.description = *d;
+  if (auto it = j.find("depends"); it != j.end()) {
+    if (!it->is_array()) return tl::unexpected(bad("\"depends\" is not an array"));
+    for (const auto& d : *it) {
+      if (!d.is_string()) return tl::unexpected(bad("a dependency is not a string"));
+      auto dep = Dependency::parse(d.get<std::string>());
+      if (!dep) return tl::unexpected(bad(dep.error().message()));
+      m.depends.push_back(std::move(*dep));
+    }
+  }
+  auto prio = str("priority");
+  if (!prio) return tl::unexpected(prio.error());
+  auto p = parse_priority(*prio);
+  if (!p) return tl::unexpected(bad(p.error().message()));
+  m.priority = *p;
+  if (!j.contains("size") || !j["size"].is_number_unsigned())
+    return tl::unexpected(bad("missing \"size\""));
+  m.size = j["size"].get<uint64_t>();
+  auto checksum = str("checksum");
+  if (!checksum) return tl::unexpected(checksum.error());
+  if (checksum->rfind("sha256:", 0) != 0 || checksum->size() != 7 + 64)
+    return tl::unexpected(bad("\"checksum\" must be sha256:<64 hex>"));
+  m.index_sha256 = checksum->substr(7);
+  auto index = str("index");
+  if (!index) return tl::unexpected(index.error());
+  m.index_target = *index;
+  auto strategy = str("strategy");
+  if (!strategy) return tl::unexpected(strategy.error());
+  if (std::find(std::begin(kStrategies), std::end(kStrategies), *strategy) == std::end(kStrategies))
+    return tl::unexpected(bad("unknown strategy \"" + *strategy + "\""));
+  m.strategy = *strategy;
+  if (auto it = j.find("rollback_policy"); it != j.end()) {
+    if (!it->is_object()) return tl::unexpected(bad("\"rollback_policy\" is not an object"));
+    m.rollback_policy = *it;
+  }
+  if (auto it = j.find("delta_from"); it != j.end()) {
+    if (!it->is_array()) return tl::unexpected(bad("\"delta_from\" is not an array"));
+    for (const auto& d : *it) {
+      if (!d.is_string() || !Version::parse(d.get<std::string>()))
+        return tl::unexpected(bad("\"delta_from\" holds a non-version"));
+      m.delta_from.push_back(d.get<std::string>());
+    }
+  }
+  if (auto it = j.find("encryption"); it != j.end()) m.encryption = *it;
+  if (auto id = str("id"); !id || *id != m.id())
+    return tl::unexpected(bad("\"id\" is not component@version"));
+  return m;
+}
+
+Status check_dependencies(const Manifest& m, const std::map<std::string, Version>& have) {
+  std::string missing;
+  for (const auto& d : m.depends) {
+    auto it = have.find(d.name);
+    if (it != have.end() && d.constraint.matches(it->second)) continue;
+    if (!missing.empty()) missing += "; ";
+    missing +=
+        d.str() + " (" + (it == have.end() ? "not installed" : "have " + it->second.str()) + ")";
+  }
+  if (missing.empty()) return {};
+  return fail(Errc::invalid_argument, m.id() + " has unmet dependencies: " + missing +
+                                          "; install them first (or use --with-deps)");
+}
+
+}  // namespace mup::package

@@ -1,0 +1,64 @@
+// The package manifest: what a published update is (the seed's update_package_t).
+//
+// A manifest travels as the `custom` field of the package's TUF target (the tree index),
+// so it is covered by the repository's signatures. It names the component, its kind
+// (kernel, service, ai-model, application, config, security), its semantic version, the
+// components it depends on with version constraints, a priority, sizes and checksums,
+// the default deployment strategy and a rollback policy. from_json() validates
+// everything it reads (it parses repository data). Values; thread-compatible.
+#pragma once
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/error.hpp"
+#include "package/semver.hpp"
+
+namespace mup::package {
+
+enum class PackageType { kernel, service, ai_model, application, config, security };
+enum class Priority { critical, high, normal, low };
+
+std::string_view type_name(PackageType t);
+[[nodiscard]] Result<PackageType> parse_type(std::string_view s);
+std::string_view priority_name(Priority p);
+[[nodiscard]] Result<Priority> parse_priority(std::string_view s);
+
+// Strategies the deploy module knows; a package names its default.
+inline constexpr std::string_view kStrategies[] = {"immediate", "rolling", "blue-green", "canary",
+                                                   "scheduled"};
+std::string_view default_strategy(PackageType t);
+
+struct Manifest {
+  static constexpr int kFormat = 1;
+
+  std::string component;  // [a-z0-9][a-z0-9._-]*
+  PackageType type = PackageType::application;
+  Version version;
+  std::string description;
+  std::vector<Dependency> depends;
+  Priority priority = Priority::normal;
+  uint64_t size = 0;         // bytes of the installed tree
+  std::string index_sha256;  // checksum: SHA-256 of the tree index (hex)
+  std::string index_target;  // TUF target path of the tree index
+  std::string strategy;      // one of kStrategies
+  nlohmann::json rollback_policy = nlohmann::json::object();
+  std::vector<std::string> delta_from;  // versions a node can update from by delta
+  nlohmann::json encryption;            // null, or {"scheme": ..., "recipients": [...]}
+
+  // "<component>@<version>", the seed's package id.
+  std::string id() const { return component + "@" + version.str(); }
+  nlohmann::json to_json() const;
+  [[nodiscard]] static Result<Manifest> from_json(const nlohmann::json& j);
+};
+
+[[nodiscard]] Status validate_component_name(std::string_view name);
+
+// Checks `m`'s dependencies against the versions at hand (installed, or to be installed in
+// the same plan). The error lists every unmet dependency and what is there instead.
+[[nodiscard]] Status check_dependencies(const Manifest& m,
+                                        const std::map<std::string, Version>& have);
+
+}  // namespace mup::package
