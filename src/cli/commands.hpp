@@ -18,5 +18,9 @@ struct CliExit {
 
 // The incremental engine's plumbing commands: pack, plan, unpack, index show.
 void register_engine_commands(CLI::App& app);
+// The publisher's commands: repo init/verify/serve/sign/rotate-key/expire, publish, keygen.
+void register_repo_commands(CLI::App& app);
+// The node's commands: check.
+void register_node_commands(CLI::App& app);
 
 }  // namespace mup::cli

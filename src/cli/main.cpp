@@ -18,6 +18,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();
   mup::cli::register_engine_commands(app);
+  mup::cli::register_repo_commands(app);
+  mup::cli::register_node_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

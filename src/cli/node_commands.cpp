@@ -1,0 +1,151 @@
+// The node's view of a repository: mup check. The node's state lives under --root
+// (default /var/lib/mup, or MUP_ROOT): tuf/ holds the trusted metadata (first the root
+// given with --trusted-root: trust on first use is never allowed), and
+// components/<name>/current -> <version> names what is installed, with the installed
+// version's tree index beside it as components/<name>/<version>.idx.
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "chunk/tree_index.hpp"
+#include "cli/commands.hpp"
+#include "core/fs.hpp"
+#include "core/progress.hpp"
+#include "delta/planner.hpp"
+#include "package/manifest.hpp"
+#include "transfer/fetcher.hpp"
+#include "tuf/clock.hpp"
+#include "tuf/updater.hpp"
+
+namespace mup::cli {
+
+namespace stdfs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+template <typename T>
+T must(Result<T> r, const std::string& where = "") {
+  if (!r) die(where.empty() ? r.error() : r.error().context(where));
+  return std::move(*r);
+}
+void must(Status s, const std::string& where = "") {
+  if (!s) die(where.empty() ? s.error() : s.error().context(where));
+}
+
+struct CheckArgs {
+  std::string repo, trusted_root, root, component;
+  bool json = false;
+};
+
+struct Installed {
+  package::Version version;
+  stdfs::path tree;
+  stdfs::path index;
+};
+
+std::optional<Installed> installed(const stdfs::path& node, const std::string& name) {
+  std::error_code ec;
+  stdfs::path cur = node / "components" / name / "current";
+  auto target = stdfs::read_symlink(cur, ec);
+  if (ec) return std::nullopt;
+  auto v = package::Version::parse(target.filename().string());
+  if (!v) return std::nullopt;
+  return Installed{*v, node / "components" / name / v->str(), node / "components" / name / (v->str() + ".idx")};
+}
+
+void run_check(const CheckArgs& a) {
+  stdfs::path node = a.root.empty() ? (std::getenv("MUP_ROOT") ? std::getenv("MUP_ROOT") : "/var/lib/mup") : a.root;
+  stdfs::path tuf_dir = node / "tuf";
+  must(fs::create_dirs(tuf_dir));
+  if (!stdfs::exists(tuf_dir / "root.json")) {
+    if (a.trusted_root.empty())
+      die(Error(Errc::invalid_argument, "this node trusts no repository root yet: give --trusted-root ROOT.json "
+                                        "(the publisher's metadata/1.root.json, obtained out of band)"));
+    auto bytes = must(fs::read_file(a.trusted_root, 1 << 20), "--trusted-root");
+    must(fs::write_file_atomic(tuf_dir / "root.json", bytes));
+  }
+  std::string base = a.repo;
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  transfer::HttpFetcher fetcher;
+  tuf::SystemClock clock;
+  tuf::UpdaterConfig cfg;
+  cfg.metadata_dir = tuf_dir;
+  cfg.metadata_base_url = base + "/metadata";
+  cfg.target_base_url = base + "/targets";
+  auto up = must(tuf::Updater::create(cfg, fetcher, clock), "trusted metadata in " + tuf_dir.string());
+  must(up.refresh(), "refreshing metadata from " + a.repo);
+
+  // The newest version of each component, from the signed manifests.
+  std::map<std::string, std::pair<package::Manifest, std::string>> newest;  // name -> manifest, target path
+  for (const auto& [path, tf] : up.targets()->targets) {
+    auto m = package::Manifest::from_json(tf.custom);
+    if (!m) continue;  // not a package (or from a newer mup): skip it
+    if (!a.component.empty() && m->component != a.component) continue;
+    auto it = newest.find(m->component);
+    if (it == newest.end() || it->second.first.version < m->version) newest[m->component] = {*m, path};
+  }
+  std::map<std::string, package::Version> have;
+  for (const auto& [name, _] : newest)
+    if (auto i = installed(node, name)) have[name] = i->version;
+
+  json rows = json::array();
+  for (const auto& [name, entry] : newest) {
+    const auto& [m, path] = entry;
+    auto inst = installed(node, name);
+    if (inst && !(inst->version < m.version)) continue;  // up to date
+    auto info = must(up.get_targetinfo(path));
+    auto idx_bytes = must(up.fetch_target(info), "tree index of " + m.id());
+    auto idx = must(chunk::TreeIndex::parse(idx_bytes), m.id());
+    std::vector<stdfs::path> seeds;
+    if (inst && stdfs::is_directory(inst->tree)) seeds.push_back(inst->tree);
+    auto p = must(delta::plan(idx, idx_bytes.size(), seeds), "planning " + m.id());
+    auto deps = package::check_dependencies(m, have);
+    rows.push_back({{"component", name},
+                    {"installed", inst ? inst->version.str() : ""},
+                    {"available", m.version.str()},
+                    {"type", package::type_name(m.type)},
+                    {"priority", package::priority_name(m.priority)},
+                    {"strategy", m.strategy},
+                    {"download_bytes", p.bytes_to_fetch},
+                    {"full_bytes", p.full_bytes},
+                    {"deps_ok", bool(deps)},
+                    {"deps_error", deps ? "" : deps.error().message()}});
+  }
+  if (a.json) {
+    std::printf("%s\n", json({{"updates", rows}}).dump(2).c_str());
+    return;
+  }
+  if (rows.empty()) {
+    std::printf("everything is up to date (%zu component(s) in the repository)\n", newest.size());
+    return;
+  }
+  std::printf("%-20s %-12s    %-12s %-12s %-9s %s\n", "COMPONENT", "INSTALLED", "AVAILABLE", "TYPE", "PRIORITY",
+              "DOWNLOAD");
+  for (const auto& r : rows) {
+    std::string inst = r["installed"].get<std::string>();
+    std::printf("%-20s %-12s -> %-12s %-12s %-9s %s of %s%s\n", r["component"].get<std::string>().c_str(),
+                inst.empty() ? "-" : inst.c_str(), r["available"].get<std::string>().c_str(),
+                r["type"].get<std::string>().c_str(), r["priority"].get<std::string>().c_str(),
+                human_bytes(r["download_bytes"].get<uint64_t>()).c_str(),
+                human_bytes(r["full_bytes"].get<uint64_t>()).c_str(),
+                r["deps_ok"].get<bool>() ? "" : ("  [blocked: " + r["deps_error"].get<std::string>() + "]").c_str());
+  }
+}
+
+}  // namespace
+
+void register_node_commands(CLI::App& app) {
+  auto ca = std::make_shared<CheckArgs>();
+  auto* check = app.add_subcommand("check", "List the updates a repository offers this node (verified with TUF)");
+  check->add_option("--repo", ca->repo, "Repository URL (serving metadata/ and targets/)")->required();
+  check->add_option("--trusted-root", ca->trusted_root, "The repository's root.json, the first time");
+  check->add_option("--root", ca->root, "Node state directory (default $MUP_ROOT or /var/lib/mup)");
+  check->add_option("--component", ca->component, "Only this component");
+  check->add_flag("--json", ca->json, "Print JSON");
+  check->callback([ca] { run_check(*ca); });
+}
+
+}  // namespace mup::cli
