@@ -53,17 +53,21 @@ std::optional<Installed> installed(const stdfs::path& node, const std::string& n
   if (ec) return std::nullopt;
   auto v = package::Version::parse(target.filename().string());
   if (!v) return std::nullopt;
-  return Installed{*v, node / "components" / name / v->str(), node / "components" / name / (v->str() + ".idx")};
+  return Installed{*v, node / "components" / name / v->str(),
+                   node / "components" / name / (v->str() + ".idx")};
 }
 
 void run_check(const CheckArgs& a) {
-  stdfs::path node = a.root.empty() ? (std::getenv("MUP_ROOT") ? std::getenv("MUP_ROOT") : "/var/lib/mup") : a.root;
+  stdfs::path node = a.root.empty()
+                         ? (std::getenv("MUP_ROOT") ? std::getenv("MUP_ROOT") : "/var/lib/mup")
+                         : a.root;
   stdfs::path tuf_dir = node / "tuf";
   must(fs::create_dirs(tuf_dir));
   if (!stdfs::exists(tuf_dir / "root.json")) {
     if (a.trusted_root.empty())
-      die(Error(Errc::invalid_argument, "this node trusts no repository root yet: give --trusted-root ROOT.json "
-                                        "(the publisher's metadata/1.root.json, obtained out of band)"));
+      die(Error(Errc::invalid_argument,
+                "this node trusts no repository root yet: give --trusted-root ROOT.json "
+                "(the publisher's metadata/1.root.json, obtained out of band)"));
     auto bytes = must(fs::read_file(a.trusted_root, 1 << 20), "--trusted-root");
     must(fs::write_file_atomic(tuf_dir / "root.json", bytes));
   }
@@ -75,17 +79,20 @@ void run_check(const CheckArgs& a) {
   cfg.metadata_dir = tuf_dir;
   cfg.metadata_base_url = base + "/metadata";
   cfg.target_base_url = base + "/targets";
-  auto up = must(tuf::Updater::create(cfg, fetcher, clock), "trusted metadata in " + tuf_dir.string());
+  auto up =
+      must(tuf::Updater::create(cfg, fetcher, clock), "trusted metadata in " + tuf_dir.string());
   must(up.refresh(), "refreshing metadata from " + a.repo);
 
   // The newest version of each component, from the signed manifests.
-  std::map<std::string, std::pair<package::Manifest, std::string>> newest;  // name -> manifest, target path
+  std::map<std::string, std::pair<package::Manifest, std::string>>
+      newest;  // name -> manifest, target path
   for (const auto& [path, tf] : up.targets()->targets) {
     auto m = package::Manifest::from_json(tf.custom);
     if (!m) continue;  // not a package (or from a newer mup): skip it
     if (!a.component.empty() && m->component != a.component) continue;
     auto it = newest.find(m->component);
-    if (it == newest.end() || it->second.first.version < m->version) newest[m->component] = {*m, path};
+    if (it == newest.end() || it->second.first.version < m->version)
+      newest[m->component] = {*m, path};
   }
   std::map<std::string, package::Version> have;
   for (const auto& [name, _] : newest)
@@ -122,16 +129,19 @@ void run_check(const CheckArgs& a) {
     std::printf("everything is up to date (%zu component(s) in the repository)\n", newest.size());
     return;
   }
-  std::printf("%-20s %-12s    %-12s %-12s %-9s %s\n", "COMPONENT", "INSTALLED", "AVAILABLE", "TYPE", "PRIORITY",
-              "DOWNLOAD");
+  std::printf("%-20s %-12s    %-12s %-12s %-9s %s\n", "COMPONENT", "INSTALLED", "AVAILABLE", "TYPE",
+              "PRIORITY", "DOWNLOAD");
   for (const auto& r : rows) {
     std::string inst = r["installed"].get<std::string>();
-    std::printf("%-20s %-12s -> %-12s %-12s %-9s %s of %s%s\n", r["component"].get<std::string>().c_str(),
-                inst.empty() ? "-" : inst.c_str(), r["available"].get<std::string>().c_str(),
-                r["type"].get<std::string>().c_str(), r["priority"].get<std::string>().c_str(),
+    std::printf("%-20s %-12s -> %-12s %-12s %-9s %s of %s%s\n",
+                r["component"].get<std::string>().c_str(), inst.empty() ? "-" : inst.c_str(),
+                r["available"].get<std::string>().c_str(), r["type"].get<std::string>().c_str(),
+                r["priority"].get<std::string>().c_str(),
                 human_bytes(r["download_bytes"].get<uint64_t>()).c_str(),
                 human_bytes(r["full_bytes"].get<uint64_t>()).c_str(),
-                r["deps_ok"].get<bool>() ? "" : ("  [blocked: " + r["deps_error"].get<std::string>() + "]").c_str());
+                r["deps_ok"].get<bool>()
+                    ? ""
+                    : ("  [blocked: " + r["deps_error"].get<std::string>() + "]").c_str());
   }
 }
 
@@ -139,9 +149,12 @@ void run_check(const CheckArgs& a) {
 
 void register_node_commands(CLI::App& app) {
   auto ca = std::make_shared<CheckArgs>();
-  auto* check = app.add_subcommand("check", "List the updates a repository offers this node (verified with TUF)");
-  check->add_option("--repo", ca->repo, "Repository URL (serving metadata/ and targets/)")->required();
-  check->add_option("--trusted-root", ca->trusted_root, "The repository's root.json, the first time");
+  auto* check = app.add_subcommand(
+      "check", "List the updates a repository offers this node (verified with TUF)");
+  check->add_option("--repo", ca->repo, "Repository URL (serving metadata/ and targets/)")
+      ->required();
+  check->add_option("--trusted-root", ca->trusted_root,
+                    "The repository's root.json, the first time");
   check->add_option("--root", ca->root, "Node state directory (default $MUP_ROOT or /var/lib/mup)");
   check->add_option("--component", ca->component, "Only this component");
   check->add_flag("--json", ca->json, "Print JSON");

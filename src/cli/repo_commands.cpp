@@ -51,7 +51,8 @@ crypto::KeyType parse_key_type(const std::string& s) {
 }
 
 // KEYDIR/<role>.<first 16 hex of the key id>.pem, mode 0600, in a 0700 directory.
-stdfs::path save_key(const stdfs::path& keydir, const std::string& role, const crypto::PrivateKey& k) {
+stdfs::path save_key(const stdfs::path& keydir, const std::string& role,
+                     const crypto::PrivateKey& k) {
   must(fs::create_dirs(keydir));
   ::chmod(keydir.c_str(), 0700);
   std::string id = tuf::Key::from_public(k.public_key()).keyid();
@@ -66,14 +67,16 @@ std::map<std::string, std::vector<crypto::PrivateKey>> load_keys(const stdfs::pa
   std::map<std::string, std::vector<crypto::PrivateKey>> out;
   std::error_code ec;
   if (!stdfs::is_directory(keydir, ec))
-    die(Error(Errc::not_found, "key directory " + keydir.string() + " does not exist (made by mup repo init)"));
+    die(Error(Errc::not_found,
+              "key directory " + keydir.string() + " does not exist (made by mup repo init)"));
   for (const auto& e : stdfs::directory_iterator(keydir)) {
     std::string name = e.path().filename().string();
     if (e.path().extension() != ".pem") continue;
     std::string role = name.substr(0, name.find('.'));
     auto bytes = must(fs::read_file(e.path(), 1 << 20));
-    auto key = must(crypto::PrivateKey::from_pem({reinterpret_cast<const char*>(bytes.data()), bytes.size()}),
-                    "key " + e.path().string());
+    auto key = must(
+        crypto::PrivateKey::from_pem({reinterpret_cast<const char*>(bytes.data()), bytes.size()}),
+        "key " + e.path().string());
     out[role].push_back(std::move(key));
   }
   return out;
@@ -85,7 +88,8 @@ void add_signers(tuf::Repository& repo, const stdfs::path& keydir) {
 }
 
 // "role=N" options into a map.
-std::map<std::string, uint32_t> role_numbers(const std::vector<std::string>& opts, const char* flag) {
+std::map<std::string, uint32_t> role_numbers(const std::vector<std::string>& opts,
+                                             const char* flag) {
   std::map<std::string, uint32_t> out;
   for (const auto& o : opts) {
     size_t eq = o.find('=');
@@ -96,8 +100,11 @@ std::map<std::string, uint32_t> role_numbers(const std::vector<std::string>& opt
       n = eq == std::string::npos ? 0 : static_cast<uint32_t>(std::stoul(o.substr(eq + 1)));
     } catch (...) {
     }
-    if (!known || n == 0) die(Error(Errc::invalid_argument, std::string(flag) + " wants ROLE=N with ROLE in "
-                                                                                "root|targets|snapshot|timestamp and N >= 1, got " + o));
+    if (!known || n == 0)
+      die(Error(Errc::invalid_argument, std::string(flag) +
+                                            " wants ROLE=N with ROLE in "
+                                            "root|targets|snapshot|timestamp and N >= 1, got " +
+                                            o));
     out[role] = n;
   }
   return out;
@@ -117,27 +124,34 @@ void run_repo_init(const InitArgs& a) {
     uint32_t t = thresholds.count(kRoles[i]) ? thresholds[kRoles[i]] : 1;
     uint32_t n = counts.count(kRoles[i]) ? counts[kRoles[i]] : t;
     if (n < t)
-      die(Error(Errc::invalid_argument, std::string(kRoles[i]) + ": threshold " + std::to_string(t) +
+      die(Error(Errc::invalid_argument, std::string(kRoles[i]) + ": threshold " +
+                                            std::to_string(t) +
                                             " needs at least as many keys (--key-count)"));
     setups[i]->threshold = t;
-    for (uint32_t k = 0; k < n; ++k) setups[i]->keys.push_back(must(crypto::PrivateKey::generate(parse_key_type(a.key_type))));
+    for (uint32_t k = 0; k < n; ++k)
+      setups[i]->keys.push_back(must(crypto::PrivateKey::generate(parse_key_type(a.key_type))));
   }
-  if (stdfs::path(a.keydir).lexically_normal().string().rfind(stdfs::path(a.dir).lexically_normal().string(), 0) == 0)
-    die(Error(Errc::invalid_argument, "--keys must not be inside the repository directory (private keys would be "
-                                      "published)"));
+  auto rel = stdfs::weakly_canonical(stdfs::absolute(a.keydir))
+                 .lexically_relative(stdfs::weakly_canonical(stdfs::absolute(a.dir)));
+  if (!rel.empty() && *rel.begin() != "..")
+    die(Error(Errc::invalid_argument,
+              "--keys must not be inside the repository directory (private keys would be "
+              "published)"));
   tuf::SystemClock clock;
   auto repo = must(tuf::Repository::init(a.dir, o, clock), "creating repository " + a.dir);
   for (size_t i = 0; i < 4; ++i)
     for (const auto& k : setups[i]->keys) save_key(a.keydir, kRoles[i], k);
-  std::printf("repository %s created (root v%llu, %s keys); private keys in %s (mode 0600): keep them offline\n",
-              a.dir.c_str(), static_cast<unsigned long long>(repo.root().version), a.key_type.c_str(),
-              a.keydir.c_str());
+  std::printf(
+      "repository %s created (root v%llu, %s keys); private keys in %s (mode 0600): keep them "
+      "offline\n",
+      a.dir.c_str(), static_cast<unsigned long long>(repo.root().version), a.key_type.c_str(),
+      a.keydir.c_str());
   std::printf("give nodes %s/metadata/1.root.json as their trusted root\n", a.dir.c_str());
 }
 
 struct PublishArgs {
-  std::string dir, keydir, component, version, type, src, priority = "normal", strategy, rollback_policy,
-      description;
+  std::string dir, keydir, component, version, type, src, priority = "normal", strategy,
+                                                          rollback_policy, description;
   std::vector<std::string> depends, delta_from;
   bool allow_unmet = false, json = false;
 };
@@ -156,7 +170,8 @@ std::vector<uint8_t> read_index_target(const tuf::Repository& repo, const std::s
   stdfs::path p = repo.dir() / "targets" / path;
   if (repo.root().consistent_snapshot) {
     auto h = it->second.hashes.find("sha256");
-    if (h == it->second.hashes.end()) die(Error(Errc::corrupt, path + " has no sha256 in targets metadata"));
+    if (h == it->second.hashes.end())
+      die(Error(Errc::corrupt, path + " has no sha256 in targets metadata"));
     p = p.parent_path() / (h->second + "." + p.filename().string());
   }
   auto bytes = must(fs::read_file(p, it->second.length));
@@ -178,12 +193,14 @@ void run_publish(const PublishArgs& a) {
       std::end(package::kStrategies))
     die(Error(Errc::invalid_argument, "unknown --strategy " + m.strategy +
                                           " (immediate|rolling|blue-green|canary|scheduled)"));
-  for (const auto& d : a.depends) m.depends.push_back(must(package::Dependency::parse(d), "--depends"));
+  for (const auto& d : a.depends)
+    m.depends.push_back(must(package::Dependency::parse(d), "--depends"));
   if (!a.rollback_policy.empty()) {
     auto bytes = must(fs::read_file(a.rollback_policy, 1 << 20), "--rollback-policy");
     m.rollback_policy = json::parse(bytes.begin(), bytes.end(), nullptr, false);
     if (!m.rollback_policy.is_object())
-      die(Error(Errc::invalid_argument, a.rollback_policy + " is not a JSON object (the rollback policy)"));
+      die(Error(Errc::invalid_argument,
+                a.rollback_policy + " is not a JSON object (the rollback policy)"));
   }
   tuf::SystemClock clock;
   auto repo = must(tuf::Repository::open(a.dir, clock), "opening repository " + a.dir);
@@ -191,8 +208,9 @@ void run_publish(const PublishArgs& a) {
   m.index_target = index_target(m.component, m.version.str());
   const tuf::Targets* targets = repo.targets();
   if (targets->targets.count(m.index_target))
-    die(Error(Errc::already_exists, m.id() + " is already published; versions are immutable, publish a new "
-                                             "version"));
+    die(Error(Errc::already_exists,
+              m.id() + " is already published; versions are immutable, publish a new "
+                       "version"));
   // Dependencies must be satisfiable by what the repository offers.
   std::map<std::string, std::vector<package::Version>> offered;
   for (const auto& [path, tf] : targets->targets) {
@@ -203,9 +221,10 @@ void run_publish(const PublishArgs& a) {
     bool ok = false;
     for (const auto& v : offered[d.name]) ok = ok || d.constraint.matches(v);
     if (!ok && !a.allow_unmet)
-      die(Error(Errc::invalid_argument, "dependency " + d.str() + " of " + m.id() +
-                                            " is not satisfied by any version in the repository; publish it "
-                                            "first (or --allow-unmet-deps)"));
+      die(Error(Errc::invalid_argument,
+                "dependency " + d.str() + " of " + m.id() +
+                    " is not satisfied by any version in the repository; publish it "
+                    "first (or --allow-unmet-deps)"));
   }
   auto store = must(chunk::ChunkStore::open(a.dir, true));
   // Base versions for deltas: rebuilt from the repository's own store into temp space.
@@ -216,7 +235,8 @@ void run_publish(const PublishArgs& a) {
     auto v = must(package::Version::parse(bv), "--delta-from");
     auto bytes = read_index_target(repo, index_target(m.component, v.str()));
     auto idx = must(chunk::TreeIndex::parse(bytes));
-    auto tmp = must(fs::TempDir::create(stdfs::temp_directory_path() / ("mup-base-" + m.component + "-" + v.str())));
+    auto tmp = must(fs::TempDir::create(stdfs::temp_directory_path() /
+                                        ("mup-base-" + m.component + "-" + v.str())));
     auto plan = must(delta::plan(idx, 0, {}));
     stdfs::path tree = tmp.path() / "tree";
     must(delta::unpack(idx, plan, store, tree, {}), "rebuilding base " + v.str());
@@ -256,14 +276,16 @@ void run_publish(const PublishArgs& a) {
                             .c_str());
     return;
   }
-  std::printf("published %s (%s, %s, %llu files, %s): %llu new chunks (%s), %llu deltas (%s); targets v%llu, "
-              "snapshot v%llu, timestamp v%llu, in %.2fs\n",
-              m.id().c_str(), a.type.c_str(), m.strategy.c_str(), static_cast<unsigned long long>(st.files),
-              human_bytes(m.size).c_str(), static_cast<unsigned long long>(st.new_chunks),
-              human_bytes(st.new_chunk_bytes).c_str(), static_cast<unsigned long long>(st.deltas),
-              human_bytes(st.delta_bytes).c_str(), static_cast<unsigned long long>(repo.targets()->version),
-              static_cast<unsigned long long>(repo.snapshot().version),
-              static_cast<unsigned long long>(repo.timestamp().version), secs);
+  std::printf(
+      "published %s (%s, %s, %llu files, %s): %llu new chunks (%s), %llu deltas (%s); targets "
+      "v%llu, "
+      "snapshot v%llu, timestamp v%llu, in %.2fs\n",
+      m.id().c_str(), a.type.c_str(), m.strategy.c_str(), static_cast<unsigned long long>(st.files),
+      human_bytes(m.size).c_str(), static_cast<unsigned long long>(st.new_chunks),
+      human_bytes(st.new_chunk_bytes).c_str(), static_cast<unsigned long long>(st.deltas),
+      human_bytes(st.delta_bytes).c_str(), static_cast<unsigned long long>(repo.targets()->version),
+      static_cast<unsigned long long>(repo.snapshot().version),
+      static_cast<unsigned long long>(repo.timestamp().version), secs);
 }
 
 void run_repo_verify(const std::string& dir, bool as_json) {
@@ -281,8 +303,9 @@ void run_repo_verify(const std::string& dir, bool as_json) {
                             .dump(2)
                             .c_str());
   } else {
-    std::printf("%s: root v%llu, timestamp v%llu, snapshot v%llu, targets v%llu, %zu targets\n", dir.c_str(),
-                static_cast<unsigned long long>(r.root_version), static_cast<unsigned long long>(r.timestamp_version),
+    std::printf("%s: root v%llu, timestamp v%llu, snapshot v%llu, targets v%llu, %zu targets\n",
+                dir.c_str(), static_cast<unsigned long long>(r.root_version),
+                static_cast<unsigned long long>(r.timestamp_version),
                 static_cast<unsigned long long>(r.snapshot_version),
                 static_cast<unsigned long long>(r.targets_version), r.target_count);
     for (const auto& w : r.warnings) std::printf("warning: %s\n", w.c_str());
@@ -313,8 +336,8 @@ void run_repo_sign(const std::string& dir, const std::string& keydir, const std:
   std::printf("signed the current %s metadata with %zu key(s)\n", role.c_str(), keys[role].size());
 }
 
-void run_repo_rotate(const std::string& dir, const std::string& keydir, const std::string& role, uint32_t threshold,
-                     uint32_t count, const std::string& key_type) {
+void run_repo_rotate(const std::string& dir, const std::string& keydir, const std::string& role,
+                     uint32_t threshold, uint32_t count, const std::string& key_type) {
   tuf::SystemClock clock;
   auto repo = must(tuf::Repository::open(dir, clock));
   add_signers(repo, keydir);
@@ -323,7 +346,8 @@ void run_repo_rotate(const std::string& dir, const std::string& keydir, const st
   for (uint32_t i = 0; i < std::max(count, threshold); ++i) {
     fresh.push_back(must(crypto::PrivateKey::generate(parse_key_type(key_type))));
     pubs.push_back(fresh.back().public_key());
-    if (role == "root") repo.add_signer("root", fresh.back());  // root N+1 is signed by old and new keys
+    if (role == "root")
+      repo.add_signer("root", fresh.back());  // root N+1 is signed by old and new keys
   }
   must(repo.rotate_keys(role, pubs, threshold), "rotating " + role + " keys");
   // Keep the old key files (renamed) so that the rotation can be audited, and store the new ones.
@@ -333,8 +357,9 @@ void run_repo_rotate(const std::string& dir, const std::string& keydir, const st
       stdfs::rename(e.path(), e.path().parent_path() / ("retired-" + name));
   }
   for (const auto& k : fresh) save_key(keydir, role, k);
-  std::printf("rotated %s keys: root is now v%llu; old keys kept as %s/retired-%s.*.pem\n", role.c_str(),
-              static_cast<unsigned long long>(repo.root().version), keydir.c_str(), role.c_str());
+  std::printf("rotated %s keys: root is now v%llu; old keys kept as %s/retired-%s.*.pem\n",
+              role.c_str(), static_cast<unsigned long long>(repo.root().version), keydir.c_str(),
+              role.c_str());
 }
 
 void run_repo_expire(const std::string& dir, const std::string& keydir, const std::string& role) {
@@ -349,25 +374,35 @@ void run_keygen(const std::string& device, const std::string& out) {
   must(package::validate_component_name(device), "--device");
   auto k = must(crypto::DeviceKey::generate());
   must(fs::create_dirs(out));
-  std::string priv = crypto::to_hex(k.private_key) + "\n", pub = crypto::to_hex(k.public_key) + "\n";
-  stdfs::path pp = stdfs::path(out) / (device + ".key"), pubp = stdfs::path(out) / (device + ".pub");
-  if (stdfs::exists(pp)) die(Error(Errc::already_exists, pp.string() + " exists; refusing to replace a device key"));
-  must(fs::write_file_atomic(pp, {reinterpret_cast<const uint8_t*>(priv.data()), priv.size()}, 0600));
-  must(fs::write_file_atomic(pubp, {reinterpret_cast<const uint8_t*>(pub.data()), pub.size()}, 0644));
-  std::printf("device key for %s: private %s (mode 0600, stays on the device), public %s (give it to publishers)\n",
-              device.c_str(), pp.c_str(), pubp.c_str());
+  std::string priv = crypto::to_hex(k.private_key) + "\n",
+              pub = crypto::to_hex(k.public_key) + "\n";
+  stdfs::path pp = stdfs::path(out) / (device + ".key"),
+              pubp = stdfs::path(out) / (device + ".pub");
+  if (stdfs::exists(pp))
+    die(Error(Errc::already_exists, pp.string() + " exists; refusing to replace a device key"));
+  must(fs::write_file_atomic(pp, {reinterpret_cast<const uint8_t*>(priv.data()), priv.size()},
+                             0600));
+  must(fs::write_file_atomic(pubp, {reinterpret_cast<const uint8_t*>(pub.data()), pub.size()},
+                             0644));
+  std::printf(
+      "device key for %s: private %s (mode 0600, stays on the device), public %s (give it to "
+      "publishers)\n",
+      device.c_str(), pp.c_str(), pubp.c_str());
 }
 
 }  // namespace
 
 void register_repo_commands(CLI::App& app) {
-  auto* repo = app.add_subcommand("repo", "Create, check, sign and serve a signed (TUF) repository");
+  auto* repo =
+      app.add_subcommand("repo", "Create, check, sign and serve a signed (TUF) repository");
   repo->require_subcommand(1);
 
   auto ia = std::make_shared<InitArgs>();
-  auto* init = repo->add_subcommand("init", "Create a repository with root, targets, snapshot and timestamp roles");
+  auto* init = repo->add_subcommand(
+      "init", "Create a repository with root, targets, snapshot and timestamp roles");
   init->add_option("DIR", ia->dir, "Repository directory")->required();
-  init->add_option("--keys", ia->keydir, "Directory for the private keys (not inside DIR)")->required();
+  init->add_option("--keys", ia->keydir, "Directory for the private keys (not inside DIR)")
+      ->required();
   init->add_option("--key-type", ia->key_type, "ed25519|ecdsa|rsa")->capture_default_str();
   init->add_option("--threshold", ia->thresholds, "ROLE=N signatures required (default 1)");
   init->add_option("--key-count", ia->key_counts, "ROLE=N keys to create (default: the threshold)");
@@ -375,14 +410,16 @@ void register_repo_commands(CLI::App& app) {
 
   auto vd = std::make_shared<std::string>();
   auto vj = std::make_shared<bool>(false);
-  auto* verify = repo->add_subcommand("verify", "Check a whole repository offline (signatures, versions, hashes)");
+  auto* verify = repo->add_subcommand(
+      "verify", "Check a whole repository offline (signatures, versions, hashes)");
   verify->add_option("DIR", *vd, "Repository directory")->required();
   verify->add_flag("--json", *vj, "Print JSON");
   verify->callback([vd, vj] { run_repo_verify(*vd, *vj); });
 
   auto sd = std::make_shared<std::string>();
   auto sl = std::make_shared<std::string>("127.0.0.1:8080");
-  auto* serve = repo->add_subcommand("serve", "Serve a repository over HTTP (any static server works too)");
+  auto* serve =
+      repo->add_subcommand("serve", "Serve a repository over HTTP (any static server works too)");
   serve->add_option("DIR", *sd, "Repository directory")->required();
   serve->add_option("--listen", *sl, "HOST:PORT")->capture_default_str();
   serve->callback([sd, sl] { run_repo_serve(*sd, *sl); });
@@ -397,14 +434,17 @@ void register_repo_commands(CLI::App& app) {
   sign->add_option("--keys", ra->keydir)->required();
   sign->add_option("--role", ra->role, "root|targets|snapshot|timestamp")->required();
   sign->callback([ra] { run_repo_sign(ra->dir, ra->keydir, ra->role); });
-  auto* rot = repo->add_subcommand("rotate-key", "Replace a role's keys (writes root N+1, chained from root N)");
+  auto* rot = repo->add_subcommand("rotate-key",
+                                   "Replace a role's keys (writes root N+1, chained from root N)");
   rot->add_option("DIR", ra->dir)->required();
   rot->add_option("--keys", ra->keydir)->required();
   rot->add_option("--role", ra->role, "root|targets|snapshot|timestamp")->required();
   rot->add_option("--threshold", ra->threshold)->capture_default_str();
   rot->add_option("--key-count", ra->count, "Keys to create (default: the threshold)");
   rot->add_option("--key-type", ra->key_type)->capture_default_str();
-  rot->callback([ra] { run_repo_rotate(ra->dir, ra->keydir, ra->role, ra->threshold, ra->count, ra->key_type); });
+  rot->callback([ra] {
+    run_repo_rotate(ra->dir, ra->keydir, ra->role, ra->threshold, ra->count, ra->key_type);
+  });
   auto* exp = repo->add_subcommand("expire", "Re-sign a role with a fresh expiry date");
   exp->add_option("DIR", ra->dir)->required();
   exp->add_option("--keys", ra->keydir)->required();
@@ -412,26 +452,32 @@ void register_repo_commands(CLI::App& app) {
   exp->callback([ra] { run_repo_expire(ra->dir, ra->keydir, ra->role); });
 
   auto pa = std::make_shared<PublishArgs>();
-  auto* pub = app.add_subcommand("publish", "Publish a version of a component to a repository, signed");
+  auto* pub =
+      app.add_subcommand("publish", "Publish a version of a component to a repository, signed");
   pub->add_option("DIR", pa->dir, "Repository directory")->required();
   pub->add_option("SRC", pa->src, "The component's files (a directory, or one file)")->required();
   pub->add_option("--keys", pa->keydir, "Key directory")->required();
   pub->add_option("--component", pa->component, "Component name")->required();
   pub->add_option("--version", pa->version, "Semantic version")->required();
-  pub->add_option("--type", pa->type, "kernel|service|ai-model|application|config|security")->required();
+  pub->add_option("--type", pa->type, "kernel|service|ai-model|application|config|security")
+      ->required();
   pub->add_option("--depends", pa->depends, "Dependency, e.g. 'db>=2.0,<3' (repeatable)");
   pub->add_option("--priority", pa->priority, "critical|high|normal|low")->capture_default_str();
-  pub->add_option("--strategy", pa->strategy, "immediate|rolling|blue-green|canary|scheduled (default by type)");
+  pub->add_option("--strategy", pa->strategy,
+                  "immediate|rolling|blue-green|canary|scheduled (default by type)");
   pub->add_option("--rollback-policy", pa->rollback_policy, "JSON file with the rollback policy");
-  pub->add_option("--delta-from", pa->delta_from, "Published version to compute deltas from (repeatable)");
+  pub->add_option("--delta-from", pa->delta_from,
+                  "Published version to compute deltas from (repeatable)");
   pub->add_option("--description", pa->description, "One line for people");
-  pub->add_flag("--allow-unmet-deps", pa->allow_unmet, "Publish even if no published version satisfies a dependency");
+  pub->add_flag("--allow-unmet-deps", pa->allow_unmet,
+                "Publish even if no published version satisfies a dependency");
   pub->add_flag("--json", pa->json, "Print a JSON summary");
   pub->callback([pa] { run_publish(*pa); });
 
   auto kd = std::make_shared<std::string>();
   auto ko = std::make_shared<std::string>(".");
-  auto* keygen = app.add_subcommand("keygen", "Make an X25519 key pair for a device (for encrypted packages)");
+  auto* keygen =
+      app.add_subcommand("keygen", "Make an X25519 key pair for a device (for encrypted packages)");
   keygen->add_option("--device", *kd, "Device name")->required();
   keygen->add_option("--out", *ko, "Where to write NAME.key and NAME.pub")->capture_default_str();
   keygen->callback([kd, ko] { run_keygen(*kd, *ko); });

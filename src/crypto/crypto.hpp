@@ -41,10 +41,13 @@ class PublicKey {
   ~PublicKey();
   PublicKey(const PublicKey&);
   PublicKey& operator=(const PublicKey&);
+  PublicKey(PublicKey&&) noexcept;  // the moved-from key verifies nothing
+  PublicKey& operator=(PublicKey&&) noexcept;
 
   // True only for a valid signature of `message` under this key and scheme; false (never
   // an error) for garbage of any length, and for a default-constructed key.
-  [[nodiscard]] bool verify(std::span<const uint8_t> message, std::span<const uint8_t> signature) const;
+  [[nodiscard]] bool verify(std::span<const uint8_t> message,
+                            std::span<const uint8_t> signature) const;
 
   KeyType type() const { return type_; }
   // keytype, scheme and public value exactly as given to from_tuf (TUF key ids hash
@@ -69,6 +72,8 @@ class PrivateKey {
   ~PrivateKey();
   PrivateKey(const PrivateKey&);
   PrivateKey& operator=(const PrivateKey&);
+  PrivateKey(PrivateKey&&) noexcept;  // the moved-from key cannot sign
+  PrivateKey& operator=(PrivateKey&&) noexcept;
 
   std::string to_pem() const;  // PKCS#8, unencrypted: store with mode 0600
   const PublicKey& public_key() const { return public_; }
@@ -87,7 +92,8 @@ using AesKey = std::array<uint8_t, 32>;
 
 // AES-256-GCM. seal() output: 12-byte nonce | ciphertext | 16-byte tag; `aad` is
 // authenticated, not stored. open() fails with Errc::corrupt if any byte was altered.
-[[nodiscard]] Result<std::vector<uint8_t>> seal(const AesKey& key, std::span<const uint8_t> plaintext,
+[[nodiscard]] Result<std::vector<uint8_t>> seal(const AesKey& key,
+                                                std::span<const uint8_t> plaintext,
                                                 std::span<const uint8_t> aad = {});
 [[nodiscard]] Result<std::vector<uint8_t>> open(const AesKey& key, std::span<const uint8_t> sealed,
                                                 std::span<const uint8_t> aad = {});
@@ -95,7 +101,8 @@ using AesKey = std::array<uint8_t, 32>;
 // HKDF-SHA256 (RFC 5869); an empty salt means the RFC's zero salt; length 1..8160.
 [[nodiscard]] Result<std::vector<uint8_t>> hkdf_sha256(std::span<const uint8_t> secret,
                                                        std::span<const uint8_t> salt,
-                                                       std::span<const uint8_t> info, size_t length);
+                                                       std::span<const uint8_t> info,
+                                                       size_t length);
 
 // A device's X25519 key pair (raw 32-byte keys, hex in files).
 struct DeviceKey {

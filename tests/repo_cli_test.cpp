@@ -1,0 +1,155 @@
+// Publisher to node through the mup binary: repo init, publish (with deltas), repo verify,
+// a real HTTP server on 127.0.0.1, and check; plus what tampering does to each.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "test_util.hpp"
+#include "transfer/file_server.hpp"
+
+namespace mup::test {
+namespace {
+
+class RepoCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    write_file(d_ / "v1/bin/app", random_bytes(300000, 1));
+    write_file(d_ / "v1/etc/app.conf", text_bytes(20000, 2));
+    stdfs::copy(d_ / "v1", d_ / "v2", stdfs::copy_options::recursive);
+    auto app = random_bytes(300000, 1);
+    for (size_t i = 1000; i < 1100; ++i) app[i] ^= 0x33;
+    write_file(d_ / "v2/bin/app", app);
+    ok({"repo", "init", s("repo"), "--keys", s("keys")});
+    ok({"publish", s("repo"), s("v1"), "--keys", s("keys"), "--component", "app", "--version",
+        "1.0.0", "--type", "service"});
+    ok({"publish", s("repo"), s("v2"), "--keys", s("keys"), "--component", "app", "--version",
+        "1.1.0", "--type", "service", "--delta-from", "1.0.0", "--priority", "critical"});
+  }
+  std::string s(const std::string& rel) { return (d_ / rel).string(); }
+  RunResult ok(const std::vector<std::string>& args) {
+    auto r = run_mup(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r;
+  }
+  // Installs v1 on a node the way the install store will lay it out.
+  void install_v1_on_node() {
+    stdfs::path idx;
+    for (auto& e : stdfs::directory_iterator(d_ / "repo/targets/app/1.0.0")) idx = e.path();
+    stdfs::create_directories(d_ / "node/components/app");
+    ok({"unpack", idx.string(), "--store", s("repo"), "--out", s("node/components/app/1.0.0"),
+        "-q"});
+    stdfs::copy_file(idx, d_ / "node/components/app/1.0.0.idx");
+    stdfs::create_symlink("1.0.0", d_ / "node/components/app/current");
+  }
+  ScratchDir d_;
+};
+
+TEST_F(RepoCli, KeysArePrivateAndOutsideTheRepository) {
+  for (auto& e : stdfs::directory_iterator(d_ / "keys"))
+    EXPECT_EQ(stdfs::status(e.path()).permissions() & stdfs::perms::all,
+              stdfs::perms::owner_read | stdfs::perms::owner_write);
+  for (auto& e : stdfs::recursive_directory_iterator(d_ / "repo"))
+    EXPECT_NE(e.path().extension(), ".pem") << e.path();
+  auto inside = run_mup({"repo", "init", s("repo2"), "--keys", s("repo2/keys")});
+  EXPECT_EQ(inside.exit_code, 1);
+  EXPECT_FALSE(stdfs::exists(d_ / "repo2/metadata"));
+}
+
+TEST_F(RepoCli, VerifyPassesAndCatchesTampering) {
+  auto r = ok({"repo", "verify", s("repo"), "--json"});
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_TRUE(j["ok"]);
+  EXPECT_EQ(j["targets"], 2);
+  // Flip a byte of a published tree index: its hash no longer matches the signed targets.
+  stdfs::path idx;
+  for (auto& e : stdfs::directory_iterator(d_ / "repo/targets/app/1.1.0")) idx = e.path();
+  auto bytes = read_file(idx);
+  bytes[bytes.size() / 2] ^= 1;
+  write_file(idx, bytes);
+  auto bad = run_mup({"repo", "verify", s("repo")});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.out.find("PROBLEM"), std::string::npos) << bad.out;
+}
+
+TEST_F(RepoCli, RepublishingAVersionIsRefused) {
+  auto r = run_mup({"publish", s("repo"), s("v2"), "--keys", s("keys"), "--component", "app",
+                    "--version", "1.1.0", "--type", "service"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("immutable"), std::string::npos) << r.err;
+}
+
+TEST_F(RepoCli, UnsatisfiableDependencyIsRefused) {
+  auto r = run_mup({"publish", s("repo"), s("v2"), "--keys", s("keys"), "--component", "web",
+                    "--version", "1.0.0", "--type", "service", "--depends", "app>=2.0"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("app>=2.0"), std::string::npos) << r.err;
+  ok({"publish", s("repo"), s("v2"), "--keys", s("keys"), "--component", "web", "--version",
+      "1.0.0", "--type", "service", "--depends", "app>=1.1,<2"});
+}
+
+TEST_F(RepoCli, BadInputsToPublishAreRefused) {
+  std::vector<std::vector<std::string>> bad = {{"--type", "firmware"},
+                                               {"--version", "1.2"},
+                                               {"--priority", "urgent"},
+                                               {"--strategy", "yolo"}};
+  for (const auto& extra : bad) {
+    std::vector<std::string> args = {"publish", s("repo"),     s("v2"), "--keys",
+                                     s("keys"), "--component", "x",     "--version",
+                                     "9.0.0",   "--type",      "config"};
+    for (size_t i = 0; i < args.size(); ++i)
+      if (args[i] == extra[0]) args[i + 1] = extra[1];
+    if (std::find(args.begin(), args.end(), extra[0]) == args.end())
+      args.insert(args.end(), extra.begin(), extra.end());
+    auto r = run_mup(args);
+    EXPECT_NE(r.exit_code, 0) << extra[0] << " " << extra[1];
+  }
+}
+
+TEST_F(RepoCli, CheckListsTheUpdateWithItsDeltaSize) {
+  install_v1_on_node();
+  auto server = transfer::FileServer::start(d_ / "repo", "127.0.0.1:0");
+  ASSERT_TRUE(server);
+  auto r = ok({"check", "--repo", (*server)->base_url(), "--trusted-root",
+               s("repo/metadata/1.root.json"), "--root", s("node"), "--json"});
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["updates"].size(), 1u) << r.out;
+  auto u = j["updates"][0];
+  EXPECT_EQ(u["installed"], "1.0.0");
+  EXPECT_EQ(u["available"], "1.1.0");
+  EXPECT_EQ(u["priority"], "critical");
+  EXPECT_LT(u["download_bytes"].get<uint64_t>() * 10, u["full_bytes"].get<uint64_t>());
+  // The trusted metadata is now on the node; a second check needs no --trusted-root.
+  ok({"check", "--repo", (*server)->base_url(), "--root", s("node")});
+}
+
+TEST_F(RepoCli, CheckWithoutATrustedRootRefuses) {
+  auto server = transfer::FileServer::start(d_ / "repo", "127.0.0.1:0");
+  auto r = run_mup({"check", "--repo", (*server)->base_url(), "--root", s("node")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--trusted-root"), std::string::npos) << r.err;
+}
+
+TEST_F(RepoCli, CheckRefusesAForeignRoot) {
+  ok({"repo", "init", s("other"), "--keys", s("otherkeys")});
+  auto server = transfer::FileServer::start(d_ / "repo", "127.0.0.1:0");
+  auto r = run_mup({"check", "--repo", (*server)->base_url(), "--trusted-root",
+                    s("other/metadata/1.root.json"), "--root", s("node")});
+  EXPECT_EQ(r.exit_code, 1) << r.out;
+}
+
+TEST_F(RepoCli, CheckRefusesATamperedIndex) {
+  install_v1_on_node();
+  stdfs::path idx;
+  for (auto& e : stdfs::directory_iterator(d_ / "repo/targets/app/1.1.0")) idx = e.path();
+  auto bytes = read_file(idx);
+  bytes[bytes.size() / 2] ^= 1;
+  write_file(idx, bytes);
+  auto server = transfer::FileServer::start(d_ / "repo", "127.0.0.1:0");
+  auto r = run_mup({"check", "--repo", (*server)->base_url(), "--trusted-root",
+                    s("repo/metadata/1.root.json"), "--root", s("node")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("app@1.1.0"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace mup::test
