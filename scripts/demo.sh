@@ -55,5 +55,24 @@ if "$MUP" unpack v2.idx --store repo --seed v1 --out node-v2-bad; then
   echo "FAILED: a corrupt delta was accepted" >&2; exit 1
 fi
 [ ! -e node-v2-bad ] && ! ls -a | grep -q mup-tmp && echo "refused, nothing written: OK"
+say "publisher: a signed repository (TUF), v1 and v2 published with a delta, checked offline"
+"$MUP" repo init repo-signed --keys keys
+"$MUP" publish repo-signed v1 --keys keys --component demo --version 1.0.0 --type service
+"$MUP" publish repo-signed v2 --keys keys --component demo --version 1.1.0 --type service --delta-from 1.0.0 \
+  --priority high --description "rebuilt binaries, new config"
+"$MUP" repo verify repo-signed
+
+say "serving it on loopback; a node with v1 installed asks what is new (every byte checked against signed metadata)"
+port=$((20000 + RANDOM % 20000))
+"$MUP" repo serve repo-signed --listen 127.0.0.1:$port > serve.log 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null; rm -rf "$WORK"' EXIT
+for _ in $(seq 50); do grep -q serving serve.log && break; sleep 0.1; done
+mkdir -p node/components/demo
+idx1=$(ls repo-signed/targets/demo/1.0.0/*.tree.idx)
+"$MUP" unpack "$idx1" --store repo-signed --out node/components/demo/1.0.0 -q
+cp "$idx1" node/components/demo/1.0.0.idx
+ln -s 1.0.0 node/components/demo/current
+"$MUP" check --repo http://127.0.0.1:$port --trusted-root repo-signed/metadata/1.root.json --root node
 echo
 echo "demo passed"

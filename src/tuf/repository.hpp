@@ -1,0 +1,181 @@
+// Repository: the publisher's side of TUF. Creates, changes, signs and checks a
+// repository directory laid out as TUF tools expect:
+//
+//   DIR/metadata/1.root.json, 2.root.json, ...   every root version, kept forever
+//   DIR/metadata/N.targets.json, N.<role>.json    consistent snapshots: version-prefixed
+//   DIR/metadata/N.snapshot.json
+//   DIR/metadata/timestamp.json                   the only unprefixed file
+//   DIR/targets/<dir>/<sha256>.<name>             target files, hash-prefixed
+//
+// (with consistent_snapshot off: DIR/metadata/<role>.json and DIR/targets/<path>).
+//
+// Ownership: a Repository holds the current metadata of DIR in memory and the private
+// keys it was given (`add_signer`); it never writes a private key anywhere. Changes to
+// targets are staged in memory and reach the disk on publish(), which writes new versions
+// in the order a client can never observe half-done: target files, delegated targets,
+// targets, snapshot, then timestamp last (each file atomically). Every write signs with
+// all signers the repository holds for the role; a write that cannot meet the role's
+// threshold fails before anything is written.
+//
+// Not thread-safe: one Repository per directory and thread. Nothing throws.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/error.hpp"
+#include "crypto/crypto.hpp"
+#include "tuf/clock.hpp"
+#include "tuf/metadata.hpp"
+
+namespace mup::tuf {
+
+// How long each role's metadata stays valid after it is written.
+struct ExpiryPolicy {
+  int64_t root_s = 365 * 86400;
+  int64_t targets_s = 90 * 86400;  // also delegated targets
+  int64_t snapshot_s = 7 * 86400;
+  int64_t timestamp_s = 1 * 86400;
+  int64_t for_role(std::string_view role) const;
+};
+
+// The keys of one top-level role at init: all public halves go into root; the private
+// ones become signers.
+struct RoleSetup {
+  std::vector<crypto::PrivateKey> keys;  // at least `threshold` keys
+  uint32_t threshold = 1;
+};
+
+struct InitOptions {
+  RoleSetup root, targets, snapshot, timestamp;
+  ExpiryPolicy expiry;
+  bool consistent_snapshot = true;
+};
+
+// What Repository::verify found. ok() when `problems` is empty.
+struct VerifyReport {
+  uint64_t root_version = 0;
+  uint64_t timestamp_version = 0;
+  uint64_t snapshot_version = 0;
+  uint64_t targets_version = 0;
+  size_t target_count = 0;            // over targets and delegated roles
+  std::vector<std::string> problems;  // one line each: what is wrong, on which file
+  std::vector<std::string> warnings;  // e.g. "timestamp.json expires in 2 hours"
+  bool ok() const { return problems.empty(); }
+};
+
+class Repository {
+ public:
+  // Creates DIR/metadata and DIR/targets with root, targets, snapshot and timestamp
+  // version 1. Errc::already_exists if DIR/metadata already holds metadata.
+  [[nodiscard]] static Result<Repository> init(const std::filesystem::path& dir,
+                                               const InitOptions& options, const Clock& clock);
+  // Loads the current metadata of an existing repository (newest root; the snapshot the
+  // timestamp names; the targets and delegated roles that snapshot names). No signers.
+  [[nodiscard]] static Result<Repository> open(const std::filesystem::path& dir, const Clock& clock,
+                                               ExpiryPolicy expiry = {});
+
+  // Offline check of a whole repository: every root N+1 signed by a threshold of root N
+  // and of itself; timestamp -> snapshot -> targets -> delegated roles consistent
+  // (versions, lengths, hashes) and signed at threshold; nothing expired; every target
+  // file present with the length and hashes its metadata states. The function only fails
+  // (Error) when DIR is not a repository at all; findings are in the report.
+  [[nodiscard]] static Result<VerifyReport> verify(const std::filesystem::path& dir,
+                                                   const Clock& clock);
+
+  // Gives the repository a private key to sign `role` with ("root", "targets",
+  // "snapshot", "timestamp" or a delegated role name). Keys whose id the role does not
+  // list are kept but not used, so after a rotation old and new keys can both be given.
+  void add_signer(const std::string& role, crypto::PrivateKey key);
+
+  const std::filesystem::path& dir() const { return dir_; }
+  const Root& root() const { return root_.body(); }
+  const Timestamp& timestamp() const { return timestamp_.body(); }
+  const Snapshot& snapshot() const { return snapshot_.body(); }
+  // The current (possibly staged) body of a targets role; nullptr if there is none.
+  const Targets* targets(const std::string& role = "targets") const;
+
+  // --- Staged changes, written by publish() ---
+
+  // Adds or replaces `target_path` in `role` with `content` (length, sha256, `custom`),
+  // and stores the content under DIR/targets now (content-addressed: harmless if never
+  // published). target_path is '/'-separated, relative, without "." or ".." parts.
+  [[nodiscard]] Status add_target(const std::string& target_path, std::span<const uint8_t> content,
+                                  const nlohmann::json& custom = nullptr,
+                                  const std::string& role = "targets");
+  [[nodiscard]] Status add_target_file(const std::string& target_path,
+                                       const std::filesystem::path& source,
+                                       const nlohmann::json& custom = nullptr,
+                                       const std::string& role = "targets");
+  // Errc::not_found if the role has no such target. Old target files stay on disk
+  // (clients holding an older snapshot may still fetch them).
+  [[nodiscard]] Status remove_target(const std::string& target_path,
+                                     const std::string& role = "targets");
+  // Delegates from `delegator` (a targets role) to a new role signed by `keys`; appends
+  // it to the delegator's list (lowest priority) and creates its empty targets metadata.
+  [[nodiscard]] Status add_delegation(const std::string& delegator, const DelegatedRole& role,
+                                      const std::vector<crypto::PublicKey>& keys);
+
+  // Writes every changed targets role (version + 1, fresh expiry), then a new snapshot and
+  // timestamp. With nothing staged, still writes a new snapshot and timestamp.
+  [[nodiscard]] Status publish();
+
+  // --- Root and expiry changes, written at once ---
+
+  // Root rotation: writes root N+1 in which `role` (a top-level role) is signed by
+  // `new_keys` with `threshold`. Root N+1 must be signed by a threshold of root N's root
+  // keys and of its own (give both old and new private keys with add_signer("root")).
+  // Rotating timestamp or snapshot keys makes clients delete their copies of those
+  // roles (fast-forward recovery); the next publish() signs with the new keys.
+  [[nodiscard]] Status rotate_keys(const std::string& role,
+                                   const std::vector<crypto::PublicKey>& new_keys,
+                                   uint32_t threshold);
+  // Writes a new version of `role` with expiry now + policy (root: a new root version;
+  // targets roles: then snapshot and timestamp too; snapshot: then timestamp).
+  [[nodiscard]] Status refresh_expiry(const std::string& role);
+  // Adds `key`'s signature to the current version of `role` on disk, in place (for
+  // signing by several parties, one at a time). The key must belong to the role (for
+  // root: to the current or previous root's root role).
+  [[nodiscard]] Status sign_existing(const std::string& role, const crypto::PrivateKey& key);
+
+  Repository(Repository&&) noexcept;
+  Repository& operator=(Repository&&) noexcept;
+  ~Repository();
+
+ private:
+  Repository() = default;
+  struct TargetsRole {
+    Metadata<Targets> md;  // as last written
+    Targets staged;        // with pending changes
+    bool dirty = false;
+    bool on_disk = false;  // false for a delegated role not yet published
+  };
+
+  std::filesystem::path metadata_path(std::string_view role, uint64_t version) const;
+  [[nodiscard]] Result<std::pair<const std::map<std::string, Key>*, const Role*>> role_keys(
+      const std::string& role) const;
+  template <typename T>
+  [[nodiscard]] Result<Metadata<T>> sign_new(T body, const std::string& role,
+                                             const Metadata<Root>* previous_root = nullptr) const;
+  template <typename T>
+  [[nodiscard]] Status write_metadata(const Metadata<T>& md, const std::string& role);
+  [[nodiscard]] Status write_snapshot_and_timestamp(bool new_snapshot = true);
+  [[nodiscard]] Status write_new_root(Root body);
+
+  std::filesystem::path dir_;
+  const Clock* clock_ = nullptr;
+  ExpiryPolicy expiry_;
+  std::map<std::string, std::vector<crypto::PrivateKey>> signers_;
+  Metadata<Root> root_;
+  Metadata<Timestamp> timestamp_;
+  Metadata<Snapshot> snapshot_;
+  std::map<std::string, TargetsRole> targets_;  // "targets" and delegated roles
+};
+
+}  // namespace mup::tuf

@@ -1,0 +1,201 @@
+// The publisher side: a repository written to disk, checked offline by verify(), served by
+// the project's HTTP file server and consumed by the Updater over real HTTP.
+#include "tuf/repository.hpp"
+
+#include <gtest/gtest.h>
+
+#include "test_util.hpp"
+#include "transfer/file_server.hpp"
+#include "tuf/test_repo.hpp"
+
+namespace mup::tuf {
+namespace {
+
+using testing::bytes_of;
+using testing::kDay;
+using testing::kNow;
+using testing::new_key;
+
+struct Fixture {
+  test::ScratchDir scratch;
+  FakeClock clock{kNow};
+  std::vector<crypto::PrivateKey> root_keys{new_key(), new_key()};
+  crypto::PrivateKey targets_key = new_key(), snapshot_key = new_key(), timestamp_key = new_key();
+  std::filesystem::path repo_dir = scratch / "repo";
+  std::filesystem::path client_dir = scratch / "client";
+  std::unique_ptr<transfer::FileServer> server;
+  transfer::HttpFetcher fetcher;
+
+  Result<Repository> init() {
+    InitOptions o;
+    o.root = {root_keys, 2};
+    o.targets = {{targets_key}, 1};
+    o.snapshot = {{snapshot_key}, 1};
+    o.timestamp = {{timestamp_key}, 1};
+    return Repository::init(repo_dir, o, clock);
+  }
+  void start_client() {
+    std::filesystem::create_directories(client_dir / "metadata");
+    std::filesystem::create_directories(client_dir / "targets");
+    std::filesystem::copy_file(repo_dir / "metadata/1.root.json",
+                               client_dir / "metadata/root.json");
+    auto s = transfer::FileServer::start(repo_dir, "127.0.0.1:0");
+    ASSERT_TRUE(s) << s.error().message();
+    server = std::move(*s);
+  }
+  Result<Updater> updater() {
+    UpdaterConfig c;
+    c.metadata_dir = client_dir / "metadata";
+    c.metadata_base_url = server->base_url() + "/metadata";
+    c.target_base_url = server->base_url() + "/targets";
+    return Updater::create(c, fetcher, clock);
+  }
+  Status download(const std::string& path) {
+    auto u = updater();
+    if (!u) return tl::unexpected(u.error());
+    auto info = u->get_targetinfo(path);
+    if (!info) return tl::unexpected(info.error());
+    return u->download_target(*info, client_dir / "targets" / transfer::percent_encode(path));
+  }
+};
+
+TEST(Repository, InitWritesTheLayoutAndVerifies) {
+  Fixture f;
+  auto repo = f.init();
+  ASSERT_TRUE(repo) << repo.error().message();
+  for (const char* p : {"metadata/1.root.json", "metadata/1.targets.json",
+                        "metadata/1.snapshot.json", "metadata/timestamp.json"})
+    EXPECT_TRUE(std::filesystem::exists(f.repo_dir / p)) << p;
+  EXPECT_EQ(repo->root().roles.at("root").threshold, 2u);
+  auto rep = Repository::verify(f.repo_dir, f.clock);
+  ASSERT_TRUE(rep);
+  EXPECT_TRUE(rep->ok()) << rep->problems.front();
+  EXPECT_FALSE(f.init());  // never over an existing repository
+
+  InitOptions bad;
+  bad.root = {{new_key()}, 2};
+  EXPECT_FALSE(Repository::init(f.scratch / "other", bad, f.clock));
+}
+
+TEST(Repository, PublishAndDownloadOverHttp) {
+  Fixture f;
+  auto repo = f.init();
+  ASSERT_TRUE(repo);
+  ASSERT_TRUE(repo->add_target("apps/web.tar", bytes_of("web 1.0"), {{"version", "1.0"}}));
+  ASSERT_TRUE(repo->publish());
+  auto h = repo->targets()->targets.at("apps/web.tar").hashes.at("sha256");
+  EXPECT_TRUE(std::filesystem::exists(f.repo_dir / "targets/apps" / (h + ".web.tar")));
+  EXPECT_TRUE(std::filesystem::exists(f.repo_dir / "metadata/2.targets.json"));
+  EXPECT_EQ(repo->timestamp().version, 2u);
+
+  f.start_client();
+  ASSERT_TRUE(f.download("apps/web.tar")) << f.download("apps/web.tar").error().message();
+  EXPECT_EQ(test::read_file(f.client_dir / "targets" / "apps%2Fweb.tar"), bytes_of("web 1.0"));
+
+  // Reopen from disk (as the CLI does), change, publish again.
+  auto again = Repository::open(f.repo_dir, f.clock);
+  ASSERT_TRUE(again) << again.error().message();
+  again->add_signer("targets", f.targets_key);
+  again->add_signer("snapshot", f.snapshot_key);
+  again->add_signer("timestamp", f.timestamp_key);
+  EXPECT_EQ(again->targets()->targets.at("apps/web.tar").custom["version"], "1.0");
+  ASSERT_TRUE(again->remove_target("apps/web.tar"));
+  ASSERT_TRUE(again->add_target("apps/web.tar", bytes_of("web 2.0")));
+  ASSERT_TRUE(again->publish());
+  ASSERT_TRUE(f.download("apps/web.tar"));
+  EXPECT_EQ(test::read_file(f.client_dir / "targets" / "apps%2Fweb.tar"), bytes_of("web 2.0"));
+  EXPECT_FALSE(again->add_target("../escape", bytes_of("x")));
+  EXPECT_FALSE(again->add_target("/abs", bytes_of("x")));
+  EXPECT_FALSE(again->remove_target("nope"));
+
+  // Without signers for a role, nothing is written.
+  auto unsigned_repo = Repository::open(f.repo_dir, f.clock);
+  ASSERT_TRUE(unsigned_repo->add_target("x", bytes_of("x")));
+  auto s = unsigned_repo->publish();
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.error().message().find("threshold"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(f.repo_dir / "metadata/4.targets.json"));
+}
+
+TEST(Repository, RootRotationAndFastForwardRecoveryReachClients) {
+  Fixture f;
+  auto repo = f.init();
+  ASSERT_TRUE(repo);
+  f.start_client();
+  ASSERT_TRUE(f.updater()->refresh());
+
+  // Root keys: two old ones (threshold 2) -> one new key.
+  auto new_root = new_key();
+  auto s = repo->rotate_keys("root", {new_root.public_key()}, 1);
+  ASSERT_FALSE(s);  // the new key cannot sign yet
+  repo->add_signer("root", new_root);
+  ASSERT_TRUE(repo->rotate_keys("root", {new_root.public_key()}, 1));
+  EXPECT_EQ(repo->root().version, 2u);
+
+  // Timestamp keys rotated: clients drop their timestamp and accept the new chain.
+  auto new_ts = new_key();
+  ASSERT_TRUE(repo->rotate_keys("timestamp", {new_ts.public_key()}, 1));
+  repo->add_signer("timestamp", new_ts);
+  ASSERT_TRUE(repo->publish());
+  auto u = f.updater();
+  ASSERT_TRUE(u);
+  ASSERT_TRUE(u->refresh()) << u->refresh().error().message();
+  EXPECT_EQ(u->root().version, 3u);
+  auto rep = Repository::verify(f.repo_dir, f.clock);
+  ASSERT_TRUE(rep);
+  EXPECT_TRUE(rep->ok()) << rep->problems.front();
+  EXPECT_EQ(rep->root_version, 3u);
+}
+
+TEST(Repository, ExpiryRefreshAndOfflineVerifyFindsProblems) {
+  Fixture f;
+  auto repo = f.init();
+  ASSERT_TRUE(repo);
+  ASSERT_TRUE(repo->add_target("a", bytes_of("aaa")));
+  ASSERT_TRUE(repo->publish());
+  f.clock.advance(2 * kDay);  // timestamp (1 day) expired
+  auto rep = Repository::verify(f.repo_dir, f.clock);
+  ASSERT_TRUE(rep);
+  ASSERT_FALSE(rep->ok());
+  EXPECT_NE(rep->problems[0].find("timestamp.json expired"), std::string::npos);
+  ASSERT_TRUE(repo->refresh_expiry("timestamp"));
+  EXPECT_TRUE(Repository::verify(f.repo_dir, f.clock)->ok());
+  ASSERT_TRUE(repo->refresh_expiry("targets"));
+  ASSERT_TRUE(repo->refresh_expiry("root"));
+  EXPECT_TRUE(Repository::verify(f.repo_dir, f.clock)->ok());
+
+  // A tampered target file.
+  auto h = repo->targets()->targets.at("a").hashes.at("sha256");
+  test::write_file(f.repo_dir / "targets" / (h + ".a"), std::string("aab"));
+  rep = Repository::verify(f.repo_dir, f.clock);
+  ASSERT_FALSE(rep->ok());
+  EXPECT_NE(rep->problems[0].find("target a"), std::string::npos) << rep->problems[0];
+}
+
+TEST(Repository, DelegationsAndMultiPartySigning) {
+  Fixture f;
+  auto repo = f.init();
+  ASSERT_TRUE(repo);
+  auto dev = new_key();
+  DelegatedRole r;
+  r.name = "team/dev";
+  EXPECT_FALSE(repo->add_delegation("targets", r, {dev.public_key()}));  // not a file name
+  r.name = "team-dev";
+  r.paths = std::vector<std::string>{"dev/*"};
+  ASSERT_TRUE(repo->add_delegation("targets", r, {dev.public_key()}));
+  repo->add_signer("team-dev", dev);
+  ASSERT_TRUE(repo->add_target("dev/tool", bytes_of("tool"), nullptr, "team-dev"));
+  ASSERT_TRUE(repo->publish());
+  EXPECT_TRUE(std::filesystem::exists(f.repo_dir / "metadata/1.team-dev.json"));
+  f.start_client();
+  ASSERT_TRUE(f.download("dev/tool")) << f.download("dev/tool").error().message();
+
+  // sign_existing: the second root key signs root again (no-op for validity).
+  auto signed_again = repo->sign_existing("root", f.root_keys[1]);
+  EXPECT_TRUE(signed_again) << signed_again.error().message();
+  EXPECT_FALSE(repo->sign_existing("targets", dev));  // not a targets key
+  EXPECT_TRUE(Repository::verify(f.repo_dir, f.clock)->ok());
+}
+
+}  // namespace
+}  // namespace mup::tuf
