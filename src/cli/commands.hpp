@@ -13,8 +13,18 @@ struct CliExit {
   int code;
 };
 
-// Prints "mup: <message>" on stderr and ends the command with exit code 1.
+// Prints "mup: error: <message>" on stderr and ends the command with exit code 1.
 [[noreturn]] void die(const Error& e);
+
+// The value of `r`, or die() with its error (prefixed by `where`, if given).
+template <typename T>
+T must(Result<T> r, const std::string& where = "") {
+  if (!r) die(where.empty() ? r.error() : r.error().context(where));
+  return std::move(*r);
+}
+inline void must(Status s, const std::string& where = "") {
+  if (!s) die(where.empty() ? s.error() : s.error().context(where));
+}
 
 // The incremental engine's plumbing commands: pack, plan, unpack, index show.
 void register_engine_commands(CLI::App& app);

@@ -26,15 +26,6 @@ using nlohmann::json;
 
 namespace {
 
-template <typename T>
-T must(Result<T> r, const std::string& where = "") {
-  if (!r) die(where.empty() ? r.error() : r.error().context(where));
-  return std::move(*r);
-}
-void must(Status s, const std::string& where = "") {
-  if (!s) die(where.empty() ? s.error() : s.error().context(where));
-}
-
 struct CheckArgs {
   std::string repo, trusted_root, root, component;
   bool json = false;

@@ -2,38 +2,23 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <cstdlib>
+
+#include "core/hex.hpp"
 
 namespace mup {
 
-namespace {
-constexpr char kHex[] = "0123456789abcdef";
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-}  // namespace
-
 std::string Digest::hex() const {
-  std::string s(64, '0');
-  for (size_t i = 0; i < 32; ++i) {
-    s[2 * i] = kHex[bytes[i] >> 4];
-    s[2 * i + 1] = kHex[bytes[i] & 15];
-  }
-  return s;
+  return to_hex(bytes);
 }
 
 Result<Digest> Digest::from_hex(std::string_view hex) {
   if (hex.size() != 64) return fail(Errc::invalid_argument, "digest must be 64 hex digits");
+  auto raw = ::mup::from_hex(hex);
+  if (!raw) return fail(Errc::invalid_argument, "digest has a non-hex digit");
   Digest d;
-  for (size_t i = 0; i < 32; ++i) {
-    int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
-    if (hi < 0 || lo < 0) return fail(Errc::invalid_argument, "digest has a non-hex digit");
-    d.bytes[i] = static_cast<uint8_t>(hi << 4 | lo);
-  }
+  std::copy(raw->begin(), raw->end(), d.bytes.begin());
   return d;
 }
 

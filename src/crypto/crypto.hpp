@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/hex.hpp"
 
 namespace mup::crypto {
 
@@ -121,7 +122,8 @@ struct DeviceKey {
                                                     std::span<const uint8_t> recipient_public);
 [[nodiscard]] Result<AesKey> unwrap_key(std::span<const uint8_t> wrapped, const DeviceKey& device);
 
-std::string to_hex(std::span<const uint8_t> bytes);
-[[nodiscard]] Result<std::vector<uint8_t>> from_hex(std::string_view hex);
+// Hex helpers live in core; crypto callers use them through this module too.
+using ::mup::from_hex;
+using ::mup::to_hex;
 
 }  // namespace mup::crypto

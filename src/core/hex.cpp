@@ -1,8 +1,8 @@
+#include "core/hex.hpp"
+
 #include <string>
 
-#include "crypto/crypto.hpp"
-
-namespace mup::crypto {
+namespace mup {
 
 namespace {
 constexpr char kHexDigits[] = "0123456789abcdef";
@@ -44,4 +44,4 @@ Result<std::vector<uint8_t>> from_hex(std::string_view hex) {
   return out;
 }
 
-}  // namespace mup::crypto
+}  // namespace mup
