@@ -122,6 +122,35 @@ TEST_F(RepoCli, CheckListsTheUpdateWithItsDeltaSize) {
   ok({"check", "--repo", (*server)->base_url(), "--root", s("node")});
 }
 
+TEST_F(RepoCli, KeyRotationAndExpiryKeepTheChainVerifiable) {
+  install_v1_on_node();
+  auto server = transfer::FileServer::start(d_ / "repo", "127.0.0.1:0");
+  ASSERT_TRUE(server);
+  // The node first trusts root v1.
+  ok({"check", "--repo", (*server)->base_url(), "--trusted-root", s("repo/metadata/1.root.json"),
+      "--root", s("node")});
+  ok({"repo", "rotate-key", s("repo"), "--keys", s("keys"), "--role", "root"});
+  ok({"repo", "rotate-key", s("repo"), "--keys", s("keys"), "--role", "timestamp"});
+  ok({"repo", "expire", s("repo"), "--keys", s("keys"), "--role", "targets"});
+  auto v = nlohmann::json::parse(ok({"repo", "verify", s("repo"), "--json"}).out);
+  EXPECT_TRUE(v["ok"]) << v.dump();
+  EXPECT_EQ(v["root_version"], 3);
+  EXPECT_TRUE(stdfs::exists(d_ / "repo/metadata/3.root.json"));
+  bool retired = false;
+  for (auto& e : stdfs::directory_iterator(d_ / "keys"))
+    retired |= e.path().filename().string().rfind("retired-root.", 0) == 0;
+  EXPECT_TRUE(retired) << "old root keys are kept aside, not deleted";
+  // The node follows root v1 -> v2 -> v3 and the new timestamp key.
+  auto r = ok({"check", "--repo", (*server)->base_url(), "--root", s("node"), "--json"});
+  EXPECT_EQ(nlohmann::json::parse(r.out)["updates"].size(), 1u) << r.out;
+  // Publishing goes on with the new keys.
+  ok({"publish", s("repo"), s("v2"), "--keys", s("keys"), "--component", "app", "--version",
+      "1.2.0", "--type", "service", "--delta-from", "1.1.0"});
+  auto after = nlohmann::json::parse(
+      ok({"check", "--repo", (*server)->base_url(), "--root", s("node"), "--json"}).out);
+  EXPECT_EQ(after["updates"][0]["available"], "1.2.0");
+}
+
 TEST_F(RepoCli, CheckWithoutATrustedRootRefuses) {
   auto server = transfer::FileServer::start(d_ / "repo", "127.0.0.1:0");
   auto r = run_mup({"check", "--repo", (*server)->base_url(), "--root", s("node")});
