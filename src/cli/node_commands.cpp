@@ -85,14 +85,20 @@ void run_check(const CheckArgs& a) {
     if (it == newest.end() || it->second.first.version < m->version)
       newest[m->component] = {*m, path};
   }
+  std::map<std::string, Installed> on_node;
   std::map<std::string, package::Version> have;
-  for (const auto& [name, _] : newest)
-    if (auto i = installed(node, name)) have[name] = i->version;
+  for (const auto& [name, _] : newest) {
+    if (auto i = installed(node, name)) {
+      have[name] = i->version;
+      on_node.emplace(name, std::move(*i));
+    }
+  }
 
   json rows = json::array();
   for (const auto& [name, entry] : newest) {
     const auto& [m, path] = entry;
-    auto inst = installed(node, name);
+    auto found = on_node.find(name);
+    const Installed* inst = found == on_node.end() ? nullptr : &found->second;
     if (inst && !(inst->version < m.version)) continue;  // up to date
     auto info = must(up.get_targetinfo(path));
     auto idx_bytes = must(up.fetch_target(info), "tree index of " + m.id());

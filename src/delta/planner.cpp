@@ -39,16 +39,14 @@ struct SeedState {
   }
 };
 
-// Every regular file of every seed (a seed that is a file counts as one): any of them can
-// be reused whole or serve as a delta base, wherever it lies.
-Result<std::vector<stdfs::path>> seed_files(const std::vector<stdfs::path>& seeds) {
+// Every regular file of a seed (a seed that is a file counts as one): any of them can be
+// reused whole or serve as a delta base, wherever it lies.
+Result<std::vector<stdfs::path>> seed_files(const stdfs::path& seed) {
+  auto t = chunk::scan_tree(seed);
+  if (!t) return tl::unexpected(t.error().context("seed " + seed.string()));
   std::vector<stdfs::path> out;
-  for (const stdfs::path& s : seeds) {
-    auto t = chunk::scan_tree(s);
-    if (!t) return tl::unexpected(t.error().context("seed " + s.string()));
-    for (const Entry& e : t->entries)
-      if (e.type == EntryType::file) out.push_back(t->single_file ? s : s / e.path);
-  }
+  for (const Entry& e : t->entries)
+    if (e.type == EntryType::file) out.push_back(t->single_file ? seed : seed / e.path);
   return out;
 }
 
@@ -107,7 +105,7 @@ Result<Plan> plan(const chunk::TreeIndex& index, uint64_t index_bytes,
   std::vector<stdfs::path> all_seed_files;
   std::vector<const Entry*> same_path;  // per seed file: the target file at its path
   for (const stdfs::path& s : seeds) {
-    auto listed = seed_files({s});
+    auto listed = seed_files(s);
     if (!listed) return tl::unexpected(listed.error());
     for (const stdfs::path& p : *listed) {
       const Entry* t = index.single_file ? &index.entries[0]
