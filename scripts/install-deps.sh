@@ -8,6 +8,7 @@ PKGS=(
   build-essential make cmake ninja-build pkg-config git
   libssl-dev libzstd-dev libdivsufsort-dev libcurl4-openssl-dev libboost-dev
   libcli11-dev nlohmann-json3-dev libexpected-dev
+  libsqlite3-dev sqlite3
   libgtest-dev libgmock-dev libbenchmark-dev
   zstd clang libclang-rt-14-dev
 )
