@@ -82,7 +82,7 @@ TEST_F(Engine, IncrementalPlanFetchesLessThanFull) {
       << "fetch " << p->bytes_to_fetch << " of " << p->full_bytes;
   EXPECT_EQ(p->files_reused, 2u);  // share/same.dat and etc/empty
   EXPECT_GE(p->files_delta, 2u);
-  auto cold = plan(v2_, 1000, {});
+  auto cold = plan(v2_, 1000, std::vector<stdfs::path>{});
   ASSERT_TRUE(cold);
   EXPECT_EQ(cold->bytes_to_fetch, cold->full_bytes);
 }

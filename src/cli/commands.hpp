@@ -32,5 +32,8 @@ void register_engine_commands(CLI::App& app);
 void register_repo_commands(CLI::App& app);
 // The node's commands: check.
 void register_node_commands(CLI::App& app);
+// The node administrator's commands: remote, install, versions, activate, rollback, pin, gc,
+// status, history, audit, snapshot, verify.
+void register_install_commands(CLI::App& app);
 
 }  // namespace mup::cli

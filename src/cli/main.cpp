@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   mup::cli::register_engine_commands(app);
   mup::cli::register_repo_commands(app);
   mup::cli::register_node_commands(app);
+  mup::cli::register_install_commands(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

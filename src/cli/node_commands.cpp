@@ -2,7 +2,8 @@
 // (default /var/lib/mup, or MUP_ROOT): tuf/ holds the trusted metadata (first the root
 // given with --trusted-root: trust on first use is never allowed), and
 // components/<name>/current -> <version> names what is installed, with the installed
-// version's tree index beside it as components/<name>/<version>.idx.
+// version's tree index beside it as components/<name>/<version>.idx. The device key for
+// encrypted packages is <root>/device.key unless --device-key names another file.
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -15,6 +16,7 @@
 #include "core/progress.hpp"
 #include "delta/planner.hpp"
 #include "package/manifest.hpp"
+#include "package/sealed.hpp"
 #include "transfer/fetcher.hpp"
 #include "tuf/clock.hpp"
 #include "tuf/updater.hpp"
@@ -27,7 +29,7 @@ using nlohmann::json;
 namespace {
 
 struct CheckArgs {
-  std::string repo, trusted_root, root, component;
+  std::string repo, trusted_root, root, component, device_key;
   bool json = false;
 };
 
@@ -70,6 +72,12 @@ void run_check(const CheckArgs& a) {
   cfg.metadata_dir = tuf_dir;
   cfg.metadata_base_url = base + "/metadata";
   cfg.target_base_url = base + "/targets";
+  // The device key is needed only for encrypted packages; without one they are listed as
+  // unreadable rather than failing the check.
+  std::optional<crypto::DeviceKey> device;
+  stdfs::path device_key = a.device_key.empty() ? node / "device.key" : stdfs::path(a.device_key);
+  if (!a.device_key.empty() || stdfs::exists(device_key))
+    device = must(package::load_device_key(device_key), "--device-key");
   auto up =
       must(tuf::Updater::create(cfg, fetcher, clock), "trusted metadata in " + tuf_dir.string());
   must(up.refresh(), "refreshing metadata from " + a.repo);
@@ -100,23 +108,50 @@ void run_check(const CheckArgs& a) {
     auto found = on_node.find(name);
     const Installed* inst = found == on_node.end() ? nullptr : &found->second;
     if (inst && !(inst->version < m.version)) continue;  // up to date
+    auto deps = package::check_dependencies(m, have);
+    json row = {{"component", name},
+                {"installed", inst ? inst->version.str() : ""},
+                {"available", m.version.str()},
+                {"type", package::type_name(m.type)},
+                {"priority", package::priority_name(m.priority)},
+                {"strategy", m.strategy},
+                {"encrypted", package::is_encrypted(m)},
+                {"readable", true},
+                {"download_bytes", 0},
+                {"full_bytes", 0},
+                {"deps_ok", bool(deps)},
+                {"deps_error", deps ? "" : deps.error().message()}};
+    std::optional<crypto::AesKey> key;
+    if (package::is_encrypted(m)) {
+      std::string why = "this node has no device key (" + device_key.string() + ")";
+      if (device) {
+        auto k = package::unwrap_data_key(m, *device);
+        if (k)
+          key = *k;
+        else if (k.error().code() == Errc::not_found)
+          why = k.error().message();
+        else
+          die(k.error());  // a recipient entry for this device that does not open
+      }
+      if (!key) {
+        row["readable"] = false;
+        row["note"] = "encrypted for other devices";
+        row["why"] = why;
+        rows.push_back(std::move(row));
+        continue;
+      }
+    }
     auto info = must(up.get_targetinfo(path));
-    auto idx_bytes = must(up.fetch_target(info), "tree index of " + m.id());
+    auto target = must(up.fetch_target(info), "tree index of " + m.id());
+    auto idx_bytes = must(package::open_index(m, target, key ? &*key : nullptr));
     auto idx = must(chunk::TreeIndex::parse(idx_bytes), m.id());
     std::vector<stdfs::path> seeds;
     if (inst && stdfs::is_directory(inst->tree)) seeds.push_back(inst->tree);
-    auto p = must(delta::plan(idx, idx_bytes.size(), seeds), "planning " + m.id());
-    auto deps = package::check_dependencies(m, have);
-    rows.push_back({{"component", name},
-                    {"installed", inst ? inst->version.str() : ""},
-                    {"available", m.version.str()},
-                    {"type", package::type_name(m.type)},
-                    {"priority", package::priority_name(m.priority)},
-                    {"strategy", m.strategy},
-                    {"download_bytes", p.bytes_to_fetch},
-                    {"full_bytes", p.full_bytes},
-                    {"deps_ok", bool(deps)},
-                    {"deps_error", deps ? "" : deps.error().message()}});
+    auto p = must(delta::plan(idx, target.size(), seeds), "planning " + m.id());
+    if (key) package::add_seal_overhead(idx, p);
+    row["download_bytes"] = p.bytes_to_fetch;
+    row["full_bytes"] = p.full_bytes;
+    rows.push_back(std::move(row));
   }
   if (a.json) {
     std::printf("%s\n", json({{"updates", rows}}).dump(2).c_str());
@@ -130,12 +165,15 @@ void run_check(const CheckArgs& a) {
               "PRIORITY", "DOWNLOAD");
   for (const auto& r : rows) {
     std::string inst = r["installed"].get<std::string>();
-    std::printf("%-20s %-12s -> %-12s %-12s %-9s %s of %s%s\n",
-                r["component"].get<std::string>().c_str(), inst.empty() ? "-" : inst.c_str(),
-                r["available"].get<std::string>().c_str(), r["type"].get<std::string>().c_str(),
-                r["priority"].get<std::string>().c_str(),
-                human_bytes(r["download_bytes"].get<uint64_t>()).c_str(),
-                human_bytes(r["full_bytes"].get<uint64_t>()).c_str(),
+    std::string download = r["readable"].get<bool>()
+                               ? human_bytes(r["download_bytes"].get<uint64_t>()) + " of " +
+                                     human_bytes(r["full_bytes"].get<uint64_t>()) +
+                                     (r["encrypted"].get<bool>() ? " (encrypted)" : "")
+                               : r["note"].get<std::string>();
+    std::printf("%-20s %-12s -> %-12s %-12s %-9s %s%s\n", r["component"].get<std::string>().c_str(),
+                inst.empty() ? "-" : inst.c_str(), r["available"].get<std::string>().c_str(),
+                r["type"].get<std::string>().c_str(), r["priority"].get<std::string>().c_str(),
+                download.c_str(),
                 r["deps_ok"].get<bool>()
                     ? ""
                     : ("  [blocked: " + r["deps_error"].get<std::string>() + "]").c_str());
@@ -154,6 +192,9 @@ void register_node_commands(CLI::App& app) {
                     "The repository's root.json, the first time");
   check->add_option("--root", ca->root, "Node state directory (default $MUP_ROOT or /var/lib/mup)");
   check->add_option("--component", ca->component, "Only this component");
+  check->add_option("--device-key", ca->device_key,
+                    "This device's key for encrypted packages (default ROOT/device.key if it "
+                    "exists)");
   check->add_flag("--json", ca->json, "Print JSON");
   check->callback([ca] { run_check(*ca); });
 }

@@ -2,7 +2,9 @@
 // repo rotate-key / repo expire, and keygen for device keys. They drive tuf::Repository
 // (signed metadata) and the incremental engine (chunks, deltas, tree indexes) over one
 // repository directory: DIR/metadata, DIR/targets (tree indexes, the TUF targets), and the
-// chunk store DIR/chunks, DIR/deltas, DIR/indexes that the indexes point into.
+// chunk store DIR/chunks, DIR/deltas, DIR/indexes that the indexes point into. An encrypted
+// publish (--encrypt-to) packs into a private plain store instead and puts only sealed
+// pieces (DIR/sealed/<component>/...) and a sealed index in the repository (sealed.hpp).
 #include <sys/stat.h>
 
 #include <csignal>
@@ -21,6 +23,7 @@
 #include "delta/planner.hpp"
 #include "delta/rebuild.hpp"
 #include "package/manifest.hpp"
+#include "package/sealed.hpp"
 #include "transfer/file_server.hpp"
 #include "tuf/clock.hpp"
 #include "tuf/repository.hpp"
@@ -144,7 +147,9 @@ struct PublishArgs {
   std::string dir, keydir, component, version, type, src, priority = "normal", strategy,
                                                           rollback_policy, description;
   std::vector<std::string> depends, delta_from;
-  bool allow_unmet = false, json = false;
+  std::vector<std::string> encrypt_to;  // device public key files
+  std::string plain_store;              // default KEYDIR/plain-store
+  bool allow_unmet = false, json = false, rotate_data_key = false;
 };
 
 std::string index_target(const std::string& component, const std::string& version) {
@@ -168,6 +173,68 @@ std::vector<uint8_t> read_index_target(const tuf::Repository& repo, const std::s
   auto bytes = must(fs::read_file(p, it->second.length));
   must(it->second.verify(bytes, path));
   return bytes;
+}
+
+// True when `path` is `dir` or inside it.
+bool is_inside(const stdfs::path& path, const stdfs::path& dir) {
+  auto rel = stdfs::weakly_canonical(stdfs::absolute(path))
+                 .lexically_relative(stdfs::weakly_canonical(stdfs::absolute(dir)));
+  return !rel.empty() && *rel.begin() != "..";
+}
+
+// What an encrypted publish needs: the recipients, the component's data key (a fresh one
+// when this publish drops a recipient of the newest published version, who must not read
+// what comes next), and the private store the plain pieces go to.
+struct Encryption {
+  std::vector<package::DevicePublic> recipients;
+  std::vector<std::string> recipient_ids;
+  crypto::AesKey key{};
+  bool key_created = false, key_rotated = false;
+  std::vector<std::string> dropped;  // key ids of the newest version no longer recipients
+  stdfs::path plain_store;
+};
+
+std::optional<Encryption> setup_encryption(const PublishArgs& a, const tuf::Targets& targets) {
+  if (a.encrypt_to.empty()) {
+    if (!a.plain_store.empty() || a.rotate_data_key)
+      die(Error(Errc::invalid_argument,
+                "--plain-store and --rotate-data-key apply to encrypted publishes (--encrypt-to)"));
+    return std::nullopt;
+  }
+  Encryption e;
+  for (const auto& f : a.encrypt_to) {
+    auto pub = must(package::load_device_public(f), "--encrypt-to");
+    std::string id = package::device_key_id(pub);
+    if (std::find(e.recipient_ids.begin(), e.recipient_ids.end(), id) != e.recipient_ids.end())
+      continue;
+    e.recipients.push_back(pub);
+    e.recipient_ids.push_back(id);
+  }
+  e.plain_store =
+      a.plain_store.empty() ? stdfs::path(a.keydir) / "plain-store" : stdfs::path(a.plain_store);
+  if (is_inside(e.plain_store, a.dir))
+    die(Error(Errc::invalid_argument,
+              "--plain-store must not be inside the repository directory (plain pieces "
+              "would be published)"));
+  const package::Manifest* newest = nullptr;
+  std::vector<package::Manifest> mine;
+  for (const auto& [path, tf] : targets.targets)
+    if (auto m = package::Manifest::from_json(tf.custom); m && m->component == a.component)
+      mine.push_back(std::move(*m));
+  for (const auto& m : mine)
+    if (!newest || newest->version < m.version) newest = &m;
+  if (newest)
+    for (const auto& id : package::recipient_key_ids(*newest))
+      if (std::find(e.recipient_ids.begin(), e.recipient_ids.end(), id) == e.recipient_ids.end())
+        e.dropped.push_back(id);
+  if (a.rotate_data_key || !e.dropped.empty()) {
+    e.key = must(package::rotate_data_key(a.keydir, a.component), "new data key");
+    e.key_rotated = true;
+  } else {
+    e.key = must(package::load_or_create_data_key(a.keydir, a.component, &e.key_created),
+                 "data key of " + a.component);
+  }
+  return e;
 }
 
 void run_publish(const PublishArgs& a) {
@@ -217,20 +284,45 @@ void run_publish(const PublishArgs& a) {
                     " is not satisfied by any version in the repository; publish it "
                     "first (or --allow-unmet-deps)"));
   }
-  auto store = must(chunk::ChunkStore::open(a.dir, true));
-  // Base versions for deltas: rebuilt from the repository's own store into temp space.
+  auto enc = setup_encryption(a, *targets);
+  // Plain pieces of an encrypted package never go to the repository directory.
+  auto store = must(chunk::ChunkStore::open(enc ? enc->plain_store : stdfs::path(a.dir), true));
+  // Base versions for deltas: rebuilt into temp space from the store that holds their plain
+  // pieces (the repository's, or the plain store for an encrypted base).
   delta::PackOptions o;
   std::vector<fs::TempDir> base_dirs;
   std::vector<std::vector<uint8_t>> base_files;
   for (const auto& bv : a.delta_from) {
     auto v = must(package::Version::parse(bv), "--delta-from");
-    auto bytes = read_index_target(repo, index_target(m.component, v.str()));
+    std::string base_target = index_target(m.component, v.str());
+    auto bytes = read_index_target(repo, base_target);
+    auto base_m = must(package::Manifest::from_json(targets->targets.at(base_target).custom),
+                       "manifest of " + base_target);
+    std::optional<chunk::ChunkStore> base_store;
+    if (package::is_encrypted(base_m)) {
+      if (!enc)
+        die(Error(Errc::invalid_argument,
+                  "base " + base_m.id() +
+                      " is encrypted: a plain version's deltas would reveal it; publish with "
+                      "--encrypt-to too, or without --delta-from " +
+                      v.str()));
+      std::optional<std::vector<uint8_t>> opened;
+      for (const auto& k : must(package::load_data_keys(a.keydir, m.component)))
+        if (auto o2 = package::open_index(base_m, bytes, &k)) opened = std::move(*o2);
+      if (!opened)
+        die(Error(Errc::not_found, "no data key in " + a.keydir + "/data opens the index of " +
+                                       base_m.id() + "; it was published with other keys"));
+      bytes = std::move(*opened);
+      base_store = must(chunk::ChunkStore::open(enc->plain_store, false), "plain store");
+    } else {
+      base_store = must(chunk::ChunkStore::open(a.dir, false), "repository store");
+    }
     auto idx = must(chunk::TreeIndex::parse(bytes));
     auto tmp = must(fs::TempDir::create(stdfs::temp_directory_path() /
                                         ("mup-base-" + m.component + "-" + v.str())));
-    auto plan = must(delta::plan(idx, 0, {}));
+    auto plan = must(delta::plan(idx, 0, std::vector<stdfs::path>{}));
     stdfs::path tree = tmp.path() / "tree";
-    must(delta::unpack(idx, plan, store, tree, {}), "rebuilding base " + v.str());
+    must(delta::unpack(idx, plan, *base_store, tree, {}), "rebuilding base " + v.str());
     o.bases.push_back({std::move(idx), tree});
     base_files.push_back(std::move(bytes));
     base_dirs.push_back(std::move(tmp));
@@ -240,31 +332,53 @@ void run_publish(const PublishArgs& a) {
   delta::PackStats st;
   auto idx = must(delta::pack(a.src, store, o, &st), "packing " + a.src);
   auto idx_file = idx.serialize();
+  // No index deltas for encrypted packages: nodes could not use them without the plain index.
   for (const auto& base : base_files) {
+    if (enc) break;
     auto d = must(chunk::make_index_delta(base, idx_file));
     must(store.put_blob(chunk::index_delta_rel_path(sha256(base), sha256(idx_file)), d));
   }
   must(store.sync());
   m.size = idx.total_file_bytes();
   m.index_sha256 = sha256(idx_file).hex();
-  must(repo.add_target(m.index_target, idx_file, m.to_json()));
+  package::SealStats sealed;
+  if (enc) {
+    // Pieces first, durable, then the signed metadata that names them.
+    sealed = must(package::seal_pieces(idx, m.component, enc->key, store, a.dir),
+                  "sealing the pieces of " + m.id());
+    m.encryption = must(package::make_encryption(enc->key, enc->recipients));
+    auto sealed_idx = must(package::seal_index(m, enc->key, idx_file));
+    must(repo.add_target(m.index_target, sealed_idx, m.to_json()));
+  } else {
+    must(repo.add_target(m.index_target, idx_file, m.to_json()));
+  }
   must(repo.publish(), "signing the new metadata");
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (a.json) {
-    std::printf("%s\n", json({{"id", m.id()},
-                              {"target", m.index_target},
-                              {"files", st.files},
-                              {"size", m.size},
-                              {"new_chunks", st.new_chunks},
-                              {"new_chunk_bytes", st.new_chunk_bytes},
-                              {"deltas", st.deltas},
-                              {"delta_bytes", st.delta_bytes},
-                              {"targets_version", repo.targets()->version},
-                              {"snapshot_version", repo.snapshot().version},
-                              {"timestamp_version", repo.timestamp().version},
-                              {"seconds", secs}})
-                            .dump(2)
-                            .c_str());
+    json out = {{"id", m.id()},
+                {"target", m.index_target},
+                {"files", st.files},
+                {"size", m.size},
+                {"new_chunks", st.new_chunks},
+                {"new_chunk_bytes", st.new_chunk_bytes},
+                {"deltas", st.deltas},
+                {"delta_bytes", st.delta_bytes},
+                {"encrypted", bool(enc)},
+                {"targets_version", repo.targets()->version},
+                {"snapshot_version", repo.snapshot().version},
+                {"timestamp_version", repo.timestamp().version},
+                {"seconds", secs}};
+    if (enc)
+      out["encryption"] = {{"recipients", enc->recipient_ids},
+                           {"data_key_created", enc->key_created},
+                           {"data_key_rotated", enc->key_rotated},
+                           {"dropped_recipients", enc->dropped},
+                           {"sealed_pieces", sealed.pieces},
+                           {"sealed_written", sealed.written},
+                           {"sealed_written_bytes", sealed.written_bytes},
+                           {"sealed_reused", sealed.reused},
+                           {"sealed_reused_bytes", sealed.reused_bytes}};
+    std::printf("%s\n", out.dump(2).c_str());
     return;
   }
   std::printf(
@@ -277,6 +391,24 @@ void run_publish(const PublishArgs& a) {
       human_bytes(st.delta_bytes).c_str(), static_cast<unsigned long long>(repo.targets()->version),
       static_cast<unsigned long long>(repo.snapshot().version),
       static_cast<unsigned long long>(repo.timestamp().version), secs);
+  if (enc) {
+    auto join = [](const std::vector<std::string>& v) {
+      std::string s;
+      for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
+      return s;
+    };
+    std::string ids = join(enc->recipient_ids);
+    std::printf(
+        "encrypted for %zu device(s) (%s): %llu sealed pieces written (%s), %llu reused from "
+        "earlier versions (%s)%s\n",
+        enc->recipient_ids.size(), ids.c_str(), static_cast<unsigned long long>(sealed.written),
+        human_bytes(sealed.written_bytes).c_str(), static_cast<unsigned long long>(sealed.reused),
+        human_bytes(sealed.reused_bytes).c_str(),
+        enc->key_rotated ? "; new data key for the component (no reuse across it)" : "");
+    if (!enc->dropped.empty())
+      std::printf("dropped recipients since the previous version, hence the new data key: %s\n",
+                  join(enc->dropped).c_str());
+  }
 }
 
 void run_repo_verify(const std::string& dir, bool as_json) {
@@ -460,6 +592,14 @@ void register_repo_commands(CLI::App& app) {
   pub->add_option("--delta-from", pa->delta_from,
                   "Published version to compute deltas from (repeatable)");
   pub->add_option("--description", pa->description, "One line for people");
+  pub->add_option("--encrypt-to", pa->encrypt_to,
+                  "Encrypt for the device with this public key file (NAME.pub from mup keygen; "
+                  "repeatable)");
+  pub->add_option("--plain-store", pa->plain_store,
+                  "Private store for the plain pieces of encrypted packages (default "
+                  "KEYDIR/plain-store; never inside DIR)");
+  pub->add_flag("--rotate-data-key", pa->rotate_data_key,
+                "Give the component a new data key (automatic when a recipient is dropped)");
   pub->add_flag("--allow-unmet-deps", pa->allow_unmet,
                 "Publish even if no published version satisfies a dependency");
   pub->add_flag("--json", pa->json, "Print a JSON summary");

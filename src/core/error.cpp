@@ -15,6 +15,7 @@ std::string_view errc_name(Errc c) {
     case Errc::corrupt: return "corrupt";
     case Errc::unsupported: return "unsupported";
     case Errc::internal: return "internal";
+    case Errc::busy: return "busy";
   }
   return "unknown";
 }

@@ -24,6 +24,7 @@ enum class Errc {
   corrupt,           // bytes failed verification (hash, length, format)
   unsupported,       // a format version or feature this build does not know
   internal,          // a bug: an invariant did not hold
+  busy,              // another process holds what is needed (a node lock)
 };
 
 std::string_view errc_name(Errc c);

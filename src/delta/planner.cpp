@@ -88,13 +88,15 @@ uint64_t index_fetch_bytes(std::span<const uint8_t> target_index_file,
   return best;
 }
 
-Result<Plan> plan(const chunk::TreeIndex& index, uint64_t index_bytes,
-                  const std::vector<stdfs::path>& seeds, unsigned threads) {
+namespace {
+
+Result<Plan> make_plan(const chunk::TreeIndex& index, uint64_t index_bytes,
+                       const std::vector<IndexedSeed>& seeds, unsigned threads) {
   if (threads == 0) threads = default_threads();
-  for (const stdfs::path& s : seeds) {
+  for (const IndexedSeed& s : seeds) {
     std::error_code ec;
-    if (!stdfs::exists(s, ec))
-      return fail(Errc::not_found, "seed " + s.string() + " does not exist");
+    if (!stdfs::exists(s.tree, ec))
+      return fail(Errc::not_found, "seed " + s.tree.string() + " does not exist");
   }
   std::vector<size_t> files;
   for (size_t i = 0; i < index.entries.size(); ++i)
@@ -104,13 +106,42 @@ Result<Plan> plan(const chunk::TreeIndex& index, uint64_t index_bytes,
   chunk::Chunker chunker(index.params);
   std::vector<stdfs::path> all_seed_files;
   std::vector<const Entry*> same_path;  // per seed file: the target file at its path
-  for (const stdfs::path& s : seeds) {
-    auto listed = seed_files(s);
+  auto target_at = [&](const std::string& rel) -> const Entry* {
+    const Entry* t = index.single_file ? &index.entries[0] : index.find(rel);
+    return t != nullptr && t->type == EntryType::file ? t : nullptr;
+  };
+  for (const IndexedSeed& s : seeds) {
+    if (s.index != nullptr && !s.index->single_file) {
+      // Known content: no need to read the file unless its chunks are wanted and the
+      // index's chunking differs from the target's.
+      for (const Entry& e : s.index->entries) {
+        if (e.type != EntryType::file) continue;
+        stdfs::path p = s.tree / e.path;
+        struct stat st {};
+        if (::lstat(p.c_str(), &st) != 0 || !S_ISREG(st.st_mode) ||
+            static_cast<uint64_t>(st.st_size) != e.size)
+          continue;  // not what the index says: plan without it
+        int32_t id = ss.add_file(p, e.digest);
+        const Entry* t = target_at(e.path);
+        if (t == nullptr || t->digest == e.digest) continue;
+        if (s.index->params == index.params) {
+          std::lock_guard lock(ss.mu);
+          uint64_t off = 0;
+          for (const auto& c : e.chunks) {
+            ss.chunks.emplace(c.id, SeedChunk{id, off});
+            off += c.size;
+          }
+        } else {
+          same_path.push_back(t);
+          all_seed_files.push_back(p);
+        }
+      }
+      continue;
+    }
+    auto listed = seed_files(s.tree);
     if (!listed) return tl::unexpected(listed.error());
     for (const stdfs::path& p : *listed) {
-      const Entry* t = index.single_file ? &index.entries[0]
-                                         : index.find(p.lexically_relative(s).generic_string());
-      same_path.push_back(t != nullptr && t->type == EntryType::file ? t : nullptr);
+      same_path.push_back(target_at(p.lexically_relative(s.tree).generic_string()));
       all_seed_files.push_back(p);
     }
   }
@@ -190,6 +221,20 @@ Result<Plan> plan(const chunk::TreeIndex& index, uint64_t index_bytes,
   plan.bytes_to_fetch = index_bytes + plan.chunk_bytes + plan.delta_bytes;
   plan.full_bytes = index_bytes + all_bytes;
   return plan;
+}
+
+}  // namespace
+
+Result<Plan> plan(const chunk::TreeIndex& index, uint64_t index_bytes,
+                  const std::vector<stdfs::path>& seeds, unsigned threads) {
+  std::vector<IndexedSeed> s;
+  for (const auto& p : seeds) s.push_back({p, nullptr});
+  return make_plan(index, index_bytes, s, threads);
+}
+
+Result<Plan> plan(const chunk::TreeIndex& index, uint64_t index_bytes,
+                  const std::vector<IndexedSeed>& seeds, unsigned threads) {
+  return make_plan(index, index_bytes, seeds, threads);
 }
 
 }  // namespace mup::delta

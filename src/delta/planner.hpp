@@ -68,4 +68,17 @@ struct Plan {
                                 const std::vector<std::filesystem::path>& seeds,
                                 unsigned threads = 0);
 
+// A seed whose content its tree index states: an installed version, immutable and verified
+// when it was staged. Its files are not read to plan (only stat'ed: a file whose size
+// differs from the index is left out), so planning an update costs what changed, not the
+// size of the tree; unpack still verifies every file it builds, so a seed edited behind
+// mup's back fails the unpack (naming the file) instead of corrupting the result. With a
+// null index the seed is hashed like any directory.
+struct IndexedSeed {
+  std::filesystem::path tree;
+  const chunk::TreeIndex* index = nullptr;
+};
+[[nodiscard]] Result<Plan> plan(const chunk::TreeIndex& index, uint64_t index_bytes,
+                                const std::vector<IndexedSeed>& seeds, unsigned threads = 0);
+
 }  // namespace mup::delta

@@ -1,6 +1,7 @@
 #include "package/manifest.hpp"
 
 #include <algorithm>
+#include <set>
 
 namespace mup::package {
 
@@ -18,6 +19,41 @@ constexpr std::pair<Priority, std::string_view> kPriorities[] = {{Priority::crit
 
 Error bad(const std::string& what) {
   return Error(Errc::corrupt, "package manifest: " + what);
+}
+
+bool lower_hex(const json& v, size_t len) {
+  if (!v.is_string()) return false;
+  const auto& s = v.get_ref<const std::string&>();
+  return s.size() == len && std::all_of(s.begin(), s.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+// The "encryption" field: null, or exactly the shape Manifest documents.
+Status validate_encryption(const json& e) {
+  if (e.is_null()) return {};
+  if (!e.is_object() || e.size() != 2 || !e.contains("scheme") || !e.contains("recipients"))
+    return tl::unexpected(bad("\"encryption\" must be {\"scheme\", \"recipients\"}"));
+  if (!e["scheme"].is_string() || e["scheme"].get<std::string>() != kSealedScheme)
+    return fail(Errc::unsupported, "package manifest: unknown encryption scheme " +
+                                       e["scheme"].dump().substr(0, 64) + "; upgrade mup");
+  const json& rs = e["recipients"];
+  if (!rs.is_array() || rs.empty() || rs.size() > kMaxRecipients)
+    return tl::unexpected(bad("\"recipients\" must be a list of 1 to " +
+                              std::to_string(kMaxRecipients) + " devices"));
+  std::set<std::string> ids;
+  // 92-byte wrapped key (crypto::wrap_key) in hex.
+  constexpr size_t kWrappedHex = 2 * (32 + 12 + 32 + 16);
+  for (const json& r : rs) {
+    if (!r.is_object() || r.size() != 2 || !r.contains("key_id") || !r.contains("wrapped") ||
+        !lower_hex(r["key_id"], 16) || !lower_hex(r["wrapped"], kWrappedHex))
+      return tl::unexpected(bad("a recipient must be {\"key_id\": 16 hex, \"wrapped\": " +
+                                std::to_string(kWrappedHex) + " hex}"));
+    if (!ids.insert(r["key_id"].get<std::string>()).second)
+      return tl::unexpected(
+          bad("recipient " + r["key_id"].get<std::string>() + " is listed twice"));
+  }
+  return {};
 }
 }  // namespace
 
@@ -161,7 +197,10 @@ Result<Manifest> Manifest::from_json(const json& j) {
       m.delta_from.push_back(d.get<std::string>());
     }
   }
-  if (auto it = j.find("encryption"); it != j.end()) m.encryption = *it;
+  if (auto it = j.find("encryption"); it != j.end()) {
+    if (auto s = validate_encryption(*it); !s) return tl::unexpected(s.error());
+    m.encryption = *it;
+  }
   if (auto id = str("id"); !id || *id != m.id())
     return tl::unexpected(bad("\"id\" is not component@version"));
   return m;

@@ -4,8 +4,9 @@
 // so it is covered by the repository's signatures. It names the component, its kind
 // (kernel, service, ai-model, application, config, security), its semantic version, the
 // components it depends on with version constraints, a priority, sizes and checksums,
-// the default deployment strategy and a rollback policy. from_json() validates
-// everything it reads (it parses repository data). Values; thread-compatible.
+// the default deployment strategy and a rollback policy, and, for an encrypted package,
+// its data key wrapped for each recipient device (see package/sealed.hpp). from_json()
+// validates everything it reads (it parses repository data). Values; thread-compatible.
 #pragma once
 
 #include <map>
@@ -31,6 +32,10 @@ inline constexpr std::string_view kStrategies[] = {"immediate", "rolling", "blue
                                                    "scheduled"};
 std::string_view default_strategy(PackageType t);
 
+// The one encryption scheme this build knows (package/sealed.hpp).
+inline constexpr std::string_view kSealedScheme = "mup-sealed-v1";
+inline constexpr size_t kMaxRecipients = 10'000;
+
 struct Manifest {
   static constexpr int kFormat = 1;
 
@@ -46,7 +51,10 @@ struct Manifest {
   std::string strategy;      // one of kStrategies
   nlohmann::json rollback_policy = nlohmann::json::object();
   std::vector<std::string> delta_from;  // versions a node can update from by delta
-  nlohmann::json encryption;            // null, or {"scheme": ..., "recipients": [...]}
+  // null (a plain package), or {"scheme": "mup-sealed-v1", "recipients": [{"key_id":
+  // <16 lowercase hex>, "wrapped": <184 lowercase hex>}, ...]}: 1..kMaxRecipients
+  // recipients with distinct key ids, no other fields.
+  nlohmann::json encryption;
 
   // "<component>@<version>", the seed's package id.
   std::string id() const { return component + "@" + version.str(); }

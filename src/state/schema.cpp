@@ -1,0 +1,101 @@
+#include "state/schema.hpp"
+
+#include <iterator>
+
+namespace mup::state::detail {
+
+namespace {
+
+// Times are Unix milliseconds. Optional text is '' rather than NULL, so rows read back
+// into plain strings.
+constexpr Migration kMigrations[] = {
+    {1, "journal", R"sql(
+CREATE TABLE operations(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so audit records can cite ids
+  kind TEXT NOT NULL,
+  component TEXT NOT NULL DEFAULT '',
+  from_version TEXT NOT NULL DEFAULT '',
+  to_version TEXT NOT NULL DEFAULT '',
+  actor TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('running', 'done', 'failed', 'undone')),
+  step TEXT NOT NULL DEFAULT '',
+  detail TEXT NOT NULL DEFAULT '{}',
+  started_at INTEGER NOT NULL,
+  finished_at INTEGER,
+  bytes INTEGER NOT NULL DEFAULT 0,
+  error TEXT NOT NULL DEFAULT '');
+CREATE INDEX operations_by_component ON operations(component, id);
+CREATE INDEX operations_running ON operations(id) WHERE state = 'running';
+CREATE TABLE operation_steps(
+  op_id INTEGER NOT NULL REFERENCES operations(id) ON DELETE CASCADE,
+  seq INTEGER NOT NULL,
+  step TEXT NOT NULL,
+  detail TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  PRIMARY KEY (op_id, seq)) WITHOUT ROWID;
+)sql"},
+    {2, "inventory", R"sql(
+CREATE TABLE remotes(
+  name TEXT PRIMARY KEY,
+  url TEXT NOT NULL,
+  added_at INTEGER NOT NULL);
+CREATE TABLE components(
+  name TEXT PRIMARY KEY,
+  remote TEXT NOT NULL DEFAULT '',
+  type TEXT NOT NULL DEFAULT '',
+  active_version TEXT NOT NULL DEFAULT '',
+  previous_version TEXT NOT NULL DEFAULT '',
+  pinned_version TEXT NOT NULL DEFAULT '',
+  updated_at INTEGER NOT NULL);
+CREATE TABLE versions(
+  component TEXT NOT NULL,
+  version TEXT NOT NULL,
+  index_sha256 TEXT NOT NULL DEFAULT '',
+  manifest TEXT NOT NULL DEFAULT '{}',
+  size INTEGER NOT NULL DEFAULT 0,
+  installed_at INTEGER NOT NULL,
+  PRIMARY KEY (component, version)) WITHOUT ROWID;
+CREATE TABLE snapshots(
+  id TEXT PRIMARY KEY,
+  component TEXT NOT NULL DEFAULT '',
+  version TEXT NOT NULL DEFAULT '',
+  created_at INTEGER NOT NULL,
+  content_hash TEXT NOT NULL DEFAULT '',
+  path TEXT NOT NULL,
+  files INTEGER NOT NULL DEFAULT 0,
+  bytes INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX snapshots_by_component ON snapshots(component, created_at);
+)sql"},
+    {3, "audit", R"sql(
+CREATE TABLE audit(
+  seq INTEGER PRIMARY KEY,
+  at INTEGER NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  detail TEXT NOT NULL,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL,
+  signature TEXT NOT NULL DEFAULT '');
+CREATE TABLE audit_head(
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  seq INTEGER NOT NULL,
+  hash TEXT NOT NULL);
+INSERT INTO audit_head(id, seq, hash)
+  VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
+-- Guards against mistakes, not attackers (who can drop triggers): the hash chain and the
+-- head are what detect tampering.
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+)sql"},
+};
+
+}  // namespace
+
+std::span<const Migration> migrations() {
+  return {kMigrations, std::size(kMigrations)};
+}
+
+}  // namespace mup::state::detail

@@ -1,0 +1,227 @@
+// The node's state database: what is installed, what is being done, what was done.
+//
+// One SQLite file (`<root>/state.db`, WAL, synchronous=FULL, foreign keys on) holds:
+//   - the operation journal and history (`operations`, `operation_steps`): an operation's
+//     intent is written before its effects, each step before the step acts, so a process
+//     killed at any instant leaves a `running` row that the next start finishes or undoes;
+//   - the inventory: remotes, components (active / previous / pinned version), installed
+//     versions (manifest, index hash) and snapshots. The filesystem is the truth for
+//     trees; the database is the truth for their metadata;
+//   - the audit log: append-only and hash-chained, optionally signed with the node key.
+//     `audit_head` holds the last (seq, hash) and is written in the same transaction as
+//     each append, so removing records from the end is detected too.
+//
+// Schema changes are numbered migrations, each applied in its own transaction and
+// recorded in `schema_migrations(version, name, applied_at)` and PRAGMA user_version. A
+// database written by a newer mup (user_version above what this build knows) is refused.
+//
+// Every call is one transaction of its own unless the caller groups calls with
+// begin()/commit() or transaction(); groups nest (inner levels are savepoints). Callers
+// that change state and audit it write both in one transaction(), e.g. finish_operation
+// and append_audit. The fault point "state.commit" sits before every outermost commit,
+// "state.migrate" before every migration commit.
+//
+// Times are Unix milliseconds from the clock given to open(). Lists are newest first,
+// except unfinished_operations() (oldest first, the order to resume them in) and steps().
+// JSON strings that are not valid UTF-8 are stored with U+FFFD replacements.
+//
+// Thread-safety: a StateDb is one SQLite connection. Use one per process or thread; do
+// not share one across threads without external locking. Other processes (and other
+// StateDb objects) may use the same file: writers wait for each other up to 10 s (SQLite
+// busy_timeout) and then fail with Errc::io. Nothing throws; every error names the
+// database file and the operation that failed.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/error.hpp"
+#include "crypto/crypto.hpp"
+
+namespace mup::state {
+
+namespace detail {
+class Conn;
+}
+
+// The clock seam: returns Unix milliseconds. Empty means the system clock.
+using NowMs = std::function<int64_t()>;
+int64_t system_now_ms();
+
+// Who is acting, for operations and audit records started by a person: $USER, else the
+// login name, else "uid <n>". The agent passes "agent".
+std::string current_actor();
+
+// One row of `operations`: the journal entry of an operation and, once finished, its
+// history record.
+struct OperationRecord {
+  int64_t id = 0;
+  std::string kind;       // "install", "activate", "rollback", "gc", "snapshot-create", ...
+  std::string component;  // may be empty (gc, system snapshot)
+  std::string from_version, to_version;
+  std::string actor;  // empty at begin_operation means current_actor()
+  std::string state;  // "running", "done", "failed", "undone"
+  std::string step;   // last step recorded (the intent), e.g. "fetch", "stage", "activate"
+  nlohmann::json detail = nlohmann::json::object();  // data needed to resume or undo
+  int64_t started_at_ms = 0, finished_at_ms = 0;     // finished_at_ms = 0 while running
+  uint64_t bytes = 0;                                // bytes fetched
+  std::string error;                                 // why, when failed or undone
+};
+
+struct StepRecord {
+  int64_t seq = 0;  // 1, 2, ... within the operation
+  std::string step;
+  nlohmann::json detail;
+  int64_t at_ms = 0;
+};
+
+struct ComponentRow {
+  std::string name;
+  std::string remote;
+  std::string type;  // package type ("service", "model", ...)
+  std::string active_version, previous_version, pinned_version;  // empty = none
+  int64_t updated_at_ms = 0;                                     // set by upsert_component
+};
+
+struct VersionRow {
+  std::string component, version;
+  std::string index_sha256;
+  nlohmann::json manifest = nlohmann::json::object();
+  uint64_t size = 0;
+  int64_t installed_at_ms = 0;  // 0 at put_version means now
+};
+
+struct SnapshotRow {
+  std::string id;
+  std::string component, version;  // component may be empty (system snapshot)
+  int64_t created_at_ms = 0;       // 0 at add_snapshot means now
+  std::string content_hash;
+  std::string path;
+  uint64_t files = 0, bytes = 0;
+};
+
+struct AuditRecord {
+  int64_t seq = 0;  // 1, 2, ... without gaps
+  int64_t at_ms = 0;
+  std::string actor, action, subject;
+  nlohmann::json detail;
+  std::string prev_hash;  // hash of record seq-1; 64 zeros for record 1
+  std::string hash;       // see audit_record_hash()
+  std::string signature;  // hex; empty when no audit key was set
+};
+
+struct AuditReport {
+  bool ok = false;
+  uint64_t records = 0;  // records read
+  int64_t bad_seq = 0;   // the first record at fault (0 when ok)
+  std::string problem;   // e.g. "record 7 was edited (hash mismatch)"; empty when ok
+};
+
+// Lowercase hex SHA-256 of the record's canonical bytes: "mup-audit-v1\n" followed by
+// seq, at_ms, actor, action, subject, detail text, prev_hash, each as
+// "<byte length>:<bytes>\n" (numbers in decimal). `detail_text` is the stored JSON text
+// (detail.dump() at append time).
+std::string audit_record_hash(int64_t seq, int64_t at_ms, std::string_view actor,
+                              std::string_view action, std::string_view subject,
+                              std::string_view detail_text, std::string_view prev_hash);
+
+class StateDb {
+ public:
+  // The newest schema version this build knows.
+  static int latest_schema_version();
+
+  // Opens (creating) the database at `path`; its directory must exist. Applies pending
+  // migrations. Errc::unsupported for a database from a newer mup; Errc::corrupt for a
+  // file that is not a database.
+  [[nodiscard]] static Result<StateDb> open(const std::filesystem::path& path, NowMs now = {});
+
+  StateDb(StateDb&&) noexcept;
+  StateDb& operator=(StateDb&&) noexcept;
+  StateDb(const StateDb&) = delete;
+  StateDb& operator=(const StateDb&) = delete;
+  ~StateDb();  // rolls back a transaction left open
+
+  const std::filesystem::path& path() const;
+  int schema_version() const { return schema_version_; }
+  // PRAGMA integrity_check; Errc::corrupt with SQLite's findings unless "ok".
+  [[nodiscard]] Status integrity_check();
+
+  // --- Transactions. begin() at the outermost level takes the write lock (BEGIN
+  // IMMEDIATE); nested levels are savepoints. rollback() undoes the innermost level.
+  [[nodiscard]] Status begin();
+  [[nodiscard]] Status commit();
+  void rollback();
+  bool in_transaction() const { return depth_ > 0; }
+  // begin(); body(); commit() — or rollback() and body's error if it fails.
+  [[nodiscard]] Status transaction(const std::function<Status()>& body);
+
+  // --- Journal. Intent is written before effects.
+  // Inserts `op` with state "running" (started_at_ms = now unless set); returns its id.
+  // op.detail must be a JSON object (or null).
+  [[nodiscard]] Result<int64_t> begin_operation(OperationRecord op);
+  // Records that operation `id` is about to do `step`: sets its step, merges the top-level
+  // keys of `detail` (an object, or null) into its detail, and appends to its steps.
+  // Errc::not_found for an unknown id, Errc::invalid_argument if it is not running.
+  [[nodiscard]] Status record_step(int64_t id, std::string_view step,
+                                   const nlohmann::json& detail = nullptr);
+  // Ends a running operation: `state` is "done", "failed" or "undone".
+  [[nodiscard]] Status finish_operation(int64_t id, std::string_view state, uint64_t bytes = 0,
+                                        std::string_view error = {});
+  [[nodiscard]] Result<std::optional<OperationRecord>> operation(int64_t id);
+  [[nodiscard]] Result<std::vector<OperationRecord>> unfinished_operations();
+  // Newest first; `component` empty = all; `limit` 0 = no limit.
+  [[nodiscard]] Result<std::vector<OperationRecord>> history(std::string_view component = {},
+                                                             size_t limit = 0);
+  [[nodiscard]] Result<std::vector<StepRecord>> steps(int64_t id);
+
+  // --- Remotes.
+  [[nodiscard]] Status add_remote(std::string_view name, std::string_view url);  // exists: error
+  [[nodiscard]] Result<bool> remove_remote(std::string_view name);  // false: there was none
+  [[nodiscard]] Result<std::optional<std::string>> remote_url(std::string_view name);
+  [[nodiscard]] Result<std::vector<std::pair<std::string, std::string>>> remotes();  // by name
+
+  // --- Components, versions, snapshots. Deleting what is not there is not an error (so a
+  // resumed gc can repeat itself); the result says whether a row was removed.
+  [[nodiscard]] Status upsert_component(const ComponentRow& row);
+  [[nodiscard]] Result<std::optional<ComponentRow>> component(std::string_view name);
+  [[nodiscard]] Result<std::vector<ComponentRow>> components();  // by name
+  [[nodiscard]] Status put_version(const VersionRow& row);       // insert or replace
+  [[nodiscard]] Result<bool> delete_version(std::string_view component, std::string_view version);
+  [[nodiscard]] Result<std::vector<VersionRow>> versions(std::string_view component);
+  [[nodiscard]] Status add_snapshot(const SnapshotRow& row);  // Errc::already_exists for a used id
+  [[nodiscard]] Result<bool> delete_snapshot(std::string_view id);
+  [[nodiscard]] Result<std::vector<SnapshotRow>> snapshots(std::string_view component = {});
+
+  // --- Audit log.
+  // With a key set, each appended record carries the hex signature of its raw 32-byte hash.
+  void set_audit_key(std::optional<crypto::PrivateKey> key);
+  [[nodiscard]] Result<AuditRecord> append_audit(std::string_view actor, std::string_view action,
+                                                 std::string_view subject,
+                                                 const nlohmann::json& detail = nullptr);
+  [[nodiscard]] Result<std::vector<AuditRecord>> audit(size_t limit = 0);  // newest first
+  // Checks the whole chain: seq continuity, prev_hash links, each hash, the head. With
+  // `key`, every record must carry a signature that verifies under it. A broken log is
+  // a report with ok = false, not an error; errors are for failing to read it.
+  [[nodiscard]] Result<AuditReport> verify_audit(const crypto::PublicKey* key = nullptr);
+
+ private:
+  StateDb(std::unique_ptr<detail::Conn> conn, NowMs now);
+  [[nodiscard]] Status migrate();
+  int64_t now_ms() const { return now_(); }
+
+  std::unique_ptr<detail::Conn> conn_;
+  NowMs now_;
+  std::optional<crypto::PrivateKey> audit_key_;
+  int schema_version_ = 0;
+  int depth_ = 0;  // transaction nesting
+};
+
+}  // namespace mup::state

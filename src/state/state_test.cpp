@@ -1,0 +1,621 @@
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "state/state_db.hpp"
+#include "test_util.hpp"
+
+extern char** environ;
+
+namespace mup::state {
+namespace {
+
+using nlohmann::json;
+using test::ScratchDir;
+namespace stdfs = std::filesystem;
+
+// A deterministic clock: each reading is 1 ms after the previous one.
+struct FakeClock {
+  int64_t t = 1'700'000'000'000;
+  NowMs fn() {
+    return [this] { return t++; };
+  }
+};
+
+// Direct access to the file, as an operator (or an attacker) with sqlite3 would have.
+class RawDb {
+ public:
+  explicit RawDb(const stdfs::path& p) { sqlite3_open(p.c_str(), &db_); }
+  ~RawDb() { sqlite3_close(db_); }
+  RawDb(const RawDb&) = delete;
+  RawDb& operator=(const RawDb&) = delete;
+
+  // SQLite's result code; the error text goes to `err`.
+  int exec(const std::string& sql, std::string* err = nullptr) {
+    char* msg = nullptr;
+    int rc = sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &msg);
+    if (err && msg) *err = msg;
+    sqlite3_free(msg);
+    return rc;
+  }
+  std::string scalar(const std::string& sql) {
+    sqlite3_stmt* st = nullptr;
+    std::string out = "<error>";
+    if (sqlite3_prepare_v2(db_, sql.c_str(), -1, &st, nullptr) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW) {
+      const unsigned char* p = sqlite3_column_text(st, 0);
+      out = p ? reinterpret_cast<const char*>(p) : "";
+    }
+    sqlite3_finalize(st);
+    return out;
+  }
+
+ private:
+  sqlite3* db_ = nullptr;
+};
+
+class StateTest : public ::testing::Test {
+ protected:
+  StateDb open_db() {
+    auto db = StateDb::open(path_, clock_.fn());
+    if (!db) throw std::runtime_error(db.error().message());  // gtest reports it
+    return std::move(*db);
+  }
+
+  ScratchDir dir_;
+  stdfs::path path_ = dir_ / "state.db";
+  FakeClock clock_;
+};
+
+#define ASSERT_OK(expr)                                             \
+  do {                                                              \
+    auto ok_r_ = (expr);                                            \
+    ASSERT_TRUE(ok_r_) << #expr << ": " << ok_r_.error().message(); \
+  } while (0)
+
+OperationRecord op(std::string kind, std::string component, std::string to = "") {
+  OperationRecord o;
+  o.kind = std::move(kind);
+  o.component = std::move(component);
+  o.to_version = std::move(to);
+  o.actor = "tester";
+  return o;
+}
+
+// --- Opening and migrations ---------------------------------------------------------
+
+TEST_F(StateTest, MigrationsApplyOnceAndReopenIsIdempotent) {
+  const std::string latest = std::to_string(StateDb::latest_schema_version());
+  std::string applied;
+  {
+    StateDb db = open_db();
+    EXPECT_EQ(db.schema_version(), StateDb::latest_schema_version());
+    ASSERT_OK(db.add_remote("origin", "https://repo.example/"));
+    RawDb raw(path_);
+    EXPECT_EQ(raw.scalar("PRAGMA user_version"), latest);
+    EXPECT_EQ(raw.scalar("SELECT COUNT(*) FROM schema_migrations"), latest);
+    EXPECT_EQ(raw.scalar("SELECT MAX(version) FROM schema_migrations"), latest);
+    applied = raw.scalar("SELECT group_concat(applied_at) FROM schema_migrations");
+  }
+  clock_.t += 1'000'000;
+  StateDb db = open_db();
+  EXPECT_EQ(db.schema_version(), StateDb::latest_schema_version());
+  RawDb raw(path_);
+  EXPECT_EQ(raw.scalar("SELECT COUNT(*) FROM schema_migrations"), latest);
+  EXPECT_EQ(raw.scalar("SELECT group_concat(applied_at) FROM schema_migrations"), applied)
+      << "nothing re-applied";
+  EXPECT_EQ(*db.remote_url("origin"), "https://repo.example/") << "data kept";
+}
+
+TEST_F(StateTest, RefusesDatabaseFromNewerMup) {
+  { open_db(); }
+  const int newer = StateDb::latest_schema_version() + 5;
+  {
+    RawDb raw(path_);
+    ASSERT_EQ(raw.exec("PRAGMA user_version = " + std::to_string(newer)), SQLITE_OK);
+  }
+  auto db = StateDb::open(path_, clock_.fn());
+  ASSERT_FALSE(db);
+  EXPECT_EQ(db.error().code(), Errc::unsupported);
+  EXPECT_NE(db.error().message().find("schema version " + std::to_string(newer)), std::string::npos)
+      << db.error().message();
+  EXPECT_NE(db.error().message().find(path_.string()), std::string::npos);
+  EXPECT_NE(db.error().message().find("newer mup"), std::string::npos);
+}
+
+TEST_F(StateTest, WalModeAndIntegrityCheck) {
+  StateDb db = open_db();
+  RawDb raw(path_);
+  EXPECT_EQ(raw.scalar("PRAGMA journal_mode"), "wal");
+  EXPECT_TRUE(stdfs::exists(path_.string() + "-wal"));
+  ASSERT_OK(db.integrity_check());
+}
+
+TEST_F(StateTest, ClearErrorsForBadFileAndMissingDirectory) {
+  test::write_file(path_, std::string(4096, 'x'));
+  auto bad = StateDb::open(path_, clock_.fn());
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().code(), Errc::corrupt) << bad.error().message();
+  EXPECT_NE(bad.error().message().find(path_.string()), std::string::npos);
+
+  auto missing = StateDb::open(dir_ / "nope" / "state.db", clock_.fn());
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code(), Errc::not_found);
+  EXPECT_NE(missing.error().message().find("does not exist"), std::string::npos);
+}
+
+// --- Journal ------------------------------------------------------------------------
+
+TEST_F(StateTest, JournalRecordsStepsAndFinishes) {
+  StateDb db = open_db();
+  OperationRecord o = op("install", "web", "2.1.0");
+  o.from_version = "2.0.0";
+  o.detail = {{"remote", "origin"}};
+  auto id = db.begin_operation(o);
+  ASSERT_TRUE(id) << id.error().message();
+
+  ASSERT_OK(db.record_step(*id, "fetch", {{"chunks", 12}}));
+  ASSERT_OK(db.record_step(*id, "stage", {{"staging", "/x/.stage"}, {"chunks", 13}}));
+  auto cur = db.operation(*id);
+  ASSERT_TRUE(cur && *cur);
+  EXPECT_EQ((*cur)->state, "running");
+  EXPECT_EQ((*cur)->step, "stage");
+  EXPECT_EQ((*cur)->detail, (json{{"remote", "origin"}, {"staging", "/x/.stage"}, {"chunks", 13}}))
+      << "step details merge into the operation's detail";
+  EXPECT_EQ((*cur)->from_version, "2.0.0");
+  EXPECT_EQ((*cur)->actor, "tester");
+  EXPECT_EQ((*cur)->finished_at_ms, 0);
+
+  auto steps = db.steps(*id);
+  ASSERT_TRUE(steps);
+  ASSERT_EQ(steps->size(), 2u);
+  EXPECT_EQ((*steps)[0].seq, 1);
+  EXPECT_EQ((*steps)[0].step, "fetch");
+  EXPECT_EQ((*steps)[0].detail, (json{{"chunks", 12}}));
+  EXPECT_EQ((*steps)[1].step, "stage");
+  EXPECT_LT((*steps)[0].at_ms, (*steps)[1].at_ms);
+
+  ASSERT_OK(db.finish_operation(*id, "done", 4096));
+  cur = db.operation(*id);
+  EXPECT_EQ((*cur)->state, "done");
+  EXPECT_EQ((*cur)->bytes, 4096u);
+  EXPECT_GT((*cur)->finished_at_ms, (*cur)->started_at_ms);
+  EXPECT_TRUE(db.unfinished_operations()->empty());
+
+  // Misuse is refused, and says why.
+  auto again = db.finish_operation(*id, "failed");
+  ASSERT_FALSE(again);
+  EXPECT_EQ(again.error().code(), Errc::invalid_argument);
+  EXPECT_NE(again.error().message().find("is done, not running"), std::string::npos);
+  EXPECT_EQ(db.record_step(*id, "activate").error().code(), Errc::invalid_argument);
+  EXPECT_EQ(db.record_step(999, "activate").error().code(), Errc::not_found);
+  EXPECT_EQ(db.finish_operation(*id, "finished").error().code(), Errc::invalid_argument);
+  OperationRecord bad = op("install", "web");
+  bad.detail = json::array({1, 2});
+  EXPECT_EQ(db.begin_operation(bad).error().code(), Errc::invalid_argument);
+  EXPECT_EQ(db.begin_operation(op("", "web")).error().code(), Errc::invalid_argument);
+}
+
+TEST_F(StateTest, HistoryIsNewestFirstAndFilters) {
+  StateDb db = open_db();
+  std::vector<int64_t> ids;
+  for (auto [kind, comp] : {std::pair{"install", "web"},
+                            {"install", "db"},
+                            {"activate", "web"},
+                            {"gc", ""},
+                            {"rollback", "web"}}) {
+    auto id = db.begin_operation(op(kind, comp));
+    ASSERT_TRUE(id);
+    ids.push_back(*id);
+  }
+  ASSERT_OK(db.finish_operation(ids[0], "done"));
+  ASSERT_OK(db.finish_operation(ids[2], "failed", 0, "health check failed"));
+  ASSERT_OK(db.finish_operation(ids[3], "undone", 0, "interrupted"));
+
+  auto all = db.history();
+  ASSERT_TRUE(all);
+  ASSERT_EQ(all->size(), 5u);
+  EXPECT_EQ(all->front().id, ids[4]);
+  EXPECT_EQ(all->back().id, ids[0]);
+
+  auto web = db.history("web");
+  ASSERT_EQ(web->size(), 3u);
+  EXPECT_EQ((*web)[0].kind, "rollback");
+  EXPECT_EQ((*web)[1].error, "health check failed");
+  EXPECT_EQ((*web)[2].kind, "install");
+  EXPECT_EQ(db.history("web", 2)->size(), 2u);
+  EXPECT_TRUE(db.history("nothing")->empty());
+
+  auto open_ops = db.unfinished_operations();
+  ASSERT_EQ(open_ops->size(), 2u);
+  EXPECT_EQ((*open_ops)[0].id, ids[1]) << "oldest first";
+  EXPECT_EQ((*open_ops)[1].id, ids[4]);
+}
+
+// An operation whose process was killed without finishing is found on the next start.
+TEST_F(StateTest, OperationOfKilledProcessIsUnfinishedAfterReopen) {
+  { open_db(); }  // create it here, so the child only journals
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    auto db = StateDb::open(path_, clock_.fn());
+    if (!db) _exit(2);
+    auto id = db->begin_operation(op("install", "web", "2.1.0"));
+    if (!id || !db->record_step(*id, "stage", {{"staging", "x"}})) _exit(3);
+    raise(SIGKILL);
+    _exit(4);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status;
+
+  StateDb db = open_db();
+  ASSERT_OK(db.integrity_check());
+  auto open_ops = db.unfinished_operations();
+  ASSERT_TRUE(open_ops);
+  ASSERT_EQ(open_ops->size(), 1u);
+  EXPECT_EQ((*open_ops)[0].kind, "install");
+  EXPECT_EQ((*open_ops)[0].step, "stage");
+  EXPECT_EQ((*open_ops)[0].detail["staging"], "x");
+  ASSERT_OK(db.finish_operation((*open_ops)[0].id, "undone", 0, "interrupted; staging removed"));
+}
+
+// --- Crash at every commit ----------------------------------------------------------
+//
+// The child re-runs this binary with only DISABLED_CrashChild.Workload enabled and
+// MUP_FAULT_AT/AFTER/ACTION=kill in its environment (fault points read them once, so the
+// parent's own process cannot be re-armed). After each kill the parent reopens the file
+// and checks that it holds exactly the commits before the kill.
+
+TEST(DISABLED_CrashChild, Workload) {
+  const char* db_path = std::getenv("MUP_STATE_CRASH_DB");
+  ASSERT_NE(db_path, nullptr);
+  auto db = StateDb::open(db_path);
+  ASSERT_TRUE(db) << db.error().message();
+  auto id = db->begin_operation(op("install", "web", "2.1.0"));  // commit 0
+  ASSERT_TRUE(id);
+  ASSERT_OK(db->record_step(*id, "stage", {{"staging", "x"}}));  // commit 1
+  ASSERT_OK(db->transaction([&]() -> Status {                    // commit 2
+    MUP_TRY(db->finish_operation(*id, "done", 10));
+    return db->append_audit("tester", "install", "web 2.1.0", {{"op", *id}}).map([](auto&&) {});
+  }));
+  ASSERT_TRUE(db->append_audit("tester", "pin", "web", nullptr));  // commit 3
+}
+
+int run_crash_child(const stdfs::path& db, const std::string& point, int after) {
+  std::vector<std::string> env_s = {"MUP_STATE_CRASH_DB=" + db.string(), "MUP_FAULT_AT=" + point,
+                                    "MUP_FAULT_ACTION=kill",
+                                    "MUP_FAULT_AFTER=" + std::to_string(after)};
+  for (char** e = environ; *e; ++e)
+    if (std::string_view(*e).substr(0, 10) != "MUP_FAULT_") env_s.emplace_back(*e);
+  std::vector<char*> envp;
+  for (auto& s : env_s) envp.push_back(s.data());
+  envp.push_back(nullptr);
+  std::string a0 = "state_test", a1 = "--gtest_filter=DISABLED_CrashChild.Workload",
+              a2 = "--gtest_also_run_disabled_tests";
+  char* argv[] = {a0.data(), a1.data(), a2.data(), nullptr};
+  pid_t pid = 0;
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+  int rc = posix_spawn(&pid, "/proc/self/exe", &fa, nullptr, argv, envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) return -1000;
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid) return -1001;
+  return WIFSIGNALED(status) ? -WTERMSIG(status) : WEXITSTATUS(status);
+}
+
+TEST(StateCrash, KillBeforeEveryCommitLeavesAConsistentDatabase) {
+  // What the database holds after a kill before commit k: (operation state, step, audits).
+  struct Expect {
+    const char* state;
+    const char* step;
+    size_t audits;
+  };
+  const Expect expect[] = {
+      {"", "", 0}, {"running", "", 0}, {"running", "stage", 0}, {"done", "stage", 1}};
+  for (int k = 0; k <= 4; ++k) {
+    SCOPED_TRACE("kill before commit " + std::to_string(k));
+    ScratchDir dir;
+    int r = run_crash_child(dir / "state.db", "state.commit", k);
+    ASSERT_EQ(r, k < 4 ? -SIGKILL : 0);
+    auto db = StateDb::open(dir / "state.db");
+    ASSERT_TRUE(db) << db.error().message();
+    ASSERT_OK(db->integrity_check());
+    auto report = db->verify_audit();
+    ASSERT_TRUE(report && report->ok) << report->problem;
+    auto hist = db->history();
+    ASSERT_TRUE(hist);
+    if (k == 4) {
+      EXPECT_EQ(report->records, 2u);
+      continue;
+    }
+    EXPECT_EQ(report->records, expect[k].audits);
+    if (*expect[k].state == '\0') {
+      EXPECT_TRUE(hist->empty());
+      continue;
+    }
+    ASSERT_EQ(hist->size(), 1u);
+    EXPECT_EQ((*hist)[0].state, expect[k].state);
+    EXPECT_EQ((*hist)[0].step, expect[k].step);
+    EXPECT_EQ(db->unfinished_operations()->size(),
+              std::string(expect[k].state) == "running" ? 1u : 0u);
+  }
+}
+
+TEST(StateCrash, KillDuringMigrationsResumesThem) {
+  const int latest = StateDb::latest_schema_version();
+  for (int k = 0; k < latest; ++k) {
+    SCOPED_TRACE("kill before migration commit " + std::to_string(k));
+    ScratchDir dir;
+    ASSERT_EQ(run_crash_child(dir / "state.db", "state.migrate", k), -SIGKILL);
+    {
+      RawDb raw(dir / "state.db");
+      EXPECT_EQ(raw.scalar("PRAGMA user_version"), std::to_string(k));
+    }
+    auto db = StateDb::open(dir / "state.db");
+    ASSERT_TRUE(db) << db.error().message();
+    EXPECT_EQ(db->schema_version(), latest);
+    ASSERT_OK(db->integrity_check());
+    RawDb raw(dir / "state.db");
+    EXPECT_EQ(raw.scalar("SELECT COUNT(*) FROM schema_migrations"), std::to_string(latest));
+  }
+}
+
+// --- Transactions -------------------------------------------------------------------
+
+TEST_F(StateTest, TransactionsGroupWritesAndNest) {
+  StateDb db = open_db();
+  auto id = db.begin_operation(op("activate", "web", "2.1.0"));
+  ASSERT_TRUE(id);
+  // A failing body rolls back everything it wrote, the audit record included.
+  auto r = db.transaction([&]() -> Status {
+    MUP_TRY(db.finish_operation(*id, "done"));
+    MUP_TRY(db.append_audit("tester", "activate", "web 2.1.0", {{"op", *id}}));
+    return fail(Errc::io, "switch failed");
+  });
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().message(), "switch failed");
+  EXPECT_FALSE(db.in_transaction());
+  EXPECT_EQ((*db.operation(*id))->state, "running");
+  EXPECT_EQ(db.verify_audit()->records, 0u);
+
+  // Nested levels are savepoints: an inner rollback keeps the outer writes.
+  ASSERT_OK(db.begin());
+  ASSERT_OK(db.add_remote("a", "https://a/"));
+  ASSERT_OK(db.begin());
+  ASSERT_OK(db.add_remote("b", "https://b/"));
+  db.rollback();
+  ASSERT_OK(db.commit());
+  EXPECT_FALSE(db.in_transaction());
+  auto rs = db.remotes();
+  ASSERT_EQ(rs->size(), 1u);
+  EXPECT_EQ((*rs)[0].first, "a");
+}
+
+// --- Inventory ----------------------------------------------------------------------
+
+TEST_F(StateTest, Remotes) {
+  StateDb db = open_db();
+  ASSERT_OK(db.add_remote("origin", "https://repo.example/"));
+  ASSERT_OK(db.add_remote("mirror", "https://mirror.example/"));
+  auto dup = db.add_remote("origin", "https://other/");
+  ASSERT_FALSE(dup);
+  EXPECT_EQ(dup.error().code(), Errc::already_exists);
+  EXPECT_NE(dup.error().message().find("already exists"), std::string::npos);
+  EXPECT_EQ(*db.remote_url("origin"), "https://repo.example/") << "duplicate changed nothing";
+  EXPECT_FALSE(db.remote_url("nope")->has_value());
+  auto all = db.remotes();
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].first, "mirror");
+  EXPECT_TRUE(*db.remove_remote("mirror"));
+  EXPECT_FALSE(*db.remove_remote("mirror"));
+  EXPECT_EQ(db.remotes()->size(), 1u);
+}
+
+TEST_F(StateTest, ComponentsVersionsSnapshots) {
+  StateDb db = open_db();
+  ComponentRow c{"web", "origin", "service", "2.0.0", "", "", 0};
+  ASSERT_OK(db.upsert_component(c));
+  ASSERT_OK(db.upsert_component({"db", "origin", "service", "1.0.0", "", "", 0}));
+  c.previous_version = "2.0.0";
+  c.active_version = "2.1.0";
+  c.pinned_version = "2.1.0";
+  ASSERT_OK(db.upsert_component(c));
+  auto got = db.component("web");
+  ASSERT_TRUE(got && *got);
+  EXPECT_EQ((*got)->active_version, "2.1.0");
+  EXPECT_EQ((*got)->previous_version, "2.0.0");
+  EXPECT_EQ((*got)->pinned_version, "2.1.0");
+  EXPECT_GT((*got)->updated_at_ms, 0);
+  EXPECT_FALSE(db.component("nope")->has_value());
+  auto comps = db.components();
+  ASSERT_EQ(comps->size(), 2u);
+  EXPECT_EQ((*comps)[0].name, "db");
+
+  VersionRow v1{"web", "2.0.0", std::string(64, 'a'), {{"version", "2.0.0"}}, 100, 1000};
+  VersionRow v2{"web", "2.1.0", std::string(64, 'b'), {{"version", "2.1.0"}}, 200, 2000};
+  ASSERT_OK(db.put_version(v1));
+  ASSERT_OK(db.put_version(v2));
+  v2.size = 250;
+  ASSERT_OK(db.put_version(v2));  // replace
+  auto vs = db.versions("web");
+  ASSERT_EQ(vs->size(), 2u);
+  EXPECT_EQ((*vs)[0].version, "2.1.0") << "newest first";
+  EXPECT_EQ((*vs)[0].size, 250u);
+  EXPECT_EQ((*vs)[1].manifest, (json{{"version", "2.0.0"}}));
+  EXPECT_TRUE(*db.delete_version("web", "2.0.0"));
+  EXPECT_FALSE(*db.delete_version("web", "2.0.0")) << "repeatable";
+  EXPECT_EQ(db.versions("web")->size(), 1u);
+  EXPECT_TRUE(db.versions("db")->empty());
+
+  SnapshotRow s1{"s1", "web", "2.0.0", 1000, "h1", "/root/snapshots/s1", 3, 300};
+  SnapshotRow s2{"s2", "", "", 2000, "h2", "/root/snapshots/s2", 9, 900};
+  ASSERT_OK(db.add_snapshot(s1));
+  ASSERT_OK(db.add_snapshot(s2));
+  EXPECT_EQ(db.add_snapshot(s1).error().code(), Errc::already_exists);
+  auto all = db.snapshots();
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].id, "s2");
+  auto web = db.snapshots("web");
+  ASSERT_EQ(web->size(), 1u);
+  EXPECT_EQ((*web)[0].path, "/root/snapshots/s1");
+  EXPECT_EQ((*web)[0].bytes, 300u);
+  EXPECT_TRUE(*db.delete_snapshot("s1"));
+  EXPECT_FALSE(*db.delete_snapshot("s1"));
+  EXPECT_EQ(db.snapshots()->size(), 1u);
+  ASSERT_OK(db.integrity_check());
+}
+
+// --- Audit --------------------------------------------------------------------------
+
+class AuditTest : public StateTest {
+ protected:
+  void SetUp() override {
+    db_ = std::make_unique<StateDb>(open_db());
+    ASSERT_OK(db_->transaction([&]() -> Status {  // one commit: keeps the tests fast
+      for (int i = 1; i <= 5; ++i)
+        MUP_TRY(db_->append_audit("tester", "install", "web " + std::to_string(i), {{"n", i}}));
+      return {};
+    }));
+  }
+  // Runs SQL on the file with the append-only triggers out of the way.
+  void tamper(const std::string& sql) {
+    RawDb raw(path_);
+    std::string err;
+    ASSERT_EQ(raw.exec("DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete; " + sql, &err),
+              SQLITE_OK)
+        << err;
+  }
+  AuditReport verify(const crypto::PublicKey* key = nullptr) {
+    auto r = db_->verify_audit(key);
+    EXPECT_TRUE(r) << r.error().message();
+    return r ? *r : AuditReport{};
+  }
+
+  std::unique_ptr<StateDb> db_;
+};
+
+TEST_F(AuditTest, ChainVerifies) {
+  auto report = verify();
+  EXPECT_TRUE(report.ok) << report.problem;
+  EXPECT_EQ(report.records, 5u);
+  auto recs = db_->audit();
+  ASSERT_EQ(recs->size(), 5u);
+  const AuditRecord& last = recs->front();
+  EXPECT_EQ(last.seq, 5) << "newest first";
+  EXPECT_EQ(last.detail, (json{{"n", 5}}));
+  EXPECT_EQ((*recs)[1].hash, last.prev_hash);
+  EXPECT_EQ(recs->back().prev_hash, std::string(64, '0'));
+  EXPECT_EQ(last.hash, audit_record_hash(last.seq, last.at_ms, last.actor, last.action,
+                                         last.subject, last.detail.dump(), last.prev_hash));
+  EXPECT_EQ(db_->audit(2)->size(), 2u);
+  // The file refuses plain edits.
+  RawDb raw(path_);
+  std::string err;
+  EXPECT_NE(raw.exec("UPDATE audit SET detail = '{}' WHERE seq = 2", &err), SQLITE_OK);
+  EXPECT_NE(err.find("append-only"), std::string::npos) << err;
+  EXPECT_NE(raw.exec("DELETE FROM audit WHERE seq = 5"), SQLITE_OK);
+}
+
+TEST_F(AuditTest, EditedRecordIsNamed) {
+  tamper(R"(UPDATE audit SET detail = '{"n":30}' WHERE seq = 3)");
+  auto report = verify();
+  EXPECT_FALSE(report.ok);
+  EXPECT_EQ(report.bad_seq, 3);
+  EXPECT_EQ(report.problem, "record 3 was edited (hash mismatch)");
+}
+
+TEST_F(AuditTest, RewrittenRecordIsCaughtByItsSuccessor) {
+  // Edit record 3 and fix its own hash: record 4 no longer links to it.
+  auto recs = *db_->audit();
+  const AuditRecord& r3 = recs[2];
+  std::string h =
+      audit_record_hash(3, r3.at_ms, r3.actor, r3.action, r3.subject, R"({"n":30})", r3.prev_hash);
+  tamper(R"(UPDATE audit SET detail = '{"n":30}', hash = ')" + h + "' WHERE seq = 3");
+  auto report = verify();
+  EXPECT_FALSE(report.ok);
+  EXPECT_EQ(report.bad_seq, 4);
+  EXPECT_NE(report.problem.find("prev_hash does not match record 3"), std::string::npos)
+      << report.problem;
+}
+
+TEST_F(AuditTest, DeletedMiddleRecordIsNamed) {
+  tamper("DELETE FROM audit WHERE seq = 3");
+  auto report = verify();
+  EXPECT_FALSE(report.ok);
+  EXPECT_EQ(report.bad_seq, 3);
+  EXPECT_EQ(report.problem, "record 3 is missing (seq jumps 2 -> 4)");
+}
+
+TEST_F(AuditTest, ReorderedRecordsAreDetected) {
+  tamper(
+      "UPDATE audit SET seq = -1 WHERE seq = 3; UPDATE audit SET seq = 3 WHERE seq = 4; "
+      "UPDATE audit SET seq = 4 WHERE seq = -1");
+  auto report = verify();
+  EXPECT_FALSE(report.ok);
+  EXPECT_EQ(report.bad_seq, 3);
+  EXPECT_NE(report.problem.find("record 3 is out of order"), std::string::npos) << report.problem;
+}
+
+TEST_F(AuditTest, RemovedTailIsDetectedByTheHead) {
+  tamper("DELETE FROM audit WHERE seq = 5");
+  auto report = verify();
+  EXPECT_FALSE(report.ok);
+  EXPECT_EQ(report.bad_seq, 5);
+  EXPECT_EQ(report.problem, "the log ends at 4 but the head says 5 (records removed from the end)");
+}
+
+TEST_F(AuditTest, SignedLogVerifiesWithTheNodeKeyOnly) {
+  auto key = crypto::PrivateKey::generate();
+  auto other = crypto::PrivateKey::generate();
+  ASSERT_TRUE(key && other);
+  // A fresh log, all signed.
+  ScratchDir dir;
+  auto db = StateDb::open(dir / "state.db", clock_.fn());
+  ASSERT_TRUE(db);
+  db->set_audit_key(*key);
+  for (int i = 1; i <= 3; ++i) {
+    auto r = db->append_audit("agent", "rollback", "web", {{"n", i}});
+    ASSERT_TRUE(r) << r.error().message();
+    EXPECT_EQ(r->signature.size(), 128u) << "ed25519, hex";
+  }
+  auto ok = db->verify_audit(&key->public_key());
+  ASSERT_TRUE(ok && ok->ok) << ok->problem;
+  auto wrong = db->verify_audit(&other->public_key());
+  EXPECT_FALSE(wrong->ok);
+  EXPECT_EQ(wrong->problem, "signature of record 1 does not verify");
+
+  {
+    RawDb raw(dir / "state.db");
+    std::string sig = raw.scalar("SELECT signature FROM audit WHERE seq = 2");
+    sig[10] = sig[10] == '0' ? '1' : '0';
+    ASSERT_EQ(raw.exec("DROP TRIGGER audit_no_update; UPDATE audit SET signature = '" + sig +
+                       "' WHERE seq = 2"),
+              SQLITE_OK);
+  }
+  auto edited = db->verify_audit(&key->public_key());
+  EXPECT_FALSE(edited->ok);
+  EXPECT_EQ(edited->bad_seq, 2);
+  EXPECT_EQ(edited->problem, "signature of record 2 does not verify");
+  EXPECT_TRUE(db->verify_audit()->ok) << "the chain itself is intact";
+
+  // The fixture's log is unsigned: with a key, that is a failure.
+  auto unsigned_log = verify(&key->public_key());
+  EXPECT_FALSE(unsigned_log.ok);
+  EXPECT_EQ(unsigned_log.problem, "record 1 is not signed");
+  ASSERT_OK(db_->integrity_check());
+}
+
+}  // namespace
+}  // namespace mup::state

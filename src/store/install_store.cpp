@@ -1,0 +1,445 @@
+#include "store/install_store.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <map>
+
+#include "core/fault.hpp"
+#include "core/fs.hpp"
+#include "core/sha256.hpp"
+#include "package/semver.hpp"
+
+namespace mup::store {
+
+namespace stdfs = std::filesystem;
+using chunk::EntryType;
+
+namespace {
+
+constexpr const char* kPointers[] = {"current", "previous", "pinned"};
+
+bool is_pointer_name(const std::string& n) {
+  return std::find(std::begin(kPointers), std::end(kPointers), n) != std::end(kPointers);
+}
+
+bool is_temp_name(const std::string& n) {
+  return n.find(".mup-tmp.") != std::string::npos;
+}
+
+// Versions sort by semantic version; names that are not versions sort after, by name.
+bool version_less(const std::string& a, const std::string& b) {
+  auto va = package::Version::parse(a), vb = package::Version::parse(b);
+  if (va && vb) return *va < *vb;
+  if (bool(va) != bool(vb)) return bool(va);
+  return a < b;
+}
+
+}  // namespace
+
+// ---- NodeLock ----
+
+Result<NodeLock> NodeLock::acquire(const stdfs::path& root) {
+  MUP_TRY(fs::create_dirs(root));
+  stdfs::path p = root / ".lock";
+  int fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return fail_errno("open lock file", p.string(), errno);
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    ::close(fd);
+    if (e == EWOULDBLOCK)
+      return fail(Errc::busy, "another mup process is working on node " + root.string() +
+                                  "; wait for it to finish and try again");
+    return fail_errno("lock", p.string(), e);
+  }
+  return NodeLock(fd);
+}
+
+NodeLock& NodeLock::operator=(NodeLock&& o) noexcept {
+  if (this != &o) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = o.fd_;
+    o.fd_ = -1;
+  }
+  return *this;
+}
+
+NodeLock::~NodeLock() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+// ---- InstallStore ----
+
+Result<InstallStore> InstallStore::open(const stdfs::path& root) {
+  MUP_TRY(fs::create_dirs(root / "components"));
+  auto pieces = chunk::ChunkStore::open(root, true);
+  if (!pieces) return tl::unexpected(pieces.error());
+  return InstallStore(root, std::move(*pieces));
+}
+
+stdfs::path InstallStore::component_dir(const std::string& name) const {
+  return root_ / "components" / name;
+}
+stdfs::path InstallStore::version_dir(const std::string& name, const std::string& version) const {
+  return component_dir(name) / version;
+}
+stdfs::path InstallStore::index_path(const std::string& name, const std::string& version) const {
+  return component_dir(name) / (version + ".idx");
+}
+
+Result<std::vector<std::string>> InstallStore::components() const {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : stdfs::directory_iterator(root_ / "components", ec)) {
+    std::string n = e.path().filename().string();
+    if (!is_temp_name(n) && n[0] != '.' && e.is_directory()) out.push_back(n);
+  }
+  if (ec) return fail(Errc::io, "listing " + (root_ / "components").string() + ": " + ec.message());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Result<std::vector<std::string>> InstallStore::versions(const std::string& name) const {
+  std::vector<std::string> out;
+  std::error_code ec;
+  stdfs::path dir = component_dir(name);
+  if (!stdfs::exists(dir, ec)) return out;
+  for (const auto& e : stdfs::directory_iterator(dir, ec)) {
+    std::string n = e.path().filename().string();
+    if (is_temp_name(n) || is_pointer_name(n) || n[0] == '.' || e.is_symlink()) continue;
+    if (e.is_directory() && stdfs::exists(index_path(name, n))) out.push_back(n);
+  }
+  if (ec) return fail(Errc::io, "listing " + dir.string() + ": " + ec.message());
+  std::sort(out.begin(), out.end(), version_less);
+  return out;
+}
+
+bool InstallStore::has_version(const std::string& name, const std::string& version) const {
+  std::error_code ec;
+  return stdfs::is_directory(version_dir(name, version), ec) &&
+         stdfs::is_regular_file(index_path(name, version), ec);
+}
+
+std::optional<std::string> InstallStore::read_pointer(const std::string& name,
+                                                      const char* pointer) const {
+  std::error_code ec;
+  auto t = stdfs::read_symlink(component_dir(name) / pointer, ec);
+  if (ec || t.empty()) return std::nullopt;
+  return t.filename().string();
+}
+
+std::optional<std::string> InstallStore::active(const std::string& name) const {
+  return read_pointer(name, "current");
+}
+std::optional<std::string> InstallStore::previous(const std::string& name) const {
+  return read_pointer(name, "previous");
+}
+std::optional<std::string> InstallStore::pinned(const std::string& name) const {
+  return read_pointer(name, "pinned");
+}
+
+Status InstallStore::set_pointer(const std::string& name, const char* pointer,
+                                 const std::optional<std::string>& version) {
+  stdfs::path dir = component_dir(name);
+  stdfs::path link = dir / pointer;
+  if (!version) {
+    if (::unlink(link.c_str()) != 0 && errno != ENOENT)
+      return fail_errno("remove", link.string(), errno);
+    return fs::fsync_dir(dir);
+  }
+  stdfs::path tmp = fs::temp_sibling(link);
+  if (::symlink(version->c_str(), tmp.c_str()) != 0)
+    return fail_errno("create symlink", tmp.string(), errno);
+  MUP_TRY(fault::point(std::string("store.pointer.") + pointer));
+  if (::rename(tmp.c_str(), link.c_str()) != 0) {
+    int e = errno;
+    ::unlink(tmp.c_str());
+    return fail_errno("rename", link.string(), e);
+  }
+  return fs::fsync_dir(dir);
+}
+
+Status InstallStore::put_index(const std::string& name, const std::string& version,
+                               std::span<const uint8_t> index_file) {
+  MUP_TRY(fs::create_dirs(component_dir(name)));
+  return fs::write_file_atomic(index_path(name, version), index_file);
+}
+
+Result<chunk::TreeIndex> InstallStore::load_index(const std::string& name,
+                                                  const std::string& version) const {
+  auto r = chunk::TreeIndex::load(index_path(name, version).string());
+  if (!r) return tl::unexpected(r.error().context(name + " " + version));
+  return r;
+}
+
+Result<delta::UnpackStats> InstallStore::stage(const std::string& name, const std::string& version,
+                                               const chunk::TreeIndex& index,
+                                               const delta::Plan& plan,
+                                               const delta::UnpackOptions& opts) {
+  if (!stdfs::exists(index_path(name, version)))
+    return fail(Errc::internal, "staging " + name + " " + version + " before its index");
+  stdfs::path dst = version_dir(name, version);
+  if (stdfs::exists(dst))
+    return fail(Errc::already_exists, name + " " + version + " is already installed");
+  auto st = delta::unpack(index, plan, pieces_, dst, opts);
+  if (!st) return tl::unexpected(st.error().context("staging " + name + " " + version));
+  MUP_TRY(fs::fsync_dir(component_dir(name)));
+  MUP_TRY(fault::point("store.staged"));
+  return st;
+}
+
+Status InstallStore::verify(const std::string& name, const std::string& version) const {
+  auto idx = load_index(name, version);
+  if (!idx) return tl::unexpected(idx.error());
+  stdfs::path dir = version_dir(name, version);
+  std::string what = name + " " + version + ": ";
+  std::set<std::string> expected;
+  for (const auto& e : idx->entries) {
+    expected.insert(e.path);
+    stdfs::path p = dir / e.path;
+    struct stat st {};
+    if (::lstat(p.c_str(), &st) != 0) return fail(Errc::corrupt, what + e.path + " is missing");
+    bool type_ok = (e.type == EntryType::dir && S_ISDIR(st.st_mode)) ||
+                   (e.type == EntryType::file && S_ISREG(st.st_mode)) ||
+                   (e.type == EntryType::symlink && S_ISLNK(st.st_mode));
+    if (!type_ok) return fail(Errc::corrupt, what + e.path + " has the wrong type");
+    if (e.type != EntryType::symlink && (st.st_mode & 07777) != e.mode)
+      return fail(Errc::corrupt, what + e.path + " has the wrong mode");
+    if (e.type == EntryType::symlink) {
+      std::error_code ec;
+      if (stdfs::read_symlink(p, ec).string() != e.link_target)
+        return fail(Errc::corrupt, what + e.path + " points elsewhere");
+    } else if (e.type == EntryType::file) {
+      if (static_cast<uint64_t>(st.st_size) != e.size)
+        return fail(Errc::corrupt, what + e.path + " has the wrong size");
+      auto m = fs::MappedFile::open(p);
+      if (!m) return tl::unexpected(m.error());
+      if (sha256(m->bytes()) != e.digest)
+        return fail(Errc::corrupt, what + e.path + " does not match its SHA-256");
+    }
+  }
+  std::error_code ec;
+  for (auto it = stdfs::recursive_directory_iterator(dir, ec);
+       !ec && it != stdfs::recursive_directory_iterator(); it.increment(ec)) {
+    std::string rel = it->path().lexically_relative(dir).string();
+    if (!expected.count(rel)) return fail(Errc::corrupt, what + rel + " is not in the index");
+  }
+  if (ec) return fail(Errc::io, "reading " + dir.string() + ": " + ec.message());
+  return {};
+}
+
+Status InstallStore::activate(const std::string& name, const std::string& version) {
+  if (!has_version(name, version))
+    return fail(Errc::not_found, name + " " + version + " is not installed on this node");
+  auto cur = active(name);
+  if (cur == version) return {};
+  // previous first: a kill between the two leaves previous == current, which recovery
+  // (knowing the journaled intent) puts back.
+  if (cur) MUP_TRY(set_pointer(name, "previous", cur));
+  MUP_TRY(fault::point("store.activate.before_switch"));
+  MUP_TRY(set_pointer(name, "current", version));
+  return fault::point("store.activate.after_switch");
+}
+
+Status InstallStore::set_previous(const std::string& name,
+                                  const std::optional<std::string>& version) {
+  return set_pointer(name, "previous", version);
+}
+
+Status InstallStore::pin(const std::string& name, const std::optional<std::string>& version) {
+  if (version && !has_version(name, *version))
+    return fail(Errc::not_found, name + " " + *version + " is not installed on this node");
+  return set_pointer(name, "pinned", version);
+}
+
+Status InstallStore::remove_version(const std::string& name, const std::string& version) {
+  for (const char* p : kPointers)
+    if (read_pointer(name, p) == version)
+      return fail(Errc::invalid_argument, name + " " + version + " is the " +
+                                              (std::string(p) == "current" ? "active" : p) +
+                                              " version; it cannot be removed");
+  stdfs::path dir = version_dir(name, version);
+  stdfs::path tmp = fs::temp_sibling(dir);
+  if (::rename(dir.c_str(), tmp.c_str()) != 0) return fail_errno("rename", dir.string(), errno);
+  MUP_TRY(fs::fsync_dir(component_dir(name)));
+  MUP_TRY(fault::point("store.remove"));
+  if (::unlink(index_path(name, version).c_str()) != 0 && errno != ENOENT)
+    return fail_errno("remove", index_path(name, version).string(), errno);
+  return fs::remove_all(tmp);
+}
+
+namespace {
+
+// Bytes of the files under `dirs`, each inode counted once across all of them.
+uint64_t tree_bytes(const std::vector<stdfs::path>& dirs, std::set<std::pair<dev_t, ino_t>>& seen) {
+  uint64_t total = 0;
+  for (const auto& d : dirs) {
+    std::error_code ec;
+    for (auto it = stdfs::recursive_directory_iterator(d, ec);
+         !ec && it != stdfs::recursive_directory_iterator(); it.increment(ec)) {
+      struct stat st {};
+      if (::lstat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+      if (seen.insert({st.st_dev, st.st_ino}).second) total += static_cast<uint64_t>(st.st_size);
+    }
+  }
+  return total;
+}
+
+}  // namespace
+
+Result<uint64_t> InstallStore::installed_bytes() const {
+  auto comps = components();
+  if (!comps) return tl::unexpected(comps.error());
+  std::vector<stdfs::path> dirs;
+  for (const auto& c : *comps) {
+    auto vs = versions(c);
+    if (!vs) return tl::unexpected(vs.error());
+    for (const auto& v : *vs) dirs.push_back(version_dir(c, v));
+  }
+  std::set<std::pair<dev_t, ino_t>> seen;
+  return tree_bytes(dirs, seen);
+}
+
+Result<GcReport> InstallStore::gc(const GcOptions& opts) {
+  GcReport rep;
+  auto comps = components();
+  if (!comps) return tl::unexpected(comps.error());
+  struct Candidate {
+    std::string component, version;
+  };
+  std::vector<Candidate> removable;  // oldest first within a component
+  std::vector<stdfs::path> kept_dirs;
+  std::vector<std::pair<std::string, std::string>> kept;
+  for (const auto& c : *comps) {
+    auto vs = versions(c);
+    if (!vs) return tl::unexpected(vs.error());
+    std::set<std::string> protect;
+    for (const char* p : kPointers)
+      if (auto v = read_pointer(c, p)) protect.insert(*v);
+    // Keep the newest `keep` plus every protected version.
+    size_t n = vs->size();
+    for (size_t i = 0; i < n; ++i) {
+      const std::string& v = (*vs)[i];
+      bool keep = protect.count(v) || i + opts.keep >= n;
+      if (keep) {
+        kept.push_back({c, v});
+      } else {
+        removable.push_back({c, v});
+      }
+    }
+  }
+  std::vector<Candidate> doomed = removable;
+  if (opts.max_bytes > 0) {
+    // Beyond the count rule, remove the oldest unprotected kept versions until the store fits.
+    std::vector<Candidate> extra;
+    for (const auto& [c, v] : kept) {
+      bool prot = false;
+      for (const char* p : kPointers) prot = prot || read_pointer(c, p) == v;
+      if (!prot) extra.push_back({c, v});
+    }
+    auto bytes_without = [&](const std::vector<Candidate>& gone) {
+      std::vector<stdfs::path> dirs;
+      for (const auto& [c, v] : kept) {
+        bool g = false;
+        for (const auto& x : gone) g = g || (x.component == c && x.version == v);
+        if (!g) dirs.push_back(version_dir(c, v));
+      }
+      std::set<std::pair<dev_t, ino_t>> seen;
+      return tree_bytes(dirs, seen);
+    };
+    std::vector<Candidate> gone;
+    for (const auto& x : extra) {
+      if (bytes_without(gone) <= opts.max_bytes) break;
+      gone.push_back(x);
+    }
+    doomed.insert(doomed.end(), gone.begin(), gone.end());
+  }
+  // What the kept versions hold, to count the bytes freed and the pieces still useful.
+  std::set<std::pair<std::string, std::string>> doomed_set;
+  for (const auto& d : doomed) doomed_set.insert({d.component, d.version});
+  std::set<std::pair<dev_t, ino_t>> kept_inodes;
+  std::set<Digest> kept_chunks;
+  for (const auto& [c, v] : kept) {
+    if (doomed_set.count({c, v})) continue;
+    kept_dirs.push_back(version_dir(c, v));
+    if (auto idx = load_index(c, v))
+      for (const auto& e : idx->entries)
+        for (const auto& ch : e.chunks) kept_chunks.insert(ch.id);
+  }
+  rep.bytes_after = tree_bytes(kept_dirs, kept_inodes);
+  for (const auto& d : doomed) {
+    std::set<std::pair<dev_t, ino_t>> seen = kept_inodes;
+    rep.bytes_freed += tree_bytes({version_dir(d.component, d.version)}, seen);
+    rep.removed.push_back({d.component, d.version});
+    if (!opts.dry_run) {
+      MUP_TRY(fault::point("store.gc.version"));
+      MUP_TRY(remove_version(d.component, d.version));
+    }
+  }
+  // Fetched pieces: installed trees are the seeds of the next install, so cached pieces
+  // are only worth keeping for chunks a kept version's index names (an install that
+  // failed half way keeps its pieces until the next gc).
+  for (const char* sub : {"chunks", "deltas", "indexes"}) {
+    std::error_code ec;
+    std::vector<std::pair<stdfs::path, uint64_t>> unused;
+    for (auto it = stdfs::recursive_directory_iterator(root_ / sub, ec);
+         !ec && it != stdfs::recursive_directory_iterator(); it.increment(ec)) {
+      if (!it->is_regular_file()) continue;
+      if (std::string(sub) == "chunks") {
+        auto id = Digest::from_hex(it->path().filename().string());
+        if (id && kept_chunks.count(*id)) continue;
+      }
+      unused.push_back({it->path(), it->file_size()});
+    }
+    for (const auto& [p, sz] : unused) {
+      if (!opts.dry_run && ::unlink(p.c_str()) != 0) continue;
+      ++rep.pieces_removed;
+      rep.piece_bytes_freed += sz;
+    }
+  }
+  return rep;
+}
+
+Status InstallStore::recover() {
+  auto comps = components();
+  if (!comps) return tl::unexpected(comps.error());
+  for (const auto& c : *comps) {
+    stdfs::path dir = component_dir(c);
+    std::error_code ec;
+    std::vector<stdfs::path> doomed;
+    for (const auto& e : stdfs::directory_iterator(dir, ec)) {
+      std::string n = e.path().filename().string();
+      if (is_temp_name(n)) {
+        doomed.push_back(e.path());
+      } else if (e.path().extension() == ".idx") {
+        std::string v = e.path().stem().string();
+        if (!stdfs::is_directory(dir / v)) doomed.push_back(e.path());
+      }
+    }
+    for (const auto& p : doomed) {
+      // A temp of a live process (another mup holds no lock: we do) is stale by definition.
+      MUP_TRY(fs::remove_all(p));
+    }
+    if (!doomed.empty()) MUP_TRY(fs::fsync_dir(dir));
+    // A pointer to a version that is not there (removed by hand) is dropped.
+    for (const char* p : {"previous", "pinned"}) {
+      auto v = read_pointer(c, p);
+      if (v && !has_version(c, *v)) MUP_TRY(set_pointer(c, p, std::nullopt));
+    }
+  }
+  for (const char* sub : {"chunks", "deltas", "indexes"}) {
+    std::error_code ec;
+    std::vector<stdfs::path> temps;
+    for (auto it = stdfs::recursive_directory_iterator(root_ / sub, ec);
+         !ec && it != stdfs::recursive_directory_iterator(); it.increment(ec))
+      if (is_temp_name(it->path().filename().string())) temps.push_back(it->path());
+    for (const auto& p : temps) MUP_TRY(fs::remove_all(p));
+  }
+  return {};
+}
+
+}  // namespace mup::store

@@ -1,0 +1,425 @@
+// The node side through the mup binary, against a real repository served on 127.0.0.1:
+// remote add, install (fewest bytes, resumable), versions, activate, rollback, pin, gc,
+// status, history, audit verify, snapshots; bad input; and the crash matrix: for every
+// fault point of install, activate, rollback, gc and snapshot restore, a SIGKILL there,
+// then a restart must leave exactly the old or exactly the new tree, a database that
+// passes PRAGMA integrity_check, no temp files, and an audit log that verifies.
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <nlohmann/json.hpp>
+
+#include "test_util.hpp"
+#include "transfer/file_server.hpp"
+
+namespace mup::test {
+namespace {
+
+using nlohmann::json;
+
+class NodeCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    write_file(d_ / "v1/bin/app", random_bytes(400000, 1));
+    write_file(d_ / "v1/etc/app.conf", text_bytes(20000, 2));
+    write_file(d_ / "v1/share/model.bin", random_bytes(300000, 3));
+    stdfs::create_symlink("../etc/app.conf", d_ / "v1/bin/conf");
+    stdfs::copy(d_ / "v1", d_ / "v2",
+                stdfs::copy_options::recursive | stdfs::copy_options::copy_symlinks);
+    auto app = random_bytes(400000, 1);
+    for (size_t i = 1000; i < 1100; ++i) app[i] ^= 0x33;
+    write_file(d_ / "v2/bin/app", app);
+    write_file(d_ / "v2/share/new.txt", text_bytes(30000, 4));
+    stdfs::copy(d_ / "v2", d_ / "v3",
+                stdfs::copy_options::recursive | stdfs::copy_options::copy_symlinks);
+    write_file(d_ / "v3/etc/app.conf", text_bytes(20000, 5));
+    ok({"repo", "init", s("repo"), "--keys", s("keys")});
+    publish("v1", "1.0.0", {});
+    publish("v2", "2.0.0", {"--delta-from", "1.0.0"});
+    auto server = transfer::FileServer::start(d_ / "repo", "127.0.0.1:0");
+    ASSERT_TRUE(server);
+    server_ = std::move(*server);
+    ok({"remote", "add", "origin", server_->base_url(), "--trusted-root",
+        s("repo/metadata/1.root.json"), "--root", s("node")});
+    // Some state for the snapshots.
+    write_file(d_ / "node/state/app/db/data.db", random_bytes(50000, 9));
+    write_file(d_ / "node/state/app/counter", "1\n");
+  }
+  void publish(const std::string& src, const std::string& v, std::vector<std::string> extra) {
+    std::vector<std::string> args = {"publish", s("repo"),     s(src),       "--keys",
+                                     s("keys"), "--component", "app",        "--version",
+                                     v,         "--type",      "application"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    ok(args);
+  }
+  std::string s(const std::string& rel) { return (d_ / rel).string(); }
+  RunResult ok(const std::vector<std::string>& args, const std::string& env = "") {
+    auto r = run_mup(args, env);
+    EXPECT_EQ(r.exit_code, 0) << "mup " << (args.empty() ? "" : args[0]) << ": " << r.err << r.out;
+    return r;
+  }
+  RunResult mup(std::vector<std::string> args, const std::string& node = "node",
+                const std::string& env = "") {
+    args.push_back("--root");
+    args.push_back(s(node));
+    return run_mup(args, env);
+  }
+  json mup_json(std::vector<std::string> args, const std::string& node = "node") {
+    args.push_back("--json");
+    auto r = mup(args, node);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return json::parse(r.out, nullptr, false);
+  }
+  std::string active(const std::string& node = "node") {
+    std::error_code ec;
+    return stdfs::read_symlink(d_ / node / "components/app/current", ec).string();
+  }
+  bool active_is(const std::string& src, const std::string& node = "node") {
+    std::string why;
+    bool eq = trees_equal(d_ / node / "components/app/current", d_ / src, &why);
+    if (!eq) ADD_FAILURE() << "active tree != " << src << ": " << why;
+    return eq;
+  }
+  ScratchDir d_;
+  std::unique_ptr<transfer::FileServer> server_;
+};
+
+// Asserts the invariants a node must hold after any crash and restart.
+void expect_consistent(const stdfs::path& node, const std::string& where) {
+  SCOPED_TRACE(where);
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2((node / "state.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr),
+            SQLITE_OK);
+  sqlite3_stmt* st = nullptr;
+  ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)), "ok");
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  for (auto& e : stdfs::recursive_directory_iterator(node))
+    EXPECT_EQ(e.path().filename().string().find(".mup-tmp."), std::string::npos) << e.path();
+  auto a = run_mup({"audit", "verify", "--root", node.string()});
+  EXPECT_EQ(a.exit_code, 0) << a.out << a.err;
+}
+
+TEST_F(NodeCli, InstallUpgradeRollbackHistoryAudit) {
+  auto r1 = mup_json({"install", "app", "--version", "1.0.0"});
+  EXPECT_EQ(active(), "1.0.0");
+  EXPECT_TRUE(active_is("v1"));
+  auto r2 = ok({"install", "app", "--root", s("node")});
+  EXPECT_NE(r2.out.find("installed app 2.0.0 (was 1.0.0)"), std::string::npos) << r2.out;
+  EXPECT_TRUE(active_is("v2"));
+  auto st = mup_json({"status"});
+  EXPECT_EQ(st["components"][0]["active"], "2.0.0");
+  EXPECT_EQ(st["components"][0]["previous"], "1.0.0");
+
+  // Offline: the server is gone, rollback still works.
+  server_->stop();
+  auto rb = mup_json({"rollback", "app"});
+  EXPECT_EQ(rb["to"], "1.0.0");
+  EXPECT_TRUE(active_is("v1"));
+  EXPECT_EQ(mup_json({"rollback", "app"})["to"], "2.0.0");
+  EXPECT_TRUE(active_is("v2"));
+  EXPECT_EQ(mup_json({"activate", "app", "1.0.0"})["to"], "1.0.0");
+  EXPECT_TRUE(active_is("v1"));
+
+  auto h = mup_json({"history", "app"});
+  ASSERT_GE(h.size(), 5u);
+  EXPECT_EQ(h[0]["kind"], "activate");
+  EXPECT_EQ(h.back()["kind"], "install");
+  EXPECT_EQ(h.back()["to"], "1.0.0");
+  EXPECT_EQ(h.back()["result"], "done");
+  auto vs = mup_json({"versions", "app"});
+  EXPECT_EQ(vs["versions"].size(), 2u);
+  expect_consistent(d_ / "node", "after the walk");
+  ok({"verify", "app", "2.0.0", "--root", s("node")});
+}
+
+TEST_F(NodeCli, UpgradeFetchesOnlyWhatChanged) {
+  auto r1 = mup_json({"install", "app", "--version", "1.0.0"});
+  // --json prints events, one per line, then the result line.
+  auto last = [](const std::string& out) {
+    auto pos = out.rfind("{\"event\":\"result\"");
+    return json::parse(out.substr(pos))["install"];
+  };
+  auto r = mup({"install", "app", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = last(r.out);
+  EXPECT_EQ(j["to"], "2.0.0");
+  uint64_t fetched = j["bytes_fetched"], full = j["full_bytes"];
+  EXPECT_GT(fetched, 0u);
+  EXPECT_LT(fetched * 4, full) << "fetched " << fetched << " of " << full;
+  EXPECT_GE(j["files_linked"].get<uint64_t>(), 2u);  // unchanged files hard-linked
+  EXPECT_NE(r.out.find("\"event\":\"progress\""), std::string::npos);
+}
+
+TEST_F(NodeCli, InterruptedDownloadResumesWithoutRefetching) {
+  auto k = mup({"install", "app", "--version", "1.0.0"}, "node",
+               "MUP_FAULT_AT=install.piece MUP_FAULT_ACTION=kill MUP_FAULT_AFTER=3");
+  EXPECT_EQ(k.exit_code, 137) << k.err;
+  EXPECT_EQ(active(), "");
+  auto j = mup_json({"install", "app", "--version", "1.0.0", "--threads", "1"});
+  // the result is the last line
+  std::string out = mup({"history"}).out;
+  EXPECT_NE(out.find("undone"), std::string::npos) << out;
+  EXPECT_TRUE(active_is("v1"));
+}
+
+TEST_F(NodeCli, FullDiskDuringStagingKeepsTheOldVersion) {
+  ok({"install", "app", "--version", "1.0.0", "--root", s("node")});
+  auto r = mup({"install", "app"}, "node", "MUP_FAULT_AT=unpack.file MUP_FAULT_AFTER=1");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("space"), std::string::npos) << r.err;
+  EXPECT_TRUE(active_is("v1"));
+  EXPECT_FALSE(stdfs::exists(d_ / "node/components/app/2.0.0"));
+  expect_consistent(d_ / "node", "after ENOSPC");
+  auto h = mup_json({"history", "app"});
+  EXPECT_EQ(h[0]["result"], "failed");
+  ok({"install", "app", "--root", s("node")});  // and it works once there is space
+  EXPECT_TRUE(active_is("v2"));
+}
+
+TEST_F(NodeCli, CorruptPieceOnTheServerChangesNothing) {
+  ok({"install", "app", "--version", "1.0.0", "--root", s("node")});
+  // Corrupt every delta and chunk the repository holds that 1.0.0 does not use.
+  for (auto& e : stdfs::recursive_directory_iterator(d_ / "repo/deltas")) {
+    if (!e.is_regular_file()) continue;
+    auto b = read_file(e.path());
+    b[b.size() / 2] ^= 0xff;
+    write_file(e.path(), b);
+  }
+  auto r = mup({"install", "app"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("does not match"), std::string::npos) << r.err;
+  EXPECT_TRUE(active_is("v1"));
+  EXPECT_FALSE(stdfs::exists(d_ / "node/components/app/2.0.0"));
+  expect_consistent(d_ / "node", "after a corrupt piece");
+}
+
+TEST_F(NodeCli, DependenciesAreCheckedAndInstalledInOrder) {
+  write_file(d_ / "db/bin/db", random_bytes(1000, 7));
+  ok({"publish", s("repo"), s("db"), "--keys", s("keys"), "--component", "db", "--version", "2.1.0",
+      "--type", "service"});
+  write_file(d_ / "web/index.html", "hello");
+  ok({"publish", s("repo"), s("web"), "--keys", s("keys"), "--component", "web", "--version",
+      "1.0.0", "--type", "application", "--depends", "db>=2.0,<3"});
+  auto r = mup({"install", "web"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("db"), std::string::npos) << r.err;
+  EXPECT_FALSE(stdfs::exists(d_ / "node/components/web/1.0.0"));
+  auto j = mup({"install", "web", "--with-deps"});
+  EXPECT_EQ(j.exit_code, 0) << j.err;
+  EXPECT_TRUE(stdfs::exists(d_ / "node/components/db/current/bin/db"));
+  EXPECT_TRUE(stdfs::exists(d_ / "node/components/web/current/index.html"));
+  auto h = mup_json({"history"});
+  // newest first: web after db
+  EXPECT_EQ(h[0]["component"], "web");
+  EXPECT_EQ(h[1]["component"], "db");
+}
+
+TEST_F(NodeCli, PinHoldsAVersionAndGcKeepsIt) {
+  ok({"install", "app", "--version", "1.0.0", "--root", s("node")});
+  ok({"pin", "app", "1.0.0", "--root", s("node")});
+  auto r = mup({"install", "app"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("pinned"), std::string::npos) << r.err;
+  ok({"pin", "app", "--clear", "--root", s("node")});
+  ok({"install", "app", "--root", s("node")});
+  publish("v3", "3.0.0", {"--delta-from", "2.0.0"});
+  ok({"install", "app", "--root", s("node")});
+  ok({"pin", "app", "1.0.0", "--root", s("node")});
+  auto g = mup_json({"gc", "--keep", "1"});
+  EXPECT_TRUE(g["removed"].empty()) << g.dump();  // 3 active, 2 previous, 1 pinned
+  ok({"pin", "app", "--clear", "--root", s("node")});
+  g = mup_json({"gc", "--keep", "1"});
+  ASSERT_EQ(g["removed"].size(), 1u);
+  EXPECT_EQ(g["removed"][0], "app@1.0.0");
+  EXPECT_TRUE(active_is("v3"));
+  ok({"verify", "app", "2.0.0", "--root", s("node")});
+  expect_consistent(d_ / "node", "after gc");
+}
+
+TEST_F(NodeCli, SnapshotsRestoreState) {
+  ok({"install", "app", "--version", "1.0.0", "--root", s("node")});
+  ok({"install", "app", "--root", s("node")});  // snapshot taken while 1.0.0 was active
+  write_file(d_ / "node/state/app/counter", "2 (migrated by 2.0.0)\n");
+  auto snaps = mup_json({"snapshot", "list", "app"});
+  ASSERT_GE(snaps.size(), 2u);
+  auto rb = mup_json({"rollback", "app", "--restore-state"});
+  EXPECT_EQ(rb["to"], "1.0.0");
+  EXPECT_EQ(read_file(d_ / "node/state/app/counter"), std::vector<uint8_t>({'1', '\n'}));
+  auto id = snaps.back()["id"].get<std::string>();
+  ok({"snapshot", "verify", id, "--root", s("node")});
+  auto sys = mup_json({"snapshot", "create", "--system"});
+  EXPECT_EQ(sys["members"].size(), 1u);
+  ok({"snapshot", "delete", id, "--root", s("node")});
+  expect_consistent(d_ / "node", "after snapshots");
+}
+
+TEST_F(NodeCli, AuditVerifyFindsAnEditedRecord) {
+  ok({"install", "app", "--version", "1.0.0", "--root", s("node")});
+  ok({"install", "app", "--root", s("node")});
+  ok({"audit", "verify", "--root", s("node")});
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((d_ / "node/state.db").c_str(), &db), SQLITE_OK);
+  // An attacker with the file drops the append-only trigger first.
+  EXPECT_NE(sqlite3_exec(db, "UPDATE audit SET actor = 'mallory' WHERE seq = 2", nullptr, nullptr,
+                         nullptr),
+            SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "DROP TRIGGER audit_no_update; "
+                         "UPDATE audit SET actor = 'mallory' WHERE seq = 2",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto r = mup({"audit", "verify"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("record 2"), std::string::npos) << r.out;
+}
+
+TEST_F(NodeCli, RemoteNeedsATrustedRootThatSignsItself) {
+  write_file(d_ / "bogus.json", "{\"signed\":{}}");
+  auto r = mup({"remote", "add", "other", server_->base_url(), "--trusted-root", s("bogus.json")});
+  EXPECT_EQ(r.exit_code, 1);
+  auto again = mup({"remote", "add", "origin", server_->base_url(), "--trusted-root",
+                    s("repo/metadata/1.root.json")});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.err.find("exists"), std::string::npos);
+}
+
+// ---- the crash matrix ----
+
+struct Kill {
+  std::string point;
+  int after;
+};
+
+// Copies a prepared node (no process uses it) to a fresh place.
+void clone_node(const stdfs::path& from, const stdfs::path& to) {
+  stdfs::remove_all(to);
+  stdfs::copy(from, to, stdfs::copy_options::recursive | stdfs::copy_options::copy_symlinks);
+}
+
+TEST_F(NodeCli, CrashMatrixInstall) {
+  ok({"install", "app", "--version", "1.0.0", "--root", s("node")});
+  std::vector<Kill> kills = {
+      {"install.piece", 0},
+      {"install.piece", 2},
+      {"install.fetched", 0},
+      {"write", 0},
+      {"snapshot.create.copy", 0},
+      {"snapshot.create.copy", 1},
+      {"snapshot.create.before_rename", 0},
+      {"unpack.file", 0},
+      {"unpack.file", 2},
+      {"unpack.before_rename", 0},
+      {"store.staged", 0},
+      {"store.pointer.previous", 0},
+      {"store.activate.before_switch", 0},
+      {"store.pointer.current", 0},
+      {"store.activate.after_switch", 0},
+  };
+  for (int i = 0; i < 9; ++i) kills.push_back({"state.commit", i});
+  int fired = 0;
+  for (const auto& k : kills) {
+    std::string where = k.point + "#" + std::to_string(k.after);
+    SCOPED_TRACE(where);
+    clone_node(d_ / "node", d_ / "crash");
+    auto r = mup({"install", "app"}, "crash",
+                 "MUP_FAULT_AT=" + k.point +
+                     " MUP_FAULT_ACTION=kill MUP_FAULT_AFTER=" + std::to_string(k.after));
+    if (r.exit_code == 137) ++fired;
+    EXPECT_TRUE(r.exit_code == 137 || r.exit_code == 0) << r.err;
+    // Restart: status recovers.
+    auto st = mup({"status", "--json"}, "crash");
+    ASSERT_EQ(st.exit_code, 0) << st.err;
+    std::string act = active("crash");
+    ASSERT_TRUE(act == "1.0.0" || act == "2.0.0") << act;
+    EXPECT_TRUE(active_is(act == "1.0.0" ? "v1" : "v2", "crash"));
+    expect_consistent(d_ / "crash", where);
+    auto h = mup_json({"history", "app"}, "crash");
+    for (const auto& op : h) EXPECT_NE(op["result"], "running") << op.dump();
+    // And the node can go on: the install completes.
+    auto again = mup({"install", "app"}, "crash");
+    EXPECT_EQ(again.exit_code, 0) << again.err;
+    EXPECT_TRUE(active_is("v2", "crash"));
+  }
+  EXPECT_GE(fired, static_cast<int>(kills.size()) - 3) << "most fault points must be reached";
+}
+
+TEST_F(NodeCli, CrashMatrixSwitchGcRestore) {
+  ok({"install", "app", "--version", "1.0.0", "--root", s("node")});
+  ok({"install", "app", "--version", "2.0.0", "--root", s("node")});
+  publish("v3", "3.0.0", {"--delta-from", "2.0.0"});
+  ok({"install", "app", "--root", s("node")});
+  auto snaps = mup_json({"snapshot", "list", "app"});
+  ASSERT_FALSE(snaps.empty());
+  std::string snap = snaps.back()["id"];
+  stdfs::copy(d_ / "node/state/app", d_ / "state-snap", stdfs::copy_options::recursive);
+  write_file(d_ / "node/state/app/counter", "changed\n");
+  write_file(d_ / "node/state/app/added", "new file\n");
+  stdfs::copy(d_ / "node/state/app", d_ / "state-now", stdfs::copy_options::recursive);
+
+  struct Case {
+    std::vector<std::string> cmd;
+    std::vector<Kill> kills;
+  };
+  std::vector<Kill> switch_kills = {{"store.pointer.previous", 0},
+                                    {"store.activate.before_switch", 0},
+                                    {"store.pointer.current", 0},
+                                    {"store.activate.after_switch", 0}};
+  for (int i = 0; i < 4; ++i) switch_kills.push_back({"state.commit", i});
+  std::vector<Case> cases = {
+      {{"rollback", "app"}, switch_kills},
+      {{"activate", "app", "1.0.0"}, switch_kills},
+      {{"gc", "--keep", "1"},
+       {{"store.gc.version", 0}, {"store.remove", 0}, {"state.commit", 0}, {"state.commit", 1}}},
+      {{"snapshot", "restore", snap},
+       {{"snapshot.restore.copy", 0},
+        {"snapshot.restore.copy", 1},
+        {"snapshot.restore.before_swap", 0},
+        {"snapshot.restore.after_swap", 0},
+        {"state.commit", 0},
+        {"state.commit", 1}}},
+  };
+  for (const auto& c : cases) {
+    for (const auto& k : c.kills) {
+      std::string where = c.cmd[0] + " @ " + k.point + "#" + std::to_string(k.after);
+      SCOPED_TRACE(where);
+      clone_node(d_ / "node", d_ / "crash");
+      auto r = mup(c.cmd, "crash",
+                   "MUP_FAULT_AT=" + k.point +
+                       " MUP_FAULT_ACTION=kill MUP_FAULT_AFTER=" + std::to_string(k.after));
+      EXPECT_EQ(r.exit_code, 137) << "fault point not reached: " << r.err;
+      auto st = mup({"status", "--json"}, "crash");
+      ASSERT_EQ(st.exit_code, 0) << st.err;
+      std::string act = active("crash");
+      ASSERT_TRUE(act == "3.0.0" || act == (c.cmd[0] == "activate" ? "1.0.0" : "2.0.0") ||
+                  c.cmd[0] == "gc" || c.cmd[0] == "snapshot")
+          << act;
+      if (c.cmd[0] == "gc" || c.cmd[0] == "snapshot") {
+        EXPECT_EQ(act, "3.0.0");
+      }
+      EXPECT_TRUE(active_is(act == "1.0.0" ? "v1" : act == "2.0.0" ? "v2" : "v3", "crash"));
+      // Every version still listed is intact.
+      for (const auto& v : mup_json({"versions", "app"}, "crash")["versions"]) {
+        auto vr = mup({"verify", "app", v["version"].get<std::string>()}, "crash");
+        EXPECT_EQ(vr.exit_code, 0) << vr.err;
+      }
+      if (c.cmd[0] == "snapshot") {
+        // Exactly the old state or exactly the snapshot's (an interrupted restore that was
+        // journaled is finished by the restart).
+        std::string why1, why2;
+        EXPECT_TRUE(trees_equal(d_ / "crash/state/app", d_ / "state-snap", &why1) ||
+                    trees_equal(d_ / "crash/state/app", d_ / "state-now", &why2))
+            << why1 << " / " << why2;
+      }
+      expect_consistent(d_ / "crash", where);
+      for (const auto& op : mup_json({"history"}, "crash"))
+        EXPECT_NE(op["result"], "running") << op.dump();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace mup::test
