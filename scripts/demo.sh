@@ -66,7 +66,7 @@ say "serving it on loopback; a node with v1 installed asks what is new (every by
 port=$((20000 + RANDOM % 20000))
 "$MUP" repo serve repo-signed --listen 127.0.0.1:$port > serve.log 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'kill $server 2>/dev/null || true; rm -rf "$WORK"' EXIT
 for _ in $(seq 50); do grep -q serving serve.log && break; sleep 0.1; done
 "$MUP" remote add origin http://127.0.0.1:$port --trusted-root repo-signed/metadata/1.root.json --root node
 mkdir -p node/state/demo && echo "visits=1" > node/state/demo/counter
@@ -77,14 +77,14 @@ say "node: install 1.0.0 (nothing held yet: fetches everything), then see what i
 
 say "node: install 1.1.0: only the missing chunks and deltas, staged beside 1.0.0, switched atomically"
 "$MUP" install demo --root node
-diff -r --no-dereference node/components/demo/current v2 && echo "active tree is byte-identical to v2: OK"
+diff -r --no-dereference node/components/demo/current/ v2 && echo "active tree is byte-identical to v2: OK"
 echo "visits=2 (migrated by 1.1.0)" > node/state/demo/counter
 "$MUP" versions demo --root node
 
 say "node: roll back (no network needed: the server is stopped first), restoring the state snapshot"
 kill $server; wait $server 2>/dev/null || true
 "$MUP" rollback demo --restore-state --root node
-diff -r --no-dereference node/components/demo/current v1 && echo "active tree is byte-identical to v1: OK"
+diff -r --no-dereference node/components/demo/current/ v1 && echo "active tree is byte-identical to v1: OK"
 grep -q "visits=1" node/state/demo/counter && echo "state restored: OK"
 
 say "node: history, status and the tamper-evident audit log"

@@ -13,7 +13,7 @@ PKGS=(
   zstd clang libclang-rt-14-dev
 )
 if [[ "${1:-}" == "--bench" ]]; then
-  PKGS+=(casync zsync xdelta3 bsdiff ostree rsync time python3 dpkg-dev)
+  PKGS+=(casync zsync xdelta3 bsdiff ostree rsync time python3 dpkg-dev bc)
 fi
 missing=()
 for p in "${PKGS[@]}"; do
