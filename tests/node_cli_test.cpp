@@ -287,6 +287,56 @@ TEST_F(NodeCli, RemoteNeedsATrustedRootThatSignsItself) {
   EXPECT_NE(again.err.find("exists"), std::string::npos);
 }
 
+TEST_F(NodeCli, CheckAsksTheNodesRemote) {
+  ok({"install", "app", "--version", "1.0.0", "--root", s("node")});
+  auto j = mup_json({"check"});
+  ASSERT_EQ(j["updates"].size(), 1u) << j.dump();
+  EXPECT_EQ(j["updates"][0]["installed"], "1.0.0");
+  EXPECT_EQ(j["updates"][0]["available"], "2.0.0");
+  EXPECT_LT(j["updates"][0]["download_bytes"].get<uint64_t>() * 4,
+            j["updates"][0]["full_bytes"].get<uint64_t>());
+  auto both = mup({"check", "--remote", "origin", "--repo", server_->base_url()});
+  EXPECT_EQ(both.exit_code, 1);
+}
+
+TEST_F(NodeCli, EncryptedPackageInstallsOnlyWithItsDeviceKey) {
+  ok({"keygen", "--device", "dev-a", "--out", s("devkeys")});
+  ok({"keygen", "--device", "dev-b", "--out", s("devkeys")});
+  write_file(d_ / "s1/etc/secret.conf", "TOPSECRET-1\n");
+  write_file(d_ / "s1/bin/tool", random_bytes(200000, 11));
+  stdfs::copy(d_ / "s1", d_ / "s2", stdfs::copy_options::recursive);
+  write_file(d_ / "s2/etc/secret.conf", "TOPSECRET-2\n");
+  for (auto [src, v] : {std::pair{"s1", "1.0.0"}, std::pair{"s2", "1.1.0"}}) {
+    std::vector<std::string> args = {
+        "publish",   s("repo"), s(src),   "--keys", s("keys"),      "--component",         "vault",
+        "--version", v,         "--type", "config", "--encrypt-to", s("devkeys/dev-a.pub")};
+    if (std::string(v) == "1.1.0") {
+      args.push_back("--delta-from");
+      args.push_back("1.0.0");
+    }
+    ok(args);
+  }
+  // No key: a clear refusal, nothing installed.
+  auto none = mup({"install", "vault"});
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_NE(none.err.find("encrypted"), std::string::npos) << none.err;
+  EXPECT_FALSE(stdfs::exists(d_ / "node/components/vault/1.1.0"));
+  // Another device's key: refused, naming the recipients.
+  auto other = mup({"install", "vault", "--device-key", s("devkeys/dev-b.key")});
+  EXPECT_EQ(other.exit_code, 1);
+  EXPECT_NE(other.err.find("recipient"), std::string::npos) << other.err;
+  // The recipient installs 1.0.0, then 1.1.0 from sealed deltas.
+  ok({"install", "vault", "--version", "1.0.0", "--device-key", s("devkeys/dev-a.key"), "--root",
+      s("node")});
+  auto r = mup({"install", "vault", "--device-key", s("devkeys/dev-a.key"), "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::string why;
+  EXPECT_TRUE(trees_equal(d_ / "node/components/vault/current", d_ / "s2", &why)) << why;
+  auto res = json::parse(r.out.substr(r.out.rfind("{\"event\":\"result\"")))["install"];
+  EXPECT_LT(res["bytes_fetched"].get<uint64_t>() * 4, res["full_bytes"].get<uint64_t>());
+  expect_consistent(d_ / "node", "after encrypted installs");
+}
+
 // ---- the crash matrix ----
 
 struct Kill {

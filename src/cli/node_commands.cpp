@@ -1,6 +1,8 @@
 // The node's view of a repository: mup check. The node's state lives under --root
-// (default /var/lib/mup, or MUP_ROOT): tuf/ holds the trusted metadata (first the root
-// given with --trusted-root: trust on first use is never allowed), and
+// (default /var/lib/mup, or MUP_ROOT). With --remote (or no --repo), check asks a remote
+// recorded by `mup remote add`, whose trusted metadata is in tuf/<remote>/; with --repo URL,
+// tuf/ holds the trusted metadata (first the root given with --trusted-root: trust on
+// first use is never allowed). In both cases
 // components/<name>/current -> <version> names what is installed, with the installed
 // version's tree index beside it as components/<name>/<version>.idx. The device key for
 // encrypted packages is <root>/device.key unless --device-key names another file.
@@ -17,6 +19,7 @@
 #include "delta/planner.hpp"
 #include "package/manifest.hpp"
 #include "package/sealed.hpp"
+#include "store/node.hpp"
 #include "transfer/fetcher.hpp"
 #include "tuf/clock.hpp"
 #include "tuf/updater.hpp"
@@ -29,7 +32,7 @@ using nlohmann::json;
 namespace {
 
 struct CheckArgs {
-  std::string repo, trusted_root, root, component, device_key;
+  std::string repo, remote, trusted_root, root, component, device_key;
   bool json = false;
 };
 
@@ -55,6 +58,19 @@ void run_check(const CheckArgs& a) {
                          ? (std::getenv("MUP_ROOT") ? std::getenv("MUP_ROOT") : "/var/lib/mup")
                          : a.root;
   stdfs::path tuf_dir = node / "tuf";
+  std::string base = a.repo;
+  std::unique_ptr<store::Node> held;  // holds the node lock while checking a remote
+  if (!a.repo.empty() && !a.remote.empty())
+    die(Error(Errc::invalid_argument, "give --remote NAME or --repo URL, not both"));
+  if (a.repo.empty()) {
+    if (!a.trusted_root.empty())
+      die(Error(Errc::invalid_argument,
+                "--trusted-root goes with --repo; a remote got its root at mup remote add"));
+    held = must(store::Node::open(node, {}), "opening node " + node.string());
+    std::string r = must(held->pick_remote(a.component, a.remote));
+    base = must(held->remote_url(r));
+    tuf_dir = held->tuf_dir(r);
+  }
   must(fs::create_dirs(tuf_dir));
   if (!stdfs::exists(tuf_dir / "root.json")) {
     if (a.trusted_root.empty())
@@ -64,7 +80,6 @@ void run_check(const CheckArgs& a) {
     auto bytes = must(fs::read_file(a.trusted_root, 1 << 20), "--trusted-root");
     must(fs::write_file_atomic(tuf_dir / "root.json", bytes));
   }
-  std::string base = a.repo;
   while (!base.empty() && base.back() == '/') base.pop_back();
   transfer::HttpFetcher fetcher;
   tuf::SystemClock clock;
@@ -80,7 +95,7 @@ void run_check(const CheckArgs& a) {
     device = must(package::load_device_key(device_key), "--device-key");
   auto up =
       must(tuf::Updater::create(cfg, fetcher, clock), "trusted metadata in " + tuf_dir.string());
-  must(up.refresh(), "refreshing metadata from " + a.repo);
+  must(up.refresh(), "refreshing metadata from " + base);
 
   // The newest version of each component, from the signed manifests.
   std::map<std::string, std::pair<package::Manifest, std::string>>
@@ -145,8 +160,14 @@ void run_check(const CheckArgs& a) {
     auto target = must(up.fetch_target(info), "tree index of " + m.id());
     auto idx_bytes = must(package::open_index(m, target, key ? &*key : nullptr));
     auto idx = must(chunk::TreeIndex::parse(idx_bytes), m.id());
-    std::vector<stdfs::path> seeds;
-    if (inst && stdfs::is_directory(inst->tree)) seeds.push_back(inst->tree);
+    // The installed version is known by its held index: planning does not re-read it.
+    std::optional<chunk::TreeIndex> held_idx;
+    std::vector<delta::IndexedSeed> seeds;
+    if (inst && stdfs::is_directory(inst->tree)) {
+      if (auto hi = chunk::TreeIndex::load(inst->index.string()); hi && !hi->single_file)
+        held_idx = std::move(*hi);
+      seeds.push_back({inst->tree, held_idx ? &*held_idx : nullptr});
+    }
     auto p = must(delta::plan(idx, target.size(), seeds), "planning " + m.id());
     if (key) package::add_seal_overhead(idx, p);
     row["download_bytes"] = p.bytes_to_fetch;
@@ -186,8 +207,11 @@ void register_node_commands(CLI::App& app) {
   auto ca = std::make_shared<CheckArgs>();
   auto* check = app.add_subcommand(
       "check", "List the updates a repository offers this node (verified with TUF)");
-  check->add_option("--repo", ca->repo, "Repository URL (serving metadata/ and targets/)")
-      ->required();
+  check->add_option("--remote", ca->remote,
+                    "A remote of this node (mup remote add); the default when --repo is absent");
+  check->add_option("--repo", ca->repo,
+                    "Or a repository URL (serving metadata/ and targets/), trusted via "
+                    "--trusted-root");
   check->add_option("--trusted-root", ca->trusted_root,
                     "The repository's root.json, the first time");
   check->add_option("--root", ca->root, "Node state directory (default $MUP_ROOT or /var/lib/mup)");
