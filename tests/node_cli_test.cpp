@@ -277,6 +277,27 @@ TEST_F(NodeCli, AuditVerifyFindsAnEditedRecord) {
   EXPECT_NE(r.out.find("record 2"), std::string::npos) << r.out;
 }
 
+TEST_F(NodeCli, SignedAuditLogNeedsTheNodeKey) {
+  ok({"install", "app", "--version", "1.0.0", "--root", s("node")});
+  ok({"audit", "keygen", "--root", s("node")});
+  EXPECT_EQ(stdfs::status(d_ / "node/audit-key.pem").permissions() & stdfs::perms::all,
+            stdfs::perms::owner_read | stdfs::perms::owner_write);
+  ok({"install", "app", "--root", s("node")});
+  ok({"audit", "verify", "--root", s("node")});
+  // Rewriting the newest record and its hash (and the head) is caught by the signature.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((d_ / "node/state.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "DROP TRIGGER audit_no_update; UPDATE audit SET signature = '' "
+                         "WHERE seq = (SELECT MAX(seq) FROM audit)",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto r = mup({"audit", "verify"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.out.find("not signed"), std::string::npos) << r.out;
+}
+
 TEST_F(NodeCli, RemoteNeedsATrustedRootThatSignsItself) {
   write_file(d_ / "bogus.json", "{\"signed\":{}}");
   auto r = mup({"remote", "add", "other", server_->base_url(), "--trusted-root", s("bogus.json")});

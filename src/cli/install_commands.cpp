@@ -486,7 +486,7 @@ void register_install_commands(CLI::App& app) {
     add_node_options(verify, *a);
     verify->callback([a] {
       auto node = open_node(*a);
-      auto r = must(node->db().verify_audit());
+      auto r = must(node->verify_audit());
       if (a->json) {
         print_json({{"ok", r.ok},
                     {"records", r.records},
@@ -499,6 +499,20 @@ void register_install_commands(CLI::App& app) {
         std::printf("AUDIT LOG TAMPERED: %s\n", r.problem.c_str());
       }
       if (!r.ok) throw CliExit{1};
+    });
+    auto k = std::make_shared<NodeArgs>();
+    auto* keygen = audit->add_subcommand(
+        "keygen",
+        "Make the node's audit signing key (<root>/audit-key.pem): records from now "
+        "on are signed");
+    add_node_options(keygen, *k, false);
+    keygen->callback([k] {
+      auto node = open_node(*k);
+      must(node->create_audit_key(), "creating the audit key");
+      std::printf(
+          "audit key created: %s/audit-key.pem (mode 0600); records are signed from now "
+          "on\n",
+          node->root().c_str());
     });
     auto s = std::make_shared<std::pair<NodeArgs, size_t>>();
     auto* show = audit->add_subcommand("show", "Print the audit log");

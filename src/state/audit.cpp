@@ -166,6 +166,8 @@ Result<AuditReport> StateDb::verify_audit(const crypto::PublicKey* key) {
   uint64_t records = 0;
   int64_t last = 0;  // seq of the last record read
   std::string prev(kZeroHash);
+  bool signed_seen = false;  // with a key: a signed record was read
+  int64_t last_unsigned = 0;
   for (;;) {
     auto row = st->step();
     if (!row) return tl::unexpected<Error>(std::move(row).error());
@@ -197,16 +199,26 @@ Result<AuditReport> StateDb::verify_audit(const crypto::PublicKey* key) {
                             st->col_text(5), prev_hash);
     if (d.hex() != hash) return broken(records, seq, rec(seq) + " was edited (hash mismatch)");
     if (key) {
+      // Records written before the node had its key are unsigned; once one is signed, every
+      // later one must be (and the last must be: see below), and the chain ties the
+      // unsigned prefix to the first signature.
       const std::string sig_hex = st->col_text(8);
-      if (sig_hex.empty()) return broken(records, seq, rec(seq) + " is not signed");
-      auto sig = from_hex(sig_hex);
-      if (!sig || !key->verify(d.bytes, *sig))
-        return broken(records, seq, "signature of " + rec(seq) + " does not verify");
+      if (sig_hex.empty()) {
+        if (signed_seen) return broken(records, seq, rec(seq) + " is not signed");
+        last_unsigned = seq;
+      } else {
+        auto sig = from_hex(sig_hex);
+        if (!sig || !key->verify(d.bytes, *sig))
+          return broken(records, seq, "signature of " + rec(seq) + " does not verify");
+        signed_seen = true;
+      }
     }
     prev = hash;
     last = seq;
   }
 
+  if (key && last != 0 && last_unsigned == last)
+    return broken(records, last, rec(last) + " is not signed");
   const Head& h = **head;
   if (h.seq > last)
     return broken(records, last + 1,

@@ -208,7 +208,9 @@ class StateDb {
                                                  const nlohmann::json& detail = nullptr);
   [[nodiscard]] Result<std::vector<AuditRecord>> audit(size_t limit = 0);  // newest first
   // Checks the whole chain: seq continuity, prev_hash links, each hash, the head. With
-  // `key`, every record must carry a signature that verifies under it. A broken log is
+  // `key`, every signature must verify under it, every record after the first signed one
+  // must be signed, and so must the last (records from before the node had its key may be
+  // unsigned; the chain ties them to the first signature). A broken log is
   // a report with ok = false, not an error; errors are for failing to read it.
   [[nodiscard]] Result<AuditReport> verify_audit(const crypto::PublicKey* key = nullptr);
 

@@ -610,10 +610,26 @@ TEST_F(AuditTest, SignedLogVerifiesWithTheNodeKeyOnly) {
   EXPECT_EQ(edited->problem, "signature of record 2 does not verify");
   EXPECT_TRUE(db->verify_audit()->ok) << "the chain itself is intact";
 
-  // The fixture's log is unsigned: with a key, that is a failure.
+  // The fixture's log is unsigned: with a key, that is a failure (at its last record).
   auto unsigned_log = verify(&key->public_key());
   EXPECT_FALSE(unsigned_log.ok);
-  EXPECT_EQ(unsigned_log.problem, "record 1 is not signed");
+  EXPECT_NE(unsigned_log.problem.find("is not signed"), std::string::npos);
+
+  // Unsigned records from before the key, then signed ones: verifies; an unsigned record
+  // after a signed one does not.
+  ScratchDir dir2;
+  auto db2 = StateDb::open(dir2 / "state.db", clock_.fn());
+  ASSERT_TRUE(db2);
+  ASSERT_TRUE(db2->append_audit("agent", "install", "web", nullptr));
+  db2->set_audit_key(*key);
+  ASSERT_TRUE(db2->append_audit("agent", "audit-key-created", "", nullptr));
+  auto mixed = db2->verify_audit(&key->public_key());
+  ASSERT_TRUE(mixed && mixed->ok) << mixed->problem;
+  db2->set_audit_key(std::nullopt);
+  ASSERT_TRUE(db2->append_audit("mallory", "install", "web", nullptr));
+  auto tail = db2->verify_audit(&key->public_key());
+  EXPECT_FALSE(tail->ok);
+  EXPECT_EQ(tail->problem, "record 3 is not signed");
   ASSERT_OK(db_->integrity_check());
 }
 

@@ -141,6 +141,15 @@ Result<std::unique_ptr<Node>> Node::open(const stdfs::path& root, NodeOptions op
   auto db = state::StateDb::open(root / "state.db");
   if (!db) return tl::unexpected(db.error());
   n->db_ = std::make_unique<state::StateDb>(std::move(*db));
+  if (stdfs::exists(root / "audit-key.pem")) {
+    auto pem = fs::read_file(root / "audit-key.pem", 1 << 16);
+    if (!pem) return tl::unexpected(pem.error());
+    auto key =
+        crypto::PrivateKey::from_pem({reinterpret_cast<const char*>(pem->data()), pem->size()});
+    if (!key) return tl::unexpected(key.error().context((root / "audit-key.pem").string()));
+    n->audit_public_ = key->public_key();
+    n->db_->set_audit_key(std::move(*key));
+  }
   auto snaps = snapshot::SnapshotStore::open(root / "snapshots");
   if (!snaps) return tl::unexpected(snaps.error());
   n->snapshots_ = std::make_unique<snapshot::SnapshotStore>(std::move(*snaps));
@@ -856,6 +865,27 @@ Status Node::snapshot_delete(const std::string& id) {
     if (!a) return tl::unexpected(a.error());
     return {};
   });
+}
+
+// ---- audit ----
+
+Status Node::create_audit_key() {
+  stdfs::path p = root_ / "audit-key.pem";
+  if (stdfs::exists(p)) return fail(Errc::already_exists, p.string() + " exists");
+  auto key = crypto::PrivateKey::generate();
+  if (!key) return tl::unexpected(key.error());
+  std::string pem = key->to_pem();
+  MUP_TRY(
+      fs::write_file_atomic(p, {reinterpret_cast<const uint8_t*>(pem.data()), pem.size()}, 0600));
+  audit_public_ = key->public_key();
+  db_->set_audit_key(std::move(*key));
+  auto a = db_->append_audit(opts_.actor, "audit-key-created", "", nullptr);
+  if (!a) return tl::unexpected(a.error());
+  return {};
+}
+
+Result<state::AuditReport> Node::verify_audit() {
+  return db_->verify_audit(audit_public_ ? &*audit_public_ : nullptr);
 }
 
 // ---- status ----

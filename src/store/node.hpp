@@ -26,11 +26,13 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "crypto/crypto.hpp"
 #include "store/install_store.hpp"
 
 namespace mup::state {
 class StateDb;
-}
+struct AuditReport;
+}  // namespace mup::state
 namespace mup::snapshot {
 class SnapshotStore;
 }
@@ -120,6 +122,13 @@ class Node {
   [[nodiscard]] Status snapshot_restore(const std::string& id);
   [[nodiscard]] Status snapshot_delete(const std::string& id);
 
+  // The node's audit signing key (<root>/audit-key.pem, Ed25519): when it exists, every
+  // audit record is signed and verify_audit() demands valid signatures. create_audit_key()
+  // makes one (refusing to replace it). Keep a copy of its public half off the node: a
+  // signature only proves something against a key the attacker cannot rewrite.
+  [[nodiscard]] Status create_audit_key();
+  [[nodiscard]] Result<state::AuditReport> verify_audit();
+
   std::filesystem::path state_dir(const std::string& component) const {
     return root_ / "state" / component;
   }
@@ -145,6 +154,7 @@ class Node {
   InstallStore store_;
   std::unique_ptr<state::StateDb> db_;
   std::unique_ptr<snapshot::SnapshotStore> snapshots_;
+  std::optional<crypto::PublicKey> audit_public_;
   RecoveryReport recovery_;
 };
 
