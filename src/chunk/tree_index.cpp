@@ -22,26 +22,10 @@ Error bad(const std::string& what) {
 }  // namespace
 
 Status validate_path(std::string_view path) {
-  auto reject = [&](const std::string& why) {
-    return fail(Errc::corrupt,
-                "unsafe path \"" + std::string(path.substr(0, 200)) + "\" in tree index: " + why);
-  };
-  if (path.empty()) return reject("empty");
-  if (path.size() > TreeIndex::kMaxPath) return reject("too long");
-  if (path.front() == '/') return reject("absolute");
-  if (path.find('\0') != std::string_view::npos) return reject("contains NUL");
-  size_t start = 0;
-  while (start <= path.size()) {
-    size_t end = path.find('/', start);
-    if (end == std::string_view::npos) end = path.size();
-    std::string_view comp = path.substr(start, end - start);
-    if (comp.empty()) return reject("empty component");
-    if (comp == ".") return reject("'.' component");
-    if (comp == "..") return reject("'..' component escapes the tree");
-    if (comp.size() > 255) return reject("component longer than 255 bytes");
-    start = end + 1;
-  }
-  return {};
+  std::string why = fs::unsafe_path_reason(path, TreeIndex::kMaxPath);
+  if (why.empty()) return {};
+  return fail(Errc::corrupt,
+              "unsafe path \"" + std::string(path.substr(0, 200)) + "\" in tree index: " + why);
 }
 
 Status TreeIndex::validate() const {

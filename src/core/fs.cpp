@@ -73,6 +73,25 @@ Status sync_filesystem(const stdfs::path& path) {
   return {};
 }
 
+std::string unsafe_path_reason(std::string_view path, size_t max_len) {
+  if (path.empty()) return "empty";
+  if (path.size() > max_len) return "too long";
+  if (path.front() == '/') return "absolute";
+  if (path.find('\0') != std::string_view::npos) return "contains NUL";
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string_view::npos) end = path.size();
+    std::string_view comp = path.substr(start, end - start);
+    if (comp.empty()) return "empty component";
+    if (comp == ".") return "'.' component";
+    if (comp == "..") return "'..' component escapes the root";
+    if (comp.size() > 255) return "component longer than 255 bytes";
+    start = end + 1;
+  }
+  return {};
+}
+
 stdfs::path temp_sibling(const stdfs::path& final_path) {
   std::string name = "." + final_path.filename().string() + ".mup-tmp." +
                      std::to_string(::getpid()) + "." + std::to_string(g_temp_counter++);

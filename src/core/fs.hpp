@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/error.hpp"
@@ -33,6 +34,12 @@ namespace stdfs = std::filesystem;
                                        mode_t mode = 0644);
 [[nodiscard]] Status create_dirs(const stdfs::path& dir);
 [[nodiscard]] Status remove_all(const stdfs::path& path);
+
+// Why `path` is not a safe relative path below some root (empty string when it is):
+// empty, longer than `max_len`, absolute, a NUL, an empty, "." or ".." component, or a
+// component over 255 bytes. Every reader of untrusted paths (tree indexes, snapshot
+// manifests) checks with it.
+std::string unsafe_path_reason(std::string_view path, size_t max_len);
 
 // A temp path beside `final_path`: ".<name>.mup-tmp.<pid>.<n>".
 stdfs::path temp_sibling(const stdfs::path& final_path);

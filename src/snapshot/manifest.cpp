@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <unordered_set>
 
+#include "core/fs.hpp"
 #include "package/manifest.hpp"
 
 namespace mup::snapshot {
@@ -120,26 +121,10 @@ std::string_view type_name(EntryType t) {
 }
 
 Status validate_rel_path(std::string_view path) {
-  auto reject = [&](const std::string& why) {
-    return fail(Errc::corrupt, "snapshot manifest: unsafe path \"" +
-                                   std::string(path.substr(0, 200)) + "\": " + why);
-  };
-  if (path.empty()) return reject("empty");
-  if (path.size() > Manifest::kMaxPath) return reject("too long");
-  if (path.front() == '/') return reject("absolute");
-  if (path.find('\0') != std::string_view::npos) return reject("contains NUL");
-  size_t start = 0;
-  while (start <= path.size()) {
-    size_t end = path.find('/', start);
-    if (end == std::string_view::npos) end = path.size();
-    std::string_view comp = path.substr(start, end - start);
-    if (comp.empty()) return reject("empty component");
-    if (comp == ".") return reject("'.' component");
-    if (comp == "..") return reject("'..' component escapes the state directory");
-    if (comp.size() > 255) return reject("component longer than 255 bytes");
-    start = end + 1;
-  }
-  return {};
+  std::string why = fs::unsafe_path_reason(path, Manifest::kMaxPath);
+  if (why.empty()) return {};
+  return fail(Errc::corrupt, "snapshot manifest: unsafe path \"" +
+                                 std::string(path.substr(0, 200)) + "\": " + why);
 }
 
 Result<IdParts> parse_id(std::string_view id) {
