@@ -473,7 +473,8 @@ TEST_F(NodeCli, CrashMatrixSwitchGcRestore) {
       }
       EXPECT_TRUE(active_is(act == "1.0.0" ? "v1" : act == "2.0.0" ? "v2" : "v3", "crash"));
       // Every version still listed is intact.
-      for (const auto& v : mup_json({"versions", "app"}, "crash")["versions"]) {
+      json listed = mup_json({"versions", "app"}, "crash");
+      for (const auto& v : listed["versions"]) {
         auto vr = mup({"verify", "app", v["version"].get<std::string>()}, "crash");
         EXPECT_EQ(vr.exit_code, 0) << vr.err;
       }
