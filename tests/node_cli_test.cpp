@@ -158,8 +158,12 @@ TEST_F(NodeCli, InterruptedDownloadResumesWithoutRefetching) {
                "MUP_FAULT_AT=install.piece MUP_FAULT_ACTION=kill MUP_FAULT_AFTER=3");
   EXPECT_EQ(k.exit_code, 137) << k.err;
   EXPECT_EQ(active(), "");
-  auto j = mup_json({"install", "app", "--version", "1.0.0", "--threads", "1"});
-  // the result is the last line
+  auto r = mup({"install", "app", "--version", "1.0.0", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = json::parse(r.out.substr(r.out.rfind("{\"event\":\"result\"")))["install"];
+  // The pieces verified before the kill came from the cache, not the network.
+  EXPECT_GT(j["bytes_cached"].get<uint64_t>(), 0u) << j.dump();
+  EXPECT_LT(j["bytes_fetched"].get<uint64_t>(), j["full_bytes"].get<uint64_t>());
   std::string out = mup({"history"}).out;
   EXPECT_NE(out.find("undone"), std::string::npos) << out;
   EXPECT_TRUE(active_is("v1"));
