@@ -76,7 +76,7 @@ for PAIR in $PAIRS; do
   done
   kill $server 2>/dev/null || true; wait $server 2>/dev/null || true
   install_s=$(printf '%s\n' "${ws[@]}" | median)
-  verify=$(diff -r --no-dereference -q "$WORK/node/components/c/current" "$S2" > /dev/null && echo ok || echo FAIL)
+  verify=$(diff -r --no-dereference -q "$WORK/node/components/c/current/" "$S2" > /dev/null && echo ok || echo FAIL)
   read -r fetched full linked written < <(python3 -c "
 import json,sys; j=json.load(open(sys.argv[1]))['install']
 print(j['bytes_fetched'], j['full_bytes'], j['files_linked'], j['bytes_written'])" "$RESULTS/logs/$PAIR.install.json")
