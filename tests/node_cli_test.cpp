@@ -413,7 +413,7 @@ TEST_F(NodeCli, CrashMatrixInstall) {
     EXPECT_TRUE(active_is(act == "1.0.0" ? "v1" : "v2", "crash"));
     expect_consistent(d_ / "crash", where);
     auto h = mup_json({"history", "app"}, "crash");
-    for (const auto& op : h) EXPECT_NE(op["result"], "running") << op.dump();
+    for (const auto& op : h) EXPECT_NE(op["result"].get<std::string>(), "running") << op.dump();
     // And the node can go on: the install completes.
     auto again = mup({"install", "app"}, "crash");
     EXPECT_EQ(again.exit_code, 0) << again.err;
@@ -492,7 +492,7 @@ TEST_F(NodeCli, CrashMatrixSwitchGcRestore) {
       }
       expect_consistent(d_ / "crash", where);
       for (const auto& op : mup_json({"history"}, "crash"))
-        EXPECT_NE(op["result"], "running") << op.dump();
+        EXPECT_NE(op["result"].get<std::string>(), "running") << op.dump();
     }
   }
 }
