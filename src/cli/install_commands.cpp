@@ -27,6 +27,7 @@ struct NodeArgs {
   std::string root, device_key;
   bool json = false;
   unsigned threads = 0;
+  unsigned connections = 0;  // 0: the Node's default
 };
 
 stdfs::path node_root(const std::string& root) {
@@ -83,6 +84,7 @@ std::unique_ptr<store::Node> open_node(const NodeArgs& a,
                                        std::function<void(const json&)> on_event = {}) {
   store::NodeOptions o;
   o.threads = a.threads;
+  if (a.connections > 0) o.download_connections = a.connections;
   if (!a.device_key.empty()) o.device_key = a.device_key;
   o.on_event = std::move(on_event);
   stdfs::path root = node_root(a.root);
@@ -225,6 +227,7 @@ void register_install_commands(CLI::App& app) {
     cmd->add_option("--device-key", a->n.device_key,
                     "Device key for encrypted packages (default <root>/device.key)");
     cmd->add_option("--threads", a->n.threads, "Worker threads");
+    cmd->add_option("--connections", a->n.connections, "Parallel piece downloads (default 8)");
     add_node_options(cmd, a->n);
     cmd->callback([a] {
       auto printer = std::make_shared<EventPrinter>();
