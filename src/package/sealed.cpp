@@ -16,6 +16,7 @@
 #include "core/fs.hpp"
 #include "core/parallel.hpp"
 #include "core/sha256.hpp"
+#include "core/zstd.hpp"
 #include "delta/piece.hpp"
 
 namespace mup::package {
@@ -116,26 +117,12 @@ Status write_object(const stdfs::path& path, std::span<const uint8_t> bytes) {
   return s;
 }
 
-// A piece the index names, with the SHA-256 a delta piece must have.
-struct IndexedPiece {
-  PieceRef ref;
-  const Digest* piece_sha = nullptr;  // delta pieces only
-};
+PieceRef chunk_piece(const chunk::ChunkRef& c) {
+  return {chunk_rel_path(c.id), c.stored_size, true, c.id, c.size};
+}
 
-std::vector<IndexedPiece> indexed_pieces(const chunk::TreeIndex& index) {
-  std::vector<IndexedPiece> out;
-  std::unordered_set<std::string> seen;
-  for (const chunk::Entry& e : index.entries) {
-    for (const chunk::ChunkRef& c : e.chunks) {
-      std::string rel = chunk_rel_path(c.id);
-      if (seen.insert(rel).second) out.push_back({{std::move(rel), c.stored_size}, nullptr});
-    }
-    for (const chunk::DeltaRef& d : e.deltas) {
-      std::string rel = delta::piece_rel_path(d.base, e.digest);
-      if (seen.insert(rel).second) out.push_back({{std::move(rel), d.stored_size}, &d.piece});
-    }
-  }
-  return out;
+PieceRef delta_piece(const chunk::Entry& e, const chunk::DeltaRef& d) {
+  return {delta::piece_rel_path(d.base, e.digest), d.stored_size, false, d.piece, 0};
 }
 
 stdfs::path data_dir(const stdfs::path& keydir) {
@@ -198,27 +185,49 @@ std::string chunk_rel_path(const Digest& id) {
 
 std::vector<PieceRef> referenced_pieces(const chunk::TreeIndex& index) {
   std::vector<PieceRef> out;
-  for (auto& p : indexed_pieces(index)) out.push_back(std::move(p.ref));
+  std::unordered_set<std::string> seen;
+  auto add = [&](PieceRef p) {
+    if (seen.insert(p.rel_path).second) out.push_back(std::move(p));
+  };
+  for (const chunk::Entry& e : index.entries) {
+    for (const chunk::ChunkRef& c : e.chunks) add(chunk_piece(c));
+    for (const chunk::DeltaRef& d : e.deltas) add(delta_piece(e, d));
+  }
   return out;
 }
 
 std::vector<PieceRef> pieces_to_fetch(const chunk::TreeIndex& index, const delta::Plan& plan) {
   std::vector<PieceRef> out;
   std::unordered_set<std::string> seen;
-  auto add = [&](std::string rel, uint64_t size) {
-    if (seen.insert(rel).second) out.push_back({std::move(rel), size});
+  auto add = [&](PieceRef p) {
+    if (seen.insert(p.rel_path).second) out.push_back(std::move(p));
   };
   for (const delta::FilePlan& fp : plan.files) {
     const chunk::Entry& e = index.entries[fp.entry];
     if (fp.source == delta::Source::delta && fp.delta != nullptr) {
-      add(delta::piece_rel_path(fp.delta->base, e.digest), fp.delta->stored_size);
+      add(delta_piece(e, *fp.delta));
     } else if (fp.source == delta::Source::chunks) {
       for (size_t i = 0; i < e.chunks.size() && i < fp.chunks.size(); ++i)
-        if (fp.chunks[i].seed_file < 0)
-          add(chunk_rel_path(e.chunks[i].id), e.chunks[i].stored_size);
+        if (fp.chunks[i].seed_file < 0) add(chunk_piece(e.chunks[i]));
     }
   }
   return out;
+}
+
+Status verify_piece(const PieceRef& p, std::span<const uint8_t> stored) {
+  if (p.is_chunk) {
+    auto plain = zstd::decompress(stored, p.plain_size);
+    if (!plain || plain->size() != p.plain_size || sha256(*plain) != p.digest)
+      return fail(Errc::corrupt, "chunk " + p.digest.hex() +
+                                     " from the repository does not match its id (corrupt or "
+                                     "substituted); nothing was installed");
+    return {};
+  }
+  if (sha256(stored) != p.digest)
+    return fail(Errc::corrupt, "delta " + p.rel_path +
+                                   " from the repository does not match its signed hash; "
+                                   "nothing was installed");
+  return {};
 }
 
 void add_seal_overhead(const chunk::TreeIndex& index, delta::Plan& plan) {
@@ -416,15 +425,15 @@ Result<SealStats> seal_pieces(const chunk::TreeIndex& index, const std::string& 
                               const crypto::AesKey& key, const chunk::ChunkStore& plain,
                               const stdfs::path& repo_dir, unsigned threads) {
   MUP_TRY(validate_component_name(component));
-  auto pieces = indexed_pieces(index);
+  auto pieces = referenced_pieces(index);
   std::atomic<uint64_t> written{0}, written_bytes{0}, reused{0}, reused_bytes{0};
   MUP_TRY(try_parallel_for(
       pieces.size(), threads ? threads : default_threads(), [&](size_t i) -> Status {
-        const IndexedPiece& p = pieces[i];
-        auto name = sealed_name(component, key, p.ref.rel_path);
+        const PieceRef& p = pieces[i];
+        auto name = sealed_name(component, key, p.rel_path);
         if (!name) return tl::unexpected(name.error());
         stdfs::path dst = repo_dir / *name;
-        uint64_t want = p.ref.stored_size + kSealOverhead;
+        uint64_t want = p.stored_size + kSealOverhead;
         struct stat st {};
         // Same name = same piece of this component (HMAC under its key): keep what an
         // earlier version sealed, unless its size says it was sealed from other bytes.
@@ -434,18 +443,17 @@ Result<SealStats> seal_pieces(const chunk::TreeIndex& index, const std::string& 
           reused_bytes += want;
           return {};
         }
-        auto bytes = plain.get_blob(p.ref.rel_path, p.ref.stored_size);
+        auto bytes = plain.get_blob(p.rel_path, p.stored_size);
         if (!bytes)
           return tl::unexpected(
-              bytes.error().context("piece " + p.ref.rel_path + " of the plain store"));
-        if (bytes->size() != p.ref.stored_size ||
-            (p.piece_sha != nullptr && sha256(*bytes) != *p.piece_sha))
-          return fail(Errc::corrupt, "piece " + p.ref.rel_path + " in the plain store " +
+              bytes.error().context("piece " + p.rel_path + " of the plain store"));
+        if (bytes->size() != p.stored_size || (!p.is_chunk && sha256(*bytes) != p.digest))
+          return fail(Errc::corrupt, "piece " + p.rel_path + " in the plain store " +
                                          plain.root().string() +
                                          " differs from the index (size or SHA-256); "
                                          "publish again to re-pack it");
-        auto sealed = crypto::seal(key, *bytes, bytes_of(p.ref.rel_path));
-        if (!sealed) return tl::unexpected(sealed.error().context("sealing " + p.ref.rel_path));
+        auto sealed = crypto::seal(key, *bytes, bytes_of(p.rel_path));
+        if (!sealed) return tl::unexpected(sealed.error().context("sealing " + p.rel_path));
         MUP_TRY(write_object(dst, *sealed));
         ++written;
         written_bytes += sealed->size();

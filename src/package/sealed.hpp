@@ -72,8 +72,18 @@ std::string device_key_id(std::span<const uint8_t> device_public);
 struct PieceRef {
   std::string rel_path;  // "chunks/ab/<id>" or piece_rel_path(...)
   uint64_t stored_size = 0;
+  // What the signed index says the piece is: a chunk's id (SHA-256 of its plain_size
+  // plain bytes), or the SHA-256 of a delta piece's stored bytes.
+  bool is_chunk = false;
+  Digest digest;
+  uint32_t plain_size = 0;  // chunks only
   bool operator==(const PieceRef&) const = default;
 };
+
+// Checks a piece's stored bytes (as downloaded and opened) against its PieceRef: a chunk
+// must decompress to plain_size bytes hashing to its id, a delta piece must hash to its
+// digest. Errc::corrupt, naming the piece, otherwise.
+[[nodiscard]] Status verify_piece(const PieceRef& piece, std::span<const uint8_t> stored);
 // ChunkStore's relative path of a chunk (its chunk_path() under the root).
 std::string chunk_rel_path(const Digest& id);
 // Every piece the index names (each chunk and delta piece once), in index order.

@@ -70,54 +70,6 @@ struct Session {
   }
 };
 
-// A piece of the repository's store that a plan needs.
-struct Needed {
-  std::string rel;
-  uint64_t stored_size = 0;
-  bool is_chunk = false;
-  Digest id;  // chunk id, or the SHA-256 of the delta piece
-  uint32_t plain_size = 0;
-};
-
-std::vector<Needed> needed_pieces(const chunk::TreeIndex& idx, const delta::Plan& plan,
-                                  const chunk::ChunkStore& store) {
-  std::vector<Needed> out;
-  std::set<std::string> seen;
-  for (const auto& fp : plan.files) {
-    const auto& e = idx.entries[fp.entry];
-    if (fp.source == delta::Source::delta) {
-      std::string rel = delta::piece_rel_path(fp.delta->base, e.digest);
-      if (seen.insert(rel).second)
-        out.push_back({rel, fp.delta->stored_size, false, fp.delta->piece, 0});
-    } else if (fp.source == delta::Source::chunks) {
-      for (size_t i = 0; i < fp.chunks.size(); ++i) {
-        if (fp.chunks[i].seed_file >= 0) continue;
-        const auto& c = e.chunks[i];
-        std::string rel = store.chunk_path(c.id).lexically_relative(store.root()).string();
-        if (seen.insert(rel).second) out.push_back({rel, c.stored_size, true, c.id, c.size});
-      }
-    }
-  }
-  return out;
-}
-
-// Checks downloaded piece bytes against what the signed index says they are.
-Status verify_piece(const Needed& n, std::span<const uint8_t> bytes) {
-  if (n.is_chunk) {
-    auto plain = zstd::decompress(bytes, n.plain_size);
-    if (!plain || plain->size() != n.plain_size || sha256(*plain) != n.id)
-      return fail(Errc::corrupt, "chunk " + n.id.hex() +
-                                     " from the repository does not match "
-                                     "its id (corrupt or substituted); nothing was installed");
-    return {};
-  }
-  if (sha256(bytes) != n.id)
-    return fail(Errc::corrupt, "delta " + n.rel +
-                                   " from the repository does not match its "
-                                   "signed hash; nothing was installed");
-  return {};
-}
-
 }  // namespace
 
 // ---- open / recovery ----
@@ -237,13 +189,12 @@ Status Node::recover() {
     }
     MUP_TRY(db_->transaction([&]() -> Status {
       MUP_TRY(db_->finish_operation(op.id, result, op.bytes, result == "done" ? "" : what));
-      auto a = db_->append_audit("mup-recovery", op.kind + "-recovered", c,
-                                 {{"operation", op.id},
-                                  {"from", op.from_version},
-                                  {"to", op.to_version},
-                                  {"result", result},
-                                  {"note", what}});
-      if (!a) return tl::unexpected(a.error());
+      MUP_TRY(db_->append_audit("mup-recovery", op.kind + "-recovered", c,
+                                {{"operation", op.id},
+                                 {"from", op.from_version},
+                                 {"to", op.to_version},
+                                 {"result", result},
+                                 {"note", what}}));
       return {};
     }));
     recovery_.actions.push_back(op.kind + " " + c + " " + op.from_version + " -> " + op.to_version +
@@ -291,8 +242,7 @@ Status Node::add_remote(const std::string& name, const std::string& url,
   while (!u.empty() && u.back() == '/') u.pop_back();
   return db_->transaction([&]() -> Status {
     MUP_TRY(db_->add_remote(name, u));
-    auto a = db_->append_audit(opts_.actor, "remote-add", name, {{"url", u}});
-    if (!a) return tl::unexpected(a.error());
+    MUP_TRY(db_->append_audit(opts_.actor, "remote-add", name, {{"url", u}}));
     return {};
   });
 }
@@ -449,13 +399,12 @@ Result<InstallReport> Node::install_one(const std::string& c, const InstallOptio
     (void)store_.recover();
     (void)db_->transaction([&]() -> Status {
       MUP_TRY(db_->finish_operation(*op_id, "failed", rep.bytes_fetched, e.message()));
-      auto a = db_->append_audit(opts_.actor, "install", c,
-                                 {{"operation", *op_id},
-                                  {"from", rep.from_version},
-                                  {"to", v},
-                                  {"result", "failed"},
-                                  {"error", e.message()}});
-      if (!a) return tl::unexpected(a.error());
+      MUP_TRY(db_->append_audit(opts_.actor, "install", c,
+                                {{"operation", *op_id},
+                                 {"from", rep.from_version},
+                                 {"to", v},
+                                 {"result", "failed"},
+                                 {"error", e.message()}}));
       return {};
     });
     return tl::unexpected(std::move(e));
@@ -533,11 +482,11 @@ Result<InstallReport> Node::install_one(const std::string& c, const InstallOptio
   auto plan = delta::plan(*idx, index_file.size(), seeds, opts_.threads);
   if (!plan) return failed(plan.error().context("planning " + m.id()));
   rep.full_bytes = plan->full_bytes;
-  auto needed = needed_pieces(*idx, *plan, store_.pieces());
-  std::vector<const Needed*> todo;
+  auto needed = package::pieces_to_fetch(*idx, *plan);
+  std::vector<const package::PieceRef*> todo;
   uint64_t todo_bytes = 0;
   for (const auto& n : needed) {
-    if (store_.pieces().has_blob(n.rel)) {
+    if (store_.pieces().has_blob(n.rel_path)) {
       rep.bytes_cached += n.stored_size;
     } else {
       todo.push_back(&n);
@@ -551,7 +500,7 @@ Result<InstallReport> Node::install_one(const std::string& c, const InstallOptio
   emit({{"event", "progress"}, {"phase", "fetch"}, {"done", 0}, {"total", todo_bytes}});
   const crypto::AesKey* kp = key ? &*key : nullptr;
   auto fetch_one = [&](size_t i) -> Status {
-    const Needed& n = *todo[i];
+    const package::PieceRef& n = *todo[i];
     std::unique_ptr<transfer::HttpFetcher> f;
     {
       std::lock_guard<std::mutex> g(mu);
@@ -561,19 +510,19 @@ Result<InstallReport> Node::install_one(const std::string& c, const InstallOptio
       }
     }
     if (!f) f = std::make_unique<transfer::HttpFetcher>();
-    std::string url = (*sess)->url + "/" + package::piece_download_path(m, kp, n.rel);
+    std::string url = (*sess)->url + "/" + package::piece_download_path(m, kp, n.rel_path);
     auto got = f->fetch(url, n.stored_size + 64);
     {
       std::lock_guard<std::mutex> g(mu);
       pool.push_back(std::move(f));
     }
-    if (!got) return tl::unexpected(got.error().context("downloading " + n.rel));
+    if (!got) return tl::unexpected(got.error().context("downloading " + n.rel_path));
     uint64_t wire = got->size();
-    auto piece = package::open_piece(m, kp, n.rel, std::move(*got));
+    auto piece = package::open_piece(m, kp, n.rel_path, std::move(*got));
     if (!piece) return tl::unexpected(piece.error());
-    MUP_TRY(verify_piece(n, *piece));
+    MUP_TRY(package::verify_piece(n, *piece));
     MUP_TRY(fault::point("install.piece"));
-    MUP_TRY(store_.pieces().put_blob(n.rel, *piece));
+    MUP_TRY(store_.pieces().put_blob(n.rel_path, *piece));
     std::lock_guard<std::mutex> g(mu);
     done_bytes += n.stored_size;
     fetched += wire;
@@ -641,14 +590,13 @@ Result<InstallReport> Node::install_one(const std::string& c, const InstallOptio
     vr.size = m.size;
     MUP_TRY(db_->put_version(vr));
     MUP_TRY(db_->finish_operation(*op_id, "done", rep.bytes_fetched, ""));
-    auto a = db_->append_audit(opts_.actor, "install", c,
-                               {{"operation", *op_id},
-                                {"from", rep.from_version},
-                                {"to", v},
-                                {"result", "done"},
-                                {"bytes_fetched", rep.bytes_fetched},
-                                {"seconds", rep.seconds}});
-    if (!a) return tl::unexpected(a.error());
+    MUP_TRY(db_->append_audit(opts_.actor, "install", c,
+                              {{"operation", *op_id},
+                               {"from", rep.from_version},
+                               {"to", v},
+                               {"result", "done"},
+                               {"bytes_fetched", rep.bytes_fetched},
+                               {"seconds", rep.seconds}}));
     return {};
   }));
 #undef MUP_STEP
@@ -692,8 +640,7 @@ Result<SwitchReport> Node::switch_to(const std::string& kind, const std::string&
       json d = {{"operation", *op_id}, {"from", rep.from_version}, {"to", v}, {"result", result}};
       if (!err.empty()) d["error"] = err;
       if (!restore_snapshot.empty()) d["restored_snapshot"] = restore_snapshot;
-      auto a = db_->append_audit(opts_.actor, kind, c, d);
-      if (!a) return tl::unexpected(a.error());
+      MUP_TRY(db_->append_audit(opts_.actor, kind, c, d));
       return {};
     });
   };
@@ -752,8 +699,7 @@ Status Node::pin(const std::string& c, const std::optional<std::string>& v) {
   MUP_TRY(store_.pin(c, v));
   return db_->transaction([&]() -> Status {
     MUP_TRY(reconcile(c));
-    auto a = db_->append_audit(opts_.actor, v ? "pin" : "unpin", c, {{"version", opt_str(v)}});
-    if (!a) return tl::unexpected(a.error());
+    MUP_TRY(db_->append_audit(opts_.actor, v ? "pin" : "unpin", c, {{"version", opt_str(v)}}));
     return {};
   });
 }
@@ -775,12 +721,11 @@ Result<GcReport> Node::gc(const GcOptions& o) {
       for (const auto& [c, v] : rep->removed) removed.push_back(c + "@" + v);
     MUP_TRY(db_->finish_operation(*op_id, rep ? "done" : "failed", 0,
                                   rep ? "" : rep.error().message()));
-    auto a = db_->append_audit(opts_.actor, "gc", "",
-                               {{"operation", *op_id},
-                                {"removed", removed},
-                                {"result", rep ? "done" : "failed"},
-                                {"bytes_freed", rep ? rep->bytes_freed : 0}});
-    if (!a) return tl::unexpected(a.error());
+    MUP_TRY(db_->append_audit(opts_.actor, "gc", "",
+                              {{"operation", *op_id},
+                               {"removed", removed},
+                               {"result", rep ? "done" : "failed"},
+                               {"bytes_freed", rep ? rep->bytes_freed : 0}}));
     return {};
   }));
   return rep;
@@ -793,9 +738,8 @@ Result<json> Node::snapshot_create(const std::string& c, const std::string& labe
   if (!s) return tl::unexpected(s.error());
   MUP_TRY(db_->transaction([&]() -> Status {
     MUP_TRY(db_->add_snapshot(snapshot_row(*s)));
-    auto a = db_->append_audit(opts_.actor, "snapshot-create", c,
-                               {{"snapshot", s->id}, {"content_hash", s->content_hash}});
-    if (!a) return tl::unexpected(a.error());
+    MUP_TRY(db_->append_audit(opts_.actor, "snapshot-create", c,
+                              {{"snapshot", s->id}, {"content_hash", s->content_hash}}));
     return {};
   }));
   return json{{"id", s->id},
@@ -820,9 +764,8 @@ Result<json> Node::snapshot_create_system(const std::string& label) {
       MUP_TRY(db_->add_snapshot(snapshot_row(m)));
       ids.push_back(m.id);
     }
-    auto a = db_->append_audit(opts_.actor, "snapshot-create-system", "",
-                               {{"snapshot", s->id}, {"members", ids}});
-    if (!a) return tl::unexpected(a.error());
+    MUP_TRY(db_->append_audit(opts_.actor, "snapshot-create-system", "",
+                              {{"snapshot", s->id}, {"members", ids}}));
     return {};
   }));
   return json{{"id", s->id}, {"members", ids}};
@@ -850,9 +793,8 @@ Status Node::snapshot_restore(const std::string& id) {
       system ? snapshots_->restore_system(id) : snapshots_->restore(id, state_dir(component));
   return db_->transaction([&]() -> Status {
     MUP_TRY(db_->finish_operation(*op_id, s ? "done" : "failed", 0, s ? "" : s.error().message()));
-    auto a = db_->append_audit(opts_.actor, "snapshot-restore", component,
-                               {{"snapshot", id}, {"result", s ? "done" : "failed"}});
-    if (!a) return tl::unexpected(a.error());
+    MUP_TRY(db_->append_audit(opts_.actor, "snapshot-restore", component,
+                              {{"snapshot", id}, {"result", s ? "done" : "failed"}}));
     return s;
   });
 }
@@ -861,8 +803,7 @@ Status Node::snapshot_delete(const std::string& id) {
   MUP_TRY(snapshots_->remove(id));
   return db_->transaction([&]() -> Status {
     MUP_TRY(db_->delete_snapshot(id));
-    auto a = db_->append_audit(opts_.actor, "snapshot-delete", "", {{"snapshot", id}});
-    if (!a) return tl::unexpected(a.error());
+    MUP_TRY(db_->append_audit(opts_.actor, "snapshot-delete", "", {{"snapshot", id}}));
     return {};
   });
 }
@@ -879,8 +820,7 @@ Status Node::create_audit_key() {
       fs::write_file_atomic(p, {reinterpret_cast<const uint8_t*>(pem.data()), pem.size()}, 0600));
   audit_public_ = key->public_key();
   db_->set_audit_key(std::move(*key));
-  auto a = db_->append_audit(opts_.actor, "audit-key-created", "", nullptr);
-  if (!a) return tl::unexpected(a.error());
+  MUP_TRY(db_->append_audit(opts_.actor, "audit-key-created", "", nullptr));
   return {};
 }
 
