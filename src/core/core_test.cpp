@@ -1,10 +1,17 @@
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <fstream>
+#include <initializer_list>
+#include <sstream>
+#include <utility>
 
 #include "core/bytes.hpp"
+#include "core/fault.hpp"
 #include "core/fs.hpp"
 #include "core/parallel.hpp"
 #include "core/sha256.hpp"
@@ -164,6 +171,176 @@ TEST(Error, ContextPrepends) {
   Error e(Errc::corrupt, "bad chunk");
   EXPECT_EQ(e.context("while unpacking").message(), "while unpacking: bad chunk");
   EXPECT_EQ(errc_name(e.code()), "corrupt");
+}
+
+// --- Fault points ---------------------------------------------------------------------
+
+// Sets exactly the given MUP_FAULT_* variables for the life of the object (the others are
+// unset) and makes the fault points read them again, with every hit count back at 0.
+class FaultEnv {
+ public:
+  FaultEnv(std::initializer_list<std::pair<const char*, std::string>> vars) {
+    clear();
+    for (const auto& [k, v] : vars) ::setenv(k, v.c_str(), 1);
+    fault::reload_config_for_testing();
+  }
+  ~FaultEnv() {
+    clear();
+    fault::reload_config_for_testing();
+  }
+  FaultEnv(const FaultEnv&) = delete;
+  FaultEnv& operator=(const FaultEnv&) = delete;
+
+ private:
+  static void clear() {
+    for (const char* k : {"MUP_FAULT_AT", "MUP_FAULT_AFTER", "MUP_FAULT_ACTION", "MUP_FAULT_LIST"})
+      ::unsetenv(k);
+  }
+};
+
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+#define SKIP_WITHOUT_FAULT_POINTS() \
+  if (!fault::enabled()) GTEST_SKIP() << "built with -DMUP_FAULT_POINTS=OFF"
+
+TEST(FaultPoint, ActsAtExactlyTheNthHitAndNotAfter) {
+  SKIP_WITHOUT_FAULT_POINTS();
+  FaultEnv env({{"MUP_FAULT_AT", "test.write"}, {"MUP_FAULT_AFTER", "2"}});
+  EXPECT_TRUE(fault::point("test.write"));
+  EXPECT_TRUE(fault::point("test.write"));
+  auto hit = fault::point("test.write");
+  ASSERT_FALSE(hit);
+  EXPECT_EQ(hit.error().code(), Errc::no_space);
+  EXPECT_EQ(hit.error().message(), "injected fault at test.write hit 2: no space left on device");
+  EXPECT_TRUE(fault::point("test.write")) << "later hits (cleanup paths) pass";
+  EXPECT_TRUE(fault::point("test.write"));
+}
+
+TEST(FaultPoint, DefaultsToTheFirstHit) {
+  SKIP_WITHOUT_FAULT_POINTS();
+  FaultEnv env({{"MUP_FAULT_AT", "test.p"}});
+  EXPECT_FALSE(fault::point("test.p"));
+  EXPECT_TRUE(fault::point("test.p"));
+  EXPECT_TRUE(fault::point("test.other"));
+}
+
+TEST(FaultPoint, CountsHitsPerPoint) {
+  SKIP_WITHOUT_FAULT_POINTS();
+  FaultEnv env({{"MUP_FAULT_AT", "test.b"}, {"MUP_FAULT_AFTER", "1"}});
+  EXPECT_TRUE(fault::point("test.a"));   // a 0
+  EXPECT_TRUE(fault::point("test.b"));   // b 0
+  EXPECT_TRUE(fault::point("test.a"));   // a 1: another point's hits do not count
+  EXPECT_TRUE(fault::point("test.a"));   // a 2
+  EXPECT_FALSE(fault::point("test.b"));  // b 1
+  EXPECT_TRUE(fault::point("test.a"));
+}
+
+TEST(FaultPoint, ReloadForgetsHits) {
+  SKIP_WITHOUT_FAULT_POINTS();
+  FaultEnv env({{"MUP_FAULT_AT", "test.p"}});
+  EXPECT_FALSE(fault::point("test.p"));
+  fault::reload_config_for_testing();
+  EXPECT_FALSE(fault::point("test.p")) << "hit 0 again";
+}
+
+TEST(FaultPoint, ListFileHasOneLinePerHit) {
+  SKIP_WITHOUT_FAULT_POINTS();
+  test::ScratchDir dir;
+  const auto list = dir / "points";
+  test::write_file(list, std::string("earlier 0\n"));  // appended to, not truncated
+  {
+    FaultEnv env({{"MUP_FAULT_LIST", list.string()}});
+    EXPECT_TRUE(fault::point("test.a"));
+    EXPECT_TRUE(fault::point("test.b"));
+    EXPECT_TRUE(fault::point("test.a"));
+  }
+  EXPECT_EQ(slurp(list), "earlier 0\ntest.a 0\ntest.b 0\ntest.a 1\n");
+}
+
+TEST(FaultPoint, ListLineOfTheFailingHitIsWritten) {
+  SKIP_WITHOUT_FAULT_POINTS();
+  test::ScratchDir dir;
+  const auto list = dir / "points";
+  {
+    FaultEnv env(
+        {{"MUP_FAULT_LIST", list.string()}, {"MUP_FAULT_AT", "test.a"}, {"MUP_FAULT_AFTER", "1"}});
+    EXPECT_TRUE(fault::point("test.a"));
+    EXPECT_FALSE(fault::point("test.a"));
+    EXPECT_TRUE(fault::point("test.a"));
+  }
+  EXPECT_EQ(slurp(list), "test.a 0\ntest.a 1\ntest.a 2\n");
+}
+
+TEST(FaultPoint, UnopenableListFailsLoudly) {
+  SKIP_WITHOUT_FAULT_POINTS();
+  test::ScratchDir dir;
+  FaultEnv env({{"MUP_FAULT_LIST", (dir / "no" / "such" / "dir").string()}});
+  auto r = fault::point("test.a");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("MUP_FAULT_LIST"), std::string::npos) << r.error().message();
+}
+
+TEST(FaultPoint, BadActionOrAfterIsNamed) {
+  SKIP_WITHOUT_FAULT_POINTS();
+  {
+    FaultEnv env({{"MUP_FAULT_AT", "test.a"}, {"MUP_FAULT_ACTION", "explode"}});
+    auto r = fault::point("test.a");
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error().code(), Errc::invalid_argument);
+    EXPECT_NE(r.error().message().find("MUP_FAULT_ACTION=explode"), std::string::npos);
+  }
+  FaultEnv env({{"MUP_FAULT_AT", "test.a"}, {"MUP_FAULT_AFTER", "two"}});
+  auto r = fault::point("test.a");
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("MUP_FAULT_AFTER=two"), std::string::npos);
+}
+
+// kill and powercut end the process, so they run in a death-test child.
+TEST(FaultPointDeathTest, KillAtTheHitAfterItsListLine) {
+  SKIP_WITHOUT_FAULT_POINTS();
+  test::ScratchDir dir;
+  const auto list = dir / "points";
+  EXPECT_EXIT(
+      {
+        FaultEnv env({{"MUP_FAULT_LIST", list.string()},
+                      {"MUP_FAULT_AT", "test.k"},
+                      {"MUP_FAULT_AFTER", "1"},
+                      {"MUP_FAULT_ACTION", "kill"}});
+        (void)fault::point("test.k");
+        (void)fault::point("test.other");
+        (void)fault::point("test.k");
+        std::_Exit(0);
+      },
+      ::testing::KilledBySignal(SIGKILL), "");
+  EXPECT_EQ(slurp(list), "test.k 0\ntest.other 0\ntest.k 1\n");
+}
+
+TEST(FaultPointDeathTest, PowerCutRunsTheHooksThenKills) {
+  SKIP_WITHOUT_FAULT_POINTS();
+  test::ScratchDir dir;
+  const auto list = dir / "points";
+  const auto lost = dir / "lost";
+  EXPECT_EXIT(
+      {
+        fault::on_power_cut([&] { test::write_file(lost, std::string("first")); });
+        fault::on_power_cut([&] {
+          std::ofstream(lost, std::ios::app) << " second";
+          (void)fault::point("test.in_hook");  // a hook may pass fault points itself
+        });
+        FaultEnv env({{"MUP_FAULT_LIST", list.string()},
+                      {"MUP_FAULT_AT", "test.p"},
+                      {"MUP_FAULT_ACTION", "powercut"}});
+        (void)fault::point("test.p");
+        std::_Exit(0);
+      },
+      ::testing::KilledBySignal(SIGKILL), "");
+  EXPECT_EQ(slurp(lost), "first second") << "hooks ran, in order";
+  EXPECT_EQ(slurp(list), "test.p 0\ntest.in_hook 0\n");
 }
 
 }  // namespace
