@@ -8,9 +8,11 @@
 #include <fstream>
 #include <initializer_list>
 #include <sstream>
+#include <thread>
 #include <utility>
 
 #include "core/bytes.hpp"
+#include "core/clock.hpp"
 #include "core/fault.hpp"
 #include "core/fs.hpp"
 #include "core/parallel.hpp"
@@ -171,6 +173,73 @@ TEST(Error, ContextPrepends) {
   Error e(Errc::corrupt, "bad chunk");
   EXPECT_EQ(e.context("while unpacking").message(), "while unpacking: bad chunk");
   EXPECT_EQ(errc_name(e.code()), "corrupt");
+}
+
+// --- Clock ---------------------------------------------------------------------------
+
+TEST(FakeClock, AdvanceMovesWallAndMonotonicTogether) {
+  FakeClock clock(1'700'000'000'123);
+  EXPECT_EQ(clock.wall_ms(), 1'700'000'000'123);
+  EXPECT_EQ(clock.wall_s(), 1'700'000'000);
+  const auto t0 = clock.monotonic();
+  EXPECT_NE(t0, std::chrono::steady_clock::time_point()) << "not mistaken for an unset time";
+  clock.advance(std::chrono::milliseconds(1'500));
+  EXPECT_EQ(clock.wall_ms(), 1'700'000'001'623);
+  EXPECT_EQ(clock.monotonic() - t0, std::chrono::milliseconds(1'500));
+  clock.advance(std::chrono::microseconds(600));  // below a millisecond: kept, not lost
+  clock.advance(std::chrono::microseconds(600));
+  EXPECT_EQ(clock.wall_ms(), 1'700'000'001'624);
+  EXPECT_EQ(clock.monotonic() - t0, std::chrono::microseconds(1'501'200));
+}
+
+TEST(FakeClock, SetWallJumpsTheWallClockOnly) {
+  FakeClock clock;
+  EXPECT_EQ(clock.wall_ms(), FakeClock::kDefaultWallMs);
+  const auto t0 = clock.monotonic();
+  clock.set_wall_ms(1'000);  // an NTP step back to 1970
+  EXPECT_EQ(clock.wall_ms(), 1'000);
+  EXPECT_EQ(clock.monotonic(), t0);
+  clock.advance(std::chrono::seconds(2));
+  EXPECT_EQ(clock.wall_ms(), 3'000);
+  EXPECT_EQ(clock.monotonic() - t0, std::chrono::seconds(2));
+}
+
+TEST(FakeClock, WholeSecondsRoundDownBeforeTheEpoch) {
+  FakeClock clock(-1);
+  EXPECT_EQ(clock.wall_s(), -1);
+  clock.set_wall_ms(-1'000);
+  EXPECT_EQ(clock.wall_s(), -1);
+  clock.set_wall_ms(999);
+  EXPECT_EQ(clock.wall_s(), 0);
+}
+
+TEST(FakeClock, IsSafeToAdvanceFromManyThreads) {
+  FakeClock clock(0);
+  const auto t0 = clock.monotonic();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 10'000; ++i) {
+        clock.advance(std::chrono::milliseconds(1));
+        (void)clock.wall_ms();
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(clock.wall_ms(), 40'000);
+  EXPECT_EQ(clock.monotonic() - t0, std::chrono::seconds(40));
+}
+
+TEST(SystemClock, ReadsTheRealClocks) {
+  const Clock& clock = system_clock();
+  EXPECT_EQ(&clock, &system_clock());
+  using namespace std::chrono;
+  const int64_t real_ms =
+      duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+  EXPECT_LE(std::abs(clock.wall_ms() - real_ms), 5'000);
+  const auto a = clock.monotonic();
+  const auto b = clock.monotonic();
+  EXPECT_LE(a, b);
+  EXPECT_LE(std::abs(clock.wall_s() - clock.wall_ms() / 1000), 1);
 }
 
 // --- Fault points ---------------------------------------------------------------------

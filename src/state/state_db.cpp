@@ -5,7 +5,6 @@
 
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdlib>
 #include <system_error>
 #include <utility>
@@ -85,8 +84,7 @@ Result<nlohmann::json> as_object(const nlohmann::json& detail, std::string_view 
 }  // namespace
 
 int64_t system_now_ms() {
-  using namespace std::chrono;
-  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+  return system_clock().wall_ms();
 }
 
 std::string current_actor() {
@@ -112,6 +110,10 @@ StateDb::~StateDb() {
 
 const stdfs::path& StateDb::path() const {
   return conn_->path();
+}
+
+Result<StateDb> StateDb::open(const stdfs::path& path, const Clock& clock) {
+  return open(path, [&clock] { return clock.wall_ms(); });
 }
 
 Result<StateDb> StateDb::open(const stdfs::path& path, NowMs now) {

@@ -43,6 +43,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/clock.hpp"
 #include "core/error.hpp"
 #include "crypto/crypto.hpp"
 
@@ -52,7 +53,8 @@ namespace detail {
 class Conn;
 }
 
-// The clock seam: returns Unix milliseconds. Empty means the system clock.
+// The clock seam: returns Unix milliseconds. Empty means the system clock. New code passes
+// a mup::Clock to open() instead.
 using NowMs = std::function<int64_t()>;
 int64_t system_now_ms();
 
@@ -142,6 +144,9 @@ class StateDb {
   // migrations. Errc::unsupported for a database from a newer mup; Errc::corrupt for a
   // file that is not a database.
   [[nodiscard]] static Result<StateDb> open(const std::filesystem::path& path, NowMs now = {});
+  // The same, with times from `clock`'s wall_ms(). The StateDb borrows the clock: it must
+  // outlive the StateDb.
+  [[nodiscard]] static Result<StateDb> open(const std::filesystem::path& path, const Clock& clock);
 
   StateDb(StateDb&&) noexcept;
   StateDb& operator=(StateDb&&) noexcept;

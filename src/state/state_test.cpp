@@ -133,6 +133,20 @@ TEST_F(StateTest, RefusesDatabaseFromNewerMup) {
   EXPECT_NE(db.error().message().find("newer mup"), std::string::npos);
 }
 
+TEST_F(StateTest, TimesComeFromTheCoreClockGivenToOpen) {
+  mup::FakeClock clock(1'234'000);
+  auto db = StateDb::open(path_, clock);
+  ASSERT_TRUE(db) << db.error().message();
+  auto id = db->begin_operation(op("install", "web", "2.1.0"));
+  ASSERT_TRUE(id);
+  clock.advance(std::chrono::seconds(5));
+  ASSERT_OK(db->finish_operation(*id, "done"));
+  auto rec = db->operation(*id);
+  ASSERT_TRUE(rec && *rec);
+  EXPECT_EQ((*rec)->started_at_ms, 1'234'000);
+  EXPECT_EQ((*rec)->finished_at_ms, 1'239'000);
+}
+
 TEST_F(StateTest, WalModeAndIntegrityCheck) {
   StateDb db = open_db();
   RawDb raw(path_);

@@ -4,10 +4,6 @@
 
 namespace mup::tuf {
 
-int64_t SystemClock::now() const {
-  return static_cast<int64_t>(::time(nullptr));
-}
-
 namespace {
 
 int days_in_month(int y, int m) {
