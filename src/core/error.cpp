@@ -20,6 +20,36 @@ std::string_view errc_name(Errc c) {
   return "unknown";
 }
 
+namespace {
+std::string_view core_code_name(int v) {
+  return errc_name(static_cast<Errc>(v));
+}
+}  // namespace
+
+const ErrorCategory& core_category() {
+  static const ErrorCategory c{"core", &core_code_name};
+  return c;
+}
+
+std::string Error::code_string() const {
+  return std::string(category().name) + "." + std::string(category().code_name(value()));
+}
+
+Error Error::followed_by(Error cleanup) const {
+  Error e = *this;
+  e.message_ += "; and then, while cleaning up: " + cleanup.message();
+  auto list = followed_ ? std::make_shared<std::vector<Error>>(*followed_)
+                        : std::make_shared<std::vector<Error>>();
+  list->push_back(std::move(cleanup));
+  e.followed_ = std::move(list);
+  return e;
+}
+
+const std::vector<Error>& Error::followed() const {
+  static const std::vector<Error> none;
+  return followed_ ? *followed_ : none;
+}
+
 tl::unexpected<Error> fail_errno(std::string_view op, std::string_view what, int err) {
   Errc code = Errc::io;
   if (err == ENOENT) code = Errc::not_found;
