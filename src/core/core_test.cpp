@@ -9,6 +9,7 @@
 #include <initializer_list>
 #include <sstream>
 #include <thread>
+#include <type_traits>
 #include <utility>
 
 #include "core/bytes.hpp"
@@ -173,6 +174,93 @@ TEST(Error, ContextPrepends) {
   Error e(Errc::corrupt, "bad chunk");
   EXPECT_EQ(e.context("while unpacking").message(), "while unpacking: bad chunk");
   EXPECT_EQ(errc_name(e.code()), "corrupt");
+}
+
+// A module's codes, declared as a module would (see core/error.hpp).
+namespace testmod {
+enum class Code { pinned = 1, stale = 2 };
+std::string_view code_name(int v) {
+  switch (static_cast<Code>(v)) {
+    case Code::pinned: return "pinned";
+    case Code::stale: return "stale";
+  }
+  return "";
+}
+const ErrorCategory& category() {
+  static const ErrorCategory c{"testmod", &code_name};
+  return c;
+}
+const ErrorCategory& error_category(Code) {
+  return category();
+}
+constexpr Errc errc_for(Code c) {
+  return c == Code::pinned ? Errc::invalid_argument : Errc::corrupt;
+}
+}  // namespace testmod
+
+static_assert(has_error_category<testmod::Code>);
+static_assert(has_error_category<Errc>);
+static_assert(!has_error_category<int>);
+static_assert(std::is_copy_constructible_v<Error> && std::is_copy_assignable_v<Error>);
+
+TEST(Error, PlainErrorsAreInTheCoreCategory) {
+  Error e(Errc::no_space, "disk full");
+  EXPECT_EQ(&e.category(), &core_category());
+  EXPECT_EQ(e.category().name, "core");
+  EXPECT_EQ(e.value(), static_cast<int>(Errc::no_space));
+  EXPECT_EQ(e.code_string(), "core.no_space");
+  EXPECT_TRUE(e.is(Errc::no_space));
+  EXPECT_TRUE(e.is(core_category(), static_cast<int>(Errc::no_space)));
+  EXPECT_FALSE(e.is(Errc::io));
+  EXPECT_FALSE(e.is(testmod::Code::pinned));
+  auto f = fail(Errc::busy, "locked");
+  EXPECT_EQ(f.value().code_string(), "core.busy");
+}
+
+TEST(Error, ModuleCodesCarryTheirCategoryAndAnErrc) {
+  auto r = []() -> Status { return fail(testmod::Code::pinned, "web is pinned to 2.0.0"); }();
+  ASSERT_FALSE(r);
+  const Error& e = r.error();
+  EXPECT_EQ(e.code(), Errc::invalid_argument) << "callers that know only Errc still branch";
+  EXPECT_EQ(&e.category(), &testmod::category());
+  EXPECT_EQ(e.value(), 1);
+  EXPECT_TRUE(e.is(testmod::Code::pinned));
+  EXPECT_FALSE(e.is(testmod::Code::stale));
+  EXPECT_FALSE(e.is(Errc::invalid_argument)) << "is() asks for the exact module code";
+  EXPECT_EQ(e.code_string(), "testmod.pinned");
+  EXPECT_EQ(e.message(), "web is pinned to 2.0.0");
+  Error where = e.context("while installing web");
+  EXPECT_TRUE(where.is(testmod::Code::pinned)) << "context() keeps the codes";
+  EXPECT_EQ(where.message(), "while installing web: web is pinned to 2.0.0");
+
+  Error built(Errc::corrupt, testmod::category(), 2, "index changed");
+  EXPECT_TRUE(built.is(testmod::Code::stale));
+  EXPECT_EQ(make_error(testmod::Code::stale, "x").code(), Errc::corrupt);
+  EXPECT_EQ(Error(Errc::io, testmod::category(), 42, "?").code_string(), "testmod.42")
+      << "a value without a name is printed as a number";
+}
+
+TEST(Error, CleanupFailuresAreChainedNotDropped) {
+  const Error first(Errc::no_space, "write web/2.1.0/bin/app: no space left on device");
+  Error both = first.followed_by(Error(Errc::io, "remove .web.mup-tmp.7: Device or resource busy"))
+                   .followed_by(make_error(testmod::Code::stale, "journal row 3 left running"));
+  EXPECT_EQ(both.message(),
+            "write web/2.1.0/bin/app: no space left on device; and then, while cleaning up: "
+            "remove .web.mup-tmp.7: Device or resource busy; and then, while cleaning up: "
+            "journal row 3 left running");
+  EXPECT_EQ(both.code(), Errc::no_space) << "the first error decides the code";
+  EXPECT_TRUE(both.is(Errc::no_space));
+  ASSERT_EQ(both.followed().size(), 2u);
+  EXPECT_EQ(both.followed()[0].code(), Errc::io);
+  EXPECT_TRUE(both.followed()[1].is(testmod::Code::stale));
+  EXPECT_TRUE(first.followed().empty()) << "the original is unchanged";
+  EXPECT_EQ(first.message(), "write web/2.1.0/bin/app: no space left on device");
+
+  Error copy = both;
+  EXPECT_EQ(copy.followed().size(), 2u);
+  Error moved = std::move(copy).context("while installing web 2.1.0");
+  EXPECT_EQ(moved.followed().size(), 2u);
+  EXPECT_EQ(moved.message().rfind("while installing web 2.1.0: write", 0), 0u);
 }
 
 // --- Clock ---------------------------------------------------------------------------

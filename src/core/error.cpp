@@ -2,6 +2,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
+#include <string>
 
 namespace mup {
 
@@ -21,18 +23,26 @@ std::string_view errc_name(Errc c) {
 }
 
 namespace {
-std::string_view core_code_name(int v) {
-  return errc_name(static_cast<Errc>(v));
+
+std::string_view core_code_name(int value) {
+  return errc_name(static_cast<Errc>(value));
 }
+
 }  // namespace
 
 const ErrorCategory& core_category() {
-  static const ErrorCategory c{"core", &core_code_name};
-  return c;
+  static const ErrorCategory category{"core", &core_code_name};
+  return category;
+}
+
+bool Error::is(const ErrorCategory& category, int value) const {
+  return category_ == &category && value_ == value;
 }
 
 std::string Error::code_string() const {
-  return std::string(category().name) + "." + std::string(category().code_name(value()));
+  std::string_view name = category_->code_name ? category_->code_name(value_) : "";
+  return std::string(category_->name) + "." +
+         (name.empty() ? std::to_string(value_) : std::string(name));
 }
 
 Error Error::followed_by(Error cleanup) const {
