@@ -33,6 +33,10 @@ CREATE TABLE operation_steps(
   detail TEXT NOT NULL,
   at INTEGER NOT NULL,
   PRIMARY KEY (op_id, seq)) WITHOUT ROWID;
+)sql",
+     R"sql(
+DROP TABLE operation_steps;
+DROP TABLE operations;
 )sql"},
     {2, "inventory", R"sql(
 CREATE TABLE remotes(
@@ -65,6 +69,12 @@ CREATE TABLE snapshots(
   files INTEGER NOT NULL DEFAULT 0,
   bytes INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX snapshots_by_component ON snapshots(component, created_at);
+)sql",
+     R"sql(
+DROP TABLE snapshots;
+DROP TABLE versions;
+DROP TABLE components;
+DROP TABLE remotes;
 )sql"},
     {3, "audit", R"sql(
 CREATE TABLE audit(
@@ -89,6 +99,20 @@ CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
   BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
   BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+)sql",
+     R"sql(
+DROP TRIGGER audit_no_delete;
+DROP TRIGGER audit_no_update;
+DROP TABLE audit_head;
+DROP TABLE audit;
+)sql"},
+    // Each migration's down SQL, kept in the database so that an older mup can undo what
+    // it does not know (StateDb::migrate fills it in for migrations 1-3 here).
+    {4, "down_sql", R"sql(
+ALTER TABLE schema_migrations ADD COLUMN down_sql TEXT NOT NULL DEFAULT '';
+)sql",
+     R"sql(
+ALTER TABLE schema_migrations DROP COLUMN down_sql;
 )sql"},
 };
 

@@ -81,6 +81,72 @@ Result<nlohmann::json> as_object(const nlohmann::json& detail, std::string_view 
   return detail;
 }
 
+// The migration that added schema_migrations.down_sql: from it on, each migration's row
+// carries its down SQL, and it fills in the rows of the migrations before it.
+constexpr int kDownSqlSince = 4;
+
+// Runs `body` in a write transaction of its own (BEGIN IMMEDIATE). `body` commits, or
+// returns early, and then whatever it left open is rolled back; a failed rollback is
+// chained onto body's error.
+Status run_exclusive(Conn& conn, const std::string& what, const std::function<Status()>& body) {
+  MUP_TRY(conn.exec("BEGIN IMMEDIATE", "begin " + what));
+  Status r = body();
+  if (conn.autocommit()) return r;
+  Status rolled_back = conn.exec("ROLLBACK", "roll back " + what);
+  if (!rolled_back && !r) return tl::unexpected<Error>(r.error().followed_by(rolled_back.error()));
+  return r ? rolled_back : r;
+}
+
+Status record_migration(Conn& conn, const detail::Migration& m, int64_t now_ms,
+                        const std::string& what) {
+  const bool with_down = m.version >= kDownSqlSince;
+  auto ins = Stmt::prepare(conn,
+                           with_down ? "INSERT INTO schema_migrations(version, name, applied_at, "
+                                       "down_sql) VALUES (?, ?, ?, ?)"
+                                     : "INSERT INTO schema_migrations(version, name, applied_at) "
+                                       "VALUES (?, ?, ?)",
+                           "record " + what);
+  if (!ins) return tl::unexpected<Error>(std::move(ins).error());
+  ins->bind_int(1, m.version).bind_text(2, m.name).bind_int(3, now_ms);
+  if (with_down) ins->bind_text(4, m.down);
+  return ins->run();
+}
+
+// The down SQL of the migrations from before schema_migrations could hold it.
+Status backfill_down_sql(Conn& conn, std::span<const detail::Migration> migrations,
+                         const std::string& what) {
+  for (const detail::Migration& m : migrations) {
+    if (m.version >= kDownSqlSince) break;
+    auto up = Stmt::prepare(
+        conn, "UPDATE schema_migrations SET down_sql = ? WHERE version = ?",
+        "store the down SQL of migration " + std::to_string(m.version) + " in " + what);
+    if (!up) return tl::unexpected<Error>(std::move(up).error());
+    MUP_TRY(up->bind_text(1, m.down).bind_int(2, m.version).run());
+  }
+  return {};
+}
+
+// The down SQL stored for version `v`; empty when there is none. The statement is done
+// when this returns (an open statement would make DROP TABLE fail).
+Result<std::string> stored_down_sql(Conn& conn, int v, const std::string& what) {
+  auto st = Stmt::prepare(conn, "SELECT down_sql FROM schema_migrations WHERE version = ?",
+                          "read the down SQL for " + what);
+  if (!st) return tl::unexpected<Error>(std::move(st).error());
+  auto row = st->bind_int(1, v).step();
+  if (!row) return tl::unexpected<Error>(std::move(row).error());
+  return *row ? st->col_text(0) : std::string();
+}
+
+tl::unexpected<Error> newer_schema_error(const stdfs::path& path, int version, int latest,
+                                         const std::string& why) {
+  return fail(Errc::unsupported,
+              "state database " + path.string() + " has schema version " + std::to_string(version) +
+                  ", from a newer mup (this one knows versions up to " + std::to_string(latest) +
+                  "), and " + why +
+                  ", so this mup cannot migrate it down. Run the newer mup again, or restore a "
+                  "backup of the state database taken before it was upgraded");
+}
+
 }  // namespace
 
 int64_t system_now_ms() {
@@ -117,6 +183,16 @@ Result<StateDb> StateDb::open(const stdfs::path& path, const Clock& clock) {
 }
 
 Result<StateDb> StateDb::open(const stdfs::path& path, NowMs now) {
+  return open_impl(path, std::move(now), detail::migrations());
+}
+
+Result<StateDb> StateDb::open_with_migrations_for_testing(
+    const stdfs::path& path, NowMs now, std::span<const detail::Migration> migrations) {
+  return open_impl(path, std::move(now), migrations);
+}
+
+Result<StateDb> StateDb::open_impl(const stdfs::path& path, NowMs now,
+                                   std::span<const detail::Migration> migrations) {
   std::error_code ec;
   if (stdfs::path dir = path.parent_path(); !dir.empty() && !stdfs::is_directory(dir, ec))
     return fail(Errc::not_found, "state database " + path.string() + ": directory " + dir.string() +
@@ -125,17 +201,11 @@ Result<StateDb> StateDb::open(const stdfs::path& path, NowMs now) {
   if (!conn) return tl::unexpected<Error>(std::move(conn).error());
   StateDb db(std::move(*conn), std::move(now));
 
-  // Refuse a newer schema before changing anything in the file.
   auto version = read_user_version(*db.conn_);
   if (!version) return tl::unexpected<Error>(std::move(version).error());
-  if (*version > latest_schema_version())
-    return fail(Errc::unsupported,
-                "state database " + path.string() + " has schema version " +
-                    std::to_string(*version) + " but this mup knows versions up to " +
-                    std::to_string(latest_schema_version()) +
-                    ": it was written by a newer mup. Upgrade mup (downgrading the state "
-                    "database is not supported), or restore a backup written by this version");
   db.schema_version_ = *version;
+  // Refuse a newer schema that cannot be migrated down before changing anything in the file.
+  if (*version > migrations.back().version) MUP_TRY(db.check_down_sql(migrations.back().version));
 
   {
     // In its own scope: a statement still open would block the migrations' COMMIT.
@@ -150,19 +220,19 @@ Result<StateDb> StateDb::open(const stdfs::path& path, NowMs now) {
                                          "); put --root on a local filesystem");
   }
   MUP_TRY(db.conn_->exec("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON", "set pragmas"));
-  MUP_TRY(db.migrate());
+  MUP_TRY(db.migrate(migrations));
   return db;
 }
 
 // Each migration in its own transaction, which also records it. The write lock is taken
 // first and the version read again under it, so two processes opening a fresh database
 // at once apply each migration exactly once.
-Status StateDb::migrate() {
-  for (const detail::Migration& m : detail::migrations()) {
+Status StateDb::migrate(std::span<const detail::Migration> migrations) {
+  MUP_TRY(downgrade(migrations.back().version));
+  for (const detail::Migration& m : migrations) {
     if (m.version <= schema_version_) continue;
     std::string what = "schema migration " + std::to_string(m.version) + " (" + m.name + ")";
-    MUP_TRY(conn_->exec("BEGIN IMMEDIATE", "begin " + what));
-    auto apply = [&]() -> Status {
+    MUP_TRY(run_exclusive(*conn_, what, [&]() -> Status {
       auto current = read_user_version(*conn_);
       if (!current) return tl::unexpected<Error>(std::move(current).error());
       if (*current >= m.version) return {};  // another process applied it meanwhile
@@ -171,19 +241,71 @@ Status StateDb::migrate() {
                       "name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
                       "create schema_migrations for " + what));
       MUP_TRY(conn_->exec(m.sql, "apply " + what));
-      auto ins = Stmt::prepare(
-          *conn_, "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, ?)",
-          "record " + what);
-      if (!ins) return tl::unexpected<Error>(std::move(ins).error());
-      MUP_TRY(ins->bind_int(1, m.version).bind_text(2, m.name).bind_int(3, now_ms()).run());
+      MUP_TRY(record_migration(*conn_, m, now_ms(), what));
+      if (m.version == kDownSqlSince) MUP_TRY(backfill_down_sql(*conn_, migrations, what));
       MUP_TRY(conn_->exec("PRAGMA user_version = " + std::to_string(m.version),
                           "set schema version for " + what));
       MUP_TRY(fault::point("state.migrate"));
       return conn_->exec("COMMIT", "commit " + what);
-    };
-    Status r = apply();
-    if (!conn_->autocommit()) (void)conn_->exec("ROLLBACK", "roll back " + what);
-    if (!r) return tl::unexpected<Error>(std::move(r).error());
+    }));
+    auto now_version = read_user_version(*conn_);
+    if (!now_version) return tl::unexpected<Error>(std::move(now_version).error());
+    schema_version_ = *now_version;
+  }
+  return {};
+}
+
+// The database is at a version above `latest` (the newest this build knows): is there a
+// stored down SQL for each version in between? Reads only.
+Status StateDb::check_down_sql(int latest) {
+  auto st = Stmt::prepare(*conn_,
+                          "SELECT version FROM schema_migrations WHERE version > ? AND "
+                          "version <= ? AND down_sql != '' ORDER BY version",
+                          "read the stored down migrations");
+  if (!st)
+    return newer_schema_error(
+        path(), schema_version_, latest,
+        "its schema_migrations table keeps no down SQL (" + st.error().message() + ")");
+  st->bind_int(1, latest).bind_int(2, schema_version_);
+  int expect = latest + 1;
+  for (;;) {
+    auto row = st->step();
+    if (!row) return tl::unexpected<Error>(std::move(row).error());
+    if (!*row || st->col_int(0) != expect) break;
+    ++expect;
+  }
+  if (expect > schema_version_) return {};
+  return newer_schema_error(path(), schema_version_, latest,
+                            "it holds no down SQL for version " + std::to_string(expect));
+}
+
+// mup was rolled back past the schema of its database: undo each newer migration with the
+// down SQL that the newer mup stored, newest first, each in a transaction that also drops
+// its record and lowers user_version. As for migrate(), the version is read again under
+// the write lock.
+Status StateDb::downgrade(int latest) {
+  while (schema_version_ > latest) {
+    const int v = schema_version_;
+    std::string what = "schema downgrade of version " + std::to_string(v);
+    MUP_TRY(run_exclusive(*conn_, what, [&]() -> Status {
+      auto current = read_user_version(*conn_);
+      if (!current) return tl::unexpected<Error>(std::move(current).error());
+      if (*current != v) return {};  // another process moved it meanwhile
+      auto down = stored_down_sql(*conn_, v, what);
+      if (!down) return tl::unexpected<Error>(std::move(down).error());
+      if (down->empty())
+        return newer_schema_error(path(), v, latest,
+                                  "it holds no down SQL for version " + std::to_string(v));
+      MUP_TRY(conn_->exec(*down, "apply " + what));
+      auto del = Stmt::prepare(*conn_, "DELETE FROM schema_migrations WHERE version = ?",
+                               "forget " + what);
+      if (!del) return tl::unexpected<Error>(std::move(del).error());
+      MUP_TRY(del->bind_int(1, v).run());
+      MUP_TRY(conn_->exec("PRAGMA user_version = " + std::to_string(v - 1),
+                          "set schema version for " + what));
+      MUP_TRY(fault::point("state.downgrade"));
+      return conn_->exec("COMMIT", "commit " + what);
+    }));
     auto now_version = read_user_version(*conn_);
     if (!now_version) return tl::unexpected<Error>(std::move(now_version).error());
     schema_version_ = *now_version;

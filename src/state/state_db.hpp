@@ -12,14 +12,17 @@
 //     each append, so removing records from the end is detected too.
 //
 // Schema changes are numbered migrations, each applied in its own transaction and
-// recorded in `schema_migrations(version, name, applied_at)` and PRAGMA user_version. A
-// database written by a newer mup (user_version above what this build knows) is refused.
+// recorded in `schema_migrations(version, name, applied_at, down_sql)` and PRAGMA
+// user_version. A database migrated by a newer mup (user_version above what this build
+// knows: mup itself was rolled back) is migrated down with the down SQL that the newer
+// mup stored in it, newest version first, one transaction per version (see schema.hpp).
 //
 // Every call is one transaction of its own unless the caller groups calls with
 // begin()/commit() or transaction(); groups nest (inner levels are savepoints). Callers
 // that change state and audit it write both in one transaction(), e.g. finish_operation
 // and append_audit. The fault point "state.commit" sits before every outermost commit,
-// "state.migrate" before every migration commit.
+// "state.migrate" before every migration commit, "state.downgrade" before every
+// downgrade commit.
 //
 // Times are Unix milliseconds from the clock given to open(). Lists are newest first,
 // except unfinished_operations() (oldest first, the order to resume them in) and steps().
@@ -39,6 +42,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -46,6 +50,7 @@
 #include "core/clock.hpp"
 #include "core/error.hpp"
 #include "crypto/crypto.hpp"
+#include "state/schema.hpp"
 
 namespace mup::state {
 
@@ -141,12 +146,18 @@ class StateDb {
   static int latest_schema_version();
 
   // Opens (creating) the database at `path`; its directory must exist. Applies pending
-  // migrations. Errc::unsupported for a database from a newer mup; Errc::corrupt for a
-  // file that is not a database.
+  // migrations, or the stored down migrations of a database from a newer mup.
+  // Errc::unsupported for a newer database that lacks the down SQL of a version above
+  // this build's (nothing is changed then); Errc::corrupt for a file that is not a
+  // database.
   [[nodiscard]] static Result<StateDb> open(const std::filesystem::path& path, NowMs now = {});
   // The same, with times from `clock`'s wall_ms(). The StateDb borrows the clock: it must
   // outlive the StateDb.
   [[nodiscard]] static Result<StateDb> open(const std::filesystem::path& path, const Clock& clock);
+  // Test seam: opens as a build whose migrations are `migrations` (e.g. this build's plus
+  // one, to act as a newer mup). They must number 1, 2, ... without gaps.
+  [[nodiscard]] static Result<StateDb> open_with_migrations_for_testing(
+      const std::filesystem::path& path, NowMs now, std::span<const detail::Migration> migrations);
 
   StateDb(StateDb&&) noexcept;
   StateDb& operator=(StateDb&&) noexcept;
@@ -221,7 +232,11 @@ class StateDb {
 
  private:
   StateDb(std::unique_ptr<detail::Conn> conn, NowMs now);
-  [[nodiscard]] Status migrate();
+  [[nodiscard]] static Result<StateDb> open_impl(const std::filesystem::path& path, NowMs now,
+                                                 std::span<const detail::Migration> migrations);
+  [[nodiscard]] Status migrate(std::span<const detail::Migration> migrations);
+  [[nodiscard]] Status check_down_sql(int latest);
+  [[nodiscard]] Status downgrade(int latest);
   int64_t now_ms() const { return now_(); }
 
   std::unique_ptr<detail::Conn> conn_;

@@ -6,7 +6,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -117,20 +120,115 @@ TEST_F(StateTest, MigrationsApplyOnceAndReopenIsIdempotent) {
   EXPECT_EQ(*db.remote_url("origin"), "https://repo.example/") << "data kept";
 }
 
-TEST_F(StateTest, RefusesDatabaseFromNewerMup) {
+TEST_F(StateTest, EveryAppliedMigrationKeepsItsDownSql) {
   { open_db(); }
-  const int newer = StateDb::latest_schema_version() + 5;
+  RawDb raw(path_);
+  EXPECT_EQ(raw.scalar("SELECT COUNT(*) FROM schema_migrations WHERE down_sql = ''"), "0");
+  for (const detail::Migration& m : detail::migrations())
+    EXPECT_EQ(raw.scalar("SELECT down_sql FROM schema_migrations WHERE version = " +
+                         std::to_string(m.version)),
+              m.down)
+        << "migration " << m.version;
+}
+
+// --- Downgrades: a newer mup migrated the database, then mup was rolled back ----------
+
+// This build's migrations and `extra`, as a newer build would have them.
+std::vector<detail::Migration> newer_build(std::vector<detail::Migration> extra) {
+  std::vector<detail::Migration> all(detail::migrations().begin(), detail::migrations().end());
+  all.insert(all.end(), extra.begin(), extra.end());
+  return all;
+}
+
+// Two migrations of a newer build; undoing them oldest first would fail (the second's down
+// SQL needs the table the first one's drops).
+std::vector<detail::Migration> two_newer_migrations(const char* first_down = "DROP TABLE extra;") {
+  const int latest = StateDb::latest_schema_version();
+  return newer_build({
+      {latest + 1, "test_extra",
+       "CREATE TABLE extra(id INTEGER PRIMARY KEY, note TEXT NOT NULL);"
+       "INSERT INTO extra(note) VALUES ('from the newer mup');",
+       first_down},
+      {latest + 2, "test_extra_columns",
+       "ALTER TABLE extra ADD COLUMN more TEXT NOT NULL DEFAULT '';"
+       "ALTER TABLE remotes ADD COLUMN token TEXT NOT NULL DEFAULT '';",
+       "ALTER TABLE remotes DROP COLUMN token; ALTER TABLE extra DROP COLUMN more;"},
+  });
+}
+
+TEST_F(StateTest, OlderMupMigratesDownWithTheSqlTheNewerOneStored) {
+  const int latest = StateDb::latest_schema_version();
   {
+    StateDb db = open_db();
+    ASSERT_OK(db.add_remote("origin", "https://repo.example/"));
+    ASSERT_TRUE(db.append_audit("tester", "install", "web 1.0.0"));
+  }
+  const auto newer = two_newer_migrations();
+  {
+    auto db = StateDb::open_with_migrations_for_testing(path_, clock_.fn(), newer);
+    ASSERT_TRUE(db) << db.error().message();
+    EXPECT_EQ(db->schema_version(), latest + 2);
+    ASSERT_OK(db->add_remote("mirror", "https://mirror.example/"));  // written by the newer mup
+    ASSERT_TRUE(db->append_audit("tester", "install", "web 2.0.0"));
     RawDb raw(path_);
-    ASSERT_EQ(raw.exec("PRAGMA user_version = " + std::to_string(newer)), SQLITE_OK);
+    EXPECT_EQ(raw.scalar("SELECT note FROM extra"), "from the newer mup");
+    EXPECT_EQ(raw.scalar("SELECT down_sql FROM schema_migrations WHERE version = " +
+                         std::to_string(latest + 1)),
+              "DROP TABLE extra;");
+  }
+
+  StateDb db = open_db();  // this build again: mup was rolled back
+  EXPECT_EQ(db.schema_version(), latest);
+  RawDb raw(path_);
+  EXPECT_EQ(raw.scalar("PRAGMA user_version"), std::to_string(latest));
+  EXPECT_EQ(raw.scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'extra'"), "0");
+  EXPECT_EQ(raw.scalar("SELECT COUNT(*) FROM pragma_table_info('remotes') WHERE name = 'token'"),
+            "0");
+  EXPECT_EQ(raw.scalar("SELECT COUNT(*) FROM schema_migrations"), std::to_string(latest));
+  EXPECT_EQ(*db.remote_url("origin"), "https://repo.example/") << "data kept";
+  EXPECT_EQ(*db.remote_url("mirror"), "https://mirror.example/") << "also what the newer mup wrote";
+  auto report = db.verify_audit();
+  ASSERT_TRUE(report && report->ok) << report->problem;
+  EXPECT_EQ(report->records, 2u);
+  ASSERT_OK(db.integrity_check());
+
+  // And the newer mup, run again, migrates it up again.
+  auto again = StateDb::open_with_migrations_for_testing(path_, clock_.fn(), newer);
+  ASSERT_TRUE(again) << again.error().message();
+  EXPECT_EQ(again->schema_version(), latest + 2);
+}
+
+TEST_F(StateTest, RefusesANewerSchemaWithoutDownSqlAndChangesNothing) {
+  const int latest = StateDb::latest_schema_version();
+  {
+    auto db = StateDb::open_with_migrations_for_testing(path_, clock_.fn(),
+                                                        two_newer_migrations(/*first_down=*/""));
+    ASSERT_TRUE(db) << db.error().message();
   }
   auto db = StateDb::open(path_, clock_.fn());
   ASSERT_FALSE(db);
   EXPECT_EQ(db.error().code(), Errc::unsupported);
-  EXPECT_NE(db.error().message().find("schema version " + std::to_string(newer)), std::string::npos)
-      << db.error().message();
-  EXPECT_NE(db.error().message().find(path_.string()), std::string::npos);
-  EXPECT_NE(db.error().message().find("newer mup"), std::string::npos);
+  const std::string& msg = db.error().message();
+  EXPECT_NE(msg.find("schema version " + std::to_string(latest + 2)), std::string::npos) << msg;
+  EXPECT_NE(msg.find(path_.string()), std::string::npos) << msg;
+  EXPECT_NE(msg.find("newer mup"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("no down SQL for version " + std::to_string(latest + 1)), std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("restore a backup"), std::string::npos) << msg;
+  RawDb raw(path_);
+  EXPECT_EQ(raw.scalar("PRAGMA user_version"), std::to_string(latest + 2))
+      << "version " << latest + 2 << " could be undone, but is not: nothing changes";
+  EXPECT_EQ(raw.scalar("SELECT COUNT(*) FROM pragma_table_info('remotes') WHERE name = 'token'"),
+            "1");
+
+  // A version above this build's with no record at all (set by hand) is refused the same way.
+  ASSERT_EQ(raw.exec("PRAGMA user_version = " + std::to_string(latest + 5)), SQLITE_OK);
+  auto hand = StateDb::open(path_, clock_.fn());
+  ASSERT_FALSE(hand);
+  EXPECT_EQ(hand.error().code(), Errc::unsupported);
+  EXPECT_NE(hand.error().message().find("schema version " + std::to_string(latest + 5)),
+            std::string::npos)
+      << hand.error().message();
 }
 
 TEST_F(StateTest, TimesComeFromTheCoreClockGivenToOpen) {
@@ -385,6 +483,32 @@ TEST(StateCrash, KillDuringMigrationsResumesThem) {
     EXPECT_EQ(db->schema_version(), latest);
     ASSERT_OK(db->integrity_check());
     RawDb raw(dir / "state.db");
+    EXPECT_EQ(raw.scalar("SELECT COUNT(*) FROM schema_migrations"), std::to_string(latest));
+  }
+}
+
+TEST(StateCrash, KillDuringDowngradeResumesIt) {
+  if (!fault::enabled()) GTEST_SKIP() << "built with -DMUP_FAULT_POINTS=OFF";
+  const int latest = StateDb::latest_schema_version();
+  for (int k = 0; k < 2; ++k) {
+    SCOPED_TRACE("kill before downgrade commit " + std::to_string(k));
+    ScratchDir dir;
+    {
+      auto db =
+          StateDb::open_with_migrations_for_testing(dir / "state.db", {}, two_newer_migrations());
+      ASSERT_TRUE(db) << db.error().message();
+    }
+    ASSERT_EQ(run_crash_child(dir / "state.db", "state.downgrade", k), -SIGKILL);
+    {
+      RawDb raw(dir / "state.db");
+      EXPECT_EQ(raw.scalar("PRAGMA user_version"), std::to_string(latest + 2 - k));
+    }
+    auto db = StateDb::open(dir / "state.db");
+    ASSERT_TRUE(db) << db.error().message();
+    EXPECT_EQ(db->schema_version(), latest);
+    ASSERT_OK(db->integrity_check());
+    RawDb raw(dir / "state.db");
+    EXPECT_EQ(raw.scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'extra'"), "0");
     EXPECT_EQ(raw.scalar("SELECT COUNT(*) FROM schema_migrations"), std::to_string(latest));
   }
 }
@@ -648,6 +772,166 @@ TEST_F(AuditTest, SignedLogVerifiesWithTheNodeKeyOnly) {
   EXPECT_FALSE(tail->ok);
   EXPECT_EQ(tail->problem, "record 3 is not signed");
   ASSERT_OK(db_->integrity_check());
+}
+
+// --- Released schemas, frozen ---------------------------------------------------------
+//
+// testdata/schema_v<N>.sql is a database as the mup that introduced schema N wrote it,
+// holding what write_fixture_workload() writes. Each is loaded and opened by this build:
+// the migrations must apply and every row, the audit chain included, must survive.
+//
+// To freeze a schema when releasing it (one file per released schema, never edited):
+//   MUP_STATE_FIXTURE_DB=/tmp/v.db build/tests/state_test
+//       --gtest_also_run_disabled_tests --gtest_filter=DISABLED_SchemaFixture.Write
+//   { echo "-- <what it is, from which commit>"; sqlite3 /tmp/v.db .dump;
+//     echo "PRAGMA user_version=<N>;"; } > src/state/testdata/schema_v<N>.sql
+// (.dump does not carry user_version.) schema_v3.sql was written this way by 0e9889e.
+
+void write_fixture_workload(StateDb& db) {
+  ASSERT_OK(db.add_remote("origin", "https://repo.example/"));
+  OperationRecord install = op("install", "web", "1.0.0");
+  install.actor = "fixture";
+  auto id = db.begin_operation(install);
+  ASSERT_TRUE(id);
+  ASSERT_OK(db.record_step(*id, "fetch", {{"pieces", 3}}));
+  ASSERT_OK(db.record_step(*id, "activate", {{"staging", "components/web/.tmp-1"}}));
+  ASSERT_OK(db.transaction([&]() -> Status {
+    MUP_TRY(db.finish_operation(*id, "done", 4096));
+    return db.append_audit("fixture", "install", "web 1.0.0", {{"op", *id}}).map([](auto&&) {});
+  }));
+  ComponentRow c;
+  c.name = "web";
+  c.remote = "origin";
+  c.type = "service";
+  c.active_version = "1.0.0";
+  ASSERT_OK(db.upsert_component(c));
+  VersionRow v;
+  v.component = "web";
+  v.version = "1.0.0";
+  v.index_sha256 = std::string(64, 'a');
+  v.manifest = {{"name", "web"}, {"version", "1.0.0"}, {"type", "service"}};
+  v.size = 12345;
+  ASSERT_OK(db.put_version(v));
+  SnapshotRow snap;
+  snap.id = "web-20231114-abcdef";
+  snap.component = "web";
+  snap.version = "1.0.0";
+  snap.content_hash = std::string(64, 'b');
+  snap.path = "snapshots/web/web-20231114-abcdef";
+  snap.files = 2;
+  snap.bytes = 10;
+  ASSERT_OK(db.add_snapshot(snap));
+  OperationRecord upgrade = op("install", "web", "1.1.0");
+  upgrade.actor = "fixture";
+  upgrade.from_version = "1.0.0";
+  auto id2 = db.begin_operation(upgrade);
+  ASSERT_TRUE(id2);
+  ASSERT_OK(db.transaction([&]() -> Status {
+    MUP_TRY(db.finish_operation(*id2, "failed", 0, "signature check failed for targets.json"));
+    return db.append_audit("fixture", "install-failed", "web 1.1.0", {{"op", *id2}})
+        .map([](auto&&) {});
+  }));
+  ASSERT_TRUE(
+      db.append_audit("fixture", "pin", "web", {{"version", "1.0.0"}, {"note", "caf\xc3\xa9"}}));
+}
+
+TEST(DISABLED_SchemaFixture, Write) {
+  const char* path = std::getenv("MUP_STATE_FIXTURE_DB");
+  ASSERT_NE(path, nullptr) << "set MUP_STATE_FIXTURE_DB to the database file to write";
+  int64_t t = 1'700'000'000'000;
+  auto db = StateDb::open(path, [&] { return t += 1000; });
+  ASSERT_TRUE(db) << db.error().message();
+  write_fixture_workload(*db);
+}
+
+void expect_fixture_workload(StateDb& db) {
+  auto report = db.verify_audit();
+  ASSERT_TRUE(report) << report.error().message();
+  EXPECT_TRUE(report->ok) << report->problem;
+  EXPECT_EQ(report->records, 3u);
+  auto audit = db.audit();
+  ASSERT_TRUE(audit);
+  ASSERT_EQ(audit->size(), 3u);
+  EXPECT_EQ((*audit)[0].action, "pin");
+  EXPECT_EQ((*audit)[0].detail["note"], "caf\xc3\xa9");
+  EXPECT_EQ((*audit)[2].subject, "web 1.0.0");
+
+  auto hist = db.history();
+  ASSERT_TRUE(hist);
+  ASSERT_EQ(hist->size(), 2u);
+  EXPECT_EQ((*hist)[0].state, "failed");
+  EXPECT_EQ((*hist)[0].error, "signature check failed for targets.json");
+  EXPECT_EQ((*hist)[1].state, "done");
+  EXPECT_EQ((*hist)[1].bytes, 4096u);
+  EXPECT_EQ((*hist)[1].detail["staging"], "components/web/.tmp-1");
+  auto steps = db.steps((*hist)[1].id);
+  ASSERT_TRUE(steps);
+  ASSERT_EQ(steps->size(), 2u);
+  EXPECT_EQ((*steps)[0].step, "fetch");
+  EXPECT_TRUE(db.unfinished_operations()->empty());
+
+  EXPECT_EQ(*db.remote_url("origin"), "https://repo.example/");
+  auto web = db.component("web");
+  ASSERT_TRUE(web && *web);
+  EXPECT_EQ((*web)->active_version, "1.0.0");
+  EXPECT_EQ((*web)->type, "service");
+  auto versions = db.versions("web");
+  ASSERT_TRUE(versions);
+  ASSERT_EQ(versions->size(), 1u);
+  EXPECT_EQ((*versions)[0].index_sha256, std::string(64, 'a'));
+  EXPECT_EQ((*versions)[0].manifest["type"], "service");
+  EXPECT_EQ((*versions)[0].size, 12345u);
+  auto snaps = db.snapshots("web");
+  ASSERT_TRUE(snaps);
+  ASSERT_EQ(snaps->size(), 1u);
+  EXPECT_EQ((*snaps)[0].id, "web-20231114-abcdef");
+
+  // Ids go on from the fixture's, never reused (AUTOINCREMENT survived the dump).
+  auto next = db.begin_operation(op("activate", "web", "1.0.0"));
+  ASSERT_TRUE(next);
+  EXPECT_EQ(*next, 3);
+  ASSERT_TRUE(db.append_audit("tester", "activate", "web 1.0.0"));
+  EXPECT_TRUE(db.verify_audit()->ok) << "the chain goes on from the fixture's head";
+}
+
+std::vector<stdfs::path> schema_fixtures() {
+  std::vector<stdfs::path> out;
+  const stdfs::path dir = stdfs::path(__FILE__).parent_path() / "testdata";
+  std::error_code ec;
+  for (const auto& e : stdfs::directory_iterator(dir, ec))
+    if (e.path().filename().string().rfind("schema_v", 0) == 0 && e.path().extension() == ".sql")
+      out.push_back(e.path());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+TEST(SchemaFixture, EveryReleasedSchemaMigratesWithItsRowsIntact) {
+  const auto fixtures = schema_fixtures();
+  ASSERT_FALSE(fixtures.empty()) << "no testdata/schema_v*.sql beside " << __FILE__;
+  for (const stdfs::path& fixture : fixtures) {
+    SCOPED_TRACE(fixture.filename().string());
+    std::ifstream in(fixture);
+    std::stringstream sql;
+    sql << in.rdbuf();
+    ScratchDir dir;
+    {
+      RawDb raw(dir / "state.db");
+      std::string err;
+      ASSERT_EQ(raw.exec(sql.str(), &err), SQLITE_OK) << err;
+      ASSERT_NE(raw.scalar("PRAGMA user_version"), "0") << "the fixture must set user_version";
+    }
+    auto db = StateDb::open(dir / "state.db");
+    ASSERT_TRUE(db) << db.error().message();
+    EXPECT_EQ(db->schema_version(), StateDb::latest_schema_version());
+    ASSERT_OK(db->integrity_check());
+    {
+      RawDb raw(dir / "state.db");
+      EXPECT_EQ(raw.scalar("SELECT COUNT(*) FROM schema_migrations"),
+                std::to_string(StateDb::latest_schema_version()));
+      EXPECT_EQ(raw.scalar("SELECT COUNT(*) FROM schema_migrations WHERE down_sql = ''"), "0");
+    }
+    expect_fixture_workload(*db);
+  }
 }
 
 }  // namespace

@@ -1,0 +1,98 @@
+-- A state database as mup wrote it at schema version 3 (commit 0e9889e), frozen: never edit.
+-- It holds what write_fixture_workload() in state_test.cpp writes (two installs, one done
+-- with two steps and one failed; a remote, a component, a version, a snapshot; three audit
+-- records), dumped with `sqlite3 state.db .dump`. .dump does not carry PRAGMA user_version,
+-- so it is set at the end. SchemaFixture in state_test.cpp loads every schema_v*.sql here.
+PRAGMA foreign_keys=OFF;
+BEGIN TRANSACTION;
+CREATE TABLE schema_migrations(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL);
+INSERT INTO schema_migrations VALUES(1,'journal',1700000001000);
+INSERT INTO schema_migrations VALUES(2,'inventory',1700000002000);
+INSERT INTO schema_migrations VALUES(3,'audit',1700000003000);
+CREATE TABLE operations(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, so audit records can cite ids
+  kind TEXT NOT NULL,
+  component TEXT NOT NULL DEFAULT '',
+  from_version TEXT NOT NULL DEFAULT '',
+  to_version TEXT NOT NULL DEFAULT '',
+  actor TEXT NOT NULL,
+  state TEXT NOT NULL CHECK (state IN ('running', 'done', 'failed', 'undone')),
+  step TEXT NOT NULL DEFAULT '',
+  detail TEXT NOT NULL DEFAULT '{}',
+  started_at INTEGER NOT NULL,
+  finished_at INTEGER,
+  bytes INTEGER NOT NULL DEFAULT 0,
+  error TEXT NOT NULL DEFAULT '');
+INSERT INTO operations VALUES(1,'install','web','','1.0.0','fixture','done','activate','{"pieces":3,"staging":"components/web/.tmp-1"}',1700000005000,1700000008000,4096,'');
+INSERT INTO operations VALUES(2,'install','web','1.0.0','1.1.0','fixture','failed','','{}',1700000013000,1700000014000,0,'signature check failed for targets.json');
+CREATE TABLE operation_steps(
+  op_id INTEGER NOT NULL REFERENCES operations(id) ON DELETE CASCADE,
+  seq INTEGER NOT NULL,
+  step TEXT NOT NULL,
+  detail TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  PRIMARY KEY (op_id, seq)) WITHOUT ROWID;
+INSERT INTO operation_steps VALUES(1,1,'fetch','{"pieces":3}',1700000006000);
+INSERT INTO operation_steps VALUES(1,2,'activate','{"staging":"components/web/.tmp-1"}',1700000007000);
+CREATE TABLE remotes(
+  name TEXT PRIMARY KEY,
+  url TEXT NOT NULL,
+  added_at INTEGER NOT NULL);
+INSERT INTO remotes VALUES('origin','https://repo.example/',1700000004000);
+CREATE TABLE components(
+  name TEXT PRIMARY KEY,
+  remote TEXT NOT NULL DEFAULT '',
+  type TEXT NOT NULL DEFAULT '',
+  active_version TEXT NOT NULL DEFAULT '',
+  previous_version TEXT NOT NULL DEFAULT '',
+  pinned_version TEXT NOT NULL DEFAULT '',
+  updated_at INTEGER NOT NULL);
+INSERT INTO components VALUES('web','origin','service','1.0.0','','',1700000010000);
+CREATE TABLE versions(
+  component TEXT NOT NULL,
+  version TEXT NOT NULL,
+  index_sha256 TEXT NOT NULL DEFAULT '',
+  manifest TEXT NOT NULL DEFAULT '{}',
+  size INTEGER NOT NULL DEFAULT 0,
+  installed_at INTEGER NOT NULL,
+  PRIMARY KEY (component, version)) WITHOUT ROWID;
+INSERT INTO versions VALUES('web','1.0.0','aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa','{"name":"web","type":"service","version":"1.0.0"}',12345,1700000011000);
+CREATE TABLE snapshots(
+  id TEXT PRIMARY KEY,
+  component TEXT NOT NULL DEFAULT '',
+  version TEXT NOT NULL DEFAULT '',
+  created_at INTEGER NOT NULL,
+  content_hash TEXT NOT NULL DEFAULT '',
+  path TEXT NOT NULL,
+  files INTEGER NOT NULL DEFAULT 0,
+  bytes INTEGER NOT NULL DEFAULT 0);
+INSERT INTO snapshots VALUES('web-20231114-abcdef','web','1.0.0',1700000012000,'bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb','snapshots/web/web-20231114-abcdef',2,10);
+CREATE TABLE audit(
+  seq INTEGER PRIMARY KEY,
+  at INTEGER NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  detail TEXT NOT NULL,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL,
+  signature TEXT NOT NULL DEFAULT '');
+INSERT INTO audit VALUES(1,1700000009000,'fixture','install','web 1.0.0','{"op":1}','0000000000000000000000000000000000000000000000000000000000000000','c96a8e89e52fb5d9c17c16c637c9c54f14685e58e08ac6857a2ed67f723114b0','');
+INSERT INTO audit VALUES(2,1700000015000,'fixture','install-failed','web 1.1.0','{"op":2}','c96a8e89e52fb5d9c17c16c637c9c54f14685e58e08ac6857a2ed67f723114b0','eaf7bfd94d8a6e4171b5729744ca5c2d4725d93fb7b7c3168a2fc287fb5a319f','');
+INSERT INTO audit VALUES(3,1700000016000,'fixture','pin','web','{"note":"café","version":"1.0.0"}','eaf7bfd94d8a6e4171b5729744ca5c2d4725d93fb7b7c3168a2fc287fb5a319f','9c9bad2dead6aec49a0714bd76caa84e33435512239ddefc638d2c60175d6cbb','');
+CREATE TABLE audit_head(
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  seq INTEGER NOT NULL,
+  hash TEXT NOT NULL);
+INSERT INTO audit_head VALUES(1,3,'9c9bad2dead6aec49a0714bd76caa84e33435512239ddefc638d2c60175d6cbb');
+DELETE FROM sqlite_sequence;
+INSERT INTO sqlite_sequence VALUES('operations',2);
+CREATE INDEX operations_by_component ON operations(component, id);
+CREATE INDEX operations_running ON operations(id) WHERE state = 'running';
+CREATE INDEX snapshots_by_component ON snapshots(component, created_at);
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+COMMIT;
+PRAGMA user_version=3;
