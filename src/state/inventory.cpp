@@ -85,7 +85,8 @@ Result<std::vector<std::pair<std::string, std::string>>> StateDb::remotes() {
 namespace {
 
 constexpr const char* kComponentColumns =
-    "name, remote, type, active_version, previous_version, pinned_version, updated_at";
+    "name, remote, type, active_version, previous_version, pinned_version, updated_at, "
+    "trial_version, trial";
 
 Result<ComponentRow> read_component(const Stmt& s) {
   ComponentRow c;
@@ -96,6 +97,9 @@ Result<ComponentRow> read_component(const Stmt& s) {
   c.previous_version = s.col_text(4);
   c.pinned_version = s.col_text(5);
   c.updated_at_ms = s.col_int(6);
+  c.trial_version = s.col_text(7);
+  auto t = detail::parse_json(s.col_text(8), "trial of component " + c.name);
+  c.trial = t && t->is_object() ? std::move(*t) : nlohmann::json::object();
   return c;
 }
 
@@ -107,16 +111,21 @@ Status StateDb::upsert_component(const ComponentRow& row) {
     auto st = Stmt::prepare(
         *conn_,
         std::string("INSERT INTO components(") + kComponentColumns +
-            ") VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+            ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
             "remote = excluded.remote, type = excluded.type, "
             "active_version = excluded.active_version, "
             "previous_version = excluded.previous_version, "
-            "pinned_version = excluded.pinned_version, updated_at = excluded.updated_at",
+            "pinned_version = excluded.pinned_version, updated_at = excluded.updated_at, "
+            "trial_version = excluded.trial_version, trial = excluded.trial",
         "save component " + in_quotes(row.name));
     if (!st) return tl::unexpected<Error>(std::move(st).error());
     st->bind_text(1, row.name).bind_text(2, row.remote).bind_text(3, row.type);
     st->bind_text(4, row.active_version).bind_text(5, row.previous_version);
-    return st->bind_text(6, row.pinned_version).bind_int(7, now_ms()).run();
+    st->bind_text(6, row.pinned_version).bind_int(7, now_ms()).bind_text(8, row.trial_version);
+    return st
+        ->bind_text(9,
+                    detail::dump_json(row.trial.is_object() ? row.trial : nlohmann::json::object()))
+        .run();
   });
 }
 
@@ -140,6 +149,15 @@ Result<std::vector<ComponentRow>> StateDb::components() {
   return collect<ComponentRow>(*st, read_component);
 }
 
+Status StateDb::delete_component(std::string_view name) {
+  return transaction([&]() -> Status {
+    auto st = Stmt::prepare(*conn_, "DELETE FROM components WHERE name = ?",
+                            "delete component " + in_quotes(name));
+    if (!st) return tl::unexpected<Error>(std::move(st).error());
+    return st->bind_text(1, name).run();
+  });
+}
+
 // --- Versions -----------------------------------------------------------------------
 
 Status StateDb::put_version(const VersionRow& row) {
@@ -149,12 +167,13 @@ Status StateDb::put_version(const VersionRow& row) {
   return transaction([&]() -> Status {
     auto st = Stmt::prepare(*conn_,
                             "INSERT OR REPLACE INTO versions(component, version, index_sha256, "
-                            "manifest, size, installed_at) VALUES (?, ?, ?, ?, ?, ?)",
+                            "manifest, size, installed_at, status) VALUES (?, ?, ?, ?, ?, ?, ?)",
                             what);
     if (!st) return tl::unexpected<Error>(std::move(st).error());
     st->bind_text(1, row.component).bind_text(2, row.version).bind_text(3, row.index_sha256);
     st->bind_text(4, detail::dump_json(row.manifest)).bind_int(5, static_cast<int64_t>(row.size));
-    return st->bind_int(6, row.installed_at_ms ? row.installed_at_ms : now_ms()).run();
+    st->bind_int(6, row.installed_at_ms ? row.installed_at_ms : now_ms());
+    return st->bind_text(7, row.status.empty() ? std::string("committed") : row.status).run();
   });
 }
 
@@ -173,10 +192,11 @@ Result<bool> StateDb::delete_version(std::string_view component, std::string_vie
 }
 
 Result<std::vector<VersionRow>> StateDb::versions(std::string_view component) {
-  auto st = Stmt::prepare(*conn_,
-                          "SELECT component, version, index_sha256, manifest, size, installed_at "
-                          "FROM versions WHERE component = ? ORDER BY installed_at DESC, version",
-                          "list versions of " + in_quotes(component));
+  auto st =
+      Stmt::prepare(*conn_,
+                    "SELECT component, version, index_sha256, manifest, size, installed_at, "
+                    "status FROM versions WHERE component = ? ORDER BY installed_at DESC, version",
+                    "list versions of " + in_quotes(component));
   if (!st) return tl::unexpected<Error>(std::move(st).error());
   st->bind_text(1, component);
   return collect<VersionRow>(*st, [](const Stmt& s) -> Result<VersionRow> {
@@ -190,7 +210,23 @@ Result<std::vector<VersionRow>> StateDb::versions(std::string_view component) {
     v.manifest = std::move(*m);
     v.size = static_cast<uint64_t>(s.col_int(4));
     v.installed_at_ms = s.col_int(5);
+    v.status = s.col_text(6);
     return v;
+  });
+}
+
+Status StateDb::set_version_status(std::string_view component, std::string_view version,
+                                   std::string_view status) {
+  std::string what =
+      "mark " + std::string(component) + " " + std::string(version) + " " + std::string(status);
+  return transaction([&]() -> Status {
+    auto st = Stmt::prepare(
+        *conn_, "UPDATE versions SET status = ? WHERE component = ? AND version = ?", what);
+    if (!st) return tl::unexpected<Error>(std::move(st).error());
+    MUP_TRY(st->bind_text(1, status).bind_text(2, component).bind_text(3, version).run());
+    if (conn_->changes() == 0)
+      return fail(Errc::not_found, what + ": the version has no row in " + path().string());
+    return {};
   });
 }
 

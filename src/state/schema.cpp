@@ -114,6 +114,24 @@ ALTER TABLE schema_migrations ADD COLUMN down_sql TEXT NOT NULL DEFAULT '';
      R"sql(
 ALTER TABLE schema_migrations DROP COLUMN down_sql;
 )sql"},
+    // The operations engine: recovery bookkeeping and quarantine, versions on trial.
+    {5, "engine", R"sql(
+ALTER TABLE operations ADD COLUMN recovery_attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE operations ADD COLUMN recovery_error TEXT NOT NULL DEFAULT '';
+ALTER TABLE operations ADD COLUMN quarantined INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE components ADD COLUMN trial_version TEXT NOT NULL DEFAULT '';
+ALTER TABLE components ADD COLUMN trial TEXT NOT NULL DEFAULT '{}';
+ALTER TABLE versions ADD COLUMN status TEXT NOT NULL DEFAULT 'committed'
+  CHECK (status IN ('trial', 'committed', 'bad'));
+)sql",
+     R"sql(
+ALTER TABLE versions DROP COLUMN status;
+ALTER TABLE components DROP COLUMN trial;
+ALTER TABLE components DROP COLUMN trial_version;
+ALTER TABLE operations DROP COLUMN quarantined;
+ALTER TABLE operations DROP COLUMN recovery_error;
+ALTER TABLE operations DROP COLUMN recovery_attempts;
+)sql"},
 };
 
 }  // namespace

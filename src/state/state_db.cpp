@@ -38,7 +38,7 @@ Result<int> read_user_version(Conn& conn) {
 // The columns of `operations`, in the order read_operation() expects.
 constexpr const char* kOperationColumns =
     "id, kind, component, from_version, to_version, actor, state, step, detail, started_at, "
-    "COALESCE(finished_at, 0), bytes, error";
+    "COALESCE(finished_at, 0), bytes, error, recovery_attempts, recovery_error, quarantined";
 
 Result<OperationRecord> read_operation(const Stmt& st) {
   OperationRecord op;
@@ -50,13 +50,16 @@ Result<OperationRecord> read_operation(const Stmt& st) {
   op.actor = st.col_text(5);
   op.state = st.col_text(6);
   op.step = st.col_text(7);
+  // A detail that does not parse must not hide the row (recovery decides what it means).
   auto parsed = detail::parse_json(st.col_text(8), "detail of " + op_name(op.id));
-  if (!parsed) return tl::unexpected<Error>(std::move(parsed).error());
-  op.detail = std::move(*parsed);
+  op.detail = parsed ? std::move(*parsed) : nlohmann::json();
   op.started_at_ms = st.col_int(9);
   op.finished_at_ms = st.col_int(10);
   op.bytes = static_cast<uint64_t>(st.col_int(11));
   op.error = st.col_text(12);
+  op.recovery_attempts = static_cast<int>(st.col_int(13));
+  op.recovery_error = st.col_text(14);
+  op.quarantined = st.col_int(15) != 0;
   return op;
 }
 
@@ -553,6 +556,30 @@ Result<std::vector<StepRecord>> StateDb::steps(int64_t id) {
     s.at_ms = st->col_int(3);
     out.push_back(std::move(s));
   }
+}
+
+Status StateDb::note_recovery_failure(int64_t id, std::string_view error, bool quarantine) {
+  return transaction([&]() -> Status {
+    auto st =
+        Stmt::prepare(*conn_,
+                      "UPDATE operations SET recovery_attempts = recovery_attempts + 1, "
+                      "recovery_error = ?, quarantined = ? WHERE id = ? AND state = 'running'",
+                      "note a failed recovery of " + op_name(id));
+    if (!st) return tl::unexpected<Error>(std::move(st).error());
+    st->bind_text(1, error).bind_int(2, quarantine ? 1 : 0).bind_int(3, id);
+    return st->run();
+  });
+}
+
+Status StateDb::clear_quarantine(int64_t id) {
+  return transaction([&]() -> Status {
+    auto st = Stmt::prepare(*conn_,
+                            "UPDATE operations SET recovery_attempts = 0, quarantined = 0 "
+                            "WHERE id = ? AND state = 'running'",
+                            "clear the quarantine of " + op_name(id));
+    if (!st) return tl::unexpected<Error>(std::move(st).error());
+    return st->bind_int(1, id).run();
+  });
 }
 
 }  // namespace mup::state

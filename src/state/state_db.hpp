@@ -81,6 +81,12 @@ struct OperationRecord {
   int64_t started_at_ms = 0, finished_at_ms = 0;     // finished_at_ms = 0 while running
   uint64_t bytes = 0;                                // bytes fetched
   std::string error;                                 // why, when failed or undone
+  // Recovery bookkeeping (schema 5): failed recovery attempts, the last one's error, and
+  // whether the operation was quarantined after too many. A row whose detail is not valid
+  // JSON reads with detail = null (the engine treats it as unknown), never as an error.
+  int recovery_attempts = 0;
+  std::string recovery_error;
+  bool quarantined = false;
 };
 
 struct StepRecord {
@@ -96,6 +102,10 @@ struct ComponentRow {
   std::string type;  // package type ("service", "model", ...)
   std::string active_version, previous_version, pinned_version;  // empty = none
   int64_t updated_at_ms = 0;                                     // set by upsert_component
+  // The version on trial (activated, not committed yet; empty = none), and what the
+  // engine needs to decide about it: {"since_ms", "boot_id", "policy", "operation"}.
+  std::string trial_version;
+  nlohmann::json trial = nlohmann::json::object();
 };
 
 struct VersionRow {
@@ -103,7 +113,8 @@ struct VersionRow {
   std::string index_sha256;
   nlohmann::json manifest = nlohmann::json::object();
   uint64_t size = 0;
-  int64_t installed_at_ms = 0;  // 0 at put_version means now
+  int64_t installed_at_ms = 0;       // 0 at put_version means now
+  std::string status = "committed";  // "trial" | "committed" | "bad" (rolled back from trial)
 };
 
 struct SnapshotRow {
@@ -197,6 +208,11 @@ class StateDb {
   [[nodiscard]] Result<std::vector<OperationRecord>> history(std::string_view component = {},
                                                              size_t limit = 0);
   [[nodiscard]] Result<std::vector<StepRecord>> steps(int64_t id);
+  // A recovery of running operation `id` failed: counts it, keeps `error`, and with
+  // `quarantine` marks the operation quarantined (it stays running; recovery skips it).
+  [[nodiscard]] Status note_recovery_failure(int64_t id, std::string_view error, bool quarantine);
+  // Lets recovery try a quarantined operation again (attempts back to 0).
+  [[nodiscard]] Status clear_quarantine(int64_t id);
 
   // --- Remotes.
   [[nodiscard]] Status add_remote(std::string_view name, std::string_view url);  // exists: error
@@ -209,9 +225,13 @@ class StateDb {
   [[nodiscard]] Status upsert_component(const ComponentRow& row);
   [[nodiscard]] Result<std::optional<ComponentRow>> component(std::string_view name);
   [[nodiscard]] Result<std::vector<ComponentRow>> components();  // by name
-  [[nodiscard]] Status put_version(const VersionRow& row);       // insert or replace
+  [[nodiscard]] Status delete_component(std::string_view name);
+  [[nodiscard]] Status put_version(const VersionRow& row);  // insert or replace
   [[nodiscard]] Result<bool> delete_version(std::string_view component, std::string_view version);
   [[nodiscard]] Result<std::vector<VersionRow>> versions(std::string_view component);
+  // Errc::not_found when the version has no row.
+  [[nodiscard]] Status set_version_status(std::string_view component, std::string_view version,
+                                          std::string_view status);
   [[nodiscard]] Status add_snapshot(const SnapshotRow& row);  // Errc::already_exists for a used id
   [[nodiscard]] Result<bool> delete_snapshot(std::string_view id);
   [[nodiscard]] Result<std::vector<SnapshotRow>> snapshots(std::string_view component = {});

@@ -566,9 +566,9 @@ TEST_F(StateTest, Remotes) {
 
 TEST_F(StateTest, ComponentsVersionsSnapshots) {
   StateDb db = open_db();
-  ComponentRow c{"web", "origin", "service", "2.0.0", "", "", 0};
+  ComponentRow c{"web", "origin", "service", "2.0.0", "", "", 0, "", {}};
   ASSERT_OK(db.upsert_component(c));
-  ASSERT_OK(db.upsert_component({"db", "origin", "service", "1.0.0", "", "", 0}));
+  ASSERT_OK(db.upsert_component({"db", "origin", "service", "1.0.0", "", "", 0, "", {}}));
   c.previous_version = "2.0.0";
   c.active_version = "2.1.0";
   c.pinned_version = "2.1.0";
