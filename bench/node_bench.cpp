@@ -4,9 +4,9 @@
 //
 // Prints JSON: {"switch": {name: {n, median_ms, p99_ms, max_ms}}, "staging": [...]}.
 //  - "pointer swap": InstallStore::activate alone (symlink + rename + fsync of the dir);
-//  - "activate": Node::activate (journal intent, swap, database, audit record: what
+//  - "activate": Engine::activate (journal intent, swap, database, audit record: what
 //    `mup activate` costs after start-up), alternating between two versions;
-//  - "rollback": Node::rollback to the previous version, N times.
+//  - "rollback": Engine::rollback to the previous version, N times.
 //  - staging: trees of 1 MB files; v2 changes some files; the time and bytes written to
 //    stage v2 beside v1 (unchanged files are hard links), for growing trees with a fixed
 //    change and for a fixed tree with growing changes.
@@ -22,8 +22,8 @@
 
 #include "core/fs.hpp"
 #include "delta/packer.hpp"
+#include "engine/engine.hpp"
 #include "store/install_store.hpp"
-#include "store/node.hpp"
 
 namespace stdfs = std::filesystem;
 using nlohmann::json;
@@ -124,7 +124,7 @@ int main(int argc, char** argv) {
       stage(st, dir / "s2", "2.0.0", {st.version_dir("c", "1.0.0")}, nullptr);
       must(st.activate("c", "1.0.0"), "activate");
     }
-    auto n = must(store::Node::open(node, {}), "open node");
+    auto n = must(engine::Engine::open(node, {}), "open node");
     std::vector<double> swap, act, rb;
     for (int i = 0; i < switches; ++i) {
       double t0 = now_ms();

@@ -173,6 +173,9 @@ TEST_F(RepoCli, CheckRefusesATamperedIndex) {
   auto bytes = read_file(idx);
   bytes[bytes.size() / 2] ^= 1;
   write_file(idx, bytes);
+  // Without the index delta (which the node would rebuild from its own index), the node
+  // must download the tampered target.
+  stdfs::remove_all(d_ / "repo/indexes");
   auto server = transfer::FileServer::start(d_ / "repo", "127.0.0.1:0");
   auto r = run_mup({"check", "--repo", (*server)->base_url(), "--trusted-root",
                     s("repo/metadata/1.root.json"), "--root", s("node")});

@@ -1,20 +1,22 @@
 // The node administrator's commands: remote add/list, install, versions, activate,
 // rollback, pin, gc, status, history, audit verify/show, snapshot create/list/verify/
-// restore/delete, verify. Each opens the node (store::Node: lock, state database,
-// recovery of whatever a killed process left) under --root (default $MUP_ROOT, or
-// /var/lib/mup) and prints text, or JSON with --json.
+// restore/delete, verify, commit, recover. Each opens the node (engine::Engine: state
+// database, recovery of whatever a killed process left) under --root (default $MUP_ROOT,
+// or /var/lib/mup), calls one engine function and prints text, or JSON with --json.
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.hpp"
+#include "cli/node_args.hpp"
 #include "core/progress.hpp"
+#include "engine/engine.hpp"
 #include "snapshot/snapshot_store.hpp"
 #include "state/state_db.hpp"
-#include "store/node.hpp"
 
 namespace mup::cli {
 
@@ -23,21 +25,14 @@ using nlohmann::json;
 
 namespace {
 
-struct NodeArgs {
-  std::string root, device_key;
-  bool json = false;
-  unsigned threads = 0;
-  unsigned connections = 0;  // 0: the Node's default
-};
+std::atomic<bool> g_cancel{false};
 
-stdfs::path node_root(const std::string& root) {
-  if (!root.empty()) return root;
-  const char* env = std::getenv("MUP_ROOT");
-  return env && *env ? env : "/var/lib/mup";
+extern "C" void on_interrupt(int) {
+  g_cancel.store(true);
 }
 
-// Renders install events: a progress bar on a terminal, a line per step and per 10% when
-// not, JSON lines with --json.
+// Renders events: a progress bar on a terminal, a line per step and per 10% when not,
+// JSON lines with --json.
 struct EventPrinter {
   bool json_mode = false;
   std::unique_ptr<Progress> bar;
@@ -80,31 +75,7 @@ struct EventPrinter {
   }
 };
 
-std::unique_ptr<store::Node> open_node(const NodeArgs& a,
-                                       std::function<void(const json&)> on_event = {}) {
-  store::NodeOptions o;
-  o.threads = a.threads;
-  if (a.connections > 0) o.download_connections = a.connections;
-  if (!a.device_key.empty()) o.device_key = a.device_key;
-  o.on_event = std::move(on_event);
-  stdfs::path root = node_root(a.root);
-  auto n = must(store::Node::open(root, std::move(o)), "opening node " + root.string());
-  if (!a.json)
-    for (const auto& line : n->recovery().actions)
-      std::fprintf(stderr, "mup: recovered: %s\n", line.c_str());
-  return n;
-}
-
-void print_json(const json& j) {
-  std::printf("%s\n", j.dump(2).c_str());
-}
-
-void add_node_options(CLI::App* cmd, NodeArgs& a, bool with_json = true) {
-  cmd->add_option("--root", a.root, "Node directory (default $MUP_ROOT or /var/lib/mup)");
-  if (with_json) cmd->add_flag("--json", a.json, "Print JSON");
-}
-
-json install_json(const store::InstallReport& r) {
+json install_json(const engine::InstallReport& r) {
   json deps = json::array();
   for (const auto& d : r.deps) deps.push_back(install_json(d));
   return {{"component", r.component},
@@ -119,35 +90,39 @@ json install_json(const store::InstallReport& r) {
           {"files", r.files},
           {"files_linked", r.files_linked},
           {"snapshot", r.snapshot_id},
+          {"trial", r.trial},
+          {"operation", r.operation},
           {"seconds", r.seconds},
           {"deps", deps}};
 }
 
-void print_install(const store::InstallReport& r) {
+void print_install(const engine::InstallReport& r) {
   for (const auto& d : r.deps) print_install(d);
   if (r.already_installed) {
-    std::printf("%s %s is installed and active (was %s)\n", r.component.c_str(),
-                r.to_version.c_str(), r.from_version.empty() ? "none" : r.from_version.c_str());
+    std::printf("%s %s is installed and active (was %s)%s\n", r.component.c_str(),
+                r.to_version.c_str(), r.from_version.empty() ? "none" : r.from_version.c_str(),
+                r.trial ? ", on trial" : "");
     return;
   }
   std::printf(
       "installed %s %s (was %s): fetched %s of %s full download%s, tree %s (%llu files, %llu "
-      "hard-linked unchanged, %s written), in %.2fs\n",
+      "hard-linked unchanged, %s written), in %.2fs%s\n",
       r.component.c_str(), r.to_version.c_str(),
       r.from_version.empty() ? "none" : r.from_version.c_str(),
       human_bytes(r.bytes_fetched).c_str(), human_bytes(r.full_bytes).c_str(),
       r.bytes_cached ? (", " + human_bytes(r.bytes_cached) + " already cached").c_str() : "",
       human_bytes(r.tree_bytes).c_str(), static_cast<unsigned long long>(r.files),
       static_cast<unsigned long long>(r.files_linked), human_bytes(r.bytes_written).c_str(),
-      r.seconds);
+      r.seconds, r.trial ? "; on trial (mup commit or mup rollback)" : "");
 }
 
-void print_switch(const char* verb, const store::SwitchReport& r, bool as_json) {
+void print_switch(const char* verb, const engine::SwitchReport& r, bool as_json) {
   if (as_json) {
     print_json({{"component", r.component},
                 {"from", r.from_version},
                 {"to", r.to_version},
                 {"restored_snapshot", r.restored_snapshot},
+                {"operation", r.operation},
                 {"seconds", r.seconds}});
     return;
   }
@@ -197,8 +172,8 @@ void register_install_commands(CLI::App& app) {
     add_node_options(list, *l);
     list->callback([l] {
       auto node = open_node(*l);
-      auto rs = must(node->db().remotes());
-      if (l->json) {
+      auto rs = must(node->remotes());
+      if (l->json()) {
         json j = json::array();
         for (const auto& [n, u] : rs) j.push_back({{"name", n}, {"url", u}});
         print_json(j);
@@ -213,7 +188,7 @@ void register_install_commands(CLI::App& app) {
     struct A {
       NodeArgs n;
       std::string name;
-      store::InstallOptions o;
+      engine::InstallOptions o;
       bool no_snapshot = false;
     };
     auto a = std::make_shared<A>();
@@ -224,6 +199,12 @@ void register_install_commands(CLI::App& app) {
     cmd->add_option("--remote", a->o.remote, "Remote to install from");
     cmd->add_flag("--with-deps", a->o.with_deps, "Install unmet dependencies first");
     cmd->add_flag("--no-snapshot", a->no_snapshot, "Do not snapshot the state before activating");
+    cmd->add_flag("--trial", a->o.trial,
+                  "Leave the version on trial: mup commit keeps it, mup rollback undoes it");
+    cmd->add_option("--trial-policy", a->o.trial_policy,
+                    "What a restart does to a version still on trial: rollback (default) or keep")
+        ->check(CLI::IsMember({"rollback", "keep"}));
+    cmd->add_flag("--force", a->o.force, "Install a version that was rolled back as bad");
     cmd->add_option("--device-key", a->n.device_key,
                     "Device key for encrypted packages (default <root>/device.key)");
     cmd->add_option("--threads", a->n.threads, "Worker threads");
@@ -231,12 +212,17 @@ void register_install_commands(CLI::App& app) {
     add_node_options(cmd, a->n);
     cmd->callback([a] {
       auto printer = std::make_shared<EventPrinter>();
-      printer->json_mode = a->n.json;
+      printer->json_mode = a->n.json();
       auto node = open_node(a->n, [printer](const json& e) { (*printer)(e); });
       a->o.snapshot = !a->no_snapshot;
-      auto r = must(node->install(a->name, a->o), "installing " + a->name);
+      a->o.cancel = &g_cancel;
+      std::signal(SIGINT, on_interrupt);
+      std::signal(SIGTERM, on_interrupt);
+      auto result = node->install(a->name, a->o);
+      node.reset();  // delivers every event before the result
       if (printer->bar) printer->bar->finish();
-      if (a->n.json) {
+      auto r = must(std::move(result), "installing " + a->name);
+      if (a->n.json()) {
         std::printf("%s\n",
                     json({{"event", "result"}, {"install", install_json(r)}}).dump().c_str());
       } else {
@@ -257,26 +243,13 @@ void register_install_commands(CLI::App& app) {
     add_node_options(cmd, a->n);
     cmd->callback([a] {
       auto node = open_node(a->n);
-      auto& st = node->store();
-      auto vs = must(st.versions(a->name));
-      auto act = st.active(a->name), prev = st.previous(a->name), pin = st.pinned(a->name);
-      auto rows = must(node->db().versions(a->name));
-      json j = json::array();
-      for (const auto& v : vs) {
-        json r = {
-            {"version", v}, {"active", act == v}, {"previous", prev == v}, {"pinned", pin == v}};
-        for (const auto& row : rows)
-          if (row.version == v) {
-            r["size"] = row.size;
-            r["installed_at"] = ms_time(row.installed_at_ms);
-          }
-        j.push_back(r);
-      }
-      if (a->n.json) {
-        print_json({{"component", a->name}, {"versions", j}});
+      json all = must(node->versions(a->name));
+      const json& j = all["versions"];
+      if (a->n.json()) {
+        print_json(all);
         return;
       }
-      if (vs.empty()) {
+      if (j.empty()) {
         std::printf("%s: no version installed\n", a->name.c_str());
         return;
       }
@@ -285,6 +258,7 @@ void register_install_commands(CLI::App& app) {
         if (r["active"].get<bool>()) flags += " active";
         if (r["previous"].get<bool>()) flags += " previous";
         if (r["pinned"].get<bool>()) flags += " pinned";
+        if (r.value("status", "committed") != "committed") flags += " " + r.value("status", "");
         std::printf("%s %-14s %s\n", r["active"].get<bool>() ? "*" : " ",
                     r["version"].get<std::string>().c_str(), flags.c_str());
       }
@@ -304,7 +278,7 @@ void register_install_commands(CLI::App& app) {
     add_node_options(cmd, a->n);
     cmd->callback([a] {
       auto node = open_node(a->n);
-      print_switch("activated", must(node->activate(a->name, a->version)), a->n.json);
+      print_switch("activated", must(node->activate(a->name, a->version)), a->n.json());
     });
   }
 
@@ -327,7 +301,7 @@ void register_install_commands(CLI::App& app) {
       auto node = open_node(a->n);
       std::optional<std::string> to;
       if (!a->to.empty()) to = a->to;
-      print_switch("rolled back", must(node->rollback(a->name, to, a->restore_state)), a->n.json);
+      print_switch("rolled back", must(node->rollback(a->name, to, a->restore_state)), a->n.json());
     });
   }
 
@@ -377,7 +351,7 @@ void register_install_commands(CLI::App& app) {
       auto r = must(node->gc(a->o), "garbage collection");
       json removed = json::array();
       for (const auto& [c, v] : r.removed) removed.push_back(c + "@" + v);
-      if (a->n.json) {
+      if (a->n.json()) {
         print_json({{"removed", removed},
                     {"bytes_freed", r.bytes_freed},
                     {"pieces_removed", r.pieces_removed},
@@ -403,7 +377,7 @@ void register_install_commands(CLI::App& app) {
     cmd->callback([a] {
       auto node = open_node(*a);
       auto s = must(node->status());
-      if (a->json) {
+      if (a->json()) {
         print_json(s);
         return;
       }
@@ -419,10 +393,29 @@ void register_install_commands(CLI::App& app) {
           std::string s = j.get<std::string>();
           return s.empty() ? std::string("-") : s;
         };
-        std::printf("%-20s %-12s %-12s %-12s %s\n", c["name"].get<std::string>().c_str(),
-                    dash(c["active"]).c_str(), dash(c["previous"]).c_str(),
-                    dash(c["pinned"]).c_str(), vs.c_str());
+        std::printf(
+            "%-20s %-12s %-12s %-12s %s%s\n", c["name"].get<std::string>().c_str(),
+            dash(c["active"]).c_str(), dash(c["previous"]).c_str(), dash(c["pinned"]).c_str(),
+            vs.c_str(),
+            c["trial"].is_null()
+                ? ""
+                : ("  [on trial since " + c["trial"]["since"].get<std::string>() + "]").c_str());
       }
+      for (const auto& op : s["running"])
+        std::printf("running: operation %lld %s %s -> %s (step %s, pid %d)\n",
+                    static_cast<long long>(op["id"].get<int64_t>()),
+                    op["kind"].get<std::string>().c_str(),
+                    op["component"].get<std::string>().c_str(), op["to"].get<std::string>().c_str(),
+                    op["step"].get<std::string>().c_str(), op["pid"].get<int>());
+      for (const auto& op : s["quarantined"])
+        std::printf(
+            "QUARANTINED: operation %lld %s %s (%d failed recoveries: %s); fix the "
+            "cause, then mup recover, or mup rollback %s\n",
+            static_cast<long long>(op["id"].get<int64_t>()), op["kind"].get<std::string>().c_str(),
+            op["component"].get<std::string>().c_str(), op["recovery_attempts"].get<int>(),
+            op["recovery_error"].get<std::string>().c_str(),
+            op["component"].get<std::string>().c_str());
+      if (s["degraded"].get<bool>()) std::printf("node is DEGRADED: see above\n");
     });
   }
 
@@ -440,7 +433,7 @@ void register_install_commands(CLI::App& app) {
     add_node_options(cmd, a->n);
     cmd->callback([a] {
       auto node = open_node(a->n);
-      auto h = must(node->db().history(a->name, a->limit));
+      auto h = must(node->history(a->name, a->limit));
       json j = json::array();
       for (const auto& op : h)
         j.push_back({{"id", op.id},
@@ -454,7 +447,7 @@ void register_install_commands(CLI::App& app) {
                      {"duration_ms", op.finished_at_ms ? op.finished_at_ms - op.started_at_ms : 0},
                      {"bytes", op.bytes},
                      {"error", op.error}});
-      if (a->n.json) {
+      if (a->n.json()) {
         print_json(j);
         return;
       }
@@ -490,7 +483,7 @@ void register_install_commands(CLI::App& app) {
     verify->callback([a] {
       auto node = open_node(*a);
       auto r = must(node->verify_audit());
-      if (a->json) {
+      if (a->json()) {
         print_json({{"ok", r.ok},
                     {"records", r.records},
                     {"bad_record", r.bad_seq},
@@ -523,7 +516,7 @@ void register_install_commands(CLI::App& app) {
     show->add_option("--limit", s->second, "Only the newest N");
     show->callback([s] {
       auto node = open_node(s->first);
-      auto recs = must(node->db().audit(s->second));
+      auto recs = must(node->audit(s->second));
       json j = json::array();
       for (const auto& r : recs)
         j.push_back({{"seq", r.seq},
@@ -533,7 +526,7 @@ void register_install_commands(CLI::App& app) {
                      {"subject", r.subject},
                      {"detail", r.detail},
                      {"hash", r.hash}});
-      if (s->first.json) {
+      if (s->first.json()) {
         print_json(j);
         return;
       }
@@ -568,7 +561,7 @@ void register_install_commands(CLI::App& app) {
       auto node = open_node(c->n);
       json r = c->system ? must(node->snapshot_create_system(c->label))
                          : must(node->snapshot_create(c->name, c->label));
-      if (c->n.json) {
+      if (c->n.json()) {
         print_json(r);
       } else if (c->system) {
         std::printf("system snapshot %s (%zu components)\n", r["id"].get<std::string>().c_str(),
@@ -598,7 +591,7 @@ void register_install_commands(CLI::App& app) {
                      {"files", s.files},
                      {"bytes", s.bytes},
                      {"content_hash", s.content_hash}});
-      if (l->n.json) {
+      if (l->n.json()) {
         print_json(j);
         return;
       }
@@ -624,7 +617,7 @@ void register_install_commands(CLI::App& app) {
       for (const auto& p : r.problems)
         problems.push_back(
             {{"path", p.path}, {"kind", snapshot::kind_name(p.kind)}, {"detail", p.detail}});
-      if (v->n.json) {
+      if (v->n.json()) {
         print_json({{"id", v->id},
                     {"ok", r.ok()},
                     {"files_checked", r.files_checked},
@@ -660,6 +653,49 @@ void register_install_commands(CLI::App& app) {
     });
   }
 
+  // commit: the version on trial becomes committed
+  {
+    struct A {
+      NodeArgs n;
+      std::string name;
+    };
+    auto a = std::make_shared<A>();
+    auto* cmd = app.add_subcommand(
+        "commit", "Keep the version on trial (installed with --trial): it becomes committed");
+    cmd->add_option("name", a->name, "Component")->required();
+    add_node_options(cmd, a->n);
+    cmd->callback([a] {
+      auto node = open_node(a->n);
+      print_switch("committed", must(node->commit(a->name)), a->n.json());
+    });
+  }
+
+  // recover: retry quarantined operations
+  {
+    struct A {
+      NodeArgs n;
+      int64_t id = 0;
+    };
+    auto a = std::make_shared<A>();
+    auto* cmd = app.add_subcommand(
+        "recover",
+        "Retry the recovery of quarantined operations (after fixing what made them fail)");
+    cmd->add_option("--id", a->id, "Only this operation");
+    add_node_options(cmd, a->n);
+    cmd->callback([a] {
+      auto node = open_node(a->n);
+      auto r = must(node->retry_quarantined(a->id), "recovering");
+      if (a->n.json()) {
+        print_json({{"recovered", r.actions}, {"problems", r.problems}, {"degraded", r.degraded}});
+      } else {
+        for (const auto& l : r.actions) std::printf("recovered: %s\n", l.c_str());
+        for (const auto& l : r.problems) std::printf("still failing: %s\n", l.c_str());
+        if (r.actions.empty() && r.problems.empty()) std::printf("nothing to recover\n");
+      }
+      if (!r.problems.empty()) throw CliExit{1};
+    });
+  }
+
   // verify an installed tree
   {
     struct A {
@@ -674,13 +710,8 @@ void register_install_commands(CLI::App& app) {
     add_node_options(cmd, a->n, false);
     cmd->callback([a] {
       auto node = open_node(a->n);
-      std::string v = a->version;
-      if (v.empty()) {
-        auto act = node->store().active(a->name);
-        if (!act) die(Error(Errc::not_found, a->name + " has no active version"));
-        v = *act;
-      }
-      must(node->store().verify(a->name, v));
+      must(node->verify_tree(a->name, a->version));
+      std::string v = a->version.empty() ? "the active version" : a->version;
       std::printf("%s %s verified: every file matches its signed index\n", a->name.c_str(),
                   v.c_str());
     });

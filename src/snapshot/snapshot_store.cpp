@@ -271,9 +271,9 @@ Result<SnapshotStore> SnapshotStore::open(const stdfs::path& snapshots_root, Now
 }
 
 Result<SnapshotInfo> SnapshotStore::create(std::string_view component, const stdfs::path& state_dir,
-                                           std::string_view active_version,
-                                           std::string_view label) {
-  auto r = create_impl(component, state_dir, active_version, label);
+                                           std::string_view active_version, std::string_view label,
+                                           std::string_view id) {
+  auto r = create_impl(component, state_dir, active_version, label, id);
   if (!r)
     return tl::unexpected(
         r.error().context("snapshot of " + std::string(component) + " from " + state_dir.string()));
@@ -283,8 +283,12 @@ Result<SnapshotInfo> SnapshotStore::create(std::string_view component, const std
 Result<SnapshotInfo> SnapshotStore::create_impl(std::string_view component,
                                                 const stdfs::path& state_dir_arg,
                                                 std::string_view active_version,
-                                                std::string_view label) {
+                                                std::string_view label,
+                                                std::string_view wanted_id) {
   MUP_TRY(check_component(component));
+  if (!wanted_id.empty() && wanted_id.rfind(std::string(component) + "-", 0) != 0)
+    return fail(Errc::invalid_argument, "snapshot id " + std::string(wanted_id) +
+                                            " is not one of " + std::string(component));
   auto resolved = resolve_state_dir(state_dir_arg, root_);
   if (!resolved) return tl::unexpected(resolved.error());
   const stdfs::path& state_dir = *resolved;
@@ -335,8 +339,10 @@ Result<SnapshotInfo> SnapshotStore::create_impl(std::string_view component,
   m.created_at_ms = now_();
   stdfs::path final_dir;
   for (int attempt = 0;; ++attempt) {
-    m.id = new_id(component, m.created_at_ms);
+    m.id = wanted_id.empty() ? new_id(component, m.created_at_ms) : std::string(wanted_id);
     final_dir = comp_dir / m.id;
+    if (!wanted_id.empty() && detail::path_exists(final_dir))
+      return fail(Errc::already_exists, "snapshot " + m.id + " exists");
     if (!detail::path_exists(final_dir)) break;
     if (attempt == 10) return fail(Errc::internal, "no unused snapshot id in " + comp_dir.string());
   }
@@ -582,6 +588,19 @@ Status SnapshotStore::remove(std::string_view id) {
   MUP_TRY(fs::fsync_dir(dir->parent_path()));
   MUP_TRY(fault::point("snapshot.remove"));
   return detail::remove_tree(tmp);
+}
+
+}  // namespace mup::snapshot
+
+namespace mup::snapshot {
+
+std::string SnapshotStore::fresh_id(std::string_view component) const {
+  return snapshot::new_id(component, now_());
+}
+
+bool SnapshotStore::exists(std::string_view id) const {
+  auto d = dir_of(id);
+  return d && detail::path_exists(*d / kManifestName);
 }
 
 }  // namespace mup::snapshot

@@ -118,10 +118,16 @@ class SnapshotStore {
                                                   NowMs now = system_now_ms);
 
   // Snapshots `state_dir` (see the contract for an absent one).
+  // `id` empty: a fresh one. A caller that journals the id before the snapshot exists
+  // (so a crash can be undone exactly) takes one from fresh_id() and passes it here.
   [[nodiscard]] Result<SnapshotInfo> create(std::string_view component,
                                             const std::filesystem::path& state_dir,
-                                            std::string_view active_version,
-                                            std::string_view label);
+                                            std::string_view active_version, std::string_view label,
+                                            std::string_view id = {});
+  // An id for a new snapshot of `component` (not used yet).
+  std::string fresh_id(std::string_view component) const;
+  // Whether a complete snapshot `id` exists.
+  bool exists(std::string_view id) const;
   // Oldest first; `component` empty lists all components (not system snapshots).
   [[nodiscard]] Result<std::vector<SnapshotInfo>> list(std::string_view component) const;
   [[nodiscard]] Result<SnapshotInfo> get(std::string_view id) const;
@@ -156,7 +162,7 @@ class SnapshotStore {
   [[nodiscard]] Result<SnapshotInfo> create_impl(std::string_view component,
                                                  const std::filesystem::path& state_dir,
                                                  std::string_view active_version,
-                                                 std::string_view label);
+                                                 std::string_view label, std::string_view id);
   [[nodiscard]] Status restore_impl(std::string_view id,
                                     const std::filesystem::path& state_dir) const;
   [[nodiscard]] Result<std::filesystem::path> dir_of(std::string_view id) const;

@@ -404,33 +404,32 @@ Result<GcReport> InstallStore::gc(const GcOptions& opts) {
   return rep;
 }
 
-Status InstallStore::recover() {
-  auto comps = components();
-  if (!comps) return tl::unexpected(comps.error());
-  for (const auto& c : *comps) {
-    stdfs::path dir = component_dir(c);
-    std::error_code ec;
-    std::vector<stdfs::path> doomed;
-    for (const auto& e : stdfs::directory_iterator(dir, ec)) {
-      std::string n = e.path().filename().string();
-      if (is_temp_name(n)) {
-        doomed.push_back(e.path());
-      } else if (e.path().extension() == ".idx") {
-        std::string v = e.path().stem().string();
-        if (!stdfs::is_directory(dir / v)) doomed.push_back(e.path());
-      }
-    }
-    for (const auto& p : doomed) {
-      // A temp of a live process (another mup holds no lock: we do) is stale by definition.
-      MUP_TRY(fs::remove_all(p));
-    }
-    if (!doomed.empty()) MUP_TRY(fs::fsync_dir(dir));
-    // A pointer to a version that is not there (removed by hand) is dropped.
-    for (const char* p : {"previous", "pinned"}) {
-      auto v = read_pointer(c, p);
-      if (v && !has_version(c, *v)) MUP_TRY(set_pointer(c, p, std::nullopt));
+Status InstallStore::recover_component(const std::string& c) {
+  stdfs::path dir = component_dir(c);
+  std::error_code ec;
+  if (!stdfs::is_directory(dir, ec)) return {};
+  std::vector<stdfs::path> doomed;
+  for (const auto& e : stdfs::directory_iterator(dir, ec)) {
+    std::string n = e.path().filename().string();
+    if (is_temp_name(n)) {
+      doomed.push_back(e.path());
+    } else if (e.path().extension() == ".idx") {
+      std::string v = e.path().stem().string();
+      if (!stdfs::is_directory(dir / v)) doomed.push_back(e.path());
     }
   }
+  // The component's writer holds its lock: a temp here belongs to a dead process.
+  for (const auto& p : doomed) MUP_TRY(fs::remove_all(p));
+  if (!doomed.empty()) MUP_TRY(fs::fsync_dir(dir));
+  // A pointer to a version that is not there (removed by hand) is dropped.
+  for (const char* p : {"previous", "pinned"}) {
+    auto v = read_pointer(c, p);
+    if (v && !has_version(c, *v)) MUP_TRY(set_pointer(c, p, std::nullopt));
+  }
+  return {};
+}
+
+Status InstallStore::recover_pieces() {
   for (const char* sub : {"chunks", "deltas", "indexes"}) {
     std::error_code ec;
     std::vector<stdfs::path> temps;
@@ -440,6 +439,26 @@ Status InstallStore::recover() {
     for (const auto& p : temps) MUP_TRY(fs::remove_all(p));
   }
   return {};
+}
+
+Status InstallStore::recover() {
+  auto comps = components();
+  if (!comps) return tl::unexpected(comps.error());
+  for (const auto& c : *comps) MUP_TRY(recover_component(c));
+  return recover_pieces();
+}
+
+Status InstallStore::deactivate(const std::string& name) {
+  return set_pointer(name, "current", std::nullopt);
+}
+
+Status InstallStore::remove_if_empty(const std::string& name) {
+  stdfs::path dir = component_dir(name);
+  std::error_code ec;
+  if (!stdfs::is_directory(dir, ec) || !stdfs::is_empty(dir, ec)) return {};
+  if (::rmdir(dir.c_str()) != 0 && errno != ENOENT && errno != ENOTEMPTY)
+    return fail_errno("remove directory", dir.string(), errno);
+  return fs::fsync_dir(root_ / "components");
 }
 
 }  // namespace mup::store

@@ -16,7 +16,7 @@
 // The pointers are symlinks replaced by rename(2) of a fresh symlink over the old one,
 // then an fsync of the directory: a reader, or a process that restarts after a kill,
 // sees the old pointer or the new one. The filesystem is the truth for what is installed
-// and active; the state database mirrors it (see store/node.hpp).
+// and active; the state database mirrors it (see engine/engine.hpp).
 //
 // Not thread-safe; one process works on a node at a time (NodeLock).
 #pragma once
@@ -107,6 +107,10 @@ class InstallStore {
   [[nodiscard]] Status set_previous(const std::string& name,
                                     const std::optional<std::string>& version);
   [[nodiscard]] Status pin(const std::string& name, const std::optional<std::string>& version);
+  // Leaves the component with no active version (undo of a first install).
+  [[nodiscard]] Status deactivate(const std::string& name);
+  // Removes components/<name>/ when it holds nothing (no version, index or pointer).
+  [[nodiscard]] Status remove_if_empty(const std::string& name);
 
   // Removes an installed version (never the active, previous or pinned one): the tree is
   // renamed to a temp name first, so it is gone or intact, never half there.
@@ -116,6 +120,10 @@ class InstallStore {
   // After a kill: removes temp files and dirs, and indexes whose tree never appeared (an
   // install that resumes fetches its index again; its pieces stay in the cache).
   [[nodiscard]] Status recover();
+  // The same for one component's directory only (its writer holds the component's lock).
+  [[nodiscard]] Status recover_component(const std::string& name);
+  // recover() for the shared piece directories only (chunks/, deltas/, indexes/).
+  [[nodiscard]] Status recover_pieces();
 
   // Bytes of installed trees, each inode counted once.
   [[nodiscard]] Result<uint64_t> installed_bytes() const;

@@ -1,0 +1,414 @@
+// The engine on its own: the transition table, typed intent parsing, and operations run
+// in-process against a real repository served on 127.0.0.1, with the seams injected (a
+// recording activator, a fake clock and boot id, a counting fetcher): events off the
+// download path, cancellation, trial and its restart policy, groups, concurrent writers,
+// and journal rows nobody can read.
+#include "engine/engine.hpp"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <atomic>
+#include <thread>
+
+#include "engine/events.hpp"
+#include "engine/operation.hpp"
+#include "snapshot/snapshot_store.hpp"
+#include "state/state_db.hpp"
+#include "test_util.hpp"
+#include "transfer/fetcher.hpp"
+#include "transfer/file_server.hpp"
+
+namespace mup::engine {
+namespace {
+
+namespace stdfs = std::filesystem;
+using nlohmann::json;
+using test::random_bytes;
+using test::ScratchDir;
+using test::text_bytes;
+using test::write_file;
+
+TEST(TransitionTable, EveryStateHasItsRowsAndNoRowIsAmbiguous) {
+  auto table = transition_table();
+  for (State s :
+       {State::resolve, State::fetch, State::snapshot, State::stage, State::activate,
+        State::restore, State::commit, State::undo_activate, State::cleanup, State::collect}) {
+    EXPECT_TRUE(next_state(s, Event::ok)) << state_name(s);
+    EXPECT_TRUE(next_state(s, Event::error)) << state_name(s) << " has no way out on error";
+  }
+  // A step that may not apply must have a row for skip.
+  for (State s : {State::fetch, State::snapshot, State::stage, State::activate, State::restore,
+                  State::undo_activate, State::cleanup}) {
+    EXPECT_TRUE(next_state(s, Event::skip)) << state_name(s) << " has no row for skip";
+  }
+  for (size_t i = 0; i < table.size(); ++i)
+    for (size_t j = i + 1; j < table.size(); ++j)
+      EXPECT_FALSE(table[i].from == table[j].from && table[i].on == table[j].on)
+          << state_name(table[i].from) << " on " << event_name(table[i].on);
+  // Before the switch an error never reaches undo-activate; after it, always.
+  EXPECT_EQ(*next_state(State::stage, Event::error), State::cleanup);
+  EXPECT_EQ(*next_state(State::commit, Event::error), State::undo_activate);
+  EXPECT_FALSE(next_state(State::fetch, Event::already));
+  for (const auto& t : table) {
+    EXPECT_EQ(parse_state(state_name(t.from)), t.from);
+    EXPECT_EQ(parse_state(state_name(t.to)), t.to);
+  }
+}
+
+TEST(Intent, ParsesWithoutThrowingWhateverTheJournalHolds) {
+  Intent in;
+  in.remote = "origin";
+  in.old_previous = "1.0.0";
+  in.trial = true;
+  in.group = 7;
+  auto back = Intent::from_json(in.to_json());
+  ASSERT_TRUE(back);
+  EXPECT_EQ(back->remote, "origin");
+  EXPECT_EQ(back->old_previous, "1.0.0");
+  EXPECT_TRUE(back->trial);
+  EXPECT_EQ(back->group, 7);
+  // Null fields are absent fields; wrong types are an error, never an exception.
+  EXPECT_TRUE(Intent::from_json(json::parse(R"({"old_previous": null, "fresh": null})")));
+  EXPECT_FALSE(Intent::from_json(json::parse(R"({"old_previous": 3})")));
+  EXPECT_FALSE(Intent::from_json(json::parse(R"({"fresh": "yes"})")));
+  EXPECT_FALSE(Intent::from_json(json::parse(R"([1, 2])")));
+  EXPECT_FALSE(Intent::from_json(json()));
+}
+
+// Records every switch, and can fail the n-th one.
+class RecordingActivator : public Activator {
+ public:
+  explicit RecordingActivator(store::InstallStore& s) : real_(s) {}
+  std::optional<std::string> active(const std::string& c) const override { return real_.active(c); }
+  std::optional<std::string> previous(const std::string& c) const override {
+    return real_.previous(c);
+  }
+  Status switch_to(const std::string& c, const std::string& v) override {
+    log.push_back("switch " + c + " " + v);
+    if (fail_at >= 0 && static_cast<int>(log.size()) - 1 == fail_at)
+      return mup::fail(Errc::io, "the activator refused (test)");
+    return real_.switch_to(c, v);
+  }
+  Status set_previous(const std::string& c, const std::optional<std::string>& v) override {
+    return real_.set_previous(c, v);
+  }
+  Status deactivate(const std::string& c) override {
+    log.push_back("deactivate " + c);
+    return real_.deactivate(c);
+  }
+  static inline std::vector<std::string> log;
+  static inline int fail_at = -1;
+
+ private:
+  SymlinkActivator real_;
+};
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    RecordingActivator::log.clear();
+    RecordingActivator::fail_at = -1;
+    write_file(d_ / "v1/bin/app", random_bytes(300000, 1));
+    write_file(d_ / "v1/etc/app.conf", text_bytes(20000, 2));
+    stdfs::copy(d_ / "v1", d_ / "v2", stdfs::copy_options::recursive);
+    auto app = random_bytes(300000, 1);
+    for (size_t i = 1000; i < 1100; ++i) app[i] ^= 0x33;
+    write_file(d_ / "v2/bin/app", app);
+    write_file(d_ / "lib1/lib.so", random_bytes(100000, 5));
+    ok({"repo", "init", s("repo"), "--keys", s("keys")});
+    publish("v1", "app", "1.0.0", {});
+    publish("v2", "app", "2.0.0", {"--delta-from", "1.0.0"});
+    auto server = transfer::FileServer::start(d_ / "repo", "127.0.0.1:0");
+    ASSERT_TRUE(server);
+    server_ = std::move(*server);
+    auto e = open();
+    ASSERT_TRUE(e->add_remote("origin", server_->base_url(), d_ / "repo/metadata/1.root.json"));
+  }
+  void publish(const std::string& src, const std::string& c, const std::string& v,
+               std::vector<std::string> extra) {
+    std::vector<std::string> args = {"publish",     s("repo"), s(src),      "--keys", s("keys"),
+                                     "--component", c,         "--version", v,        "--type",
+                                     "application"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    ok(args);
+  }
+  void ok(const std::vector<std::string>& args) {
+    auto r = test::run_mup(args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  std::string s(const std::string& rel) { return (d_ / rel).string(); }
+  std::unique_ptr<Engine> open(std::function<void(const json&)> on_event = {}) {
+    EngineOptions o;
+    o.actor = "test";
+    o.on_event = std::move(on_event);
+    o.make_activator = [](store::InstallStore& st) {
+      return std::make_unique<RecordingActivator>(st);
+    };
+    o.now_ms = [this] { return now_ms_.load(); };
+    o.boot_id = [this] { return boot_; };
+    auto e = Engine::open(d_ / "node", std::move(o));
+    EXPECT_TRUE(e) << e.error().message();
+    return std::move(*e);
+  }
+  std::string active(const std::string& c = "app") {
+    std::error_code ec;
+    return stdfs::read_symlink(d_ / "node/components" / c / "current", ec).string();
+  }
+  std::vector<state::OperationRecord> history() {
+    auto e = open();
+    auto h = e->history("", 0);
+    EXPECT_TRUE(h);
+    return *h;
+  }
+
+  ScratchDir d_;
+  std::unique_ptr<transfer::FileServer> server_;
+  std::atomic<int64_t> now_ms_{1'800'000'000'000};
+  std::string boot_ = "boot-1";
+};
+
+TEST_F(EngineTest, InstallGoesThroughTheActivatorAndRecordsOneOperation) {
+  auto e = open();
+  InstallOptions o;
+  o.version = "1.0.0";
+  auto r = e->install("app", o);
+  ASSERT_TRUE(r) << r.error().message();
+  auto r2 = e->install("app", {});
+  ASSERT_TRUE(r2) << r2.error().message();
+  EXPECT_EQ(active(), "2.0.0");
+  EXPECT_EQ(RecordingActivator::log,
+            (std::vector<std::string>{"switch app 1.0.0", "switch app 2.0.0"}));
+  auto h = history();
+  ASSERT_EQ(h.size(), 2u);
+  EXPECT_EQ(h[0].state, "done");
+  EXPECT_EQ(h[0].step, "commit");
+  EXPECT_EQ(h[0].started_at_ms, now_ms_.load());  // the injected clock
+  auto v = e->versions("app");
+  ASSERT_TRUE(v);
+  EXPECT_EQ((*v)["versions"][1]["status"], "committed");
+}
+
+TEST_F(EngineTest, AFailedSwitchIsUndoneAndLeavesNothing) {
+  auto e = open();
+  InstallOptions o;
+  o.version = "1.0.0";
+  ASSERT_TRUE(e->install("app", o));
+  RecordingActivator::fail_at = 1;  // the switch to 2.0.0
+  auto r = e->install("app", {});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("activator refused"), std::string::npos);
+  EXPECT_EQ(active(), "1.0.0");
+  EXPECT_FALSE(stdfs::exists(d_ / "node/components/app/2.0.0"));
+  auto h = history();
+  EXPECT_EQ(h[0].state, "failed");
+  EXPECT_EQ(h[0].to_version, "2.0.0");
+  auto snaps = e->snapshots().list("app");
+  ASSERT_TRUE(snaps);
+  EXPECT_EQ(snaps->size(), 1u) << "the failed install's snapshot is removed with it";
+}
+
+TEST_F(EngineTest, ASlowObserverNeverStallsTheDownloadAndSeesEveryStep) {
+  std::vector<std::string> steps;
+  std::mutex mu;
+  auto e = open([&](const json& ev) {
+    std::lock_guard<std::mutex> g(mu);
+    if (ev.value("event", "") == "step") steps.push_back(ev.value("step", ""));
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  });
+  InstallOptions o;
+  o.version = "1.0.0";
+  ASSERT_TRUE(e->install("app", o));
+  e.reset();  // flushes
+  EXPECT_EQ(steps, (std::vector<std::string>{"check", "fetch", "snapshot", "stage", "activate"}));
+}
+
+TEST(EventBus, CoalescesProgressWhileTheObserverIsBusy) {
+  std::atomic<int> seen{0};
+  std::vector<json> got;
+  {
+    EventBus bus([&](const json& e) {
+      got.push_back(e);
+      ++seen;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    });
+    bus.emit({{"event", "step"}, {"step", "fetch"}});
+    for (int i = 0; i < 1000; ++i)
+      bus.emit({{"event", "progress"}, {"phase", "fetch"}, {"done", i}});
+    bus.emit({{"event", "done"}});
+    bus.flush();
+    EXPECT_GT(bus.coalesced(), 900u);
+  }
+  ASSERT_GE(got.size(), 3u);
+  EXPECT_EQ(got.front()["event"], "step");
+  EXPECT_EQ(got.back()["event"], "done");
+  EXPECT_EQ(got[got.size() - 2]["done"], 999) << "the newest progress survives";
+}
+
+TEST_F(EngineTest, CancelledInstallUndoesItselfAndKeepsVerifiedPieces) {
+  std::atomic<bool> cancel{false};
+  auto e = open([&](const json& ev) {
+    if (ev.value("event", "") == "progress") cancel = true;
+  });
+  InstallOptions o;
+  o.version = "1.0.0";
+  o.cancel = &cancel;
+  auto r = e->install("app", o);
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(is(r.error(), Code::cancelled)) << r.error().code_string() << r.error().message();
+  EXPECT_EQ(r.error().code_string(), "engine.cancelled");
+  EXPECT_EQ(active(), "");
+  EXPECT_FALSE(stdfs::exists(d_ / "node/components/app")) << "no empty component directory";
+  e.reset();
+  auto h = history();
+  EXPECT_EQ(h[0].state, "failed");
+  // The next install succeeds.
+  cancel = false;
+  auto again = open()->install("app", o);
+  ASSERT_TRUE(again) << again.error().message();
+}
+
+TEST_F(EngineTest, TrialIsCommittedOrRolledBackAndARestartFollowsThePolicy) {
+  auto e = open();
+  InstallOptions o;
+  o.version = "1.0.0";
+  ASSERT_TRUE(e->install("app", o));
+  InstallOptions t;
+  t.trial = true;
+  auto r = e->install("app", t);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_TRUE(r->trial);
+  auto st = e->status();
+  ASSERT_TRUE(st);
+  EXPECT_EQ((*st)["components"][0]["trial"]["version"], "2.0.0");
+  // Same boot: nothing happens on open.
+  EXPECT_EQ(active(), "2.0.0");
+  e = open();
+  EXPECT_EQ(active(), "2.0.0");
+  // A restart (new boot id): the default policy rolls back, and marks the version bad.
+  boot_ = "boot-2";
+  e = open();
+  EXPECT_EQ(active(), "1.0.0");
+  ASSERT_FALSE(e->recovery().actions.empty());
+  auto v = e->versions("app");
+  EXPECT_EQ((*v)["versions"][1]["status"], "bad");
+  auto again = e->install("app", {});
+  ASSERT_FALSE(again);
+  EXPECT_TRUE(is(again.error(), Code::bad_version)) << again.error().message();
+  // --force tries it again; "keep" survives the restart and commits.
+  InstallOptions f;
+  f.force = true;
+  f.trial = true;
+  f.trial_policy = "keep";
+  ASSERT_TRUE(e->install("app", f));
+  boot_ = "boot-3";
+  e = open();
+  EXPECT_EQ(active(), "2.0.0");
+  v = e->versions("app");
+  EXPECT_EQ((*v)["versions"][1]["status"], "committed");
+  auto c = e->commit("app");
+  ASSERT_FALSE(c);
+  EXPECT_TRUE(is(c.error(), Code::not_on_trial));
+}
+
+TEST_F(EngineTest, WithDepsIsOneGroupThatFailsWhole) {
+  publish("lib1", "lib", "1.0.0", {});
+  write_file(d_ / "v3/bin/app", random_bytes(300000, 8));
+  publish("v3", "app", "3.0.0",
+          {"--depends", "lib>=1.0", "--depends", "absent>=1.0", "--allow-unmet-deps"});
+  auto e = open();
+  InstallOptions o;
+  o.version = "3.0.0";
+  o.with_deps = true;
+  auto r = e->install("app", o);
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(is(r.error(), Code::unmet_dependencies)) << r.error().message();
+  EXPECT_EQ(active("lib"), "") << "nothing of the group is installed";
+  // A cycle is named before anything is installed.
+  write_file(d_ / "c1/x", "cycle a");
+  write_file(d_ / "c2/x", "cycle b");
+  publish("c1", "ca", "1.0.0", {"--depends", "cb>=1.0", "--allow-unmet-deps"});
+  publish("c2", "cb", "1.0.0", {"--depends", "ca>=1.0", "--allow-unmet-deps"});
+  e = open();
+  InstallOptions wd;
+  wd.with_deps = true;
+  auto cyc = e->install("ca", wd);
+  ASSERT_FALSE(cyc);
+  EXPECT_TRUE(is(cyc.error(), Code::dependency_cycle)) << cyc.error().message();
+  EXPECT_NE(cyc.error().message().find("ca@1.0.0 -> cb@1.0.0 -> ca@1.0.0"), std::string::npos)
+      << cyc.error().message();
+  // A group that succeeds: lib then app, both committed.
+  write_file(d_ / "v4/bin/app", random_bytes(300000, 9));
+  publish("v4", "app", "4.0.0", {"--depends", "lib>=1.0"});
+  e = open();
+  InstallOptions g;
+  g.version = "4.0.0";
+  g.with_deps = true;
+  auto ok = e->install("app", g);
+  ASSERT_TRUE(ok) << ok.error().message();
+  ASSERT_EQ(ok->deps.size(), 1u);
+  EXPECT_EQ(active("lib"), "1.0.0");
+  EXPECT_EQ(active("app"), "4.0.0");
+  auto st = e->status();
+  for (const auto& c : (*st)["components"]) EXPECT_TRUE(c["trial"].is_null()) << c.dump();
+}
+
+TEST_F(EngineTest, WritersOfDifferentComponentsRunAtOnceAndOfOneComponentExcludeEachOther) {
+  publish("lib1", "lib", "1.0.0", {});
+  auto e = open();
+  Result<InstallReport> a = mup::fail(Errc::internal, "not run"), b = a;
+  std::thread t1([&] { a = e->install("app", {}); });
+  std::thread t2([&] { b = e->install("lib", {}); });
+  t1.join();
+  t2.join();
+  ASSERT_TRUE(a) << a.error().message();
+  ASSERT_TRUE(b) << b.error().message();
+  EXPECT_EQ(active("app"), "2.0.0");
+  EXPECT_EQ(active("lib"), "1.0.0");
+  // One component: the second writer is refused while the first holds the lock.
+  NodeLocks locks(d_ / "node");
+  auto held = locks.writer("app");
+  ASSERT_TRUE(held);
+  auto r = e->activate("app", "2.0.0");
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(is(r.error(), Code::busy)) << r.error().message();
+  // Readers do not wait.
+  EXPECT_TRUE(e->status());
+  EXPECT_TRUE(e->history("app", 0));
+}
+
+TEST_F(EngineTest, AJournalRowNobodyCanReadIsRolledBack) {
+  auto e = open();
+  InstallOptions o;
+  o.version = "1.0.0";
+  ASSERT_TRUE(e->install("app", o));
+  ASSERT_TRUE(e->install("app", {}));
+  e.reset();
+  // A row of a killed activate of 1.0.0 whose detail is damaged.
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((d_ / "node/state.db").c_str(), &db), SQLITE_OK);
+  const char* sql =
+      "INSERT INTO operations(kind, component, from_version, to_version, actor, state, step, "
+      "detail, started_at) VALUES ('activate', 'app', '2.0.0', '1.0.0', 't', 'running', "
+      "'activate', '{\"old_previous\": 12, \"old_current\": null}', 1);"
+      "INSERT INTO operations(kind, component, from_version, to_version, actor, state, step, "
+      "detail, started_at) VALUES ('frobnicate', 'app', '', '', 't', 'running', 'x', 'not json', "
+      "1);";
+  ASSERT_EQ(sqlite3_exec(db, sql, nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(db);
+  {  // as if the switch had happened (the install store alone: no recovery runs)
+    auto st = store::InstallStore::open(d_ / "node");
+    ASSERT_TRUE(st);
+    ASSERT_TRUE(st->activate("app", "1.0.0"));
+  }
+  e = open();
+  EXPECT_EQ(active(), "2.0.0") << "unknown means roll back to the row's from-version";
+  auto h = history();
+  for (const auto& op : h) EXPECT_NE(op.state, "running") << op.kind;
+  auto audit = e->verify_audit();
+  ASSERT_TRUE(audit);
+  EXPECT_TRUE(audit->ok) << audit->problem;
+}
+
+}  // namespace
+}  // namespace mup::engine

@@ -1,0 +1,568 @@
+// Install: the remote session, the one resolver of what a node must download (check and
+// install both ask it, so their figures agree), the install steps (resolve, fetch, stage),
+// dependency plans (--with-deps as one group), and check.
+#include <map>
+#include <mutex>
+#include <set>
+
+#include "core/fault.hpp"
+#include "core/fs.hpp"
+#include "core/parallel.hpp"
+#include "core/sha256.hpp"
+#include "engine/internal.hpp"
+#include "transfer/fetcher.hpp"
+
+namespace mup::engine {
+
+namespace stdfs = std::filesystem;
+using nlohmann::json;
+
+std::vector<std::pair<package::Manifest, std::string>> Session::offers(
+    const std::string& component, std::vector<std::string>* refused) const {
+  std::vector<std::pair<package::Manifest, std::string>> out;
+  for (const auto& [path, tf] : updater->targets()->targets) {
+    auto m = package::Manifest::from_json(tf.custom);
+    if (m) {
+      if (m->component == component) out.push_back({std::move(*m), path});
+    } else if (refused && tf.custom.is_object() && tf.custom.value("component", "") == component) {
+      refused->push_back(tf.custom.value("version", path) + ": " + m.error().message());
+    }
+  }
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.first.version < b.first.version; });
+  return out;
+}
+
+Result<std::unique_ptr<Session>> connect_remote(Engine& e, state::StateDb& db,
+                                                const std::string& remote) {
+  auto u = db.remote_url(remote);
+  if (!u) return tl::unexpected(u.error());
+  if (!*u) return fail(Code::no_remote, "no remote named " + remote + " (mup remote add)");
+  auto s = std::make_unique<Session>();
+  s->remote = remote;
+  s->url = **u;
+  s->fetcher = e.internals().fetcher();
+  tuf::UpdaterConfig cfg;
+  cfg.metadata_dir = e.tuf_dir(remote);
+  cfg.metadata_base_url = s->url + "/metadata";
+  cfg.target_base_url = s->url + "/targets";
+  auto up = tuf::Updater::create(cfg, *s->fetcher, s->clock);
+  if (!up) return tl::unexpected(up.error().context("trusted metadata of remote " + remote));
+  s->updater.emplace(std::move(*up));
+  if (auto r = s->updater->refresh(); !r)
+    return tl::unexpected(r.error().context("refreshing metadata from " + s->url));
+  return s;
+}
+
+DownloadPlan Resolved::summary() const {
+  DownloadPlan d;
+  d.download_bytes = index_bytes + todo_bytes;
+  d.cached_bytes = cached_bytes;
+  d.full_bytes = plan ? plan->full_bytes : 0;
+  d.pieces = todo.size();
+  return d;
+}
+
+Result<Resolved> resolve_download(Engine& e, Session& s, const package::Manifest& m,
+                                  const std::string& target_path, const stdfs::path& device_key,
+                                  unsigned threads) {
+  store::InstallStore& st = e.store();
+  const std::string& c = m.component;
+  const std::string from = opt_str(e.internals().activator->active(c));
+  Resolved r;
+  auto info = s.updater->get_targetinfo(target_path);
+  if (!info) return tl::unexpected(info.error().context("finding " + m.id()));
+  if (package::is_encrypted(m)) {
+    auto dk = package::load_device_key(device_key);
+    if (!dk)
+      return fail(Code::not_installed,
+                  m.id() + " is encrypted and this node has no device key at " +
+                      device_key.string() + " (mup keygen --device, then --device-key)");
+    auto k = package::unwrap_data_key(m, *dk);
+    if (!k) return tl::unexpected(k.error());
+    r.key = *k;
+  }
+  // The index: a delta from the active version's when the repository has one.
+  if (!r.key && !from.empty() && info->file.hashes.count("sha256")) {
+    auto held = fs::read_file(st.index_path(c, from), 64 << 20);
+    auto target_sha = Digest::from_hex(info->file.hashes.at("sha256"));
+    if (held && target_sha) {
+      std::string rel = chunk::index_delta_rel_path(sha256(*held), *target_sha);
+      if (auto d = s.fetcher->fetch(s.url + "/" + rel, info->file.length)) {
+        if (auto full = chunk::apply_index_delta(*held, *d, *target_sha)) {
+          r.index_bytes = d->size();
+          r.index_file = std::move(*full);
+        }
+      }
+    }
+  }
+  if (r.index_file.empty()) {
+    auto t = s.updater->fetch_target(*info);
+    if (!t) return tl::unexpected(t.error().context("downloading the tree index of " + m.id()));
+    r.index_bytes = t->size();
+    auto plain = package::open_index(m, *t, r.key ? &*r.key : nullptr);
+    if (!plain) return tl::unexpected(plain.error());
+    r.index_file = std::move(*plain);
+  } else if (sha256(r.index_file).hex() != m.index_sha256) {
+    return fail(Code::integrity, "tree index of " + m.id() + " does not match its manifest");
+  }
+  auto idx = chunk::TreeIndex::parse(r.index_file);
+  if (!idx) return tl::unexpected(idx.error().context("tree index of " + m.id()));
+  if (idx->single_file)
+    return fail(
+        Errc::unsupported,
+        m.id() + " is a single file, not a tree; publish it inside a directory to install it");
+  r.index = std::move(*idx);
+  // Seeds: every installed version, active first, known by their indexes (not re-read).
+  std::vector<std::string> held;
+  if (!from.empty()) held.push_back(from);
+  if (auto vs = st.versions(c))
+    for (auto it = vs->rbegin(); it != vs->rend(); ++it)
+      if (*it != from) held.push_back(*it);
+  r.held.reserve(held.size());
+  std::vector<delta::IndexedSeed> seeds;
+  for (const auto& h : held) {
+    auto hi = st.load_index(c, h);
+    if (!hi || hi->single_file) continue;
+    r.held.push_back(std::move(*hi));
+    seeds.push_back({st.version_dir(c, h), &r.held.back()});
+  }
+  auto plan = delta::plan(*r.index, r.index_file.size(), seeds, threads);
+  if (!plan) return tl::unexpected(plan.error().context("planning " + m.id()));
+  r.plan = std::move(*plan);
+  uint64_t overhead = r.key ? package::kSealOverhead : 0;
+  for (auto& n : package::pieces_to_fetch(*r.index, *r.plan)) {
+    if (st.pieces().has_blob(n.rel_path)) {
+      r.cached_bytes += n.stored_size + overhead;
+    } else {
+      r.todo_bytes += n.stored_size + overhead;
+      r.todo.push_back(std::move(n));
+    }
+  }
+  if (r.key) r.plan->full_bytes += package::kSealOverhead * r.plan->chunks;
+  return r;
+}
+
+// ---- the install steps ----
+
+Result<Event> resolve_step(Work& w) {
+  const std::string& c = w.op.component();
+  if (w.in.activator->active(c) == w.op.to()) return Event::current;
+  if (w.e.store().has_version(c, w.op.to())) {
+    w.report.already_installed = true;
+    return Event::already;
+  }
+  return Event::ok;
+}
+
+bool fetch_applies(Work& w) {
+  return w.op.kind() == OpKind::install && w.session != nullptr;
+}
+
+Result<Event> fetch_step(Work& w) {
+  const package::Manifest& m = *w.manifest;
+  const std::string& c = w.op.component();
+  auto res = resolve_download(w.e, *w.session, m, w.op.intent().target_path, w.device_key,
+                              w.install_threads);
+  if (!res) return tl::unexpected(res.error());
+  w.resolved.emplace(std::move(*res));
+  Resolved& r = *w.resolved;
+  w.report.bytes_fetched += r.index_bytes;
+  w.report.full_bytes = r.plan->full_bytes;
+  w.report.bytes_cached = r.cached_bytes;
+  MUP_TRY(w.e.store().put_index(c, w.op.to(), r.index_file));
+
+  std::mutex mu;
+  std::vector<std::unique_ptr<transfer::Fetcher>> pool;
+  uint64_t done_bytes = 0, fetched = 0;
+  w.in.emit({{"event", "progress"}, {"phase", "fetch"}, {"done", 0}, {"total", r.todo_bytes}});
+  const crypto::AesKey* kp = r.key ? &*r.key : nullptr;
+  const std::atomic<bool>* cancel = w.install ? w.install->cancel : nullptr;
+  auto fetch_one = [&](size_t i) -> Status {
+    if (cancel && cancel->load())
+      return fail(Code::cancelled, "install of " + m.id() + " cancelled");
+    const package::PieceRef& n = r.todo[i];
+    std::unique_ptr<transfer::Fetcher> f;
+    {
+      std::lock_guard<std::mutex> g(mu);
+      if (!pool.empty()) {
+        f = std::move(pool.back());
+        pool.pop_back();
+      }
+    }
+    if (!f) f = w.in.fetcher();
+    std::string url = w.session->url + "/" + package::piece_download_path(m, kp, n.rel_path);
+    auto got = f->fetch(url, n.stored_size + 64);
+    {
+      std::lock_guard<std::mutex> g(mu);
+      pool.push_back(std::move(f));
+    }
+    if (!got) return tl::unexpected(got.error().context("downloading " + n.rel_path));
+    uint64_t wire = got->size();
+    auto piece = package::open_piece(m, kp, n.rel_path, std::move(*got));
+    if (!piece) return tl::unexpected(piece.error());
+    MUP_TRY(package::verify_piece(n, *piece));
+    MUP_TRY(fault::point("install.piece"));
+    MUP_TRY(w.e.store().pieces().put_blob(n.rel_path, *piece));
+    std::lock_guard<std::mutex> g(mu);
+    done_bytes += n.stored_size + (kp ? package::kSealOverhead : 0);
+    fetched += wire;
+    w.in.emit(
+        {{"event", "progress"}, {"phase", "fetch"}, {"done", done_bytes}, {"total", r.todo_bytes}});
+    return {};
+  };
+  unsigned conns = std::max(1u, w.install_connections);
+  Status ok = try_parallel_for(r.todo.size(), conns, fetch_one);
+  w.report.bytes_fetched += fetched;
+  if (!ok) {
+    (void)w.e.store().pieces().sync();  // keep what was verified: a retry resumes from it
+    return tl::unexpected(ok.error().context("fetching " + m.id()));
+  }
+  MUP_TRY(w.e.store().pieces().sync());
+  MUP_TRY(fault::point("install.fetched"));
+  return Event::ok;
+}
+
+bool stage_applies(Work& w) {
+  return w.op.kind() == OpKind::install && !w.report.already_installed && w.resolved.has_value();
+}
+
+Result<Event> stage_step(Work& w) {
+  const std::string& c = w.op.component();
+  delta::UnpackOptions uo;
+  uo.threads = w.install_threads;
+  Resolved& r = *w.resolved;
+  auto st = w.e.store().stage(c, w.op.to(), *r.index, *r.plan, uo);
+  if (!st) return tl::unexpected(st.error());
+  w.report.bytes_written = st->bytes_written;
+  w.report.files_linked = st->files_linked;
+  w.report.files = st->files;
+  return Event::ok;
+}
+
+// ---- Engine::install ----
+
+Result<std::string> engine_pick_remote(state::StateDb& db, const std::string& component,
+                                       const std::string& requested);
+Result<SwitchReport> switch_operation(Engine& e, OpKind kind, const std::string& c,
+                                      const std::string& v, const std::string& restore_snapshot,
+                                      const std::string& actor);
+Status refuse_if_quarantined_op(state::StateDb& db, const std::string& c);
+
+namespace {
+
+using Offer = std::pair<package::Manifest, std::string>;
+
+// The version of `c` to install: `version`, or the newest offered.
+Result<Offer> pick_offer(const Session& s, const std::string& c, const std::string& version) {
+  std::vector<std::string> refused;
+  auto offers = s.offers(c, &refused);
+  if (!version.empty()) {
+    for (const auto& o : offers)
+      if (o.first.version.str() == version) return o;
+    for (const auto& r : refused)
+      if (r.rfind(version + ":", 0) == 0)
+        return fail(Code::integrity,
+                    c + " " + version + " is in remote " + s.remote +
+                        " but its manifest is refused: " + r.substr(version.size() + 2));
+    std::string have;
+    for (const auto& o : offers) have += (have.empty() ? "" : ", ") + o.first.version.str();
+    return fail(Code::not_offered, c + " " + version + " is not in remote " + s.remote +
+                                       (have.empty() ? "" : " (it has " + have + ")"));
+  }
+  if (offers.empty())
+    return fail(Code::not_offered,
+                "remote " + s.remote + " offers no component named " + c +
+                    (refused.empty() ? "" : " with a valid manifest (" + refused.front() + ")"));
+  return offers.back();
+}
+
+// What is active on this node, as versions.
+std::map<std::string, package::Version> active_versions(Engine& e) {
+  std::map<std::string, package::Version> have;
+  if (auto comps = e.store().components())
+    for (const auto& x : *comps)
+      if (auto a = e.internals().activator->active(x))
+        if (auto pv = package::Version::parse(*a)) have[x] = *pv;
+  return have;
+}
+
+// Dependencies first, each once; a cycle is named, never followed.
+Status plan_deps(const Session& s, const Offer& top,
+                 const std::map<std::string, package::Version>& have, std::vector<Offer>& order,
+                 std::vector<std::string>& path, std::set<std::string>& placed) {
+  const package::Manifest& m = top.first;
+  path.push_back(m.id());
+  for (const auto& d : m.depends) {
+    auto it = have.find(d.name);
+    if (it != have.end() && d.constraint.matches(it->second)) continue;
+    std::optional<Offer> pick;
+    for (const auto& o : s.offers(d.name))
+      if (d.constraint.matches(o.first.version)) pick = o;
+    if (!pick)
+      return fail(Code::unmet_dependencies, "dependency " + d.str() + " of " + m.id() +
+                                                ": no version in remote " + s.remote +
+                                                " satisfies it");
+    for (size_t i = 0; i < path.size(); ++i)
+      if (path[i].rfind(d.name + "@", 0) == 0) {
+        std::string cycle;
+        for (size_t j = i; j < path.size(); ++j) cycle += path[j] + " -> ";
+        return fail(Code::dependency_cycle, "dependency cycle: " + cycle + pick->first.id());
+      }
+    if (placed.count(d.name)) continue;
+    MUP_TRY(plan_deps(s, *pick, have, order, path, placed));
+  }
+  path.pop_back();
+  if (placed.insert(m.component).second) order.push_back(top);
+  return {};
+}
+
+}  // namespace
+
+Result<InstallReport> install_one(Engine& e, state::StateDb& db, Session& sess, const Offer& pick,
+                                  const InstallOptions& opts, const EngineOptions& eo,
+                                  int64_t group, bool trial) {
+  auto& in = e.internals();
+  const package::Manifest& m = pick.first;
+  const std::string& c = m.component;
+  const std::string v = m.version.str();
+  auto lock = in.locks.writer(c);
+  if (!lock) return tl::unexpected(error(Code::busy, lock.error().message()));
+  MUP_TRY(refuse_if_quarantined_op(db, c));
+  if (auto pin = e.store().pinned(c); pin && *pin != v)
+    return fail(Code::pinned, c + " is pinned to " + *pin + "; unpin it first (mup pin " + c +
+                                  " --clear) to install " + v);
+  if (!opts.force) {
+    if (auto rows = db.versions(c))
+      for (const auto& r : *rows)
+        if (r.version == v && r.status == "bad")
+          return fail(Code::bad_version, c + " " + v +
+                                             " was rolled back from its trial; install --force "
+                                             "to try it again");
+  }
+  Intent intent;
+  intent.remote = sess.remote;
+  intent.target_path = pick.second;
+  intent.manifest = m.to_json();
+  intent.old_current = opt_str(in.activator->active(c));
+  intent.old_previous = opt_str(in.activator->previous(c));
+  intent.fresh = !e.store().has_version(c, v);
+  intent.trial = trial;
+  intent.trial_policy = opts.trial_policy;
+  intent.group = group;
+  if (opts.snapshot && intent.fresh && intent.old_current != v)
+    intent.snapshot = e.snapshots().fresh_id(c);
+  auto op = Operation::begin(db, OpKind::install, c, intent.old_current, v, eo.actor, intent);
+  if (!op) return tl::unexpected(op.error());
+  Work w(e, in, db, std::move(*op));
+  w.install = &opts;
+  w.install_connections = eo.download_connections;
+  w.install_threads = eo.threads;
+  w.device_key = eo.device_key;
+  w.manifest = m;
+  w.report.component = c;
+  w.report.from_version = intent.old_current;
+  w.report.to_version = v;
+  w.report.tree_bytes = m.size;
+  w.report.trial = trial;
+  w.report.operation = w.op.id();
+  w.session = &sess;
+  State end = run(w, State::resolve);
+  if (end == State::done)
+    in.emit({{"event", "done"},
+             {"component", c},
+             {"from", w.report.from_version},
+             {"to", v},
+             {"bytes_fetched", w.report.bytes_fetched},
+             {"full_bytes", w.report.full_bytes}});
+  if (w.error) return tl::unexpected(w.error->context("installing " + m.id()));
+  if (w.report.from_version == v) w.report.already_installed = true;
+  w.report.seconds = seconds_since(w.t0);
+  return w.report;
+}
+
+Result<InstallReport> Engine::install(const std::string& c, const InstallOptions& opts) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto db = in_->connect();
+  if (!db) return tl::unexpected(db.error());
+  auto remote = engine_pick_remote(*db, c, opts.remote);
+  if (!remote) return tl::unexpected(remote.error());
+  in_->emit({{"event", "step"}, {"step", "check"}, {"component", c}, {"remote", *remote}});
+  auto sess = connect_remote(*this, *db, *remote);
+  if (!sess) return tl::unexpected(sess.error());
+  auto pick = pick_offer(**sess, c, opts.version);
+  if (!pick) return tl::unexpected(pick.error());
+  auto have = active_versions(*this);
+  if (auto deps = package::check_dependencies(pick->first, have); !deps && !opts.with_deps)
+    return fail(Code::unmet_dependencies, pick->first.id() +
+                                              " cannot be installed: " + deps.error().message() +
+                                              " (install those first, or use --with-deps)");
+  std::vector<Offer> order;
+  std::vector<std::string> path;
+  std::set<std::string> placed;
+  MUP_TRY(plan_deps(**sess, *pick, have, order, path, placed));
+  if (order.size() == 1) {
+    auto r = install_one(*this, *db, **sess, *pick, opts, opts_, 0, opts.trial);
+    if (r) r->seconds = seconds_since(t0);
+    return r;
+  }
+  // A group: every member on trial until all are in, then committed together (or left on
+  // trial, with --trial); one failure rolls back the members installed before it.
+  Intent gi;
+  gi.remote = *remote;
+  auto group = Operation::begin(*db, OpKind::group, c, opt_str(in_->activator->active(c)),
+                                pick->first.version.str(), opts_.actor, gi);
+  if (!group) return tl::unexpected(group.error());
+  std::vector<InstallReport> done;
+  std::optional<Error> err;
+  for (const auto& member : order) {
+    auto r = install_one(*this, *db, **sess, member, opts, opts_, group->id(), true);
+    if (!r) {
+      err = r.error();
+      break;
+    }
+    done.push_back(std::move(*r));
+  }
+  if (!err && !opts.trial) {
+    for (const auto& d : done)
+      if (auto cm =
+              switch_operation(*this, OpKind::commit, d.component, d.to_version, "", opts_.actor);
+          !cm) {
+        err = cm.error();
+        break;
+      }
+  }
+  if (err) {
+    for (auto it = done.rbegin(); it != done.rend(); ++it) {
+      if (it->already_installed && it->from_version == it->to_version) continue;
+      auto rb = switch_operation(*this, OpKind::rollback, it->component, it->from_version, "",
+                                 opts_.actor);
+      if (!rb) err = err->followed_by(rb.error());
+    }
+    auto f = group->finish(OpResult::failed, 0, err->message(), json::object());
+    if (!f) err = err->followed_by(f.error());
+    return tl::unexpected(*err);
+  }
+  json members = json::array();
+  for (const auto& d : done) members.push_back(d.component + "@" + d.to_version);
+  MUP_TRY(group->finish(OpResult::done, 0, "", {{"members", members}}));
+  InstallReport top = done.back();
+  done.pop_back();
+  top.deps = std::move(done);
+  top.seconds = seconds_since(t0);
+  return top;
+}
+
+// ---- check: the same resolver as install ----
+
+Result<json> Engine::check(const CheckOptions& o) {
+  auto db = in_->connect();
+  if (!db) return tl::unexpected(db.error());
+  std::unique_ptr<Session> sess;
+  if (!o.repo_url.empty()) {
+    if (!o.remote.empty())
+      return mup::fail(Errc::invalid_argument, "give --remote NAME or --repo URL, not both");
+    stdfs::path dir = root_ / "tuf";
+    MUP_TRY(fs::create_dirs(dir));
+    if (!stdfs::exists(dir / "root.json")) {
+      if (o.trusted_root.empty())
+        return mup::fail(Errc::invalid_argument,
+                         "this node trusts no repository root yet: give --trusted-root ROOT.json "
+                         "(the publisher's metadata/1.root.json, obtained out of band)");
+      auto bytes = fs::read_file(o.trusted_root, 1 << 20);
+      if (!bytes) return tl::unexpected(bytes.error().context("--trusted-root"));
+      MUP_TRY(fs::write_file_atomic(dir / "root.json", *bytes));
+    }
+    sess = std::make_unique<Session>();
+    sess->remote = "";
+    sess->url = o.repo_url;
+    while (!sess->url.empty() && sess->url.back() == '/') sess->url.pop_back();
+    sess->fetcher = in_->fetcher();
+    tuf::UpdaterConfig cfg;
+    cfg.metadata_dir = dir;
+    cfg.metadata_base_url = sess->url + "/metadata";
+    cfg.target_base_url = sess->url + "/targets";
+    auto up = tuf::Updater::create(cfg, *sess->fetcher, sess->clock);
+    if (!up) return tl::unexpected(up.error().context("trusted metadata in " + dir.string()));
+    sess->updater.emplace(std::move(*up));
+    if (auto r = sess->updater->refresh(); !r)
+      return tl::unexpected(r.error().context("refreshing metadata from " + sess->url));
+  } else {
+    if (!o.trusted_root.empty())
+      return mup::fail(Errc::invalid_argument,
+                       "--trusted-root goes with --repo; a remote got its root at mup remote add");
+    auto remote = engine_pick_remote(*db, o.component, o.remote);
+    if (!remote) return tl::unexpected(remote.error());
+    auto s = connect_remote(*this, *db, *remote);
+    if (!s) return tl::unexpected(s.error());
+    sess = std::move(*s);
+  }
+  std::optional<crypto::DeviceKey> device;
+  // The default key is optional; one named by the caller must load.
+  if (stdfs::exists(opts_.device_key) || opts_.device_key != root_ / "device.key") {
+    auto dk = package::load_device_key(opts_.device_key);
+    if (!dk) return tl::unexpected(dk.error().context("--device-key"));
+    device = *dk;
+  }
+  std::map<std::string, Offer> newest;
+  for (const auto& [path, tf] : sess->updater->targets()->targets) {
+    auto m = package::Manifest::from_json(tf.custom);
+    if (!m) continue;  // not a package (or from a newer mup): skip it
+    if (!o.component.empty() && m->component != o.component) continue;
+    auto it = newest.find(m->component);
+    if (it == newest.end() || it->second.first.version < m->version)
+      newest[m->component] = {*m, path};
+  }
+  auto have = active_versions(*this);
+  json rows = json::array();
+  for (const auto& [name, entry] : newest) {
+    const auto& [m, path] = entry;
+    auto h = have.find(name);
+    if (h != have.end() && !(h->second < m.version)) continue;  // up to date
+    auto deps = package::check_dependencies(m, have);
+    json row = {{"component", name},
+                {"installed", h != have.end() ? h->second.str() : ""},
+                {"available", m.version.str()},
+                {"type", package::type_name(m.type)},
+                {"priority", package::priority_name(m.priority)},
+                {"strategy", m.strategy},
+                {"encrypted", package::is_encrypted(m)},
+                {"readable", true},
+                {"download_bytes", 0},
+                {"cached_bytes", 0},
+                {"full_bytes", 0},
+                {"deps_ok", bool(deps)},
+                {"deps_error", deps ? "" : deps.error().message()}};
+    if (package::is_encrypted(m)) {
+      std::string why = "this node has no device key (" + opts_.device_key.string() + ")";
+      bool readable = false;
+      if (device) {
+        auto k = package::unwrap_data_key(m, *device);
+        if (k) {
+          readable = true;
+        } else if (k.error().code() == Errc::not_found) {
+          why = k.error().message();
+        } else {
+          return tl::unexpected(k.error());
+        }
+      }
+      if (!readable) {
+        row["readable"] = false;
+        row["note"] = "encrypted for other devices";
+        row["why"] = why;
+        rows.push_back(std::move(row));
+        continue;
+      }
+    }
+    auto r = resolve_download(*this, *sess, m, path, opts_.device_key, opts_.threads);
+    if (!r) return tl::unexpected(r.error());
+    auto d = r->summary();
+    row["download_bytes"] = d.download_bytes;
+    row["cached_bytes"] = d.cached_bytes;
+    row["full_bytes"] = d.full_bytes;
+    rows.push_back(std::move(row));
+  }
+  return json{{"updates", rows}, {"components_offered", newest.size()}};
+}
+
+}  // namespace mup::engine

@@ -1,0 +1,126 @@
+// The engine's insides, shared by its .cpp files only (not a public header): the services
+// an operation uses (Engine::Internals), a verified session with a remote, the resolver
+// both check and install use, and the work of one running operation (Work) that the step
+// objects of the transition table read and write.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "chunk/tree_index.hpp"
+#include "crypto/crypto.hpp"
+#include "delta/planner.hpp"
+#include "engine/engine.hpp"
+#include "engine/events.hpp"
+#include "engine/operation.hpp"
+#include "package/manifest.hpp"
+#include "package/sealed.hpp"
+#include "snapshot/snapshot_store.hpp"
+#include "state/state_db.hpp"
+#include "transfer/fetcher.hpp"
+#include "tuf/clock.hpp"
+#include "tuf/updater.hpp"
+
+namespace mup::engine {
+
+struct Engine::Internals {
+  Engine& e;
+  NodeLocks locks;
+  std::unique_ptr<Activator> activator;
+  std::unique_ptr<EventBus> events;
+  std::optional<crypto::PrivateKey> audit_key;
+  std::optional<crypto::PublicKey> audit_public;
+
+  // A connection of its own for one operation or read (with the audit key and the clock).
+  [[nodiscard]] Result<state::StateDb> connect() const;
+  int64_t now_ms() const;
+  std::string boot_id() const;
+  std::unique_ptr<transfer::Fetcher> fetcher() const;
+  void emit(nlohmann::json event) const;
+};
+
+// A verified connection to one remote: the TUF client after refresh().
+struct Session {
+  std::string remote, url;
+  std::unique_ptr<transfer::Fetcher> fetcher;
+  tuf::SystemClock clock;
+  std::optional<tuf::Updater> updater;
+
+  // Every package manifest of `component` the remote offers, with its target path, oldest
+  // first; `refused` gets "version: why" for targets of the component whose manifest does
+  // not parse.
+  std::vector<std::pair<package::Manifest, std::string>> offers(
+      const std::string& component, std::vector<std::string>* refused = nullptr) const;
+};
+
+[[nodiscard]] Result<std::unique_ptr<Session>> connect_remote(Engine& e, state::StateDb& db,
+                                                              const std::string& remote);
+
+// What installing one package version takes, from what this node holds: the one answer
+// both `check` and `install` use.
+struct Resolved {
+  std::vector<uint8_t> index_file;  // the plain tree index
+  uint64_t index_bytes = 0;         // what fetching it cost (an index delta, or the target)
+  std::optional<chunk::TreeIndex> index;
+  std::vector<chunk::TreeIndex> held;  // seeds' indexes (plan refers to them)
+  std::optional<delta::Plan> plan;
+  std::vector<package::PieceRef> todo;  // pieces to download (not in the cache)
+  uint64_t todo_bytes = 0;              // their bytes on the wire
+  uint64_t cached_bytes = 0;
+  std::optional<crypto::AesKey> key;  // data key of an encrypted package
+  DownloadPlan summary() const;
+};
+[[nodiscard]] Result<Resolved> resolve_download(Engine& e, Session& s, const package::Manifest& m,
+                                                const std::string& target_path,
+                                                const std::filesystem::path& device_key,
+                                                unsigned threads);
+
+// The work of one running operation.
+struct Work {
+  Work(Engine& engine, Engine::Internals& internals, state::StateDb& database, Operation operation)
+      : e(engine), in(internals), db(database), op(std::move(operation)) {}
+  Engine& e;
+  Engine::Internals& in;
+  state::StateDb& db;
+  Operation op;
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+
+  // install
+  const InstallOptions* install = nullptr;
+  unsigned install_connections = 8, install_threads = 0;
+  std::filesystem::path device_key;
+  Session* session = nullptr;  // borrowed from the caller
+  std::optional<package::Manifest> manifest;
+  std::optional<Resolved> resolved;
+  InstallReport report;
+  // gc
+  store::GcOptions gc;
+  store::GcReport gc_report;
+  // snapshot-create
+  std::string snapshot_label;
+  nlohmann::json snapshot_result;
+  std::string superseded;  // rollback: the quarantined operations it supersedes, if any
+
+  std::optional<Error> error;  // the first error; cleanup failures are chained onto it
+  void failed(Error err);
+  bool switched() const;  // the Activator shows the operation's target as active
+};
+
+// Runs `w` through the transition table from `start` until a terminal state, and ends the
+// operation (finish()) if no step did. Returns the terminal state.
+State run(Work& w, State start);
+
+// Reconciles the database rows of `component` with the disk: component pointers,
+// installed versions, snapshots. Inside the caller's transaction.
+[[nodiscard]] Status reconcile(Engine& e, state::StateDb& db, const std::string& component);
+// The component row's trial fields from a version row and the intent.
+[[nodiscard]] Status recover_all(Engine& e, RecoveryReport& report);
+
+std::string opt_str(const std::optional<std::string>& s);
+double seconds_since(std::chrono::steady_clock::time_point t0);
+
+}  // namespace mup::engine
