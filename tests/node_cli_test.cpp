@@ -1,106 +1,18 @@
 // The node side through the mup binary, against a real repository served on 127.0.0.1:
 // remote add, install (fewest bytes, resumable), versions, activate, rollback, pin, gc,
-// status, history, audit verify, snapshots; bad input; and the crash matrix: for every
-// fault point of install, activate, rollback, gc and snapshot restore, a SIGKILL there,
-// then a restart must leave exactly the old or exactly the new tree, a database that
-// passes PRAGMA integrity_check, no temp files, and an audit log that verifies.
+// status, history, audit verify, snapshots; bad input. The crash matrix is in
+// node_crash_test.cpp, the regression tests of issue 8's defects in node_recovery_test.cpp.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
 #include <nlohmann/json.hpp>
 
-#include "test_util.hpp"
-#include "transfer/file_server.hpp"
+#include "node_fixture.hpp"
 
 namespace mup::test {
 namespace {
 
 using nlohmann::json;
-
-class NodeCli : public ::testing::Test {
- protected:
-  void SetUp() override {
-    write_file(d_ / "v1/bin/app", random_bytes(400000, 1));
-    write_file(d_ / "v1/etc/app.conf", text_bytes(20000, 2));
-    write_file(d_ / "v1/share/model.bin", random_bytes(300000, 3));
-    stdfs::create_symlink("../etc/app.conf", d_ / "v1/bin/conf");
-    stdfs::copy(d_ / "v1", d_ / "v2",
-                stdfs::copy_options::recursive | stdfs::copy_options::copy_symlinks);
-    auto app = random_bytes(400000, 1);
-    for (size_t i = 1000; i < 1100; ++i) app[i] ^= 0x33;
-    write_file(d_ / "v2/bin/app", app);
-    write_file(d_ / "v2/share/new.txt", text_bytes(30000, 4));
-    stdfs::copy(d_ / "v2", d_ / "v3",
-                stdfs::copy_options::recursive | stdfs::copy_options::copy_symlinks);
-    write_file(d_ / "v3/etc/app.conf", text_bytes(20000, 5));
-    ok({"repo", "init", s("repo"), "--keys", s("keys")});
-    publish("v1", "1.0.0", {});
-    publish("v2", "2.0.0", {"--delta-from", "1.0.0"});
-    auto server = transfer::FileServer::start(d_ / "repo", "127.0.0.1:0");
-    ASSERT_TRUE(server);
-    server_ = std::move(*server);
-    ok({"remote", "add", "origin", server_->base_url(), "--trusted-root",
-        s("repo/metadata/1.root.json"), "--root", s("node")});
-    // Some state for the snapshots.
-    write_file(d_ / "node/state/app/db/data.db", random_bytes(50000, 9));
-    write_file(d_ / "node/state/app/counter", "1\n");
-  }
-  void publish(const std::string& src, const std::string& v, std::vector<std::string> extra) {
-    std::vector<std::string> args = {"publish", s("repo"),     s(src),       "--keys",
-                                     s("keys"), "--component", "app",        "--version",
-                                     v,         "--type",      "application"};
-    args.insert(args.end(), extra.begin(), extra.end());
-    ok(args);
-  }
-  std::string s(const std::string& rel) { return (d_ / rel).string(); }
-  RunResult ok(const std::vector<std::string>& args, const std::string& env = "") {
-    auto r = run_mup(args, env);
-    EXPECT_EQ(r.exit_code, 0) << "mup " << (args.empty() ? "" : args[0]) << ": " << r.err << r.out;
-    return r;
-  }
-  RunResult mup(std::vector<std::string> args, const std::string& node = "node",
-                const std::string& env = "") {
-    args.push_back("--root");
-    args.push_back(s(node));
-    return run_mup(args, env);
-  }
-  json mup_json(std::vector<std::string> args, const std::string& node = "node") {
-    args.push_back("--json");
-    auto r = mup(args, node);
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return json::parse(r.out, nullptr, false);
-  }
-  std::string active(const std::string& node = "node") {
-    std::error_code ec;
-    return stdfs::read_symlink(d_ / node / "components/app/current", ec).string();
-  }
-  bool active_is(const std::string& src, const std::string& node = "node") {
-    std::string why;
-    bool eq = trees_equal(d_ / node / "components/app/current", d_ / src, &why);
-    if (!eq) ADD_FAILURE() << "active tree != " << src << ": " << why;
-    return eq;
-  }
-  ScratchDir d_;
-  std::unique_ptr<transfer::FileServer> server_;
-};
-
-// Asserts the invariants a node must hold after any crash and restart.
-void expect_consistent(const stdfs::path& node, const std::string& where) {
-  SCOPED_TRACE(where);
-  sqlite3* db = nullptr;
-  ASSERT_EQ(sqlite3_open_v2((node / "state.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr),
-            SQLITE_OK);
-  sqlite3_stmt* st = nullptr;
-  ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &st, nullptr), SQLITE_OK);
-  ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-  EXPECT_STREQ(reinterpret_cast<const char*>(sqlite3_column_text(st, 0)), "ok");
-  sqlite3_finalize(st);
-  sqlite3_close(db);
-  for (auto& e : stdfs::recursive_directory_iterator(node))
-    EXPECT_EQ(e.path().filename().string().find(".mup-tmp."), std::string::npos) << e.path();
-  auto a = run_mup({"audit", "verify", "--root", node.string()});
-  EXPECT_EQ(a.exit_code, 0) << a.out << a.err;
-}
 
 TEST_F(NodeCli, InstallUpgradeRollbackHistoryAudit) {
   auto r1 = mup_json({"install", "app", "--version", "1.0.0"});
@@ -154,7 +66,8 @@ TEST_F(NodeCli, UpgradeFetchesOnlyWhatChanged) {
 }
 
 TEST_F(NodeCli, InterruptedDownloadResumesWithoutRefetching) {
-  auto k = mup({"install", "app", "--version", "1.0.0"}, "node",
+  // One connection: the pieces before the 4th are stored when the kill comes.
+  auto k = mup({"install", "app", "--version", "1.0.0", "--connections", "1"}, "node",
                "MUP_FAULT_AT=install.piece MUP_FAULT_ACTION=kill MUP_FAULT_AFTER=3");
   EXPECT_EQ(k.exit_code, 137) << k.err;
   EXPECT_EQ(active(), "");
@@ -360,141 +273,6 @@ TEST_F(NodeCli, EncryptedPackageInstallsOnlyWithItsDeviceKey) {
   auto res = json::parse(r.out.substr(r.out.rfind("{\"event\":\"result\"")))["install"];
   EXPECT_LT(res["bytes_fetched"].get<uint64_t>() * 4, res["full_bytes"].get<uint64_t>());
   expect_consistent(d_ / "node", "after encrypted installs");
-}
-
-// ---- the crash matrix ----
-
-struct Kill {
-  std::string point;
-  int after;
-};
-
-// Copies a prepared node (no process uses it) to a fresh place.
-void clone_node(const stdfs::path& from, const stdfs::path& to) {
-  stdfs::remove_all(to);
-  stdfs::copy(from, to, stdfs::copy_options::recursive | stdfs::copy_options::copy_symlinks);
-}
-
-TEST_F(NodeCli, CrashMatrixInstall) {
-  ok({"install", "app", "--version", "1.0.0", "--root", s("node")});
-  std::vector<Kill> kills = {
-      {"install.piece", 0},
-      {"install.piece", 2},
-      {"install.fetched", 0},
-      {"write", 0},
-      {"snapshot.create.copy", 0},
-      {"snapshot.create.copy", 1},
-      {"snapshot.create.before_rename", 0},
-      {"unpack.file", 0},
-      {"unpack.file", 2},
-      {"unpack.before_rename", 0},
-      {"store.staged", 0},
-      {"store.pointer.previous", 0},
-      {"store.activate.before_switch", 0},
-      {"store.pointer.current", 0},
-      {"store.activate.after_switch", 0},
-  };
-  for (int i = 0; i < 9; ++i) kills.push_back({"state.commit", i});
-  int fired = 0;
-  for (const auto& k : kills) {
-    std::string where = k.point + "#" + std::to_string(k.after);
-    SCOPED_TRACE(where);
-    clone_node(d_ / "node", d_ / "crash");
-    auto r = mup({"install", "app"}, "crash",
-                 "MUP_FAULT_AT=" + k.point +
-                     " MUP_FAULT_ACTION=kill MUP_FAULT_AFTER=" + std::to_string(k.after));
-    if (r.exit_code == 137) ++fired;
-    EXPECT_TRUE(r.exit_code == 137 || r.exit_code == 0) << r.err;
-    // Restart: status recovers.
-    auto st = mup({"status", "--json"}, "crash");
-    ASSERT_EQ(st.exit_code, 0) << st.err;
-    std::string act = active("crash");
-    ASSERT_TRUE(act == "1.0.0" || act == "2.0.0") << act;
-    EXPECT_TRUE(active_is(act == "1.0.0" ? "v1" : "v2", "crash"));
-    expect_consistent(d_ / "crash", where);
-    auto h = mup_json({"history", "app"}, "crash");
-    for (const auto& op : h) EXPECT_NE(op["result"].get<std::string>(), "running") << op.dump();
-    // And the node can go on: the install completes.
-    auto again = mup({"install", "app"}, "crash");
-    EXPECT_EQ(again.exit_code, 0) << again.err;
-    EXPECT_TRUE(active_is("v2", "crash"));
-  }
-  EXPECT_GE(fired, static_cast<int>(kills.size()) - 3) << "most fault points must be reached";
-}
-
-TEST_F(NodeCli, CrashMatrixSwitchGcRestore) {
-  ok({"install", "app", "--version", "1.0.0", "--root", s("node")});
-  ok({"install", "app", "--version", "2.0.0", "--root", s("node")});
-  publish("v3", "3.0.0", {"--delta-from", "2.0.0"});
-  ok({"install", "app", "--root", s("node")});
-  auto snaps = mup_json({"snapshot", "list", "app"});
-  ASSERT_FALSE(snaps.empty());
-  std::string snap = snaps.back()["id"];
-  stdfs::copy(d_ / "node/state/app", d_ / "state-snap", stdfs::copy_options::recursive);
-  write_file(d_ / "node/state/app/counter", "changed\n");
-  write_file(d_ / "node/state/app/added", "new file\n");
-  stdfs::copy(d_ / "node/state/app", d_ / "state-now", stdfs::copy_options::recursive);
-
-  struct Case {
-    std::vector<std::string> cmd;
-    std::vector<Kill> kills;
-  };
-  std::vector<Kill> switch_kills = {{"store.pointer.previous", 0},
-                                    {"store.activate.before_switch", 0},
-                                    {"store.pointer.current", 0},
-                                    {"store.activate.after_switch", 0}};
-  for (int i = 0; i < 4; ++i) switch_kills.push_back({"state.commit", i});
-  std::vector<Case> cases = {
-      {{"rollback", "app"}, switch_kills},
-      {{"activate", "app", "1.0.0"}, switch_kills},
-      {{"gc", "--keep", "1"},
-       {{"store.gc.version", 0}, {"store.remove", 0}, {"state.commit", 0}, {"state.commit", 1}}},
-      {{"snapshot", "restore", snap},
-       {{"snapshot.restore.copy", 0},
-        {"snapshot.restore.copy", 1},
-        {"snapshot.restore.before_swap", 0},
-        {"snapshot.restore.after_swap", 0},
-        {"state.commit", 0},
-        {"state.commit", 1}}},
-  };
-  for (const auto& c : cases) {
-    for (const auto& k : c.kills) {
-      std::string where = c.cmd[0] + " @ " + k.point + "#" + std::to_string(k.after);
-      SCOPED_TRACE(where);
-      clone_node(d_ / "node", d_ / "crash");
-      auto r = mup(c.cmd, "crash",
-                   "MUP_FAULT_AT=" + k.point +
-                       " MUP_FAULT_ACTION=kill MUP_FAULT_AFTER=" + std::to_string(k.after));
-      EXPECT_EQ(r.exit_code, 137) << "fault point not reached: " << r.err;
-      auto st = mup({"status", "--json"}, "crash");
-      ASSERT_EQ(st.exit_code, 0) << st.err;
-      std::string act = active("crash");
-      ASSERT_TRUE(act == "3.0.0" || act == (c.cmd[0] == "activate" ? "1.0.0" : "2.0.0") ||
-                  c.cmd[0] == "gc" || c.cmd[0] == "snapshot")
-          << act;
-      if (c.cmd[0] == "gc" || c.cmd[0] == "snapshot") {
-        EXPECT_EQ(act, "3.0.0");
-      }
-      EXPECT_TRUE(active_is(act == "1.0.0" ? "v1" : act == "2.0.0" ? "v2" : "v3", "crash"));
-      // Every version still listed is intact.
-      json listed = mup_json({"versions", "app"}, "crash");
-      for (const auto& v : listed["versions"]) {
-        auto vr = mup({"verify", "app", v["version"].get<std::string>()}, "crash");
-        EXPECT_EQ(vr.exit_code, 0) << vr.err;
-      }
-      if (c.cmd[0] == "snapshot") {
-        // Exactly the old state or exactly the snapshot's (an interrupted restore that was
-        // journaled is finished by the restart).
-        std::string why1, why2;
-        EXPECT_TRUE(trees_equal(d_ / "crash/state/app", d_ / "state-snap", &why1) ||
-                    trees_equal(d_ / "crash/state/app", d_ / "state-now", &why2))
-            << why1 << " / " << why2;
-      }
-      expect_consistent(d_ / "crash", where);
-      for (const auto& op : mup_json({"history"}, "crash"))
-        EXPECT_NE(op["result"].get<std::string>(), "running") << op.dump();
-    }
-  }
 }
 
 }  // namespace
