@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <map>
+#include <mutex>
 
 #include "core/fault.hpp"
 #include "core/fs.hpp"
@@ -142,25 +143,71 @@ std::optional<std::string> InstallStore::pinned(const std::string& name) const {
   return read_pointer(name, "pinned");
 }
 
+namespace {
+
+// The power-cut model of the pointers (fault builds): a pointer renamed but whose
+// directory was not fsynced yet may come back as it was. The powercut fault action puts
+// every such pointer back before it kills the process.
+struct UnsyncedPointer {
+  stdfs::path link;
+  std::optional<std::string> old_target;
+};
+std::mutex g_unsynced_mu;
+std::vector<UnsyncedPointer> g_unsynced;
+
+void put_back_unsynced_pointers() {
+  std::lock_guard<std::mutex> g(g_unsynced_mu);
+  for (auto it = g_unsynced.rbegin(); it != g_unsynced.rend(); ++it) {
+    ::unlink(it->link.c_str());
+    if (it->old_target) (void)!::symlink(it->old_target->c_str(), it->link.c_str());
+  }
+  g_unsynced.clear();
+}
+
+void note_unsynced(const stdfs::path& link, std::optional<std::string> old_target) {
+  if (!fault::enabled()) return;
+  static const bool registered = [] {
+    fault::on_power_cut(&put_back_unsynced_pointers);
+    return true;
+  }();
+  (void)registered;
+  std::lock_guard<std::mutex> g(g_unsynced_mu);
+  g_unsynced.push_back({link, std::move(old_target)});
+}
+
+void note_synced(const stdfs::path& dir) {
+  if (!fault::enabled()) return;
+  std::lock_guard<std::mutex> g(g_unsynced_mu);
+  std::erase_if(g_unsynced, [&](const UnsyncedPointer& u) { return u.link.parent_path() == dir; });
+}
+
+}  // namespace
+
 Status InstallStore::set_pointer(const std::string& name, const char* pointer,
                                  const std::optional<std::string>& version) {
   stdfs::path dir = component_dir(name);
   stdfs::path link = dir / pointer;
+  std::optional<std::string> old = read_pointer(name, pointer);
+  std::string point = std::string("store.pointer.") + pointer;
   if (!version) {
     if (::unlink(link.c_str()) != 0 && errno != ENOENT)
       return fail_errno("remove", link.string(), errno);
-    return fs::fsync_dir(dir);
+  } else {
+    stdfs::path tmp = fs::temp_sibling(link);
+    if (::symlink(version->c_str(), tmp.c_str()) != 0)
+      return fail_errno("create symlink", tmp.string(), errno);
+    MUP_TRY(fault::point(point));
+    if (::rename(tmp.c_str(), link.c_str()) != 0) {
+      int e = errno;
+      ::unlink(tmp.c_str());
+      return fail_errno("rename", link.string(), e);
+    }
   }
-  stdfs::path tmp = fs::temp_sibling(link);
-  if (::symlink(version->c_str(), tmp.c_str()) != 0)
-    return fail_errno("create symlink", tmp.string(), errno);
-  MUP_TRY(fault::point(std::string("store.pointer.") + pointer));
-  if (::rename(tmp.c_str(), link.c_str()) != 0) {
-    int e = errno;
-    ::unlink(tmp.c_str());
-    return fail_errno("rename", link.string(), e);
-  }
-  return fs::fsync_dir(dir);
+  note_unsynced(link, old);
+  MUP_TRY(fault::point(point + ".renamed"));  // before the directory is durable
+  MUP_TRY(fs::fsync_dir(dir));
+  note_synced(dir);
+  return {};
 }
 
 Status InstallStore::put_index(const std::string& name, const std::string& version,
