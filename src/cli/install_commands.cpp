@@ -133,15 +133,6 @@ void print_switch(const char* verb, const engine::SwitchReport& r, bool as_json)
       r.seconds * 1000);
 }
 
-std::string ms_time(int64_t ms) {
-  time_t t = static_cast<time_t>(ms / 1000);
-  struct tm tmv {};
-  gmtime_r(&t, &tmv);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tmv);
-  return buf;
-}
-
 }  // namespace
 
 void register_install_commands(CLI::App& app) {
@@ -443,7 +434,7 @@ void register_install_commands(CLI::App& app) {
                      {"to", op.to_version},
                      {"actor", op.actor},
                      {"result", op.state},
-                     {"started_at", ms_time(op.started_at_ms)},
+                     {"started_at", engine::iso_time(op.started_at_ms)},
                      {"duration_ms", op.finished_at_ms ? op.finished_at_ms - op.started_at_ms : 0},
                      {"bytes", op.bytes},
                      {"error", op.error}});
@@ -520,7 +511,7 @@ void register_install_commands(CLI::App& app) {
       json j = json::array();
       for (const auto& r : recs)
         j.push_back({{"seq", r.seq},
-                     {"at", ms_time(r.at_ms)},
+                     {"at", engine::iso_time(r.at_ms)},
                      {"actor", r.actor},
                      {"action", r.action},
                      {"subject", r.subject},
@@ -587,7 +578,7 @@ void register_install_commands(CLI::App& app) {
                      {"component", s.component},
                      {"version", s.version},
                      {"label", s.label},
-                     {"created_at", ms_time(s.created_at_ms)},
+                     {"created_at", engine::iso_time(s.created_at_ms)},
                      {"files", s.files},
                      {"bytes", s.bytes},
                      {"content_hash", s.content_hash}});

@@ -128,8 +128,6 @@ Status Engine::verify_tree(const std::string& c, const std::string& version) {
   return store_.verify(c, v);
 }
 
-namespace {
-
 std::string iso_time(int64_t ms) {
   time_t t = static_cast<time_t>(ms / 1000);
   struct tm tmv {};
@@ -138,6 +136,8 @@ std::string iso_time(int64_t ms) {
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tmv);
   return buf;
 }
+
+namespace {
 
 json op_json(const state::OperationRecord& op) {
   return {{"id", op.id},

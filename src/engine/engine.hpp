@@ -60,6 +60,9 @@ namespace mup::engine {
 
 constexpr int kMaxRecoveryAttempts = 3;
 
+// "YYYY-MM-DDTHH:MM:SSZ" of Unix milliseconds: how status, history and audit show times.
+std::string iso_time(int64_t unix_ms);
+
 struct EngineOptions {
   std::string actor;                  // who acts (default: $USER, or "unknown")
   unsigned threads = 0;               // 0: default

@@ -57,7 +57,8 @@ Error make_error(const std::filesystem::path& path, std::string_view what, int r
 
 Result<std::unique_ptr<Conn>> Conn::open(const std::filesystem::path& path, int busy_ms) {
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr);
+  int rc = sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                           power_cut_vfs());
   if (rc != SQLITE_OK) {
     Error e = make_error(path, "open", rc, db ? sqlite3_errmsg(db) : nullptr);
     sqlite3_close_v2(db);

@@ -22,7 +22,8 @@ namespace mup::state::detail {
 
 class Conn {
  public:
-  // Opens (creating) the file; extended result codes on; busy_timeout `busy_ms`.
+  // Opens (creating) the file through power_cut_vfs(); extended result codes on; busy_timeout
+  // `busy_ms`.
   [[nodiscard]] static Result<std::unique_ptr<Conn>> open(const std::filesystem::path& path,
                                                           int busy_ms);
   ~Conn();
@@ -76,6 +77,12 @@ class Stmt {
   std::string what_;
   int bind_rc_ = 0;
 };
+
+// The VFS a state connection opens with: nullptr (SQLite's default) unless fault points are
+// compiled in and MUP_FAULT_ACTION=powercut is set; then "mup-powercut", which drops what was
+// not fsynced when the powercut action fires and has the fault point "state.sync" (see
+// powercut_vfs.cpp). Read at every open; thread-safe.
+const char* power_cut_vfs();
 
 // JSON text as stored: dump() with invalid UTF-8 replaced, never throwing.
 std::string dump_json(const nlohmann::json& j);

@@ -22,7 +22,9 @@
 // that change state and audit it write both in one transaction(), e.g. finish_operation
 // and append_audit. The fault point "state.commit" sits before every outermost commit,
 // "state.migrate" before every migration commit, "state.downgrade" before every
-// downgrade commit.
+// downgrade commit. With MUP_FAULT_ACTION=powercut the connection goes through a VFS that
+// drops every write not yet fsynced when the power is cut, and "state.sync" sits before
+// each of its fsyncs (src/state/powercut_vfs.cpp).
 //
 // Times are Unix milliseconds from the clock given to open(). Lists are newest first,
 // except unfinished_operations() (oldest first, the order to resume them in) and steps().

@@ -1,7 +1,6 @@
 #include "store/install_store.hpp"
 
 #include <fcntl.h>
-#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -41,37 +40,6 @@ bool version_less(const std::string& a, const std::string& b) {
 }
 
 }  // namespace
-
-// ---- NodeLock ----
-
-Result<NodeLock> NodeLock::acquire(const stdfs::path& root) {
-  MUP_TRY(fs::create_dirs(root));
-  stdfs::path p = root / ".lock";
-  int fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) return fail_errno("open lock file", p.string(), errno);
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    int e = errno;
-    ::close(fd);
-    if (e == EWOULDBLOCK)
-      return fail(Errc::busy, "another mup process is working on node " + root.string() +
-                                  "; wait for it to finish and try again");
-    return fail_errno("lock", p.string(), e);
-  }
-  return NodeLock(fd);
-}
-
-NodeLock& NodeLock::operator=(NodeLock&& o) noexcept {
-  if (this != &o) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = o.fd_;
-    o.fd_ = -1;
-  }
-  return *this;
-}
-
-NodeLock::~NodeLock() {
-  if (fd_ >= 0) ::close(fd_);
-}
 
 // ---- InstallStore ----
 

@@ -18,7 +18,7 @@
 // sees the old pointer or the new one. The filesystem is the truth for what is installed
 // and active; the state database mirrors it (see engine/engine.hpp).
 //
-// Not thread-safe; one process works on a node at a time (NodeLock).
+// Not thread-safe; one writer per component at a time (the engine's locks, engine/locks.hpp).
 #pragma once
 
 #include <cstdint>
@@ -35,22 +35,6 @@
 #include "delta/rebuild.hpp"
 
 namespace mup::store {
-
-// An exclusive lock on a node root (flock on <root>/.lock), held for the object's life.
-class NodeLock {
- public:
-  [[nodiscard]] static Result<NodeLock> acquire(const std::filesystem::path& root);
-  NodeLock() = default;
-  NodeLock(NodeLock&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
-  NodeLock& operator=(NodeLock&& o) noexcept;
-  NodeLock(const NodeLock&) = delete;
-  NodeLock& operator=(const NodeLock&) = delete;
-  ~NodeLock();
-
- private:
-  explicit NodeLock(int fd) : fd_(fd) {}
-  int fd_ = -1;
-};
 
 struct GcOptions {
   size_t keep = 2;         // versions kept per component (newest installed first)

@@ -135,14 +135,5 @@ TEST_F(InstallStoreTest, RecoverRemovesTempsAndOrphanIndexes) {
   EXPECT_TRUE(st_->has_version("app", "1.0.0"));
 }
 
-TEST_F(InstallStoreTest, NodeLockIsExclusive) {
-  auto a = NodeLock::acquire(dir_ / "node");
-  ASSERT_TRUE(a);
-  // flock locks belong to the open file description: a second open in this process conflicts.
-  auto b = NodeLock::acquire(dir_ / "node");
-  ASSERT_FALSE(b);
-  EXPECT_EQ(b.error().code(), Errc::busy);
-}
-
 }  // namespace
 }  // namespace mup::store
