@@ -87,6 +87,16 @@ kill $server; wait $server 2>/dev/null || true
 diff -r --no-dereference node/components/demo/current/ v1 && echo "active tree is byte-identical to v1: OK"
 grep -q "visits=1" node/state/demo/counter && echo "state restored: OK"
 
+say "node: activate 1.1.0, the process SIGKILLed just after the switch; the next command recovers"
+set +e
+MUP_FAULT_AT=store.activate.after_switch MUP_FAULT_ACTION=kill "$MUP" activate demo 1.1.0 --root node
+code=$?
+set -e
+echo "mup activate exited with $code (killed)"
+"$MUP" status --root node
+[ "$(readlink node/components/demo/current)" = "1.1.0" ] && echo "recovered forward: 1.1.0 active, recorded done: OK"
+"$MUP" rollback demo --root node > /dev/null
+
 say "node: history, status and the tamper-evident audit log"
 "$MUP" history --root node
 "$MUP" status --root node
