@@ -9,12 +9,14 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "core/fault.hpp"
+#include "state/sqlite.hpp"
 #include "state/state_db.hpp"
 #include "test_util.hpp"
 
@@ -511,6 +513,190 @@ TEST(StateCrash, KillDuringDowngradeResumesIt) {
     EXPECT_EQ(raw.scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'extra'"), "0");
     EXPECT_EQ(raw.scalar("SELECT COUNT(*) FROM schema_migrations"), std::to_string(latest));
   }
+}
+
+// --- Power cut: what was not fsynced is lost ----------------------------------------
+//
+// A forked child runs the workload with MUP_FAULT_ACTION=powercut (so its connections go
+// through the power-cut VFS) and, in a listing run, appends a "mark <n>" line to the
+// MUP_FAULT_LIST file at each phase boundary; the parent reads which state.sync hits fall in
+// which phase, cuts power at them in further children, and reopens the database.
+
+// Runs `body` in a forked child with every MUP_FAULT_* variable replaced by `env` and the
+// fault configuration read again. Returns the exit code (body's result) or -signal.
+int in_fault_child(const std::vector<std::pair<std::string, std::string>>& env,
+                   const std::function<int()>& body) {
+  pid_t pid = fork();
+  if (pid < 0) return -1000;
+  if (pid == 0) {
+    std::vector<std::string> names;
+    for (char** e = environ; *e; ++e)
+      if (std::string_view(*e).starts_with("MUP_FAULT_"))
+        names.emplace_back(std::string_view(*e).substr(0, std::string_view(*e).find('=')));
+    for (const auto& n : names) unsetenv(n.c_str());
+    for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);
+    fault::reload_config_for_testing();
+    _exit(body());
+  }
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid) return -1001;
+  return WIFSIGNALED(status) ? -WTERMSIG(status) : WEXITSTATUS(status);
+}
+
+void mark(const stdfs::path& list, int n) {
+  if (list.empty()) return;
+  int fd = ::open(list.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
+  std::string line = "mark " + std::to_string(n) + "\n";
+  if (fd >= 0 && ::write(fd, line.data(), line.size()) < 0) _exit(90);
+  if (fd >= 0) ::close(fd);
+}
+
+// Phases, separated by marks: 0 open and migrations, 1 T1 (an operation begins, audited), 2
+// [checkpoint], 3 T2 (it finishes, audited), 4 close. With `checkpoint`, phase 2 copies the
+// WAL into the database so that T2 restarts the WAL, overwriting synced frames.
+int power_cut_workload(const stdfs::path& db_path, const stdfs::path& list, bool checkpoint) {
+  auto db = StateDb::open(db_path);
+  if (!db) return 10;
+  mark(list, 1);
+  int64_t id = 0;
+  if (!db->transaction([&]() -> Status {
+        auto r = db->begin_operation(op("install", "web", "2.1.0"));
+        if (!r) return tl::unexpected(r.error());
+        id = *r;
+        return db->append_audit("tester", "install", "web 2.1.0", nullptr).map([](auto&&) {});
+      }))
+    return 11;
+  mark(list, 2);
+  if (checkpoint) {
+    auto c = detail::Conn::open(db_path, 1000);
+    if (!c || !(*c)->exec("PRAGMA wal_checkpoint(PASSIVE)", "checkpoint")) return 12;
+  }
+  mark(list, 3);
+  if (!db->transaction([&]() -> Status {
+        MUP_TRY(db->finish_operation(id, "done", 10));
+        return db->append_audit("tester", "pin", "web", nullptr).map([](auto&&) {});
+      }))
+    return 13;
+  mark(list, 4);
+  return 0;
+}
+
+struct SyncHit {
+  int phase;
+  long hit;
+};
+
+// The state.sync hits of one uncut run, with their phases.
+std::vector<SyncHit> list_sync_hits(const stdfs::path& db, const stdfs::path& list,
+                                    bool checkpoint) {
+  int r = in_fault_child({{"MUP_FAULT_ACTION", "powercut"}, {"MUP_FAULT_LIST", list.string()}},
+                         [&] { return power_cut_workload(db, list, checkpoint); });
+  EXPECT_EQ(r, 0) << "listing run";
+  std::vector<SyncHit> hits;
+  std::ifstream in(list);
+  std::string name;
+  long n = 0;
+  int phase = 0;
+  while (in >> name >> n) {
+    if (name == "mark") phase = static_cast<int>(n);
+    if (name == "state.sync") hits.push_back({phase, n});
+  }
+  return hits;
+}
+
+int cut_at_sync(const stdfs::path& db, long hit, bool checkpoint) {
+  return in_fault_child({{"MUP_FAULT_ACTION", "powercut"},
+                         {"MUP_FAULT_AT", "state.sync"},
+                         {"MUP_FAULT_AFTER", std::to_string(hit)}},
+                        [&] { return power_cut_workload(db, {}, checkpoint); });
+}
+
+// What a reopened database holds: the operation's state ("" when absent) and the audit
+// records; checks integrity and the audit chain on the way.
+void expect_after_cut(const stdfs::path& path, const std::string& op_state, uint64_t audits) {
+  auto db = StateDb::open(path);
+  ASSERT_TRUE(db) << db.error().message();
+  ASSERT_OK(db->integrity_check());
+  auto report = db->verify_audit();
+  ASSERT_TRUE(report);
+  EXPECT_TRUE(report->ok) << report->problem;
+  EXPECT_EQ(report->records, audits);
+  auto hist = db->history();
+  ASSERT_TRUE(hist);
+  if (op_state.empty()) {
+    EXPECT_TRUE(hist->empty());
+  } else {
+    ASSERT_EQ(hist->size(), 1u);
+    EXPECT_EQ((*hist)[0].state, op_state);
+  }
+}
+
+TEST(StatePowerCut, CutBeforeTheCommitSyncLosesOnlyThatTransaction) {
+  if (!fault::enabled()) GTEST_SKIP() << "built with -DMUP_FAULT_POINTS=OFF";
+  ScratchDir list_dir;
+  auto hits = list_sync_hits(list_dir / "state.db", list_dir / "faults", false);
+  auto t2 = std::find_if(hits.rbegin(), hits.rend(), [](auto& h) { return h.phase == 3; });
+  ASSERT_NE(t2, hits.rend()) << "T2's commit passes no state.sync";
+  // The last sync of T2 is its commit's: every frame is written, none is durable.
+  ScratchDir dir;
+  ASSERT_EQ(cut_at_sync(dir / "state.db", t2->hit, false), -SIGKILL);
+  EXPECT_GT(stdfs::file_size(dir / "state.db-wal"), 0u) << "T1's frames were synced";
+  expect_after_cut(dir / "state.db", "running", 1);
+}
+
+TEST(StatePowerCut, CutAtEverySyncKeepsExactlyTheSyncedCommits) {
+  if (!fault::enabled()) GTEST_SKIP() << "built with -DMUP_FAULT_POINTS=OFF";
+  ScratchDir list_dir;
+  auto hits = list_sync_hits(list_dir / "state.db", list_dir / "faults", true);
+  ASSERT_TRUE(std::any_of(hits.begin(), hits.end(), [](auto& h) { return h.phase == 3; }));
+  for (const SyncHit& h : hits) {
+    SCOPED_TRACE("power cut at state.sync hit " + std::to_string(h.hit) + " in phase " +
+                 std::to_string(h.phase));
+    ScratchDir dir;
+    ASSERT_EQ(cut_at_sync(dir / "state.db", h.hit, true), -SIGKILL);
+    if (h.phase <= 1) expect_after_cut(dir / "state.db", "", 0);
+    if (h.phase == 2 || h.phase == 3) expect_after_cut(dir / "state.db", "running", 1);
+    if (h.phase == 4) expect_after_cut(dir / "state.db", "done", 2);
+  }
+}
+
+TEST(StatePowerCut, OnlyThePowercutActionUsesTheShim) {
+  if (!fault::enabled()) GTEST_SKIP() << "built with -DMUP_FAULT_POINTS=OFF";
+  // The VFS name of a state connection, and whether a commit passed state.sync.
+  auto probe = [](const std::string& action, std::string* vfs, bool* synced) {
+    ScratchDir dir;
+    stdfs::path out = dir / "vfs", list = dir / "faults";
+    std::vector<std::pair<std::string, std::string>> env = {{"MUP_FAULT_LIST", list.string()}};
+    if (!action.empty()) env.emplace_back("MUP_FAULT_ACTION", action);
+    int r = in_fault_child(env, [&] {
+      auto db = StateDb::open(dir / "state.db");
+      if (!db || !db->append_audit("tester", "pin", "web", nullptr)) return 10;
+      auto c = detail::Conn::open(dir / "state.db", 1000);
+      if (!c) return 11;
+      char* name = nullptr;
+      sqlite3_file_control((*c)->handle(), "main", SQLITE_FCNTL_VFSNAME, &name);
+      std::ofstream(out) << (name ? name : "");
+      sqlite3_free(name);
+      return 0;
+    });
+    EXPECT_EQ(r, 0);
+    std::ifstream(out) >> *vfs;
+    std::stringstream faults;
+    faults << std::ifstream(list).rdbuf();
+    *synced = faults.str().find("state.sync") != std::string::npos;
+  };
+  const std::string dflt = sqlite3_vfs_find(nullptr)->zName;
+  std::string vfs;
+  bool synced = true;
+  probe("", &vfs, &synced);
+  EXPECT_EQ(vfs, dflt);
+  EXPECT_FALSE(synced);
+  probe("kill", &vfs, &synced);
+  EXPECT_EQ(vfs, dflt);
+  EXPECT_FALSE(synced);
+  probe("powercut", &vfs, &synced);
+  EXPECT_EQ(vfs, "mup-powercut/" + dflt);
+  EXPECT_TRUE(synced);
 }
 
 // --- Transactions -------------------------------------------------------------------
