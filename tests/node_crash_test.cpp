@@ -163,6 +163,31 @@ TEST_F(CrashMatrix, SwitchesAndRestores) {
              {"gc", "--keep", "1"});
 }
 
+// install --with-deps is one group: killed anywhere, the node ends with both the dependency
+// and the component new, or neither active in its new version.
+TEST_F(CrashMatrix, InstallWithDepsIsAllOrNothing) {
+  ok({"install", "app", "--version", "2.0.0", "--root", s("node")});
+  write_file(d_ / "lib/lib.so", random_bytes(120000, 21));
+  std::vector<std::string> lib = {"publish", s("repo"),     s("lib"), "--keys",
+                                  s("keys"), "--component", "lib",    "--version",
+                                  "1.0.0",   "--type",      "service"};
+  ok(lib);
+  publish("v3", "3.0.0", {"--delta-from", "2.0.0", "--depends", "lib>=1.0"});
+  run_matrix("node", {"install", "app", "--with-deps"},
+             [&](const std::string&) {
+               std::string act = active("crash");
+               ASSERT_TRUE(act == "2.0.0" || act == "3.0.0") << act;
+               EXPECT_TRUE(active_is(tree_of(act), "crash"));
+               std::error_code ec;
+               std::string lib_active =
+                   stdfs::read_symlink(d_ / "crash/components/lib/current", ec).string();
+               EXPECT_EQ(lib_active, act == "3.0.0" ? "1.0.0" : "") << "a group is all or nothing";
+               auto st = mup_json({"status"}, "crash");
+               for (const auto& c : st["components"]) EXPECT_TRUE(c["trial"].is_null()) << c.dump();
+             },
+             {"install", "app", "--with-deps"});
+}
+
 // The same with a power cut instead of a kill: what was not fsynced is lost first (a
 // pointer renamed in a directory not yet synced comes back as it was; see
 // store/install_store.cpp), then the process dies.

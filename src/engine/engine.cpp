@@ -325,7 +325,7 @@ Result<std::string> engine_pick_remote(state::StateDb& db, const std::string& co
 
 Result<SwitchReport> switch_operation(Engine& e, OpKind kind, const std::string& c,
                                       const std::string& v, const std::string& restore_snapshot,
-                                      const std::string& actor) {
+                                      const std::string& actor, bool keep_status) {
   auto& in = e.internals();
   auto lock = in.locks.writer(c);
   if (!lock) return tl::unexpected(error(Code::busy, lock.error().message()));
@@ -342,7 +342,8 @@ Result<SwitchReport> switch_operation(Engine& e, OpKind kind, const std::string&
   rep.component = c;
   rep.to_version = v;
   rep.from_version = opt_str(in.activator->active(c));
-  if (kind != OpKind::commit && !e.store().has_version(c, v))
+  bool to_nothing = kind == OpKind::rollback && v.empty();
+  if (kind != OpKind::commit && !to_nothing && !e.store().has_version(c, v))
     return fail(Code::not_installed,
                 c + " " + v + " is not installed on this node (mup versions " + c + ")");
   if (auto pin = e.store().pinned(c); pin && *pin != v && kind == OpKind::activate)
@@ -352,6 +353,7 @@ Result<SwitchReport> switch_operation(Engine& e, OpKind kind, const std::string&
   intent.old_current = rep.from_version;
   intent.old_previous = opt_str(in.activator->previous(c));
   intent.restore_snapshot = restore_snapshot;
+  intent.keep_status = keep_status;
   if (!restore_snapshot.empty() && restore_snapshot.rfind("system-", 0) != 0)
     intent.undo_snapshot = e.snapshots().fresh_id(c);
   auto op = Operation::begin(*db, kind, c, rep.from_version, v, actor, intent);

@@ -244,9 +244,6 @@ Result<Event> stage_step(Work& w) {
 
 Result<std::string> engine_pick_remote(state::StateDb& db, const std::string& component,
                                        const std::string& requested);
-Result<SwitchReport> switch_operation(Engine& e, OpKind kind, const std::string& c,
-                                      const std::string& v, const std::string& restore_snapshot,
-                                      const std::string& actor);
 Status refuse_if_quarantined_op(state::StateDb& db, const std::string& c);
 
 namespace {
@@ -436,7 +433,7 @@ Result<InstallReport> Engine::install(const std::string& c, const InstallOptions
     for (auto it = done.rbegin(); it != done.rend(); ++it) {
       if (it->already_installed && it->from_version == it->to_version) continue;
       auto rb = switch_operation(*this, OpKind::rollback, it->component, it->from_version, "",
-                                 opts_.actor);
+                                 opts_.actor, true);
       if (!rb) err = err->followed_by(rb.error());
     }
     auto f = group->finish(OpResult::failed, 0, err->message(), json::object());

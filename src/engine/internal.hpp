@@ -120,6 +120,14 @@ State run(Work& w, State start);
 // The component row's trial fields from a version row and the intent.
 [[nodiscard]] Status recover_all(Engine& e, RecoveryReport& report);
 
+// activate / rollback / commit of one component, under its writer lock. keep_status: a
+// rollback that undoes a group (not a judgement of the version: it is not marked bad).
+[[nodiscard]] Result<SwitchReport> switch_operation(Engine& e, OpKind kind, const std::string& c,
+                                                    const std::string& v,
+                                                    const std::string& restore_snapshot,
+                                                    const std::string& actor,
+                                                    bool keep_status = false);
+
 std::string opt_str(const std::optional<std::string>& s);
 double seconds_since(std::chrono::steady_clock::time_point t0);
 

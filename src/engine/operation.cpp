@@ -186,6 +186,7 @@ json Intent::to_json() const {
             {"trial", trial},
             {"trial_policy", trial_policy},
             {"group", group},
+            {"keep_status", keep_status},
             {"gc_keep", gc_keep},
             {"gc_max_bytes", gc_max_bytes},
             {"pid", pid}};
@@ -208,6 +209,7 @@ Result<Intent> Intent::from_json(const json& j) {
   r.boolean("trial", in.trial);
   r.str("trial_policy", in.trial_policy);
   r.number("group", in.group);
+  r.boolean("keep_status", in.keep_status);
   r.number("gc_keep", in.gc_keep);
   r.number("gc_max_bytes", in.gc_max_bytes);
   r.number("pid", in.pid);

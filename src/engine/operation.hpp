@@ -104,6 +104,7 @@ struct Intent {
   bool trial = false;                     // leave the version on trial (not committed)
   std::string trial_policy;               // on restart while on trial: "rollback" | "keep"
   int64_t group = 0;                      // the group operation this one belongs to
+  bool keep_status = false;  // rollback: leave the version's status (a group undone, not judged)
   uint64_t gc_keep = 0, gc_max_bytes = 0;
   int pid = 0;  // the process that runs it (shown by status)
 

@@ -24,10 +24,6 @@ namespace mup::engine {
 namespace stdfs = std::filesystem;
 using nlohmann::json;
 
-Result<SwitchReport> switch_operation(Engine& e, OpKind kind, const std::string& c,
-                                      const std::string& v, const std::string& restore_snapshot,
-                                      const std::string& actor);
-
 namespace {
 
 constexpr const char* kRecoveryActor = "mup-recovery";
@@ -94,7 +90,8 @@ Status recover_one(Engine& e, state::StateDb& db, const state::OperationRecord& 
                              rep);
   auto& act = *e.internals().activator;
   if (*kind == OpKind::group) {
-    // Members on trial in this group are rolled back (a group succeeds or fails whole).
+    // A group that did not finish is undone whole: every member it installed that is
+    // still active goes back to what it replaced (committed or on trial alike).
     auto hist = db.history("", 0);
     if (!hist) return tl::unexpected(hist.error());
     std::optional<Error> err;
@@ -102,11 +99,9 @@ Status recover_one(Engine& e, state::StateDb& db, const state::OperationRecord& 
       if (m.kind != "install" || m.state != "done") continue;
       auto mi = Intent::from_json(m.detail);
       if (!mi || mi->group != op.id) continue;
-      auto row = db.component(m.component);
-      if (!row || !*row || (*row)->trial_version != m.to_version) continue;
       if (act.active(m.component) != m.to_version) continue;
-      auto rb =
-          switch_operation(e, OpKind::rollback, m.component, m.from_version, "", kRecoveryActor);
+      auto rb = switch_operation(e, OpKind::rollback, m.component, m.from_version, "",
+                                 kRecoveryActor, true);
       if (!rb) err = err ? err->followed_by(rb.error()) : rb.error();
     }
     if (err) return tl::unexpected(*err);

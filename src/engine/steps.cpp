@@ -110,7 +110,12 @@ bool activate_applies(Work& w) {
 }
 
 Result<Event> activate_step(Work& w) {
-  MUP_TRY(w.in.activator->switch_to(w.op.component(), w.op.to()));
+  // A rollback to nothing (undoing a group member that was a first install) deactivates.
+  if (w.op.to().empty()) {
+    MUP_TRY(w.in.activator->deactivate(w.op.component()));
+  } else {
+    MUP_TRY(w.in.activator->switch_to(w.op.component(), w.op.to()));
+  }
   return Event::ok;
 }
 
@@ -184,7 +189,7 @@ Result<Event> commit_step(Work& w) {
           MUP_TRY(w.db.put_version(vr));
         }
         if (w.op.kind() == OpKind::rollback && !was_on_trial.empty() && was_on_trial != w.op.to())
-          MUP_TRY(w.db.set_version_status(c, was_on_trial, "bad"));
+          MUP_TRY(w.db.set_version_status(c, was_on_trial, in.keep_status ? "committed" : "bad"));
         if (w.op.kind() == OpKind::commit) {
           if (!was_on_trial.empty()) MUP_TRY(w.db.set_version_status(c, was_on_trial, "committed"));
           r.trial_version.clear();
