@@ -20,14 +20,18 @@ using nlohmann::json;
 // ---- Internals ----
 
 Result<state::StateDb> Engine::Internals::connect() const {
-  auto db = state::StateDb::open(e.root() / "state.db", e.opts_.now_ms);
+  auto db = state::StateDb::open(e.root() / "state.db", clock());
   if (!db) return tl::unexpected(db.error());
   if (audit_key) db->set_audit_key(*audit_key);
   return db;
 }
 
+const Clock& Engine::Internals::clock() const {
+  return e.opts_.clock ? *e.opts_.clock : system_clock();
+}
+
 int64_t Engine::Internals::now_ms() const {
-  return e.opts_.now_ms ? e.opts_.now_ms() : state::system_now_ms();
+  return clock().wall_ms();
 }
 
 std::string Engine::Internals::boot_id() const {
@@ -79,7 +83,9 @@ Result<std::unique_ptr<Engine>> Engine::open(const stdfs::path& root, EngineOpti
   // The database exists and is at this build's schema before anything else reads it.
   auto db = e->in_->connect();
   if (!db) return tl::unexpected(db.error());
-  auto snaps = snapshot::SnapshotStore::open(root / "snapshots");
+  const Clock* clock = &e->in_->clock();
+  auto snaps =
+      snapshot::SnapshotStore::open(root / "snapshots", [clock] { return clock->wall_ms(); });
   if (!snaps) return tl::unexpected(snaps.error());
   e->snapshots_ = std::make_unique<snapshot::SnapshotStore>(std::move(*snaps));
   if (e->opts_.recover) {
@@ -271,7 +277,7 @@ Status Engine::add_remote(const std::string& name, const std::string& url,
   MUP_TRY(fs::write_file_atomic(tuf_dir(name) / "root.json", *bytes));
   {
     auto f = in_->fetcher();
-    tuf::SystemClock clock;
+    tuf::ClockAdapter clock(in_->clock());
     tuf::UpdaterConfig cfg;
     cfg.metadata_dir = tuf_dir(name);
     auto up = tuf::Updater::create(cfg, *f, clock);
@@ -379,7 +385,7 @@ Result<SwitchReport> switch_operation(Engine& e, OpKind kind, const std::string&
   }
   rep.restored_snapshot = restore_snapshot;
   rep.operation = w.op.id();
-  rep.seconds = seconds_since(w.t0);
+  rep.seconds = w.elapsed();
   return rep;
 }
 

@@ -34,6 +34,7 @@
 #include <string>
 #include <vector>
 
+#include "core/clock.hpp"
 #include "core/error.hpp"
 #include "engine/activator.hpp"
 #include "engine/errors.hpp"
@@ -72,10 +73,10 @@ struct EngineOptions {
   // {"event":"progress","phase":"fetch","done":N,"total":M}. Delivered on the EventBus thread.
   std::function<void(const nlohmann::json&)> on_event;
   // Seams. Empty: the real ones (HttpFetcher, the install store's symlinks, the system
-  // clock, /proc/sys/kernel/random/boot_id).
+  // clock, /proc/sys/kernel/random/boot_id). The clock must outlive the engine.
   std::function<std::unique_ptr<transfer::Fetcher>()> make_fetcher;
   std::function<std::unique_ptr<Activator>(store::InstallStore&)> make_activator;
-  std::function<int64_t()> now_ms;
+  const Clock* clock = nullptr;
   std::function<std::string()> boot_id;
   bool recover = true;  // false: open without recovering (tests of recovery itself)
 };

@@ -145,7 +145,7 @@ class EngineTest : public ::testing::Test {
     o.make_activator = [](store::InstallStore& st) {
       return std::make_unique<RecordingActivator>(st);
     };
-    o.now_ms = [this] { return now_ms_.load(); };
+    o.clock = &clock_;
     o.boot_id = [this] { return boot_; };
     auto e = Engine::open(d_ / "node", std::move(o));
     EXPECT_TRUE(e) << e.error().message();
@@ -164,7 +164,7 @@ class EngineTest : public ::testing::Test {
 
   ScratchDir d_;
   std::unique_ptr<transfer::FileServer> server_;
-  std::atomic<int64_t> now_ms_{1'800'000'000'000};
+  FakeClock clock_{system_clock().wall_ms()};  // TUF expiry is checked against it
   std::string boot_ = "boot-1";
 };
 
@@ -183,10 +183,23 @@ TEST_F(EngineTest, InstallGoesThroughTheActivatorAndRecordsOneOperation) {
   ASSERT_EQ(h.size(), 2u);
   EXPECT_EQ(h[0].state, "done");
   EXPECT_EQ(h[0].step, "commit");
-  EXPECT_EQ(h[0].started_at_ms, now_ms_.load());  // the injected clock
+  EXPECT_EQ(h[0].started_at_ms, clock_.wall_ms());  // the injected clock
+  clock_.advance(std::chrono::hours(1));
+  ASSERT_TRUE(e->rollback("app", std::nullopt, false));
+  auto later = history();
+  EXPECT_EQ(later[0].started_at_ms, h[0].started_at_ms + 3'600'000);
   auto v = e->versions("app");
   ASSERT_TRUE(v);
   EXPECT_EQ((*v)["versions"][1]["status"], "committed");
+}
+
+TEST_F(EngineTest, SignedMetadataExpiresOnTheEnginesClock) {
+  clock_.advance(std::chrono::hours(24 * 30));
+  auto e = open();
+  auto r = e->install("app", {});
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("expired"), std::string::npos) << r.error().message();
+  EXPECT_EQ(active(), "");
 }
 
 TEST_F(EngineTest, AFailedSwitchIsUndoneAndLeavesNothing) {

@@ -38,7 +38,7 @@ Result<std::unique_ptr<Session>> connect_remote(Engine& e, state::StateDb& db,
   auto u = db.remote_url(remote);
   if (!u) return tl::unexpected(u.error());
   if (!*u) return fail(Code::no_remote, "no remote named " + remote + " (mup remote add)");
-  auto s = std::make_unique<Session>();
+  auto s = std::make_unique<Session>(e.internals().clock());
   s->remote = remote;
   s->url = **u;
   s->fetcher = e.internals().fetcher();
@@ -374,12 +374,13 @@ Result<InstallReport> install_one(Engine& e, state::StateDb& db, Session& sess, 
              {"full_bytes", w.report.full_bytes}});
   if (w.error) return tl::unexpected(w.error->context("installing " + m.id()));
   if (w.report.from_version == v) w.report.already_installed = true;
-  w.report.seconds = seconds_since(w.t0);
+  w.report.seconds = w.elapsed();
   return w.report;
 }
 
 Result<InstallReport> Engine::install(const std::string& c, const InstallOptions& opts) {
-  auto t0 = std::chrono::steady_clock::now();
+  const Clock& clock = in_->clock();
+  auto t0 = clock.monotonic();
   auto db = in_->connect();
   if (!db) return tl::unexpected(db.error());
   auto remote = engine_pick_remote(*db, c, opts.remote);
@@ -400,7 +401,7 @@ Result<InstallReport> Engine::install(const std::string& c, const InstallOptions
   MUP_TRY(plan_deps(**sess, *pick, have, order, path, placed));
   if (order.size() == 1) {
     auto r = install_one(*this, *db, **sess, *pick, opts, opts_, 0, opts.trial);
-    if (r) r->seconds = seconds_since(t0);
+    if (r) r->seconds = seconds_since(clock, t0);
     return r;
   }
   // A group: every member on trial until all are in, then committed together (or left on
@@ -446,7 +447,7 @@ Result<InstallReport> Engine::install(const std::string& c, const InstallOptions
   InstallReport top = done.back();
   done.pop_back();
   top.deps = std::move(done);
-  top.seconds = seconds_since(t0);
+  top.seconds = seconds_since(clock, t0);
   return top;
 }
 
@@ -470,7 +471,7 @@ Result<json> Engine::check(const CheckOptions& o) {
       if (!bytes) return tl::unexpected(bytes.error().context("--trusted-root"));
       MUP_TRY(fs::write_file_atomic(dir / "root.json", *bytes));
     }
-    sess = std::make_unique<Session>();
+    sess = std::make_unique<Session>(in_->clock());
     sess->remote = "";
     sess->url = o.repo_url;
     while (!sess->url.empty() && sess->url.back() == '/') sess->url.pop_back();

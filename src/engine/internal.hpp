@@ -37,6 +37,7 @@ struct Engine::Internals {
 
   // A connection of its own for one operation or read (with the audit key and the clock).
   [[nodiscard]] Result<state::StateDb> connect() const;
+  const Clock& clock() const;
   int64_t now_ms() const;
   std::string boot_id() const;
   std::unique_ptr<transfer::Fetcher> fetcher() const;
@@ -45,9 +46,10 @@ struct Engine::Internals {
 
 // A verified connection to one remote: the TUF client after refresh().
 struct Session {
+  explicit Session(const Clock& c) : clock(c) {}
   std::string remote, url;
   std::unique_ptr<transfer::Fetcher> fetcher;
-  tuf::SystemClock clock;
+  tuf::ClockAdapter clock;  // the engine's clock: TUF expiry is checked against it
   std::optional<tuf::Updater> updater;
 
   // Every package manifest of `component` the remote offers, with its target path, oldest
@@ -79,15 +81,22 @@ struct Resolved {
                                                 const std::filesystem::path& device_key,
                                                 unsigned threads);
 
+double seconds_since(const Clock& clock, std::chrono::steady_clock::time_point t0);
+
 // The work of one running operation.
 struct Work {
   Work(Engine& engine, Engine::Internals& internals, state::StateDb& database, Operation operation)
-      : e(engine), in(internals), db(database), op(std::move(operation)) {}
+      : e(engine),
+        in(internals),
+        db(database),
+        op(std::move(operation)),
+        t0(internals.clock().monotonic()) {}
   Engine& e;
   Engine::Internals& in;
   state::StateDb& db;
   Operation op;
-  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point t0;  // from the engine's clock
+  double elapsed() const { return seconds_since(in.clock(), t0); }
 
   // install
   const InstallOptions* install = nullptr;
@@ -129,6 +138,6 @@ State run(Work& w, State start);
                                                     bool keep_status = false);
 
 std::string opt_str(const std::optional<std::string>& s);
-double seconds_since(std::chrono::steady_clock::time_point t0);
+double seconds_since(const Clock& clock, std::chrono::steady_clock::time_point t0);
 
 }  // namespace mup::engine

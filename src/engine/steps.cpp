@@ -25,8 +25,8 @@ std::string opt_str(const std::optional<std::string>& s) {
   return s ? *s : std::string();
 }
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+double seconds_since(const Clock& clock, std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(clock.monotonic() - t0).count();
 }
 
 void Work::failed(Error err) {
@@ -207,7 +207,7 @@ Result<Event> commit_step(Work& w) {
         }
         return w.db.upsert_component(r);
       };
-      audit["seconds"] = seconds_since(w.t0);
+      audit["seconds"] = w.elapsed();
       if (w.op.kind() == OpKind::install) audit["bytes_fetched"] = bytes;
       if (!in.restore_snapshot.empty()) audit["restored_snapshot"] = in.restore_snapshot;
       if (in.trial) audit["trial"] = true;
