@@ -41,7 +41,11 @@ class CrashMatrix : public NodeCli {
                   const std::function<void(const std::string& where)>& check,
                   const std::vector<std::string>& next, const std::string& action = "kill") {
     clone_node(d_ / base, d_ / "enum");
-    auto listed = mup(cmd, "enum", "MUP_FAULT_LIST=" + s("hits.txt"));
+    // With the powercut action set (and no point to act at), the listing also passes the
+    // state database's sync points (state.sync), which exist only in that mode.
+    auto listed = mup(cmd, "enum",
+                      "MUP_FAULT_LIST=" + s("hits.txt") +
+                          (action == "powercut" ? " MUP_FAULT_ACTION=powercut" : ""));
     ASSERT_EQ(listed.exit_code, 0) << listed.err;
     auto hits = read_hits(d_ / "hits.txt");
     stdfs::remove(d_ / "hits.txt");

@@ -571,7 +571,7 @@ void register_install_commands(CLI::App& app) {
     add_node_options(list, l->n);
     list->callback([l] {
       auto node = open_node(l->n);
-      auto all = must(node->snapshots().list(l->name));
+      auto all = must(node->snapshot_list(l->name));
       json j = json::array();
       for (const auto& s : all)
         j.push_back({{"id", s.id},
@@ -603,7 +603,7 @@ void register_install_commands(CLI::App& app) {
     add_node_options(verify, v->n);
     verify->callback([v] {
       auto node = open_node(v->n);
-      auto r = must(node->snapshots().verify(v->id));
+      auto r = must(node->snapshot_verify(v->id));
       json problems = json::array();
       for (const auto& p : r.problems)
         problems.push_back(

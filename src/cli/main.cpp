@@ -39,6 +39,9 @@ int main(int argc, char** argv) {
     return code == 0 ? 0 : 2;
   } catch (const mup::cli::CliExit& e) {
     return e.code;
+  } catch (const std::exception& e) {  // a bug: say so, never std::terminate
+    std::fprintf(stderr, "mup: internal error: %s (please report it)\n", e.what());
+    return 1;
   }
   return 0;
 }

@@ -90,8 +90,14 @@ Result<std::unique_ptr<Engine>> Engine::open(const stdfs::path& root, EngineOpti
   e->snapshots_ = std::make_unique<snapshot::SnapshotStore>(std::move(*snaps));
   if (e->opts_.recover) {
     // Never fatal: what could not be recovered is reported, and the node runs degraded.
-    if (auto r = recover_all(*e, e->recovery_); !r) {
-      e->recovery_.problems.push_back(r.error().message());
+    try {
+      if (auto r = recover_all(*e, e->recovery_); !r) {
+        e->recovery_.problems.push_back(r.error().message());
+        e->recovery_.degraded = true;
+      }
+    } catch (const std::exception& x) {  // a bug; the node must still open
+      e->recovery_.problems.push_back(std::string("recovery stopped by an internal error: ") +
+                                      x.what());
       e->recovery_.degraded = true;
     }
   }
@@ -124,6 +130,14 @@ Result<std::vector<std::pair<std::string, std::string>>> Engine::remotes() {
   return db->remotes();
 }
 
+Result<std::vector<snapshot::SnapshotInfo>> Engine::snapshot_list(const std::string& c) {
+  return snapshots_->list(c);
+}
+
+Result<snapshot::VerifyReport> Engine::snapshot_verify(const std::string& id) {
+  return snapshots_->verify(id);
+}
+
 Status Engine::verify_tree(const std::string& c, const std::string& version) {
   std::string v = version;
   if (v.empty()) {
@@ -153,7 +167,7 @@ json op_json(const state::OperationRecord& op) {
           {"to", op.to_version},
           {"step", op.step},
           {"started_at", iso_time(op.started_at_ms)},
-          {"pid", op.detail.is_object() ? op.detail.value("pid", 0) : 0},
+          {"pid", json_int(op.detail, "pid")},
           {"recovery_attempts", op.recovery_attempts},
           {"recovery_error", op.recovery_error}};
 }
@@ -196,8 +210,8 @@ Result<json> Engine::status() {
     json trial = nullptr;
     if (*row && !(*row)->trial_version.empty())
       trial = {{"version", (*row)->trial_version},
-               {"since", iso_time((*row)->trial.value("since_ms", int64_t{0}))},
-               {"policy", (*row)->trial.value("policy", "rollback")}};
+               {"since", iso_time(json_int((*row)->trial, "since_ms"))},
+               {"policy", json_str((*row)->trial, "policy", "rollback")}};
     comps.push_back({{"name", c},
                      {"active", opt_str(in_->activator->active(c))},
                      {"previous", opt_str(in_->activator->previous(c))},

@@ -49,7 +49,9 @@ struct OperationRecord;
 }  // namespace mup::state
 namespace mup::snapshot {
 class SnapshotStore;
-}
+struct SnapshotInfo;
+struct VerifyReport;
+}  // namespace mup::snapshot
 namespace mup::transfer {
 class Fetcher;
 }
@@ -160,6 +162,11 @@ class Engine {
   [[nodiscard]] Result<state::AuditReport> verify_audit();
   [[nodiscard]] Result<std::vector<std::pair<std::string, std::string>>> remotes();
   [[nodiscard]] Status verify_tree(const std::string& component, const std::string& version);
+  // Snapshots of `component` (all components when empty), oldest first; a snapshot's
+  // content rehashed against its manifest.
+  [[nodiscard]] Result<std::vector<snapshot::SnapshotInfo>> snapshot_list(
+      const std::string& component);
+  [[nodiscard]] Result<snapshot::VerifyReport> snapshot_verify(const std::string& id);
   snapshot::SnapshotStore& snapshots() { return *snapshots_; }
   store::InstallStore& store() { return store_; }
   // The updates a repository offers this node: {"updates": [...]} (see README, mup check).

@@ -24,8 +24,8 @@ std::vector<std::pair<package::Manifest, std::string>> Session::offers(
     auto m = package::Manifest::from_json(tf.custom);
     if (m) {
       if (m->component == component) out.push_back({std::move(*m), path});
-    } else if (refused && tf.custom.is_object() && tf.custom.value("component", "") == component) {
-      refused->push_back(tf.custom.value("version", path) + ": " + m.error().message());
+    } else if (refused && json_str(tf.custom, "component") == component) {
+      refused->push_back(json_str(tf.custom, "version", path) + ": " + m.error().message());
     }
   }
   std::sort(out.begin(), out.end(),

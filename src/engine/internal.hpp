@@ -138,6 +138,10 @@ State run(Work& w, State start);
                                                     bool keep_status = false);
 
 std::string opt_str(const std::optional<std::string>& s);
+// Reads of JSON the engine did not just build (journal rows, signed custom fields) that
+// never throw: a missing or mistyped member is `def`.
+std::string json_str(const nlohmann::json& j, const char* key, const std::string& def = "");
+int64_t json_int(const nlohmann::json& j, const char* key, int64_t def = 0);
 double seconds_since(const Clock& clock, std::chrono::steady_clock::time_point t0);
 
 }  // namespace mup::engine

@@ -147,18 +147,18 @@ Status trial_policies(Engine& e, state::StateDb& db, RecoveryReport& rep) {
   std::string boot = e.internals().boot_id();
   for (const auto& r : *rows) {
     if (r.trial_version.empty()) continue;
-    if (r.trial.value("boot_id", "") == boot) continue;
+    if (json_str(r.trial, "boot_id") == boot) continue;
     auto lock = e.internals().locks.writer(r.name);
     if (!lock) continue;                      // a writer is at work on it
     lock = Result<WriterLock>(WriterLock());  // switch_operation takes it again
-    std::string policy = r.trial.value("policy", "rollback");
+    std::string policy = json_str(r.trial, "policy", "rollback");
     if (policy == "keep") {
       auto c = switch_operation(e, OpKind::commit, r.name, r.trial_version, "", kRecoveryActor);
       if (!c) return tl::unexpected(c.error());
       rep.actions.push_back(r.name + " " + r.trial_version +
                             " was on trial across a restart: kept (committed), per its policy");
     } else {
-      std::string to = r.trial.value("from", "");
+      std::string to = json_str(r.trial, "from");
       if (to.empty()) to = r.previous_version;
       if (to.empty()) continue;  // nothing to go back to: it stays on trial
       auto b = switch_operation(e, OpKind::rollback, r.name, to, "", kRecoveryActor);
