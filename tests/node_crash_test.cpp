@@ -51,15 +51,20 @@ class CrashMatrix : public NodeCli {
     stdfs::remove(d_ / "hits.txt");
     ASSERT_GT(hits.size(), 3u) << "fault points are compiled in (MUP_FAULT_POINTS=ON)";
     int fired = 0;
+    std::string unfired;
     for (const auto& h : hits) {
       std::string where = cmd[0] + (cmd.size() > 1 ? " " + cmd[1] : "") + " @ " + h.point + "#" +
                           std::to_string(h.n);
       SCOPED_TRACE(where);
       clone_node(d_ / base, d_ / "crash");
       auto r = mup(cmd, "crash",
-                   "MUP_FAULT_AT=" + h.point +
-                       " MUP_FAULT_ACTION=kill MUP_FAULT_AFTER=" + std::to_string(h.n));
-      if (r.exit_code == 137) ++fired;
+                   "MUP_FAULT_AT=" + h.point + " MUP_FAULT_ACTION=" + action +
+                       " MUP_FAULT_AFTER=" + std::to_string(h.n));
+      if (r.exit_code == 137) {
+        ++fired;
+      } else {
+        unfired += " " + h.point + "#" + std::to_string(h.n);
+      }
       ASSERT_TRUE(r.exit_code == 137 || r.exit_code == 0) << r.err;
       auto st = mup({"status", "--json"}, "crash");
       ASSERT_EQ(st.exit_code, 0) << st.err;
@@ -78,7 +83,7 @@ class CrashMatrix : public NodeCli {
                 action.c_str(), hits.size(), fired);
     // Hits of parallel work (pieces fetched by several connections) may come in another
     // order, so a few kills can land where the listing run went differently.
-    EXPECT_GE(fired, static_cast<int>(hits.size()) * 9 / 10);
+    EXPECT_GE(fired, static_cast<int>(hits.size()) * 9 / 10) << "not reached:" << unfired;
   }
 
   // 1.0.0, 2.0.0 and 3.0.0 installed (3.0.0 active, 2.0.0 previous); "state-snap" is the

@@ -71,6 +71,9 @@ Result<std::vector<uint8_t>> HttpFetcher::fetch(const std::string& url, uint64_t
   if (rc == CURLE_OPERATION_TIMEDOUT)
     return fail(Errc::io, url + ": the transfer stalled or timed out (" + std::string(errbuf) +
                               "); check the network or the server and retry");
+  // file:// remotes: a missing file is "not there", as a 404 is (TUF's next-root probe).
+  if (rc == CURLE_FILE_COULDNT_READ_FILE)
+    return fail(Errc::not_found, url + ": not found (" + std::string(errbuf) + ")");
   if (rc != CURLE_OK)
     return fail(Errc::io, url + ": " + (errbuf[0] ? std::string(errbuf) : curl_easy_strerror(rc)));
   if (status == 404 || status == 403 || status == 410)

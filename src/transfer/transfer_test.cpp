@@ -108,6 +108,16 @@ TEST_F(Transfer, MissingIsNotFound) {
   EXPECT_EQ(d.error().code(), Errc::not_found);
 }
 
+TEST_F(Transfer, AMissingFileUrlIsNotFound) {
+  // A file:// remote answers TUF's probe for the next root like a server's 404.
+  HttpFetcher f;
+  auto r = f.fetch("file://" + (dir_ / "root/a/nope.json").string(), 100);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), Errc::not_found) << r.error().message();
+  auto ok = f.fetch("file://" + (dir_ / "root/a/file.bin").string(), 1 << 20);
+  ASSERT_TRUE(ok) << ok.error().message();
+}
+
 TEST_F(Transfer, LongerThanAllowedIsRefused) {
   HttpFetcher f;
   auto r = f.fetch(server_->base_url() + "/a/file.bin", 1000);
