@@ -164,7 +164,8 @@ TEST_F(CrashMatrix, SwitchesAndRestores) {
              [&](const std::string&) {
                EXPECT_EQ(active("crash"), "3.0.0");
                EXPECT_TRUE(active_is("v3", "crash"));
-               for (const auto& v : mup_json({"versions", "app"}, "crash")["versions"]) {
+               json listed = mup_json({"versions", "app"}, "crash");  // alive while iterated
+               for (const auto& v : listed["versions"]) {
                  auto vr = mup({"verify", "app", v["version"].get<std::string>()}, "crash");
                  EXPECT_EQ(vr.exit_code, 0) << vr.err;
                }
