@@ -34,7 +34,7 @@ while kill -0 $INSTALL 2>/dev/null; do
 done
 wait $INSTALL
 end=$(date +%s.%N)
-echo "install of ${MB} MB: $(echo "$end - $start" | bc) s"
+echo "install of ${MB} MB: $(awk -v a="$start" -v b="$end" "BEGIN { printf \"%.1f\", b - a }") s"
 for cmd in status history; do
   n=$(wc -l < "$W/$cmd.ms")
   med=$(sort -n "$W/$cmd.ms" | awk -v n="$n" 'NR == int((n + 1) / 2)')
