@@ -193,6 +193,57 @@ TEST_F(EngineTest, InstallGoesThroughTheActivatorAndRecordsOneOperation) {
   EXPECT_EQ((*v)["versions"][1]["status"], "committed");
 }
 
+// The fetcher seam: a fetcher that counts requests and fails every piece after the first
+// two stands for a network that drops; the retry asks only for what is missing.
+class FlakyFetcher : public transfer::Fetcher {
+ public:
+  Result<std::vector<uint8_t>> fetch(const std::string& url, uint64_t max) override {
+    bool piece =
+        url.find("/chunks/") != std::string::npos || url.find("/deltas/") != std::string::npos;
+    if (piece) {
+      int n = pieces.fetch_add(1);
+      if (fail_after >= 0 && n >= fail_after) return mup::fail(Errc::io, "network down (test)");
+    }
+    return real_.fetch(url, max);
+  }
+  static inline std::atomic<int> pieces{0};
+  static inline int fail_after = -1;
+
+ private:
+  transfer::HttpFetcher real_;
+};
+
+TEST_F(EngineTest, ADroppedDownloadResumesWithOnlyTheMissingPiecesThroughTheFetcherSeam) {
+  FlakyFetcher::pieces = 0;
+  FlakyFetcher::fail_after = 2;
+  EngineOptions o;
+  o.actor = "test";
+  o.download_connections = 1;
+  o.make_fetcher = [] { return std::make_unique<FlakyFetcher>(); };
+  auto e = Engine::open(d_ / "node", o);
+  ASSERT_TRUE(e);
+  InstallOptions io;
+  io.version = "1.0.0";
+  auto r = (*e)->install("app", io);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("network down"), std::string::npos) << r.error().message();
+  EXPECT_EQ(active(), "");
+  FlakyFetcher::pieces = 0;
+  FlakyFetcher::fail_after = -1;
+  auto again = (*e)->install("app", io);
+  ASSERT_TRUE(again) << again.error().message();
+  EXPECT_GT(again->bytes_cached, 0u) << "the two verified pieces came from the cache";
+  int resumed = FlakyFetcher::pieces.load();
+  // A node that holds nothing asks for every piece: two more.
+  FlakyFetcher::pieces = 0;
+  auto fresh = Engine::open(d_ / "node2", o);
+  ASSERT_TRUE(fresh);
+  ASSERT_TRUE(
+      (*fresh)->add_remote("origin", server_->base_url(), d_ / "repo/metadata/1.root.json"));
+  ASSERT_TRUE((*fresh)->install("app", io));
+  EXPECT_EQ(resumed + 2, FlakyFetcher::pieces.load());
+}
+
 TEST_F(EngineTest, SignedMetadataExpiresOnTheEnginesClock) {
   clock_.advance(std::chrono::hours(24 * 30));
   auto e = open();
