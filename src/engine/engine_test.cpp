@@ -441,6 +441,34 @@ TEST_F(EngineTest, WritersOfDifferentComponentsRunAtOnceAndOfOneComponentExclude
   EXPECT_TRUE(e->history("app", 0));
 }
 
+TEST_F(EngineTest, AGroupWhoseOwnerLivesIsLeftAloneAndUndoneOnceItDies) {
+  auto e = open();
+  e.reset();
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((d_ / "node/state.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "INSERT INTO operations(id, kind, component, from_version, to_version, "
+                         "actor, state, step, detail, started_at) VALUES (77, 'group', 'app', '', "
+                         "'2.0.0', 't', 'running', '', '{}', 1)",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  {
+    NodeLocks locks(d_ / "node");
+    auto owner = locks.group(77);  // the owner, alive
+    ASSERT_TRUE(owner);
+    e = open();
+    auto st = e->status();
+    ASSERT_TRUE(st);
+    ASSERT_EQ((*st)["running"].size(), 1u) << st->dump();
+    EXPECT_EQ((*st)["running"][0]["kind"], "group");
+  }
+  e = open();  // the owner is gone
+  auto st = e->status();
+  EXPECT_TRUE((*st)["running"].empty()) << st->dump();
+  EXPECT_EQ(history()[0].state, "undone");
+}
+
 TEST_F(EngineTest, AJournalRowNobodyCanReadIsRolledBack) {
   auto e = open();
   InstallOptions o;

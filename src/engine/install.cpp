@@ -411,6 +411,11 @@ Result<InstallReport> Engine::install(const std::string& c, const InstallOptions
   auto group = Operation::begin(*db, OpKind::group, c, opt_str(in_->activator->active(c)),
                                 pick->first.version.str(), opts_.actor, gi);
   if (!group) return tl::unexpected(group.error());
+  // Held until the group ends, so recovery in another process knows it is alive. (Between
+  // begin and here a recovery could take the group for dead: it then undoes nothing, as
+  // no member is installed yet, and this install's finish fails.)
+  auto group_lock = in_->locks.group(group->id());
+  if (!group_lock) return tl::unexpected(group_lock.error());
   std::vector<InstallReport> done;
   std::optional<Error> err;
   for (const auto& member : order) {

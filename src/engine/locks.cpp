@@ -56,6 +56,11 @@ Result<WriterLock> NodeLocks::writer(const std::string& component) const {
   return w;
 }
 
+Result<LockFile> NodeLocks::group(int64_t id) const {
+  return LockFile::try_acquire(root_ / "locks" / "g" / (std::to_string(id) + ".lock"),
+                               LockFile::Mode::exclusive, "group operation " + std::to_string(id));
+}
+
 Result<LockFile> NodeLocks::exclusive() const {
   return LockFile::try_acquire(node_lock(), LockFile::Mode::exclusive, "node " + root_.string());
 }

@@ -2,6 +2,7 @@
 //
 //   <root>/locks/node.lock            every writer holds it shared; gc holds it exclusive
 //   <root>/locks/c/<component>.lock   the one writer of a component holds it exclusive
+//   <root>/locks/g/<operation>.lock   the owner of a group operation (install --with-deps)
 //
 // Readers (status, history, versions, audit show) take no lock: the state database is in
 // WAL mode and the install store's pointers are replaced by rename, so a reader never
@@ -50,6 +51,9 @@ class NodeLocks {
   [[nodiscard]] Result<WriterLock> writer(const std::string& component) const;
   // Everything (gc, the sweep of shared temp directories).
   [[nodiscard]] Result<LockFile> exclusive() const;
+  // A group operation's owner holds this for the group's whole life (its members lock
+  // their components one at a time).
+  [[nodiscard]] Result<LockFile> group(int64_t id) const;
   std::filesystem::path node_lock() const { return root_ / "locks" / "node.lock"; }
   std::filesystem::path component_lock(const std::string& component) const {
     return root_ / "locks" / "c" / (component + ".lock");

@@ -208,7 +208,12 @@ Status recover_all(Engine& e, RecoveryReport& rep) {
       comp = in.locks.writer(op.component);
       if (!comp) continue;
     }
-    if (op.kind == "group") comp = Result<WriterLock>(WriterLock());  // members lock themselves
+    Result<LockFile> group_lock = LockFile();
+    if (op.kind == "group") {
+      comp = Result<WriterLock>(WriterLock());  // members lock their components themselves
+      group_lock = in.locks.group(op.id);
+      if (!group_lock) continue;  // its owner still runs
+    }
     auto r = recover_one(e, *db, op, rep);
     if (!r) {
       bool quarantine = op.recovery_attempts + 1 >= kMaxRecoveryAttempts;
