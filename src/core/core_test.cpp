@@ -7,7 +7,9 @@
 #include <cstdlib>
 #include <fstream>
 #include <initializer_list>
+#include <new>
 #include <sstream>
+#include <stdexcept>
 #include <thread>
 #include <type_traits>
 #include <utility>
@@ -168,6 +170,22 @@ TEST(Parallel, RunsEveryItemAndReportsLowestError) {
   });
   ASSERT_FALSE(s);
   EXPECT_EQ(s.error().message(), "item 7");
+}
+
+TEST(Parallel, AWorkersExceptionIsAnErrorNotATerminate) {
+  auto s = try_parallel_for(64, 4, [&](size_t i) -> Status {
+    if (i == 9) throw std::bad_alloc();
+    if (i == 20) throw std::runtime_error("boom");
+    return {};
+  });
+  ASSERT_FALSE(s);
+  EXPECT_EQ(s.error().code(), Errc::internal);
+  EXPECT_NE(s.error().message().find("out of memory"), std::string::npos) << s.error().message();
+  EXPECT_THROW(parallel_for(64, 4,
+                            [&](size_t i) {
+                              if (i == 5) throw std::runtime_error("in a worker");
+                            }),
+               std::runtime_error);
 }
 
 TEST(Error, ContextPrepends) {

@@ -3,6 +3,9 @@
 // Work items are claimed in order from a shared counter, so long items do not stall the
 // others. try_parallel_for stops handing out work after the first error and returns the
 // error of the lowest failing index among those run (deterministic for one failure).
+// Exceptions never escape a worker thread (which would std::terminate the process):
+// try_parallel_for turns one (std::bad_alloc included) into an Errc::internal error of its
+// item; parallel_for stops handing out work and rethrows the first on the caller's thread.
 #pragma once
 
 #include <cstddef>
