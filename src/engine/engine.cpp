@@ -83,6 +83,13 @@ Result<std::unique_ptr<Engine>> Engine::open(const stdfs::path& root, EngineOpti
   // The database exists and is at this build's schema before anything else reads it.
   auto db = e->in_->connect();
   if (!db) return tl::unexpected(db.error());
+  if (!db->downgraded().empty()) {
+    // mup itself was rolled back: the newer one's down SQL ran and may have dropped data.
+    json undone = db->downgraded();
+    MUP_TRY(
+        db->append_audit(e->opts_.actor, "schema-downgrade", "",
+                         {{"undone_versions", undone}, {"schema_version", db->schema_version()}}));
+  }
   const Clock* clock = &e->in_->clock();
   auto snaps =
       snapshot::SnapshotStore::open(root / "snapshots", [clock] { return clock->wall_ms(); });

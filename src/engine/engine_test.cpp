@@ -14,6 +14,7 @@
 #include "engine/events.hpp"
 #include "engine/operation.hpp"
 #include "snapshot/snapshot_store.hpp"
+#include "state/schema.hpp"
 #include "state/state_db.hpp"
 #include "test_util.hpp"
 #include "transfer/fetcher.hpp"
@@ -467,6 +468,29 @@ TEST_F(EngineTest, AGroupWhoseOwnerLivesIsLeftAloneAndUndoneOnceItDies) {
   auto st = e->status();
   EXPECT_TRUE((*st)["running"].empty()) << st->dump();
   EXPECT_EQ(history()[0].state, "undone");
+}
+
+TEST_F(EngineTest, ANodeWhoseMupWasRolledBackAuditsTheSchemaDowngrade) {
+  open().reset();
+  // A newer mup added a migration (with its down SQL) and wrote to it.
+  std::vector<state::detail::Migration> newer(state::detail::migrations().begin(),
+                                              state::detail::migrations().end());
+  const int latest = state::StateDb::latest_schema_version();
+  newer.push_back(
+      {latest + 1, "newer", "CREATE TABLE newer_things(x TEXT);", "DROP TABLE newer_things;"});
+  {
+    auto db = state::StateDb::open_with_migrations_for_testing(d_ / "node/state.db", {}, newer);
+    ASSERT_TRUE(db) << db.error().message();
+  }
+  auto e = open();  // this build: the newer schema is undone, and that is on record
+  auto audit = e->audit(1);
+  ASSERT_TRUE(audit);
+  ASSERT_EQ(audit->size(), 1u);
+  EXPECT_EQ((*audit)[0].action, "schema-downgrade");
+  EXPECT_EQ((*audit)[0].detail["undone_versions"], json::array({latest + 1}));
+  auto v = e->verify_audit();
+  ASSERT_TRUE(v);
+  EXPECT_TRUE(v->ok) << v->problem;
 }
 
 TEST_F(EngineTest, AJournalRowNobodyCanReadIsRolledBack) {

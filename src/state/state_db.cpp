@@ -307,7 +307,9 @@ Status StateDb::downgrade(int latest) {
       MUP_TRY(conn_->exec("PRAGMA user_version = " + std::to_string(v - 1),
                           "set schema version for " + what));
       MUP_TRY(fault::point("state.downgrade"));
-      return conn_->exec("COMMIT", "commit " + what);
+      MUP_TRY(conn_->exec("COMMIT", "commit " + what));
+      downgraded_.push_back(v);
+      return {};
     }));
     auto now_version = read_user_version(*conn_);
     if (!now_version) return tl::unexpected<Error>(std::move(now_version).error());

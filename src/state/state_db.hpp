@@ -180,6 +180,9 @@ class StateDb {
 
   const std::filesystem::path& path() const;
   int schema_version() const { return schema_version_; }
+  // The schema versions this open undid (newest first): mup itself was rolled back and
+  // the newer one's down SQL ran. The caller audits it (it may have dropped data).
+  const std::vector<int>& downgraded() const { return downgraded_; }
   // PRAGMA integrity_check; Errc::corrupt with SQLite's findings unless "ok".
   [[nodiscard]] Status integrity_check();
 
@@ -265,6 +268,7 @@ class StateDb {
   NowMs now_;
   std::optional<crypto::PrivateKey> audit_key_;
   int schema_version_ = 0;
+  std::vector<int> downgraded_;
   int depth_ = 0;  // transaction nesting
 };
 

@@ -181,6 +181,7 @@ TEST_F(StateTest, OlderMupMigratesDownWithTheSqlTheNewerOneStored) {
 
   StateDb db = open_db();  // this build again: mup was rolled back
   EXPECT_EQ(db.schema_version(), latest);
+  EXPECT_EQ(db.downgraded(), (std::vector<int>{latest + 2, latest + 1}));
   RawDb raw(path_);
   EXPECT_EQ(raw.scalar("PRAGMA user_version"), std::to_string(latest));
   EXPECT_EQ(raw.scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'extra'"), "0");
