@@ -46,6 +46,8 @@ Result<std::unique_ptr<Session>> connect_remote(Engine& e, state::StateDb& db,
   cfg.metadata_dir = e.tuf_dir(remote);
   cfg.metadata_base_url = s->url + "/metadata";
   cfg.target_base_url = s->url + "/targets";
+  auto refreshing = e.internals().locks.remote(remote);
+  if (!refreshing) return tl::unexpected(refreshing.error());
   auto up = tuf::Updater::create(cfg, *s->fetcher, s->clock);
   if (!up) return tl::unexpected(up.error().context("trusted metadata of remote " + remote));
   s->updater.emplace(std::move(*up));
@@ -485,6 +487,8 @@ Result<json> Engine::check(const CheckOptions& o) {
     cfg.metadata_dir = dir;
     cfg.metadata_base_url = sess->url + "/metadata";
     cfg.target_base_url = sess->url + "/targets";
+    auto refreshing = in_->locks.remote("");
+    if (!refreshing) return tl::unexpected(refreshing.error());
     auto up = tuf::Updater::create(cfg, *sess->fetcher, sess->clock);
     if (!up) return tl::unexpected(up.error().context("trusted metadata in " + dir.string()));
     sess->updater.emplace(std::move(*up));

@@ -30,6 +30,19 @@ Result<LockFile> LockFile::try_acquire(const stdfs::path& path, Mode mode,
   return LockFile(fd);
 }
 
+Result<LockFile> LockFile::wait(const stdfs::path& path, Mode mode) {
+  MUP_TRY(fs::create_dirs(path.parent_path()));
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return fail_errno("open lock file", path.string(), errno);
+  while (::flock(fd, mode == Mode::shared ? LOCK_SH : LOCK_EX) != 0) {
+    int e = errno;
+    if (e == EINTR) continue;
+    ::close(fd);
+    return fail_errno("lock", path.string(), e);
+  }
+  return LockFile(fd);
+}
+
 LockFile& LockFile::operator=(LockFile&& o) noexcept {
   if (this != &o) {
     if (fd_ >= 0) ::close(fd_);
@@ -59,6 +72,12 @@ Result<WriterLock> NodeLocks::writer(const std::string& component) const {
 Result<LockFile> NodeLocks::group(int64_t id) const {
   return LockFile::try_acquire(root_ / "locks" / "g" / (std::to_string(id) + ".lock"),
                                LockFile::Mode::exclusive, "group operation " + std::to_string(id));
+}
+
+Result<LockFile> NodeLocks::remote(const std::string& name) const {
+  return LockFile::wait(
+      root_ / "locks" / "r" / ((name.empty() ? std::string("-") : name) + ".lock"),
+      LockFile::Mode::exclusive);
 }
 
 Result<LockFile> NodeLocks::exclusive() const {

@@ -3,6 +3,7 @@
 //   <root>/locks/node.lock            every writer holds it shared; gc holds it exclusive
 //   <root>/locks/c/<component>.lock   the one writer of a component holds it exclusive
 //   <root>/locks/g/<operation>.lock   the owner of a group operation (install --with-deps)
+//   <root>/locks/r/<remote>.lock      whoever refreshes a remote's trusted metadata (waited for)
 //
 // Readers (status, history, versions, audit show) take no lock: the state database is in
 // WAL mode and the install store's pointers are replaced by rename, so a reader never
@@ -27,6 +28,8 @@ class LockFile {
   // Errc::busy when another holder conflicts (no waiting).
   [[nodiscard]] static Result<LockFile> try_acquire(const std::filesystem::path& path, Mode mode,
                                                     const std::string& what);
+  // Waits for the lock (for short critical sections only, e.g. a metadata refresh).
+  [[nodiscard]] static Result<LockFile> wait(const std::filesystem::path& path, Mode mode);
   LockFile() = default;
   LockFile(LockFile&& o) noexcept : fd_(o.fd_) { o.fd_ = -1; }
   LockFile& operator=(LockFile&& o) noexcept;
@@ -54,6 +57,9 @@ class NodeLocks {
   // A group operation's owner holds this for the group's whole life (its members lock
   // their components one at a time).
   [[nodiscard]] Result<LockFile> group(int64_t id) const;
+  // Serialises refreshes of one remote's trusted metadata (tuf/<remote>/) across writers of
+  // different components; waits.
+  [[nodiscard]] Result<LockFile> remote(const std::string& name) const;
   std::filesystem::path node_lock() const { return root_ / "locks" / "node.lock"; }
   std::filesystem::path component_lock(const std::string& component) const {
     return root_ / "locks" / "c" / (component + ".lock");
