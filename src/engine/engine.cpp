@@ -252,7 +252,7 @@ Result<json> Engine::status() {
 
 namespace {
 
-// Refuses a writer on a component whose recovery is quarantined (rollback supersedes it).
+// The quarantined operations of component `c` (a rollback supersedes them).
 Result<std::vector<int64_t>> quarantined_ops(state::StateDb& db, const std::string& c) {
   auto ops = db.unfinished_operations();
   if (!ops) return tl::unexpected(ops.error());
@@ -261,6 +261,8 @@ Result<std::vector<int64_t>> quarantined_ops(state::StateDb& db, const std::stri
     if (op.quarantined && op.component == c) ids.push_back(op.id);
   return ids;
 }
+
+}  // namespace
 
 Status refuse_if_quarantined(state::StateDb& db, const std::string& c) {
   auto q = quarantined_ops(db, c);
@@ -272,12 +274,6 @@ Status refuse_if_quarantined(state::StateDb& db, const std::string& c) {
                   " is quarantined; fix the cause (mup status says what failed), then run mup "
                   "recover, or roll back with mup rollback " +
                   c);
-}
-
-}  // namespace
-
-Status refuse_if_quarantined_op(state::StateDb& db, const std::string& c) {
-  return refuse_if_quarantined(db, c);
 }
 
 Status Engine::add_remote(const std::string& name, const std::string& url,
@@ -317,8 +313,6 @@ Status Engine::add_remote(const std::string& name, const std::string& url,
   });
 }
 
-namespace {
-
 Result<std::string> pick_remote(state::StateDb& db, const std::string& component,
                                 const std::string& requested) {
   if (!requested.empty()) {
@@ -341,13 +335,6 @@ Result<std::string> pick_remote(state::StateDb& db, const std::string& component
     return fail(Code::ambiguous_remote,
                 "this node has several remotes: say which one with --remote");
   return all->front().first;
-}
-
-}  // namespace
-
-Result<std::string> engine_pick_remote(state::StateDb& db, const std::string& component,
-                                       const std::string& requested) {
-  return pick_remote(db, component, requested);
 }
 
 Result<SwitchReport> switch_operation(Engine& e, OpKind kind, const std::string& c,

@@ -38,18 +38,27 @@ Result<std::unique_ptr<Session>> connect_remote(Engine& e, state::StateDb& db,
   auto u = db.remote_url(remote);
   if (!u) return tl::unexpected(u.error());
   if (!*u) return fail(Code::no_remote, "no remote named " + remote + " (mup remote add)");
+  return open_session(e, remote, **u, e.tuf_dir(remote));
+}
+
+Result<std::unique_ptr<Session>> open_session(Engine& e, const std::string& remote, std::string url,
+                                              const stdfs::path& metadata_dir) {
   auto s = std::make_unique<Session>(e.internals().clock());
   s->remote = remote;
-  s->url = **u;
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  s->url = std::move(url);
   s->fetcher = e.internals().fetcher();
   tuf::UpdaterConfig cfg;
-  cfg.metadata_dir = e.tuf_dir(remote);
+  cfg.metadata_dir = metadata_dir;
   cfg.metadata_base_url = s->url + "/metadata";
   cfg.target_base_url = s->url + "/targets";
   auto refreshing = e.internals().locks.remote(remote);
   if (!refreshing) return tl::unexpected(refreshing.error());
   auto up = tuf::Updater::create(cfg, *s->fetcher, s->clock);
-  if (!up) return tl::unexpected(up.error().context("trusted metadata of remote " + remote));
+  if (!up)
+    return tl::unexpected(up.error().context(remote.empty()
+                                                 ? "trusted metadata in " + metadata_dir.string()
+                                                 : "trusted metadata of remote " + remote));
   s->updater.emplace(std::move(*up));
   if (auto r = s->updater->refresh(); !r)
     return tl::unexpected(r.error().context("refreshing metadata from " + s->url));
@@ -244,10 +253,6 @@ Result<Event> stage_step(Work& w) {
 
 // ---- Engine::install ----
 
-Result<std::string> engine_pick_remote(state::StateDb& db, const std::string& component,
-                                       const std::string& requested);
-Status refuse_if_quarantined_op(state::StateDb& db, const std::string& c);
-
 namespace {
 
 using Offer = std::pair<package::Manifest, std::string>;
@@ -327,7 +332,7 @@ Result<InstallReport> install_one(Engine& e, state::StateDb& db, Session& sess, 
   const std::string v = m.version.str();
   auto lock = in.locks.writer(c);
   if (!lock) return tl::unexpected(error(Code::busy, lock.error().message()));
-  MUP_TRY(refuse_if_quarantined_op(db, c));
+  MUP_TRY(refuse_if_quarantined(db, c));
   if (auto pin = e.store().pinned(c); pin && *pin != v)
     return fail(Code::pinned, c + " is pinned to " + *pin + "; unpin it first (mup pin " + c +
                                   " --clear) to install " + v);
@@ -385,7 +390,7 @@ Result<InstallReport> Engine::install(const std::string& c, const InstallOptions
   auto t0 = clock.monotonic();
   auto db = in_->connect();
   if (!db) return tl::unexpected(db.error());
-  auto remote = engine_pick_remote(*db, c, opts.remote);
+  auto remote = pick_remote(*db, c, opts.remote);
   if (!remote) return tl::unexpected(remote.error());
   in_->emit({{"event", "step"}, {"step", "check"}, {"component", c}, {"remote", *remote}});
   auto sess = connect_remote(*this, *db, *remote);
@@ -478,27 +483,14 @@ Result<json> Engine::check(const CheckOptions& o) {
       if (!bytes) return tl::unexpected(bytes.error().context("--trusted-root"));
       MUP_TRY(fs::write_file_atomic(dir / "root.json", *bytes));
     }
-    sess = std::make_unique<Session>(in_->clock());
-    sess->remote = "";
-    sess->url = o.repo_url;
-    while (!sess->url.empty() && sess->url.back() == '/') sess->url.pop_back();
-    sess->fetcher = in_->fetcher();
-    tuf::UpdaterConfig cfg;
-    cfg.metadata_dir = dir;
-    cfg.metadata_base_url = sess->url + "/metadata";
-    cfg.target_base_url = sess->url + "/targets";
-    auto refreshing = in_->locks.remote("");
-    if (!refreshing) return tl::unexpected(refreshing.error());
-    auto up = tuf::Updater::create(cfg, *sess->fetcher, sess->clock);
-    if (!up) return tl::unexpected(up.error().context("trusted metadata in " + dir.string()));
-    sess->updater.emplace(std::move(*up));
-    if (auto r = sess->updater->refresh(); !r)
-      return tl::unexpected(r.error().context("refreshing metadata from " + sess->url));
+    auto s = open_session(*this, "", o.repo_url, dir);
+    if (!s) return tl::unexpected(s.error());
+    sess = std::move(*s);
   } else {
     if (!o.trusted_root.empty())
       return mup::fail(Errc::invalid_argument,
                        "--trusted-root goes with --repo; a remote got its root at mup remote add");
-    auto remote = engine_pick_remote(*db, o.component, o.remote);
+    auto remote = pick_remote(*db, o.component, o.remote);
     if (!remote) return tl::unexpected(remote.error());
     auto s = connect_remote(*this, *db, *remote);
     if (!s) return tl::unexpected(s.error());

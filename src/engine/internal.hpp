@@ -61,6 +61,11 @@ struct Session {
 
 [[nodiscard]] Result<std::unique_ptr<Session>> connect_remote(Engine& e, state::StateDb& db,
                                                               const std::string& remote);
+// A session with the repository at `url` whose trusted metadata is in `metadata_dir`,
+// refreshed (under the remote's refresh lock). `remote` may be empty (mup check --repo).
+[[nodiscard]] Result<std::unique_ptr<Session>> open_session(
+    Engine& e, const std::string& remote, std::string url,
+    const std::filesystem::path& metadata_dir);
 
 // What installing one package version takes, from what this node holds: the one answer
 // both `check` and `install` use.
@@ -136,6 +141,13 @@ State run(Work& w, State start);
                                                     const std::string& restore_snapshot,
                                                     const std::string& actor,
                                                     bool keep_status = false);
+
+// The remote a command about `component` uses: `requested`, else the component's, else
+// the only one (engine.no_remote / engine.ambiguous_remote otherwise).
+[[nodiscard]] Result<std::string> pick_remote(state::StateDb& db, const std::string& component,
+                                              const std::string& requested);
+// engine.quarantined when an operation on `component` is quarantined.
+[[nodiscard]] Status refuse_if_quarantined(state::StateDb& db, const std::string& component);
 
 std::string opt_str(const std::optional<std::string>& s);
 // Reads of JSON the engine did not just build (journal rows, signed custom fields) that

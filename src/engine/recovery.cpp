@@ -148,12 +148,10 @@ Status trial_policies(Engine& e, state::StateDb& db, RecoveryReport& rep) {
   for (const auto& r : *rows) {
     if (r.trial_version.empty()) continue;
     if (json_str(r.trial, "boot_id") == boot) continue;
-    auto lock = e.internals().locks.writer(r.name);
-    if (!lock) continue;                      // a writer is at work on it
-    lock = Result<WriterLock>(WriterLock());  // switch_operation takes it again
     std::string policy = json_str(r.trial, "policy", "rollback");
     if (policy == "keep") {
       auto c = switch_operation(e, OpKind::commit, r.name, r.trial_version, "", kRecoveryActor);
+      if (!c && is(c.error(), Code::busy)) continue;  // a writer is at work on it
       if (!c) return tl::unexpected(c.error());
       rep.actions.push_back(r.name + " " + r.trial_version +
                             " was on trial across a restart: kept (committed), per its policy");
@@ -162,6 +160,7 @@ Status trial_policies(Engine& e, state::StateDb& db, RecoveryReport& rep) {
       if (to.empty()) to = r.previous_version;
       if (to.empty()) continue;  // nothing to go back to: it stays on trial
       auto b = switch_operation(e, OpKind::rollback, r.name, to, "", kRecoveryActor);
+      if (!b && is(b.error(), Code::busy)) continue;  // a writer is at work on it
       if (!b) return tl::unexpected(b.error());
       rep.actions.push_back(r.name + " " + r.trial_version +
                             " was on trial across a restart: rolled back to " + to);
@@ -198,21 +197,18 @@ Status recover_all(Engine& e, RecoveryReport& rep) {
       rep.degraded = true;
       continue;
     }
-    // A live owner holds the lock: its operation is running, not crashed.
+    // A live owner holds the operation's lock: its operation is running, not crashed.
     Result<LockFile> whole = LockFile();
     Result<WriterLock> comp = WriterLock();
-    if (op.component.empty() || op.kind == "gc") {
+    if (op.kind == "group") {
+      whole = in.locks.group(op.id);  // its members lock their components themselves
+      if (!whole) continue;
+    } else if (op.component.empty() || op.kind == "gc") {
       whole = in.locks.exclusive();
       if (!whole) continue;
     } else {
       comp = in.locks.writer(op.component);
       if (!comp) continue;
-    }
-    Result<LockFile> group_lock = LockFile();
-    if (op.kind == "group") {
-      comp = Result<WriterLock>(WriterLock());  // members lock their components themselves
-      group_lock = in.locks.group(op.id);
-      if (!group_lock) continue;  // its owner still runs
     }
     auto r = recover_one(e, *db, op, rep);
     if (!r) {

@@ -83,18 +83,13 @@ Result<Event> snapshot_step(Work& w) {
   const std::string& id = w.op.intent().snapshot;
   auto& snaps = w.e.snapshots();
   const std::string& c = w.op.component();
+  uint64_t bytes_copied = 0;  // by this run (a resumed step finds the snapshot made)
   if (!snaps.exists(id)) {
     std::string label =
         w.op.kind() == OpKind::install ? "before install of " + w.op.to() : w.snapshot_label;
     auto s = snaps.create(c, w.e.state_dir(c), opt_str(w.in.activator->active(c)), label, id);
     if (!s) return tl::unexpected(s.error().context("snapshotting the state of " + c));
-    w.snapshot_result = {{"id", s->id},
-                         {"component", c},
-                         {"version", s->version},
-                         {"files", s->files},
-                         {"bytes", s->bytes},
-                         {"bytes_copied", s->bytes_copied},
-                         {"content_hash", s->content_hash}};
+    bytes_copied = s->bytes_copied;
   }
   auto info = snaps.get(id);
   if (!info) return tl::unexpected(info.error());
@@ -103,14 +98,13 @@ Result<Event> snapshot_step(Work& w) {
   bool have = false;
   for (const auto& r : *rows) have = have || r.id == id;
   if (!have) MUP_TRY(w.db.add_snapshot(snapshot_row(*info)));
-  if (w.snapshot_result.is_null())
-    w.snapshot_result = {{"id", info->id},
-                         {"component", c},
-                         {"version", info->version},
-                         {"files", info->files},
-                         {"bytes", info->bytes},
-                         {"bytes_copied", 0},
-                         {"content_hash", info->content_hash}};
+  w.snapshot_result = {{"id", info->id},
+                       {"component", c},
+                       {"version", info->version},
+                       {"files", info->files},
+                       {"bytes", info->bytes},
+                       {"bytes_copied", bytes_copied},
+                       {"content_hash", info->content_hash}};
   w.report.snapshot_id = id;
   return Event::ok;
 }
