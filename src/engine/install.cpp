@@ -150,7 +150,9 @@ Result<Resolved> resolve_download(Engine& e, Session& s, const package::Manifest
       r.todo.push_back(std::move(n));
     }
   }
-  if (r.key) r.plan->full_bytes += package::kSealOverhead * r.plan->chunks;
+  // The seal overhead of every piece in full_bytes too (bytes_to_fetch is not used here:
+  // todo_bytes above counts the pieces the cache lacks, each with its overhead).
+  if (r.key) package::add_seal_overhead(*r.index, *r.plan);
   return r;
 }
 
