@@ -8,12 +8,12 @@ PKGS=(
   build-essential make cmake ninja-build pkg-config git
   libssl-dev libzstd-dev libdivsufsort-dev libcurl4-openssl-dev libboost-dev
   libcli11-dev nlohmann-json3-dev libexpected-dev
-  libsqlite3-dev sqlite3
+  libsqlite3-dev sqlite3 libtomlplusplus-dev libsystemd-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   zstd clang libclang-rt-14-dev
 )
 if [[ "${1:-}" == "--bench" ]]; then
-  PKGS+=(casync zsync xdelta3 bsdiff ostree rsync time python3 dpkg-dev bc)
+  PKGS+=(casync zsync xdelta3 bsdiff ostree rsync time python3 dpkg-dev bc haproxy nginx wrk)
 fi
 missing=()
 for p in "${PKGS[@]}"; do
