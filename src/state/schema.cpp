@@ -132,6 +132,38 @@ ALTER TABLE operations DROP COLUMN quarantined;
 ALTER TABLE operations DROP COLUMN recovery_error;
 ALTER TABLE operations DROP COLUMN recovery_attempts;
 )sql"},
+    // The agent's deployments (issue 9): one row per deployment, its journaled state and
+    // the data it needs to resume or undo; at most one unfinished per component.
+    {6, "deployments", R"sql(
+CREATE TABLE deployments (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  component TEXT NOT NULL,
+  from_version TEXT NOT NULL DEFAULT '',
+  to_version TEXT NOT NULL DEFAULT '',
+  strategy TEXT NOT NULL,
+  state TEXT NOT NULL,
+  reason TEXT NOT NULL DEFAULT '',
+  actor TEXT NOT NULL DEFAULT '',
+  detail TEXT NOT NULL DEFAULT '{}',
+  started_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  finished_at INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX deployments_one_unfinished ON deployments(component) WHERE finished_at = 0;
+CREATE INDEX deployments_by_component ON deployments(component, id);
+CREATE TABLE deployment_steps (
+  deployment INTEGER NOT NULL REFERENCES deployments(id),
+  seq INTEGER NOT NULL,
+  state TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  detail TEXT NOT NULL DEFAULT '{}',
+  PRIMARY KEY (deployment, seq)
+);
+)sql",
+     R"sql(
+DROP TABLE deployment_steps;
+DROP TABLE deployments;
+)sql"},
 };
 
 }  // namespace

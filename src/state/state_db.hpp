@@ -128,6 +128,19 @@ struct SnapshotRow {
   uint64_t files = 0, bytes = 0;
 };
 
+// One row of `deployments` (schema 6): a deployment the agent runs, its journaled state
+// (written before the state acts) and what it needs to resume or undo in `detail`.
+struct DeploymentRow {
+  int64_t id = 0;
+  std::string component, from_version, to_version;
+  std::string strategy;  // "immediate", "blue-green", ...
+  std::string state;     // the deployment module's states; final ones set finished_at_ms
+  std::string reason;    // why it failed, was aborted or rolled back
+  std::string actor;
+  nlohmann::json detail = nlohmann::json::object();
+  int64_t started_at_ms = 0, updated_at_ms = 0, finished_at_ms = 0;  // 0: running
+};
+
 struct AuditRecord {
   int64_t seq = 0;  // 1, 2, ... without gaps
   int64_t at_ms = 0;
@@ -240,6 +253,18 @@ class StateDb {
   [[nodiscard]] Status add_snapshot(const SnapshotRow& row);  // Errc::already_exists for a used id
   [[nodiscard]] Result<bool> delete_snapshot(std::string_view id);
   [[nodiscard]] Result<std::vector<SnapshotRow>> snapshots(std::string_view component = {});
+
+  // --- Deployments. At most one unfinished deployment per component: begin_deployment
+  // of a second is Errc::busy. update_deployment writes state, versions, reason, detail and
+  // finished_at_ms, and appends a step when the state changed.
+  [[nodiscard]] Result<int64_t> begin_deployment(DeploymentRow row);
+  [[nodiscard]] Status update_deployment(const DeploymentRow& row);
+  [[nodiscard]] Result<std::optional<DeploymentRow>> deployment(int64_t id);
+  // Newest first; `component` empty = all; `limit` 0 = no limit.
+  [[nodiscard]] Result<std::vector<DeploymentRow>> deployments(std::string_view component = {},
+                                                               size_t limit = 0);
+  [[nodiscard]] Result<std::vector<DeploymentRow>> unfinished_deployments();  // oldest first
+  [[nodiscard]] Result<std::vector<StepRecord>> deployment_steps(int64_t id);
 
   // --- Audit log.
   // With a key set, each appended record carries the hex signature of its raw 32-byte hash.

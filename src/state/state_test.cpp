@@ -1123,3 +1123,61 @@ TEST(SchemaFixture, EveryReleasedSchemaMigratesWithItsRowsIntact) {
 
 }  // namespace
 }  // namespace mup::state
+
+namespace mup::state {
+namespace {
+
+TEST_F(StateTest, DeploymentsJournalTheirStatesOneUnfinishedPerComponent) {
+  StateDb db = open_db();
+  DeploymentRow d;
+  d.component = "web";
+  d.from_version = "1.0.0";
+  d.strategy = "blue-green";
+  d.state = "install";
+  d.detail = {{"keep_old_ms", 600000}};
+  auto id = db.begin_deployment(d);
+  ASSERT_TRUE(id) << id.error().message();
+  auto second = db.begin_deployment(d);
+  ASSERT_FALSE(second) << "one unfinished deployment per component";
+  EXPECT_EQ(second.error().code(), Errc::busy);
+  DeploymentRow other = d;
+  other.component = "db";
+  ASSERT_TRUE(db.begin_deployment(other));
+
+  auto row = db.deployment(*id);
+  ASSERT_TRUE(row && *row);
+  DeploymentRow r = **row;
+  EXPECT_EQ(r.detail["keep_old_ms"], 600000);
+  r.to_version = "2.0.0";
+  r.state = "start-new";
+  ASSERT_OK(db.update_deployment(r));
+  r.detail["note"] = "same state: no step";
+  ASSERT_OK(db.update_deployment(r));
+  r.state = "committed";
+  r.finished_at_ms = 42;
+  ASSERT_OK(db.update_deployment(r));
+  auto steps = db.deployment_steps(*id);
+  ASSERT_TRUE(steps);
+  ASSERT_EQ(steps->size(), 3u);
+  EXPECT_EQ((*steps)[0].step, "install");
+  EXPECT_EQ((*steps)[1].step, "start-new");
+  EXPECT_EQ((*steps)[2].step, "committed");
+
+  auto unfinished = db.unfinished_deployments();
+  ASSERT_TRUE(unfinished);
+  ASSERT_EQ(unfinished->size(), 1u);
+  EXPECT_EQ((*unfinished)[0].component, "db");
+  ASSERT_TRUE(db.begin_deployment(d)) << "the finished one no longer blocks a new one";
+  auto web = db.deployments("web");
+  ASSERT_TRUE(web);
+  ASSERT_EQ(web->size(), 2u);
+  EXPECT_GT((*web)[0].id, (*web)[1].id) << "newest first";
+  EXPECT_EQ((*web)[1].to_version, "2.0.0");
+  EXPECT_EQ((*web)[1].finished_at_ms, 42);
+  DeploymentRow missing;
+  missing.id = 999;
+  EXPECT_FALSE(db.update_deployment(missing));
+}
+
+}  // namespace
+}  // namespace mup::state
