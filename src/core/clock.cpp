@@ -1,5 +1,7 @@
 #include "core/clock.hpp"
 
+#include <ctime>
+
 namespace mup {
 
 namespace {
@@ -59,6 +61,15 @@ void FakeClock::advance(std::chrono::nanoseconds d) {
 void FakeClock::set_wall_ms(int64_t wall_ms) {
   wall_offset_ns_.store(wall_ms * kNsPerMs - elapsed_ns_.load(std::memory_order_acquire),
                         std::memory_order_release);
+}
+
+std::string iso_utc(int64_t ms) {
+  time_t t = static_cast<time_t>(ms / 1000);
+  struct tm tmv {};
+  gmtime_r(&t, &tmv);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+  return buf;
 }
 
 }  // namespace mup

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <string>
 
 namespace mup {
 
@@ -35,6 +36,10 @@ class SystemClock final : public Clock {
 
 // The real clock, for code that has no Context to take one from. Never destroyed.
 const Clock& system_clock();
+
+// "YYYY-MM-DDTHH:MM:SSZ" of Unix milliseconds (UTC): how status, history, audit and
+// deployments show times.
+std::string iso_utc(int64_t unix_ms);
 
 // A clock that moves only when told. advance() moves both readings by the same amount (they
 // derive from one counter, so they never drift apart); set_wall_ms() jumps the wall clock

@@ -156,12 +156,7 @@ Status Engine::verify_tree(const std::string& c, const std::string& version) {
 }
 
 std::string iso_time(int64_t ms) {
-  time_t t = static_cast<time_t>(ms / 1000);
-  struct tm tmv {};
-  gmtime_r(&t, &tmv);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tmv);
-  return buf;
+  return iso_utc(ms);
 }
 
 namespace {

@@ -64,8 +64,8 @@ Result<int64_t> StateDb::begin_deployment(DeploymentRow row) {
     st->bind_text(1, row.component).bind_text(2, row.from_version).bind_text(3, row.to_version);
     st->bind_text(4, row.strategy).bind_text(5, row.state).bind_text(6, row.reason);
     st->bind_text(7, row.actor.empty() ? current_actor() : row.actor);
-    st->bind_text(8, detail::dump_json(row.detail.is_object() ? row.detail
-                                                              : nlohmann::json::object()));
+    st->bind_text(
+        8, detail::dump_json(row.detail.is_object() ? row.detail : nlohmann::json::object()));
     st->bind_int(9, now).bind_int(10, now);
     MUP_TRY(st->run());
     id = conn_->last_insert_rowid();
@@ -95,8 +95,8 @@ Status StateDb::update_deployment(const DeploymentRow& row) {
     if (!st) return tl::unexpected<Error>(std::move(st).error());
     st->bind_text(1, row.from_version).bind_text(2, row.to_version).bind_text(3, row.state);
     st->bind_text(4, row.reason);
-    st->bind_text(5, detail::dump_json(row.detail.is_object() ? row.detail
-                                                              : nlohmann::json::object()));
+    st->bind_text(
+        5, detail::dump_json(row.detail.is_object() ? row.detail : nlohmann::json::object()));
     st->bind_int(6, now).bind_int(7, row.finished_at_ms).bind_int(8, row.id);
     MUP_TRY(st->run());
     if ((*old)->state == row.state) return {};
@@ -111,8 +111,9 @@ Status StateDb::update_deployment(const DeploymentRow& row) {
 }
 
 Result<std::optional<DeploymentRow>> StateDb::deployment(int64_t id) {
-  auto st = Stmt::prepare(*conn_, std::string("SELECT ") + kColumns + " FROM deployments WHERE id = ?",
-                          "read deployment " + std::to_string(id));
+  auto st =
+      Stmt::prepare(*conn_, std::string("SELECT ") + kColumns + " FROM deployments WHERE id = ?",
+                    "read deployment " + std::to_string(id));
   if (!st) return tl::unexpected<Error>(std::move(st).error());
   st->bind_int(1, id);
   auto rows = collect_rows(*st);
@@ -133,19 +134,20 @@ Result<std::vector<DeploymentRow>> StateDb::deployments(std::string_view compone
 }
 
 Result<std::vector<DeploymentRow>> StateDb::unfinished_deployments() {
-  auto st = Stmt::prepare(*conn_,
-                          std::string("SELECT ") + kColumns +
-                              " FROM deployments WHERE finished_at = 0 ORDER BY id",
-                          "list unfinished deployments");
+  auto st = Stmt::prepare(
+      *conn_,
+      std::string("SELECT ") + kColumns + " FROM deployments WHERE finished_at = 0 ORDER BY id",
+      "list unfinished deployments");
   if (!st) return tl::unexpected<Error>(std::move(st).error());
   return collect_rows(*st);
 }
 
 Result<std::vector<StepRecord>> StateDb::deployment_steps(int64_t id) {
-  auto st = Stmt::prepare(*conn_,
-                          "SELECT seq, state, detail, at FROM deployment_steps WHERE deployment = ? "
-                          "ORDER BY seq",
-                          "list steps of deployment " + std::to_string(id));
+  auto st =
+      Stmt::prepare(*conn_,
+                    "SELECT seq, state, detail, at FROM deployment_steps WHERE deployment = ? "
+                    "ORDER BY seq",
+                    "list steps of deployment " + std::to_string(id));
   if (!st) return tl::unexpected<Error>(std::move(st).error());
   st->bind_int(1, id);
   std::vector<StepRecord> out;

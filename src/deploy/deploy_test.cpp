@@ -1,0 +1,330 @@
+// The deployment table and the deployer, against a fake engine and a fake data plane (the
+// seams of deployer.hpp); the real ones are driven end to end in tests/agent_test.cpp.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "deploy/deployer.hpp"
+#include "state/state_db.hpp"
+#include "test_util.hpp"
+
+namespace mup::deploy {
+namespace {
+
+using namespace std::chrono_literals;
+using test::ScratchDir;
+
+// The engine: versions installed and which one is active (on trial or not).
+class FakeNode : public Node {
+ public:
+  std::mutex mu;
+  std::string active_v = "1.0.0", previous_v, trial_v;
+  std::string offered = "2.0.0";
+  std::vector<std::string> calls;
+
+  Result<Installed> install(const std::string&, const std::string& version,
+                            const Cancel&) override {
+    std::lock_guard lk(mu);
+    std::string v = version.empty() ? offered : version;
+    calls.push_back("install " + v);
+    Installed r{active_v, v};
+    if (v != active_v) {
+      previous_v = active_v;
+      active_v = v;
+      trial_v = v;
+    }
+    return r;
+  }
+  Status commit(const std::string&) override {
+    std::lock_guard lk(mu);
+    calls.push_back("commit " + trial_v);
+    if (trial_v.empty()) return fail(Errc::invalid_argument, "nothing on trial");
+    trial_v.clear();
+    return {};
+  }
+  Status rollback(const std::string&, const std::string& version) override {
+    std::lock_guard lk(mu);
+    calls.push_back("rollback " + version);
+    previous_v = active_v;
+    active_v = version;
+    trial_v.clear();
+    return {};
+  }
+  std::optional<std::string> active(const std::string&) override {
+    std::lock_guard lk(mu);
+    return active_v.empty() ? std::nullopt : std::optional(active_v);
+  }
+  std::optional<std::string> previous(const std::string&) override {
+    std::lock_guard lk(mu);
+    return previous_v.empty() ? std::nullopt : std::optional(previous_v);
+  }
+};
+
+// The supervisor and proxy: running versions and the traffic split.
+class FakePlane : public DataPlane {
+ public:
+  std::mutex mu;
+  std::condition_variable cv;
+  std::set<std::string> running{"1.0.0"};
+  std::map<std::string, int> split{{"1.0.0", 100}};
+  std::set<std::string> never_ready;               // versions whose readiness waits until cancelled
+  std::set<std::string> crashing;                  // versions that fail readiness
+  std::vector<std::map<std::string, int>> routes;  // every split set, in order
+  std::map<std::string, bool> restart;
+
+  Status start(const std::string&, const std::string& v) override {
+    std::lock_guard lk(mu);
+    running.insert(v);
+    return {};
+  }
+  Status wait_ready(const std::string&, const std::string& v, const Cancel& cancel) override {
+    if (crashing.count(v)) return fail(Errc::io, "instance web@" + v + "#0 exited with status 3");
+    if (never_ready.count(v)) {
+      while (!cancel) std::this_thread::sleep_for(1ms);
+      return fail(Errc::io, "cancelled");
+    }
+    return {};
+  }
+  Status check_alive(const std::string&, const std::string&) override { return {}; }
+  Status route(const std::string&, const std::map<std::string, int>& w) override {
+    std::lock_guard lk(mu);
+    split = w;
+    routes.push_back(w);
+    return {};
+  }
+  std::map<std::string, int> weights(const std::string&) override {
+    std::lock_guard lk(mu);
+    return split;
+  }
+  Status wait_drained(const std::string&, const std::string&, const Cancel&) override { return {}; }
+  Status stop(const std::string&, const std::string& v) override {
+    std::lock_guard lk(mu);
+    running.erase(v);
+    return {};
+  }
+  void set_restart(const std::string&, const std::string& v, bool on) override {
+    std::lock_guard lk(mu);
+    restart[v] = on;
+  }
+};
+
+class DeployTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto d = Deployer::open(options(), node_, plane_);
+    ASSERT_TRUE(d) << d.error().message();
+    deployer_ = std::move(*d);
+  }
+  DeployerOptions options() {
+    DeployerOptions o;
+    o.state_db = dir_ / "state.db";
+    o.clock = &clock_;
+    return o;
+  }
+  state::DeploymentRow deploy(Strategy s, int64_t keep_old_ms = 60000) {
+    DeployRequest r;
+    r.component = "web";
+    r.strategy = s;
+    r.soak_ms = 0;
+    r.keep_old_ms = keep_old_ms;
+    r.actor = "tester";
+    auto row = deployer_->start(r);
+    EXPECT_TRUE(row) << row.error().message();
+    auto done = deployer_->wait(row->id, 20s);
+    EXPECT_TRUE(done) << done.error().message();
+    return *done;
+  }
+
+  ScratchDir dir_;
+  FakeClock clock_;
+  FakeNode node_;
+  FakePlane plane_;
+  std::unique_ptr<Deployer> deployer_;
+};
+
+TEST(DeploymentTable, EveryStateBeforeCommitCanBeLeftAndTheUndoPathAlwaysEnds) {
+  for (int i = 0; i <= static_cast<int>(State::aborted); ++i) {
+    const auto s = static_cast<State>(i);
+    SCOPED_TRACE(std::string(state_name(s)));
+    EXPECT_EQ(parse_state(state_name(s)), s) << "names round-trip";
+    if (is_final(s)) {
+      EXPECT_FALSE(next_state(s, Event::ok)) << "a final state has no way out";
+      continue;
+    }
+    ASSERT_TRUE(next_state(s, Event::error)) << "every state answers an error";
+    if (!is_undoing(s)) {
+      EXPECT_TRUE(next_state(s, Event::abort));
+      EXPECT_TRUE(next_state(s, Event::rollback));
+    }
+    // From here, ok or error, the walk ends within the table's size.
+    for (Event e : {Event::ok, Event::error}) {
+      State t = s;
+      int n = 0;
+      while (!is_final(t) && n++ < 32) {
+        auto nx = next_state(t, e);
+        if (!nx) nx = next_state(t, Event::skip);
+        ASSERT_TRUE(nx) << "stuck at " << state_name(t);
+        t = *nx;
+      }
+      EXPECT_TRUE(is_final(t));
+    }
+  }
+  // Errors before the switch never touch traffic: they go straight to stop-new.
+  for (State s : {State::start_new, State::wait_ready, State::soak})
+    EXPECT_EQ(next_state(s, Event::error), State::stop_new);
+  EXPECT_EQ(next_state(State::switch_new, Event::error), State::switch_back);
+  EXPECT_EQ(parse_strategy("blue-green"), Strategy::blue_green);
+  EXPECT_FALSE(parse_strategy("canary")) << "not built yet: refused, not guessed";
+}
+
+TEST_F(DeployTest, ImmediateSwitchesAllTrafficThenStopsTheOldAndCommits) {
+  auto row = deploy(Strategy::immediate);
+  EXPECT_EQ(row.state, "committed") << row.reason;
+  EXPECT_EQ(row.from_version, "1.0.0");
+  EXPECT_EQ(row.to_version, "2.0.0");
+  EXPECT_EQ(plane_.split, (std::map<std::string, int>{{"2.0.0", 100}}));
+  EXPECT_EQ(plane_.running, (std::set<std::string>{"2.0.0"}));
+  EXPECT_TRUE(plane_.restart["2.0.0"]) << "restarts back on once committed";
+  EXPECT_TRUE(node_.trial_v.empty()) << "the engine committed it";
+  auto steps = deployer_->steps(row.id);
+  ASSERT_TRUE(steps);
+  std::vector<std::string> names;
+  for (auto& s : *steps) names.push_back(s.step);
+  EXPECT_EQ(names, (std::vector<std::string>{"install", "start-new", "wait-ready", "soak", "switch",
+                                             "drain-old", "stop-old", "commit", "committed"}));
+  auto db = state::StateDb::open(dir_ / "state.db", clock_);
+  ASSERT_TRUE(db);
+  auto audit = db->audit();
+  ASSERT_TRUE(audit);
+  ASSERT_EQ(audit->size(), 1u) << "written with the final state";
+  EXPECT_EQ((*audit)[0].action, "deploy");
+  EXPECT_EQ((*audit)[0].subject, "web 2.0.0");
+  EXPECT_EQ((*audit)[0].detail["state"], "committed");
+}
+
+TEST_F(DeployTest, NotReadyFailsWithoutEverMovingTraffic) {
+  plane_.crashing.insert("2.0.0");
+  auto row = deploy(Strategy::immediate);
+  EXPECT_EQ(row.state, "failed");
+  EXPECT_NE(row.reason.find("exited with status 3"), std::string::npos) << row.reason;
+  EXPECT_TRUE(plane_.routes.empty()) << "traffic never moved";
+  EXPECT_EQ(plane_.running, (std::set<std::string>{"1.0.0"})) << "new stopped, old untouched";
+  EXPECT_EQ(node_.active_v, "1.0.0") << "the engine rolled the trial back";
+}
+
+TEST_F(DeployTest, BlueGreenKeepsTheOldSetWarmUntilTheWindowCloses) {
+  auto row = deploy(Strategy::blue_green, 60000);
+  EXPECT_EQ(row.state, "committed") << row.reason;
+  EXPECT_EQ(plane_.split, (std::map<std::string, int>{{"2.0.0", 100}, {"1.0.0", 0}}));
+  EXPECT_EQ(plane_.running.count("1.0.0"), 1u) << "warm";
+  deployer_->tick();
+  EXPECT_EQ(plane_.running.count("1.0.0"), 1u) << "the window is still open";
+  clock_.advance(61s);
+  deployer_->tick();
+  EXPECT_EQ(plane_.running.count("1.0.0"), 0u) << "window closed: old set stopped";
+  EXPECT_EQ(plane_.split, (std::map<std::string, int>{{"2.0.0", 100}}));
+  auto r = deployer_->get(row.id);
+  ASSERT_TRUE(r && *r);
+  EXPECT_FALSE((**r).detail["window"]["open"].get<bool>());
+}
+
+TEST_F(DeployTest, RollbackInsideTheWindowIsAWeightFlipToTheWarmSet) {
+  auto row = deploy(Strategy::blue_green, 60000);
+  ASSERT_EQ(row.state, "committed");
+  auto rb = deployer_->rollback("web", "tester");
+  ASSERT_TRUE(rb) << rb.error().message();
+  auto done = deployer_->wait(rb->id, 20s);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->state, "rolled-back") << done->reason;
+  EXPECT_EQ(done->strategy, "rollback");
+  EXPECT_EQ(done->to_version, "1.0.0");
+  EXPECT_EQ(plane_.split, (std::map<std::string, int>{{"1.0.0", 100}}));
+  EXPECT_EQ(plane_.running, (std::set<std::string>{"1.0.0"}));
+  EXPECT_EQ(node_.active_v, "1.0.0");
+  auto orig = deployer_->get(row.id);
+  EXPECT_EQ((**orig).detail["rolled_back_by"], rb->id);
+}
+
+TEST_F(DeployTest, AbortWhileWaitingForReadinessUndoes) {
+  plane_.never_ready.insert("2.0.0");
+  DeployRequest r;
+  r.component = "web";
+  r.soak_ms = 0;
+  auto row = deployer_->start(r);
+  ASSERT_TRUE(row);
+  auto second = deployer_->start(r);
+  ASSERT_FALSE(second) << "one deployment per component";
+  EXPECT_TRUE(second.error().is(Code::busy));
+  // Wait until it is in wait-ready, then abort.
+  for (int i = 0; i < 2000; ++i) {
+    auto cur = deployer_->get(row->id);
+    if (cur && *cur && (**cur).state == "wait-ready") break;
+    std::this_thread::sleep_for(5ms);
+  }
+  ASSERT_TRUE(deployer_->abort(row->id));
+  auto done = deployer_->wait(row->id, 20s);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->state, "aborted") << done->reason;
+  EXPECT_TRUE(plane_.routes.empty());
+  EXPECT_EQ(node_.active_v, "1.0.0");
+  EXPECT_FALSE(deployer_->abort(row->id)) << "nothing left to abort";
+}
+
+TEST_F(DeployTest, AnUnfinishedDeploymentIsResumedFromItsJournaledState) {
+  // As an agent killed in drain-old leaves it: engine on 2.0.0 (trial), traffic moved.
+  node_.install("web", "2.0.0", Cancel{false});
+  plane_.running.insert("2.0.0");
+  plane_.split = {{"2.0.0", 100}};
+  {
+    auto db = state::StateDb::open(dir_ / "state.db", clock_);
+    ASSERT_TRUE(db);
+    state::DeploymentRow r;
+    r.component = "web";
+    r.strategy = "immediate";
+    r.state = "drain-old";
+    r.from_version = "1.0.0";
+    r.to_version = "2.0.0";
+    r.detail = {{"installed", true}, {"soak_ms", 0}};
+    ASSERT_TRUE(db->begin_deployment(r));
+  }
+  deployer_->resume_all();
+  auto list = deployer_->list("web", 1);
+  ASSERT_TRUE(list && !list->empty());
+  auto done = deployer_->wait((*list)[0].id, 20s);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->state, "committed") << done->reason;
+  EXPECT_EQ(plane_.running, (std::set<std::string>{"2.0.0"}));
+  EXPECT_TRUE(node_.trial_v.empty());
+}
+
+TEST_F(DeployTest, AJournalRowThatCannotBeUnderstoodIsRolledBack) {
+  node_.install("web", "2.0.0", Cancel{false});
+  plane_.running.insert("2.0.0");
+  plane_.split = {{"2.0.0", 100}};
+  {
+    auto db = state::StateDb::open(dir_ / "state.db", clock_);
+    ASSERT_TRUE(db);
+    state::DeploymentRow r;
+    r.component = "web";
+    r.strategy = "immediate";
+    r.state = "teleport";  // written by nothing this build knows
+    r.from_version = "1.0.0";
+    r.to_version = "2.0.0";
+    ASSERT_TRUE(db->begin_deployment(r));
+  }
+  deployer_->resume_all();
+  auto list = deployer_->list("web", 1);
+  auto done = deployer_->wait((*list)[0].id, 20s);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->state, "failed");
+  EXPECT_NE(done->reason.find("unknown state"), std::string::npos);
+  EXPECT_EQ(plane_.split, (std::map<std::string, int>{{"1.0.0", 100}}));
+  EXPECT_EQ(node_.active_v, "1.0.0");
+}
+
+}  // namespace
+}  // namespace mup::deploy

@@ -1,0 +1,346 @@
+// The deployer: a thread per running deployment walking the table of deployment.cpp.
+#include "deploy/deployer.hpp"
+
+#include <algorithm>
+
+#include "core/fault.hpp"
+
+namespace mup::deploy {
+
+namespace {
+
+std::string_view code_name_of(int v) {
+  switch (static_cast<Code>(v)) {
+    case Code::busy: return "busy";
+    case Code::not_found: return "not_found";
+    case Code::bad_request: return "bad_request";
+    case Code::not_running: return "not_running";
+    case Code::not_a_service: return "not_a_service";
+  }
+  return "unknown";
+}
+
+int64_t json_int(const nlohmann::json& j, const char* key, int64_t dflt) {
+  if (!j.is_object()) return dflt;
+  auto it = j.find(key);
+  return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : dflt;
+}
+
+std::string json_str(const nlohmann::json& j, const char* key) {
+  if (!j.is_object()) return {};
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+}  // namespace
+
+const ErrorCategory& deploy_category() {
+  static const ErrorCategory cat{"deploy", &code_name_of};
+  return cat;
+}
+
+nlohmann::json deployment_json(const state::DeploymentRow& row,
+                               const std::vector<state::StepRecord>& steps) {
+  nlohmann::json j = {
+      {"id", row.id},
+      {"component", row.component},
+      {"from_version", row.from_version},
+      {"to_version", row.to_version},
+      {"strategy", row.strategy},
+      {"state", row.state},
+      {"final", row.finished_at_ms != 0},
+      {"reason", row.reason},
+      {"actor", row.actor},
+      {"started_at", iso_utc(row.started_at_ms)},
+      {"finished_at",
+       row.finished_at_ms ? nlohmann::json(iso_utc(row.finished_at_ms)) : nlohmann::json(nullptr)},
+      {"started_at_ms", row.started_at_ms},
+      {"finished_at_ms", row.finished_at_ms},
+      {"duration_ms",
+       (row.finished_at_ms ? row.finished_at_ms : row.updated_at_ms) - row.started_at_ms}};
+  const nlohmann::json& d = row.detail.is_object() ? row.detail : nlohmann::json::object();
+  j["traffic"] = d.contains("traffic") ? d["traffic"] : nlohmann::json::object();
+  if (auto it = d.find("window"); it != d.end() && it->is_object()) {
+    j["keep_old_until"] = iso_utc(json_int(*it, "until", 0));
+    j["window_open"] = it->value("open", false);
+  } else {
+    j["keep_old_until"] = nullptr;
+  }
+  if (d.contains("rolled_back_by")) j["rolled_back_by"] = d["rolled_back_by"];
+  if (d.contains("rollback_of")) j["rollback_of"] = d["rollback_of"];
+  if (!steps.empty()) {
+    nlohmann::json s = nlohmann::json::array();
+    for (const auto& st : steps)
+      s.push_back({{"state", st.step}, {"at", iso_utc(st.at_ms)}, {"at_ms", st.at_ms}});
+    j["steps"] = std::move(s);
+  }
+  return j;
+}
+
+Deployer::Deployer(DeployerOptions opts, Node& node, DataPlane& plane)
+    : opts_(std::move(opts)),
+      node_(node),
+      plane_(plane),
+      clock_(opts_.clock ? *opts_.clock : system_clock()) {}
+
+Result<std::unique_ptr<Deployer>> Deployer::open(DeployerOptions opts, Node& node,
+                                                 DataPlane& plane) {
+  std::unique_ptr<Deployer> d(new Deployer(std::move(opts), node, plane));
+  auto db = d->connect();
+  if (!db) return tl::unexpected(db.error().context("while opening the deployer"));
+  return d;
+}
+
+Deployer::~Deployer() {
+  stopping_ = true;
+  {
+    std::lock_guard lk(mu_);
+    for (auto& [c, job] : jobs_) job->cancel = true;
+  }
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+}
+
+Result<state::StateDb> Deployer::connect() const {
+  auto db = state::StateDb::open(opts_.state_db, clock_);
+  if (db && opts_.prepare_db) opts_.prepare_db(*db);
+  return db;
+}
+
+void Deployer::notify(const state::DeploymentRow& row) {
+  changed_.notify_all();
+  if (opts_.on_event) {
+    nlohmann::json e = deployment_json(row);
+    e["event"] = "deployment";
+    opts_.on_event(e);
+  }
+}
+
+bool Deployer::running(const std::string& component) const {
+  std::lock_guard lk(mu_);
+  auto it = jobs_.find(component);
+  return it != jobs_.end() && !it->second->done;
+}
+
+Result<state::DeploymentRow> Deployer::start(const DeployRequest& req) {
+  if (req.component.empty()) return fail(Code::bad_request, "component: missing");
+  if (req.keep_old_ms < 0 || req.soak_ms < 0)
+    return fail(Code::bad_request, "keep_old_ms and soak_ms must not be negative");
+  auto db = connect();
+  if (!db) return tl::unexpected(db.error());
+  state::DeploymentRow row;
+  row.component = req.component;
+  row.strategy = std::string(strategy_name(req.strategy));
+  row.state = std::string(state_name(State::install));
+  row.actor = req.actor;
+  row.to_version = req.version;
+  row.detail = {{"requested_version", req.version},
+                {"keep_old_ms", req.keep_old_ms},
+                {"soak_ms", req.soak_ms}};
+  if (req.strategy == Strategy::rollback) {
+    row.from_version = node_.active(req.component).value_or("");
+    if (req.rollback_of) row.detail["rollback_of"] = req.rollback_of;
+  }
+  {
+    std::lock_guard lk(mu_);
+    if (stopping_) return fail(Code::busy, "the agent is stopping");
+    auto it = jobs_.find(req.component);
+    if (it != jobs_.end() && !it->second->done)
+      return fail(Code::busy, "a deployment of " + req.component + " is running (id " +
+                                  std::to_string(it->second->id) +
+                                  "): wait for it, or mup abort it");
+    auto id = db->begin_deployment(row);
+    if (!id) {
+      if (id.error().code() == Errc::busy) return fail(Code::busy, id.error().message());
+      return tl::unexpected(id.error());
+    }
+    row.id = *id;
+  }
+  launch(row.id, row.component);
+  auto fresh = db->deployment(row.id);
+  if (fresh && *fresh) row = **fresh;
+  return row;
+}
+
+void Deployer::launch(int64_t id, const std::string& component) {
+  auto job = std::make_shared<Job>();
+  job->id = id;
+  job->component = component;
+  std::lock_guard lk(mu_);
+  jobs_[component] = job;
+  threads_.emplace_back([this, job] { run(job); });
+}
+
+Result<state::DeploymentRow> Deployer::rollback(const std::string& component,
+                                                const std::string& actor) {
+  {
+    std::lock_guard lk(mu_);
+    auto it = jobs_.find(component);
+    if (it != jobs_.end() && !it->second->done) {
+      it->second->request = static_cast<int>(Request::rollback);
+      it->second->cancel = true;
+      int64_t id = it->second->id;
+      auto db = connect();
+      if (!db) return tl::unexpected(db.error());
+      auto row = db->deployment(id);
+      if (!row) return tl::unexpected(row.error());
+      if (*row) return **row;
+    }
+  }
+  auto active = node_.active(component);
+  if (!active) return fail(Code::not_found, component + " has no active version");
+  // Back to the version the last deployment came from, else the engine's previous.
+  auto db = connect();
+  if (!db) return tl::unexpected(db.error());
+  auto last = db->deployments(component, 1);
+  if (!last) return tl::unexpected(last.error());
+  std::string target;
+  int64_t of = 0;
+  if (!last->empty() && (*last)[0].to_version == *active && !(*last)[0].from_version.empty()) {
+    target = (*last)[0].from_version;
+    of = (*last)[0].id;
+  } else if (auto p = node_.previous(component)) {
+    target = *p;
+  }
+  if (target.empty())
+    return fail(Code::not_found, component +
+                                     " has no previous version to roll "
+                                     "back to (mup versions " +
+                                     component + ")");
+  DeployRequest req;
+  req.component = component;
+  req.version = target;
+  req.strategy = Strategy::rollback;
+  req.actor = actor;
+  req.rollback_of = of;
+  auto row = start(req);
+  return row;
+}
+
+Result<state::DeploymentRow> Deployer::abort(int64_t id) {
+  auto db = connect();
+  if (!db) return tl::unexpected(db.error());
+  auto row = db->deployment(id);
+  if (!row) return tl::unexpected(row.error());
+  if (!*row) return fail(Code::not_found, "no deployment " + std::to_string(id));
+  std::lock_guard lk(mu_);
+  auto it = jobs_.find((*row)->component);
+  if ((*row)->finished_at_ms || it == jobs_.end() || it->second->id != id || it->second->done)
+    return fail(Code::not_running,
+                "deployment " + std::to_string(id) + " is " + (*row)->state + ": nothing to abort");
+  it->second->request = static_cast<int>(Request::abort);
+  it->second->cancel = true;
+  return **row;
+}
+
+Result<state::DeploymentRow> Deployer::promote(int64_t id) {
+  auto db = connect();
+  if (!db) return tl::unexpected(db.error());
+  auto row = db->deployment(id);
+  if (!row) return tl::unexpected(row.error());
+  if (!*row) return fail(Code::not_found, "no deployment " + std::to_string(id));
+  state::DeploymentRow r = **row;
+  if (r.finished_at_ms) {
+    auto w = r.detail.find("window");
+    if (r.state != "committed" || w == r.detail.end() || !w->value("open", false))
+      return fail(Code::not_running,
+                  "deployment " + std::to_string(id) + " is " + r.state + " with no open window");
+    Cancel never{false};
+    MUP_TRY(close_window(*db, r, never));
+    return r;
+  }
+  std::lock_guard lk(mu_);
+  auto it = jobs_.find(r.component);
+  if (it == jobs_.end() || it->second->id != id || it->second->done)
+    return fail(Code::not_running, "deployment " + std::to_string(id) + " is not running here");
+  it->second->request = static_cast<int>(Request::promote);
+  return r;
+}
+
+void Deployer::resume_all() {
+  auto db = connect();
+  if (!db) return;
+  auto rows = db->unfinished_deployments();
+  if (!rows) return;
+  for (const auto& r : *rows) {
+    {
+      std::lock_guard lk(mu_);
+      auto it = jobs_.find(r.component);
+      if (it != jobs_.end() && !it->second->done) continue;
+    }
+    launch(r.id, r.component);
+  }
+}
+
+Status Deployer::close_window(state::StateDb& db, state::DeploymentRow& row, const Cancel& cancel) {
+  auto w = row.detail.find("window");
+  if (w == row.detail.end() || !w->is_object() || !w->value("open", false)) return {};
+  const std::string old = json_str(*w, "old");
+  if (!old.empty() && old != node_.active(row.component).value_or("")) {
+    auto weights = plane_.weights(row.component);
+    weights.erase(old);
+    MUP_TRY(plane_.route(row.component, weights));
+    (void)plane_.wait_drained(row.component, old, cancel);  // drain_ms bounds it; stop follows
+    MUP_TRY(plane_.stop(row.component, old));
+  }
+  (*w)["open"] = false;
+  (*w)["closed_at"] = clock_.wall_ms();
+  row.detail["traffic"] = plane_.weights(row.component);
+  MUP_TRY(db.update_deployment(row));
+  notify(row);
+  return {};
+}
+
+void Deployer::tick() {
+  auto db = connect();
+  if (!db) return;
+  auto rows = db->deployments({}, 200);
+  if (!rows) return;
+  const int64_t now = clock_.wall_ms();
+  std::map<std::string, bool> seen;
+  for (auto& r : *rows) {
+    if (seen[r.component]) continue;  // only a component's newest deployment has a window
+    seen[r.component] = true;
+    auto w = r.detail.find("window");
+    if (r.state != "committed" || w == r.detail.end() || !w->is_object() ||
+        !w->value("open", false) || json_int(*w, "until", 0) > now || running(r.component))
+      continue;
+    Cancel never{false};
+    (void)close_window(*db, r, never);  // retried on the next tick when it fails
+  }
+}
+
+Result<state::DeploymentRow> Deployer::wait(int64_t id, std::chrono::milliseconds timeout) {
+  auto db = connect();
+  if (!db) return tl::unexpected(db.error());
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    auto row = db->deployment(id);
+    if (!row) return tl::unexpected(row.error());
+    if (!*row) return fail(Code::not_found, "no deployment " + std::to_string(id));
+    if ((*row)->finished_at_ms || std::chrono::steady_clock::now() >= deadline) return **row;
+    std::unique_lock lk(mu_);
+    changed_.wait_for(lk, std::chrono::milliseconds(100));
+  }
+}
+
+Result<std::optional<state::DeploymentRow>> Deployer::get(int64_t id) {
+  auto db = connect();
+  if (!db) return tl::unexpected(db.error());
+  return db->deployment(id);
+}
+
+Result<std::vector<state::DeploymentRow>> Deployer::list(const std::string& component,
+                                                         size_t limit) {
+  auto db = connect();
+  if (!db) return tl::unexpected(db.error());
+  return db->deployments(component, limit);
+}
+
+Result<std::vector<state::StepRecord>> Deployer::steps(int64_t id) {
+  auto db = connect();
+  if (!db) return tl::unexpected(db.error());
+  return db->deployment_steps(id);
+}
+
+}  // namespace mup::deploy

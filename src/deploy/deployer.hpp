@@ -1,0 +1,199 @@
+// Deployer: runs deployments (deploy/deployment.hpp) against a node and its data plane.
+//
+// Each deployment runs on its own thread; deployments of different components run at
+// once, a second one of the same component is refused (Code::busy, the API's 409). The
+// deployments row is written before each state's work starts (and the fault point
+// "deploy.state.<state>" sits right after, for crash tests), so resume_all() on the next
+// agent start picks every unfinished deployment up where it was and walks it on through
+// the same table. abort() and rollback() set the deployment's request; its thread reads
+// it between states and at every wait (a wait is cut short), and leaves the forward path.
+//
+// What a deployment acts on sits behind two seams, so the table can be tested with fakes
+// and the agent wires the real ones:
+//   - Node: the engine (install on trial, commit, rollback);
+//   - DataPlane: the supervisor's instances and the proxy's routes.
+// A final state is written with its audit record ("deploy", the reason) in one
+// transaction. Blue-green: after commit the old set stays warm (weight 0) until keep_old_until;
+// tick() closes expired windows (old set drained and stopped); a new deployment of the component
+// closes an open window first; a rollback inside the window is a weight flip.
+//
+// Thread-safe. The destructor asks running deployments to stop between states (their rows
+// stay unfinished, as after a crash: the next resume_all() goes on) and joins them.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/clock.hpp"
+#include "core/error.hpp"
+#include "deploy/deployment.hpp"
+#include "state/state_db.hpp"
+
+namespace mup::deploy {
+
+// Error codes a caller (the API) branches on; category "deploy".
+enum class Code : int {
+  busy = 1,       // a deployment of the component is running (409)
+  not_found,      // no such deployment or service (404)
+  bad_request,    // a field is wrong (400)
+  not_running,    // abort/promote of a finished deployment (409)
+  not_a_service,  // the version carries no mup-service.toml
+};
+const ErrorCategory& deploy_category();
+// Found by ADL: Code works with fail(), make_error() and Error::is().
+inline const ErrorCategory& error_category(Code) {
+  return deploy_category();
+}
+constexpr Errc errc_for(Code c) {
+  switch (c) {
+    case Code::busy:
+    case Code::not_running: return Errc::busy;
+    case Code::not_found:
+    case Code::not_a_service: return Errc::not_found;
+    case Code::bad_request: return Errc::invalid_argument;
+  }
+  return Errc::internal;
+}
+
+// Cancellation of a wait: set when the deployment is asked to abort, roll back or stop.
+using Cancel = std::atomic<bool>;
+
+// The engine, as a deployment sees it.
+class Node {
+ public:
+  virtual ~Node() = default;
+  struct Installed {
+    std::string from_version, to_version;  // from: the active version before (may be empty)
+  };
+  // Installs and activates `version` (newest when empty) on trial. A version already active
+  // answers {active, active} without doing anything.
+  [[nodiscard]] virtual Result<Installed> install(const std::string& component,
+                                                  const std::string& version,
+                                                  const Cancel& cancel) = 0;
+  [[nodiscard]] virtual Status commit(const std::string& component) = 0;
+  // Makes `version` the active one again (the engine's rollback --to). Idempotent.
+  [[nodiscard]] virtual Status rollback(const std::string& component,
+                                        const std::string& version) = 0;
+  virtual std::optional<std::string> active(const std::string& component) = 0;
+  virtual std::optional<std::string> previous(const std::string& component) = 0;
+};
+
+// The supervisor and the proxy, as a deployment sees them. Every call is idempotent.
+class DataPlane {
+ public:
+  virtual ~DataPlane() = default;
+  // Starts the instances the version's service definition asks for (instances already
+  // running for that version are kept); restart of crashed ones is off until commit.
+  [[nodiscard]] virtual Status start(const std::string& component, const std::string& version) = 0;
+  [[nodiscard]] virtual Status wait_ready(const std::string& component, const std::string& version,
+                                          const Cancel& cancel) = 0;
+  // Error when an instance of the version has exited (soak).
+  [[nodiscard]] virtual Status check_alive(const std::string& component,
+                                           const std::string& version) = 0;
+  // The traffic split: weight per version (versions absent drain; weight 0: warm, no
+  // traffic). Atomic in the proxy.
+  [[nodiscard]] virtual Status route(const std::string& component,
+                                     const std::map<std::string, int>& weights) = 0;
+  virtual std::map<std::string, int> weights(const std::string& component) = 0;
+  // Until no instance of the version has a request in flight (or drain_ms passed: error).
+  [[nodiscard]] virtual Status wait_drained(const std::string& component,
+                                            const std::string& version, const Cancel& cancel) = 0;
+  [[nodiscard]] virtual Status stop(const std::string& component, const std::string& version) = 0;
+  virtual void set_restart(const std::string& component, const std::string& version, bool on) = 0;
+};
+
+struct DeployRequest {
+  std::string component;
+  std::string version;  // empty: the newest the remote offers
+  Strategy strategy = Strategy::immediate;
+  int64_t keep_old_ms = 10 * 60 * 1000;  // blue-green: the rollback window
+  int64_t soak_ms = 2000;                // blue-green: ready and alive this long first
+  std::string actor;
+  int64_t rollback_of = 0;  // strategy rollback: the deployment it undoes (0: none)
+};
+
+struct DeployerOptions {
+  std::filesystem::path state_db;  // <root>/state.db
+  const Clock* clock = nullptr;    // default: the system clock
+  // "deployment" events: {"event":"deployment","id","component","state",...}.
+  std::function<void(const nlohmann::json&)> on_event;
+  // Called on each database connection the deployer opens (the agent sets the audit key,
+  // so the deployer's audit records are signed like the engine's).
+  std::function<void(state::StateDb&)> prepare_db;
+};
+
+// The JSON the API and `mup deployments --json` show (docs/agent.md).
+nlohmann::json deployment_json(const state::DeploymentRow& row,
+                               const std::vector<state::StepRecord>& steps = {});
+
+class Deployer {
+ public:
+  [[nodiscard]] static Result<std::unique_ptr<Deployer>> open(DeployerOptions opts, Node& node,
+                                                              DataPlane& plane);
+  ~Deployer();
+
+  // Starts a deployment on its own thread; the row as begun.
+  [[nodiscard]] Result<state::DeploymentRow> start(const DeployRequest& req);
+  // mup rollback: during a deployment, undoes it (outcome rolled-back); after one, starts
+  // a deployment of strategy rollback to the previous version.
+  [[nodiscard]] Result<state::DeploymentRow> rollback(const std::string& component,
+                                                      const std::string& actor);
+  [[nodiscard]] Result<state::DeploymentRow> abort(int64_t id);
+  // Blue-green: ends the soak now, or (committed) closes the window now.
+  [[nodiscard]] Result<state::DeploymentRow> promote(int64_t id);
+  // Every unfinished deployment resumed from its journaled state (agent start).
+  void resume_all();
+  // Closes blue-green windows that expired. Called by the agent's loop.
+  void tick();
+  // Blocks until the deployment is final (or `timeout`); its row.
+  [[nodiscard]] Result<state::DeploymentRow> wait(int64_t id, std::chrono::milliseconds timeout);
+
+  [[nodiscard]] Result<std::optional<state::DeploymentRow>> get(int64_t id);
+  [[nodiscard]] Result<std::vector<state::DeploymentRow>> list(const std::string& component,
+                                                               size_t limit);
+  [[nodiscard]] Result<std::vector<state::StepRecord>> steps(int64_t id);
+  bool running(const std::string& component) const;
+
+  // What a running deployment was asked to do by someone else (read between states).
+  enum class Request : int { none = 0, abort, rollback, promote };
+
+ private:
+  struct Job {
+    int64_t id = 0;
+    std::string component;
+    std::atomic<int> request{0};  // a Request
+    Cancel cancel{false};         // cuts the current wait short
+    std::atomic<bool> done{false};
+  };
+  Deployer(DeployerOptions opts, Node& node, DataPlane& plane);
+  [[nodiscard]] Result<state::StateDb> connect() const;
+  void launch(int64_t id, const std::string& component);
+  void run(const std::shared_ptr<Job>& job);
+  [[nodiscard]] Status close_window(state::StateDb& db, state::DeploymentRow& row,
+                                    const Cancel& cancel);
+  void notify(const state::DeploymentRow& row);
+
+  DeployerOptions opts_;
+  Node& node_;
+  DataPlane& plane_;
+  const Clock& clock_;
+  mutable std::mutex mu_;
+  std::condition_variable changed_;
+  std::map<std::string, std::shared_ptr<Job>> jobs_;  // by component
+  std::vector<std::thread> threads_;
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace mup::deploy

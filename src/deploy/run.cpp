@@ -1,0 +1,319 @@
+// A deployment's thread: journal the state, do its work, answer an event, look the next
+// state up in the table. Each state's work is idempotent (a resumed deployment repeats the
+// state it was in).
+#include <chrono>
+#include <thread>
+
+#include "core/fault.hpp"
+#include "deploy/deployer.hpp"
+
+namespace mup::deploy {
+
+namespace {
+
+std::string json_str(const nlohmann::json& j, const char* key) {
+  if (!j.is_object()) return {};
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+int64_t json_int(const nlohmann::json& j, const char* key, int64_t dflt) {
+  if (!j.is_object()) return dflt;
+  auto it = j.find(key);
+  return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : dflt;
+}
+
+// The outcome a deployment heads to once it left the forward path.
+State outcome_of(const state::DeploymentRow& row) {
+  auto o = parse_state(json_str(row.detail, "outcome"));
+  return o && is_final(*o) ? *o : State::failed;
+}
+
+}  // namespace
+
+// The work of one state; the event it answers. `why` gets the error of a failed step.
+struct StepContext {
+  Node& node;
+  DataPlane& plane;
+  const Clock& clock;
+  state::DeploymentRow& row;
+  Strategy strategy;
+  const Cancel& cancel;
+  const std::atomic<int>& request;
+  std::string why;
+};
+
+namespace {
+
+Event from(StepContext& c, const Status& s) {
+  if (s) return Event::ok;
+  // A wait cut short by a request is the request, not a failure.
+  const auto r = static_cast<Deployer::Request>(c.request.load());
+  if (c.cancel && r == Deployer::Request::abort) return Event::abort;
+  if (c.cancel && r == Deployer::Request::rollback) return Event::rollback;
+  c.why = s.error().message();
+  return Event::error;
+}
+
+Event do_install(StepContext& c) {
+  const std::string& comp = c.row.component;
+  if (c.strategy == Strategy::rollback) {
+    if (c.row.from_version.empty()) c.row.from_version = c.node.active(comp).value_or("");
+    return from(c, c.node.rollback(comp, c.row.to_version));
+  }
+  // Resumed after the install had happened: the engine shows the version active.
+  if (!c.row.to_version.empty() && c.node.active(comp) == c.row.to_version &&
+      c.row.detail.value("installed", false))
+    return Event::ok;
+  auto r = c.node.install(comp, json_str(c.row.detail, "requested_version"), c.cancel);
+  if (!r) return from(c, tl::unexpected(r.error()));
+  if (r->from_version == r->to_version) {
+    c.why = comp + " " + r->to_version + " is already the active version";
+    return Event::error;
+  }
+  c.row.from_version = r->from_version;
+  c.row.to_version = r->to_version;
+  c.row.detail["installed"] = true;
+  return Event::ok;
+}
+
+Event do_soak(StepContext& c) {
+  if (c.strategy != Strategy::blue_green) return Event::skip;
+  const auto until =
+      c.clock.monotonic() + std::chrono::milliseconds(json_int(c.row.detail, "soak_ms", 2000));
+  while (c.clock.monotonic() < until) {
+    if (static_cast<Deployer::Request>(c.request.load()) == Deployer::Request::promote) break;
+    if (c.cancel) return from(c, fail(Errc::io, "cancelled"));
+    auto alive = c.plane.check_alive(c.row.component, c.row.to_version);
+    if (!alive) return from(c, alive);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return Event::ok;
+}
+
+Event do_switch(StepContext& c) {
+  std::map<std::string, int> w{{c.row.to_version, 100}};
+  const bool keep_warm = c.strategy == Strategy::blue_green && !c.row.from_version.empty();
+  if (keep_warm) w[c.row.from_version] = 0;
+  auto s = c.plane.route(c.row.component, w);
+  c.row.detail["traffic"] = w;
+  if (!s) return from(c, s);
+  return keep_warm ? Event::skip : Event::ok;
+}
+
+Event do_commit(StepContext& c) {
+  const std::string& comp = c.row.component;
+  if (c.strategy != Strategy::rollback) {
+    auto s = c.node.commit(comp);
+    // Resumed after the commit had happened: nothing on trial, the version active.
+    if (!s && c.node.active(comp) != c.row.to_version) return from(c, s);
+  }
+  c.plane.set_restart(comp, c.row.to_version, true);
+  if (c.strategy == Strategy::blue_green && !c.row.from_version.empty())
+    c.row.detail["window"] = {
+        {"old", c.row.from_version},
+        {"open", true},
+        {"until", c.clock.wall_ms() + json_int(c.row.detail, "keep_old_ms", 600000)}};
+  return Event::ok;
+}
+
+// The undo path: the old version back on all traffic.
+Event do_switch_back(StepContext& c) {
+  const std::string& comp = c.row.component;
+  const std::string& old = c.row.from_version;
+  Cancel never{false};
+  if (old.empty()) {
+    auto s = c.plane.route(comp, {});
+    c.row.detail["traffic"] = nlohmann::json::object();
+    return from(c, s);
+  }
+  Status s = c.plane.start(comp, old);
+  if (s) s = c.plane.wait_ready(comp, old, never);
+  if (s) s = c.plane.route(comp, {{old, 100}});
+  c.row.detail["traffic"] = {{old, 100}};
+  if (s) c.plane.set_restart(comp, old, true);
+  if (s && !c.row.to_version.empty()) (void)c.plane.wait_drained(comp, c.row.to_version, never);
+  if (!s) {
+    c.why = s.error().message();
+    return Event::error;
+  }
+  return Event::ok;
+}
+
+Event do_undo_install(StepContext& c) {
+  const std::string& comp = c.row.component;
+  if (c.row.from_version.empty()) return Event::ok;  // a first deployment: nothing to go back to
+  if (c.node.active(comp) == c.row.from_version) return Event::ok;
+  auto s = c.node.rollback(comp, c.row.from_version);
+  if (!s) {
+    c.why = s.error().message();
+    return Event::error;
+  }
+  return Event::ok;
+}
+
+Event do_state(State s, StepContext& c) {
+  const std::string& comp = c.row.component;
+  const std::string& neu = c.row.to_version;
+  const std::string& old = c.row.from_version;
+  Cancel never{false};
+  switch (s) {
+    case State::install: return do_install(c);
+    case State::start_new: {
+      auto st = c.plane.start(comp, neu);
+      if (st) c.plane.set_restart(comp, neu, false);
+      return from(c, st);
+    }
+    case State::wait_ready: return from(c, c.plane.wait_ready(comp, neu, c.cancel));
+    case State::soak: return do_soak(c);
+    case State::switch_new: return do_switch(c);
+    case State::drain_old:
+      if (old.empty()) return Event::ok;
+      return from(c, c.plane.wait_drained(comp, old, never));
+    case State::stop_old: return old.empty() ? Event::ok : from(c, c.plane.stop(comp, old));
+    case State::commit: return do_commit(c);
+    case State::switch_back: return do_switch_back(c);
+    case State::stop_new: {
+      if (neu.empty() || neu == old) return Event::ok;
+      auto st = c.plane.stop(comp, neu);
+      if (!st) c.why = st.error().message();
+      return st ? Event::ok : Event::error;
+    }
+    case State::undo_install: return do_undo_install(c);
+    default: return Event::error;
+  }
+}
+
+void append_reason(state::DeploymentRow& row, const std::string& why) {
+  if (why.empty()) return;
+  row.reason = row.reason.empty() ? why : row.reason + "; then " + why;
+}
+
+}  // namespace
+
+void Deployer::run(const std::shared_ptr<Job>& job) {
+  auto finish_job = [&] {
+    job->done = true;
+    changed_.notify_all();
+  };
+  auto db = connect();
+  if (!db) return finish_job();
+  auto loaded = db->deployment(job->id);
+  if (!loaded || !*loaded) return finish_job();
+  state::DeploymentRow row = **loaded;
+  if (!row.detail.is_object()) {
+    // Unknown detail: undo, as for any journal row that cannot be understood.
+    row.detail = nlohmann::json::object();
+    row.detail["outcome"] = "failed";
+    row.reason = "the deployment's journal could not be read; rolled back";
+    row.state = std::string(state_name(State::switch_back));
+  }
+  auto parsed = parse_state(row.state);
+  State s = parsed.value_or(State::switch_back);
+  if (!parsed) append_reason(row, "unknown state '" + row.state + "' in the journal; rolled back");
+  const Strategy strategy = parse_strategy(row.strategy).value_or(Strategy::immediate);
+
+  // A new deployment ends the rollback window of the one before.
+  if (s == State::install && strategy != Strategy::rollback) {
+    auto prev = db->deployments(row.component, 2);
+    if (prev)
+      for (auto& p : *prev)
+        if (p.id != row.id && p.finished_at_ms) {
+          Cancel never{false};
+          (void)close_window(*db, p, never);  // its own failure is reported by its next tick
+          break;
+        }
+  } else if (strategy == Strategy::rollback && s == State::install) {
+    // The deployment it undoes is marked; inside a blue-green window the warm set takes over
+    // (the window is over: that set is the live one now).
+    const int64_t of = json_int(row.detail, "rollback_of", 0);
+    auto prev = of ? db->deployment(of) : Result<std::optional<state::DeploymentRow>>();
+    if (prev && *prev && (**prev).detail.is_object()) {
+      state::DeploymentRow p = **prev;
+      p.detail["rolled_back_by"] = row.id;
+      if (p.detail.contains("window") && p.detail["window"].is_object())
+        p.detail["window"]["open"] = false;
+      (void)db->update_deployment(p);  // a cross-reference: the rollback runs regardless
+    }
+  }
+
+  for (int steps = 0; !is_final(s); ++steps) {
+    if (stopping_) return finish_job();  // left unfinished: the next agent resumes it
+    if (steps > 64) {
+      append_reason(row, "internal error: the deployment did not end after 64 states");
+      s = State::failed;
+      break;
+    }
+    // Requests that arrived between states.
+    const auto req = static_cast<Deployer::Request>(job->request.load());
+    if (!is_undoing(s) && (req == Deployer::Request::abort || req == Deployer::Request::rollback) &&
+        s != State::install) {
+      const Event e = req == Deployer::Request::abort ? Event::abort : Event::rollback;
+      row.detail["outcome"] = e == Event::abort ? "aborted" : "rolled-back";
+      if (row.reason.empty())
+        row.reason = e == Event::abort ? "aborted by request" : "rolled back by request";
+      auto n = next_state(s, e);
+      s = n.value_or(State::switch_back);
+      job->cancel = false;
+      job->request = 0;
+    }
+    row.state = std::string(state_name(s));
+    if (auto st = db->update_deployment(row); !st) {
+      // The journal cannot be written: stop here, unfinished; the next start resumes.
+      return finish_job();
+    }
+    notify(row);
+    if (auto f = fault::point("deploy.state." + std::string(state_name(s))); !f) {
+      append_reason(row, f.error().message());
+    }
+    StepContext ctx{node_, plane_, clock_, row, strategy, job->cancel, job->request, {}};
+    Event e = do_state(s, ctx);
+    if (stopping_ && e != Event::ok) return finish_job();
+    if (e == Event::abort || e == Event::rollback) {
+      row.detail["outcome"] = e == Event::abort ? "aborted" : "rolled-back";
+      if (row.reason.empty())
+        row.reason = e == Event::abort ? "aborted by request" : "rolled back by request";
+      job->cancel = false;
+      job->request = 0;
+    } else if (e == Event::error) {
+      if (!is_undoing(s) && !row.detail.contains("outcome")) row.detail["outcome"] = "failed";
+      append_reason(row, std::string(state_name(s)) + ": " + ctx.why);
+    }
+    auto n = next_state(s, e);
+    if (!n) {
+      append_reason(row, "internal error: no transition from " + std::string(state_name(s)) +
+                             " on " + std::string(event_name(e)));
+      row.detail["outcome"] = "failed";
+      n = is_undoing(s) ? State::failed : State::switch_back;
+    }
+    if (s == State::undo_install && *n == State::failed && e == Event::ok) n = outcome_of(row);
+    if (s == State::install && e == Event::error) n = State::failed;
+    if (*n == State::committed && strategy == Strategy::rollback) n = State::rolled_back;
+    s = *n;
+  }
+  row.state = std::string(state_name(s));
+  row.finished_at_ms = clock_.wall_ms();
+  {
+    // Final row and done together: a request that sees the deployment final sees no job.
+    // The row and its audit record in one transaction; a failed write leaves the row
+    // unfinished, and the next start resumes it at this final state.
+    std::lock_guard lk(mu_);
+    nlohmann::json d = {{"deployment", row.id},
+                        {"strategy", row.strategy},
+                        {"state", row.state},
+                        {"from", row.from_version},
+                        {"reason", row.reason}};
+    (void)db->transaction([&]() -> Status {
+      MUP_TRY(db->update_deployment(row));
+      return db
+          ->append_audit(row.actor.empty() ? "agent" : row.actor, "deploy",
+                         row.component + " " + row.to_version, d)
+          .map([](auto&&) {});
+    });
+    job->done = true;
+  }
+  notify(row);
+  finish_job();
+}
+
+}  // namespace mup::deploy
