@@ -8,6 +8,7 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <condition_variable>
 #include <thread>
 
 #include "api/client.hpp"
@@ -363,7 +364,6 @@ TEST_F(ApiTest, ExpectContinueIsAnswered) {
   RawConn raw(sock());
   raw.send(
       "POST /v1/echo HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 7\r\n\r\n");
-  http::response<http::empty_body> cont;
   auto interim = raw.read();  // beast reads the 100 as a message of its own
   EXPECT_EQ(interim.result_int(), 100u);
   raw.send("{\"a\":1}");
@@ -397,6 +397,64 @@ TEST_F(ApiTest, ClientReconnectsAfterTheServerRestarts) {
   auto r = c.request("GET", "/v1/echo/2/abort");
   ASSERT_TRUE(r) << r.error().message();
   EXPECT_EQ(r->status, 200);
+}
+
+TEST_F(ApiTest, PostAfterTheServerRestartedGoesOnAFreshConnection) {
+  auto server = start();
+  ASSERT_TRUE(server);
+  auto c = Client::unix_socket(sock());
+  ASSERT_TRUE(c.request("POST", "/v1/echo", json::object()));
+  server->stop();
+  server = start();
+  ASSERT_TRUE(server);
+  auto r = c.request("POST", "/v1/echo", json{{"a", 1}});
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->status, 201);
+}
+
+TEST_F(ApiTest, ClientGivesUpAtItsTimeout) {
+  auto server = start();
+  ASSERT_TRUE(server);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  ASSERT_TRUE(server->route("GET", "/v1/stuck", [&](const Request&) {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return release; });
+    return Response::ok();
+  }));
+  auto c = Client::unix_socket(sock());
+  auto r = c.request("GET", "/v1/stuck", nullptr, std::chrono::milliseconds(100));
+  {
+    std::lock_guard lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().is(Code::timeout)) << r.error().message();
+  // The same client works again on a new connection.
+  auto again = c.request("GET", "/v1/echo/1/abort");
+  ASSERT_TRUE(again) << again.error().message();
+  EXPECT_EQ(again->status, 200);
+}
+
+TEST_F(ApiTest, ReplyThatIsNotJsonIsAProtocolError) {
+  // A stand-in server that answers every connection with a text body.
+  asio::io_context io;
+  unix_stream::acceptor acceptor(io, unix_stream::endpoint(sock().string()));
+  std::thread fake([&] {
+    unix_stream::socket s(io);
+    acceptor.accept(s);
+    beast::flat_buffer buf;
+    http::request<http::string_body> req;
+    http::read(s, buf, req);
+    asio::write(s, asio::buffer(std::string(
+                       "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")));
+  });
+  auto r = Client::unix_socket(sock()).request("GET", "/v1/health");
+  fake.join();
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().is(Code::protocol)) << r.error().message();
 }
 
 TEST_F(ApiTest, SlowClientBlocksNobody) {

@@ -1,5 +1,7 @@
 #include "api/client.hpp"
 
+#include <sys/un.h>
+
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -79,6 +81,8 @@ struct Client::Impl {
   Status connect(Clock::time_point deadline, std::chrono::milliseconds timeout) {
     beast::error_code ec = asio::error::would_block;
     if (is_unix) {
+      if (target.size() >= sizeof(sockaddr_un{}.sun_path))
+        return fail(Errc::invalid_argument, "socket path " + target + " is too long");
       unix_socket.emplace(ioc);
       unix_socket->async_connect(unix_stream::endpoint(target),
                                  [&](beast::error_code e) { ec = e; });
@@ -97,6 +101,23 @@ struct Client::Impl {
         ec == boost::system::errc::no_such_file_or_directory)
       return fail(Code::unavailable, "no server listening on " + target);
     return fail(Code::unavailable, "cannot connect to " + target + ": " + ec.message());
+  }
+
+  // A kept connection the server has closed reads as end-of-file (or has unexpected bytes):
+  // checked without blocking before reuse, so even a POST need not go out on a dead one.
+  template <class Socket>
+  static bool still_open(Socket& socket) {
+    beast::error_code ec;
+    socket.non_blocking(true, ec);  // only sync calls see this; async ones manage their own
+    if (ec) return false;
+    char c;
+    socket.read_some(asio::buffer(&c, 1), ec);
+    return ec == asio::error::would_block;
+  }
+  bool kept_connection_usable() {
+    if (unix_socket && unix_socket->is_open()) return still_open(*unix_socket);
+    if (tcp_socket && tcp_socket->is_open()) return still_open(*tcp_socket);
+    return false;
   }
 
   // One request and its reply on the open connection. `stale` says the failure looks like
@@ -191,7 +212,9 @@ Result<Reply> Client::request(const std::string& method, const std::string& path
 
   std::lock_guard lock(d.mu);
   auto deadline = Clock::now() + timeout;
-  if (d.connected() && !idempotent(verb) && Clock::now() - d.last_used > kMaxIdleForPost) d.close();
+  if (d.connected() && (!d.kept_connection_usable() ||
+                        (!idempotent(verb) && Clock::now() - d.last_used > kMaxIdleForPost)))
+    d.close();
   for (int attempt = 0;; ++attempt) {
     bool reused = d.connected();
     if (!reused) MUP_TRY(d.connect(deadline, timeout));

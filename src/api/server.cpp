@@ -483,7 +483,18 @@ Result<std::unique_ptr<Server>> Server::start(ServerOptions options) {
   if (impl->tcp_acceptor) impl->accept(*impl->tcp_acceptor, true);
   Impl* raw = impl.get();
   for (unsigned i = 0; i < std::max(1u, o.threads); ++i)
-    raw->threads.emplace_back([raw] { raw->ioc->run(); });
+    raw->threads.emplace_back([raw] {
+      // Nothing of ours throws out of a completion handler, but should something (an
+      // allocation), one connection is lost, not the process.
+      for (;;) {
+        try {
+          raw->ioc->run();
+          return;
+        } catch (const std::exception& e) {
+          raw->shared->log(std::string("unexpected exception in the server loop: ") + e.what());
+        }
+      }
+    });
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 
