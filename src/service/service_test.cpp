@@ -1,0 +1,424 @@
+// Tests of the service module with real processes: /bin/sh scripts, and this test binary
+// itself re-executed as a tiny TCP/HTTP server (`--mup-test-server`, handled before main).
+// No timing assertions: waits poll with generous failure timeouts.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include "service/errors.hpp"
+#include "service/procfs.hpp"
+#include "service/service_def.hpp"
+#include "service/supervisor.hpp"
+#include "test_util.hpp"
+
+namespace mup::service {
+namespace {
+
+namespace stdfs = std::filesystem;
+using namespace std::chrono_literals;
+
+// --- the re-executed server -------------------------------------------------------------
+
+// `<exe> --mup-test-server tcp|http|http503 PORT`: listens on 127.0.0.1:PORT; http modes
+// answer every request with that status. Runs before gtest's main and never returns.
+[[noreturn]] void run_test_server(const std::string& mode, int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd, 16) != 0) {
+    std::printf("bind 127.0.0.1:%d: %s\n", port, std::strerror(errno));
+    std::fflush(stdout);
+    ::_exit(2);
+  }
+  std::printf("listening on %d (%s)\n", port, mode.c_str());
+  std::fflush(stdout);
+  for (;;) {
+    int c = ::accept(fd, nullptr, nullptr);
+    if (c < 0) continue;
+    if (mode != "tcp") {
+      std::string req;
+      char buf[1024];
+      while (req.find("\r\n\r\n") == std::string::npos) {
+        ssize_t n = ::read(c, buf, sizeof buf);
+        if (n <= 0) break;
+        req.append(buf, static_cast<size_t>(n));
+      }
+      std::string status = mode == "http503" ? "503 Service Unavailable" : "200 OK";
+      std::string resp = "HTTP/1.0 " + status + "\r\nContent-Length: 2\r\n\r\nok";
+      ssize_t w = ::write(c, resp.data(), resp.size());
+      (void)w;
+    }
+    ::close(c);
+  }
+}
+
+struct ServerMode {
+  ServerMode() {
+    std::ifstream in("/proc/self/cmdline", std::ios::binary);
+    std::vector<std::string> args;
+    std::string a;
+    while (std::getline(in, a, '\0')) args.push_back(a);
+    if (args.size() >= 4 && args[1] == "--mup-test-server")
+      run_test_server(args[2], std::stoi(args[3]));
+  }
+} server_mode;
+
+std::string self_exe() {
+  return stdfs::read_symlink("/proc/self/exe").string();
+}
+
+// --- helpers ------------------------------------------------------------------------------
+
+bool wait_until(const std::function<bool()>& pred, std::chrono::seconds limit = 30s) {
+  auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return pred();
+}
+
+std::string slurp(const stdfs::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+bool pid_gone(pid_t pid) {
+  auto st = procfs::read_stat(pid);
+  return !st || st->state == 'Z';
+}
+
+ServiceDef parse_ok(const std::string& text) {
+  auto d = parse_service_def(text, "mup-service.toml");
+  EXPECT_TRUE(d) << (d ? "" : d.error().message());
+  return d ? *d : ServiceDef{};
+}
+
+// A definition running `/bin/sh -c script`.
+ServiceDef sh_def(const std::string& script, const std::string& extra = "") {
+  nlohmann::json argv = {"/bin/sh", "-c", script};
+  return parse_ok("[service]\nexec = " + argv.dump() + "\nlisten = \"127.0.0.1:8080\"\n" + extra);
+}
+
+ServiceDef server_def(const std::string& mode, const std::string& extra) {
+  nlohmann::json argv = {self_exe(), "--mup-test-server", mode, "{port}"};
+  return parse_ok("[service]\nexec = " + argv.dump() + "\nlisten = \"127.0.0.1:8080\"\n" + extra);
+}
+
+struct Events {
+  std::mutex mu;
+  std::vector<nlohmann::json> all;
+  std::function<void(const nlohmann::json&)> sink() {
+    return [this](const nlohmann::json& e) {
+      std::lock_guard lock(mu);
+      all.push_back(e);
+    };
+  }
+  std::vector<nlohmann::json> named(const std::string& name) {
+    std::lock_guard lock(mu);
+    std::vector<nlohmann::json> out;
+    for (const auto& e : all)
+      if (e["event"] == name) out.push_back(e);
+    return out;
+  }
+};
+
+class SupervisorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    tree_ = dir_ / "tree";
+    stdfs::create_directories(tree_);
+    sup_ = open_sup();
+  }
+  void TearDown() override {
+    if (!sup_) return;
+    for (const auto& i : sup_->list()) EXPECT_TRUE(sup_->stop(i.id));
+  }
+  std::unique_ptr<Supervisor> open_sup() {
+    SupervisorOptions o;
+    o.root = dir_ / "root";
+    o.on_event = events_.sink();
+    o.tick = 20ms;
+    o.sample_interval = 200ms;
+    auto s = Supervisor::open(o);
+    EXPECT_TRUE(s) << (s ? "" : s.error().message());
+    return s ? std::move(*s) : nullptr;
+  }
+  InstanceInfo start(const ServiceDef& def, bool restart = true, int index = 0) {
+    auto r = sup_->start(def, tree_, {"web", "1.0.0", index}, restart);
+    EXPECT_TRUE(r) << (r ? "" : r.error().message());
+    return r ? *r : InstanceInfo{};
+  }
+  InstanceInfo get(const std::string& id) {
+    auto r = sup_->get(id);
+    EXPECT_TRUE(r) << (r ? "" : r.error().message());
+    return r ? *r : InstanceInfo{};
+  }
+  stdfs::path state_dir() const { return dir_ / "root" / "state" / "web"; }
+
+  test::ScratchDir dir_;
+  stdfs::path tree_;
+  Events events_;
+  std::unique_ptr<Supervisor> sup_;
+};
+
+// --- parsing -----------------------------------------------------------------------------
+
+TEST(ServiceDefTest, ParsesTheDocumentedExample) {
+  ServiceDef d = parse_ok(R"(
+[service]
+exec = ["bin/server", "--port", "{port}"]
+listen = "127.0.0.1:8080"
+protocol = "http"
+instances = 2
+env = { LOG_LEVEL = "info" }
+workdir = "."
+[service.ready]
+http = "/healthz"
+timeout_ms = 10000
+interval_ms = 100
+[service.stop]
+signal = "TERM"
+drain_ms = 10000
+timeout_ms = 10000
+[service.restart]
+backoff_ms = 200
+max_backoff_ms = 10000
+[service.log]
+max_bytes = 1048576
+[service.limits]
+memory_max = "512M"
+cpu_max = "100%"
+pids_max = 256
+)");
+  EXPECT_EQ(d.exec, (std::vector<std::string>{"bin/server", "--port", "{port}"}));
+  EXPECT_EQ(d.listen, "127.0.0.1:8080");
+  EXPECT_EQ(d.protocol, Protocol::http);
+  EXPECT_EQ(d.instances, 2);
+  EXPECT_EQ(d.env.at("LOG_LEVEL"), "info");
+  EXPECT_EQ(d.ready.kind, ReadyCheck::Kind::http);
+  EXPECT_EQ(d.ready.http_path, "/healthz");
+  EXPECT_EQ(d.stop.signal, SIGTERM);
+  EXPECT_EQ(d.restart.max_backoff_ms, 10000);
+  EXPECT_EQ(d.log.max_bytes, 1048576);
+  EXPECT_EQ(d.limits.memory_max, 512ULL << 20);
+  EXPECT_EQ(d.limits.cpu_max, 100);
+  EXPECT_EQ(d.limits.pids_max, 256);
+
+  auto back = service_def_from_json(d.to_json());
+  ASSERT_TRUE(back) << back.error().message();
+  EXPECT_EQ(back->to_json(), d.to_json());
+}
+
+TEST(ServiceDefTest, DefaultsAndPlaceholders) {
+  ServiceDef d = parse_ok("[service]\nexec = [\"/bin/true\"]\nlisten = \"[::1]:80\"\n");
+  EXPECT_EQ(d.instances, 1);
+  EXPECT_EQ(d.ready.kind, ReadyCheck::Kind::tcp);
+  EXPECT_EQ(d.stop.timeout_ms, 10000);
+  EXPECT_FALSE(d.limits.any());
+  EXPECT_EQ(substitute("p={port} v={version} i={instance} s={state_dir} {x}",
+                       {"41000", "2.0.0", "1", "/st"}),
+            "p=41000 v=2.0.0 i=1 s=/st {x}");
+}
+
+TEST(ServiceDefTest, EveryErrorNamesFileLineAndKey) {
+  const std::string head = "[service]\nexec = [\"bin/x\"]\nlisten = \"127.0.0.1:80\"\n";
+  struct Case {
+    std::string text;
+    std::string expect;
+  };
+  const std::vector<Case> cases = {
+      {head + "bogus = 1\n", "mup-service.toml:4: service.bogus: unknown key"},
+      {head + "[service.ready]\nhtp = \"/\"\n",
+       "mup-service.toml:5: service.ready.htp: unknown key"},
+      {"[other]\n", "mup-service.toml:1: other: unknown key"},
+      {head + "instances = \"2\"\n",
+       "mup-service.toml:4: service.instances: expected an integer, got a string"},
+      {head + "instances = 0\n", "service.instances: must be between 1 and 64"},
+      {head + "instances = 65\n", "service.instances: must be between 1 and 64"},
+      {"[service]\nlisten = \"127.0.0.1:80\"\n", "mup-service.toml:1: service.exec: missing"},
+      {"[service]\nexec = [\"bin/x\"]\n", "service.listen: missing"},
+      {"[service]\nexec = [\"../x\"]\nlisten = \"127.0.0.1:80\"\n",
+       "mup-service.toml:2: service.exec: relative program path \"../x\" must stay in the tree"},
+      {"[service]\nexec = [\"bin/../../x\"]\nlisten = \"127.0.0.1:80\"\n", "must stay in the tree"},
+      {"[service]\nexec = [1]\nlisten = \"127.0.0.1:80\"\n",
+       "service.exec: expected an array of strings"},
+      {"[service]\nexec = []\nlisten = \"127.0.0.1:80\"\n", "service.exec: must not be empty"},
+      {"[service]\nexec = [\"x\"]\nlisten = \"8080\"\n",
+       "mup-service.toml:3: service.listen: expected host:port"},
+      {"[service]\nexec = [\"x\"]\nlisten = \"h:99999\"\n",
+       "the port must be a number from 1 to 65535"},
+      {"[service]\nexec = [\"x\"]\nlisten = \":80\"\n", "the host is empty"},
+      {head + "[service.ready]\nhttp = \"/h\"\ntcp = true\n",
+       "mup-service.toml:4: service.ready: give only one of http, tcp and exec"},
+      {head + "[service.ready]\nhttp = \"h\"\n", "service.ready.http: expected a path"},
+      {head + "protocol = \"udp\"\n", "service.protocol: expected \"http\" or \"tcp\""},
+      {head + "[service.stop]\nsignal = \"STOP\"\n", "service.stop.signal: unknown signal"},
+      {head + "[service.limits]\nmemory_max = \"12X\"\n",
+       "service.limits.memory_max: expected a size"},
+      {head + "[service.limits]\ncpu_max = 50\n", "service.limits.cpu_max: expected a percentage"},
+      {head + "env = { PORT = \"1\" }\n", "service.env.PORT: is set by mup"},
+      {head + "env = { A = 1 }\n", "service.env.A: expected a string"},
+      {head + "workdir = \"/abs\"\n", "service.workdir: must be a path in the tree"},
+      {"[service]\nexec = [\"x\", \"{prot}\"]\nlisten = \"127.0.0.1:80\"\n",
+       "unknown placeholder {prot}"},
+      {head + "[service.restart]\nbackoff_ms = 500\nmax_backoff_ms = 100\n",
+       "must be >= backoff_ms"},
+      {head + "[service.log]\nmax_bytes = 10\n", "service.log.max_bytes: must be between 1024"},
+      {"[service\n", "mup-service.toml:1:"},
+  };
+  for (const auto& c : cases) {
+    auto d = parse_service_def(c.text, "mup-service.toml");
+    ASSERT_FALSE(d) << c.text;
+    EXPECT_TRUE(d.error().is(Code::bad_definition)) << d.error().code_string();
+    EXPECT_NE(d.error().message().find(c.expect), std::string::npos)
+        << "text:\n"
+        << c.text << "message: " << d.error().message();
+  }
+}
+
+TEST(ServiceDefTest, LoadsFromFile) {
+  test::ScratchDir dir;
+  test::write_file(dir / "mup-service.toml",
+                   std::string("[service]\nexec = [\"x\"]\nlisten = 1\n"));
+  auto d = load_service_def(dir / "mup-service.toml");
+  ASSERT_FALSE(d);
+  EXPECT_NE(d.error().message().find((dir / "mup-service.toml").string() + ":3: service.listen"),
+            std::string::npos)
+      << d.error().message();
+  EXPECT_FALSE(load_service_def(dir / "missing.toml"));
+}
+
+// --- start, ready, stop --------------------------------------------------------------------
+
+TEST_F(SupervisorTest, TcpReadyThenStopWithTerm) {
+  auto info = start(server_def("tcp", "[service.ready]\ntcp = true\n"));
+  ASSERT_GT(info.pid, 0);
+  EXPECT_EQ(info.id, "web@1.0.0#0");
+  EXPECT_TRUE(stdfs::exists(dir_ / "root" / "run" / "instances" / "web@1.0.0#0.json"));
+  auto ready = sup_->wait_ready(info.id);
+  ASSERT_TRUE(ready) << ready.error().message();
+  EXPECT_EQ(get(info.id).state, "ready");
+  // Its own session: it leads it.
+  auto st = procfs::read_stat(info.pid);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->session, info.pid);
+  EXPECT_EQ(st->pgrp, info.pid);
+
+  ASSERT_TRUE(sup_->stop(info.id));
+  EXPECT_TRUE(pid_gone(info.pid));
+  EXPECT_FALSE(stdfs::exists(dir_ / "root" / "run" / "instances" / "web@1.0.0#0.json"));
+  EXPECT_FALSE(sup_->get(info.id));
+  EXPECT_TRUE(sup_->stop(info.id));  // idempotent
+  auto stopped = events_.named("stopped");
+  ASSERT_EQ(stopped.size(), 1u);
+  EXPECT_EQ(stopped[0]["how"], "stopped by SIGTERM");
+  EXPECT_EQ(events_.named("started").size(), 1u);
+  EXPECT_EQ(events_.named("ready").size(), 1u);
+}
+
+TEST_F(SupervisorTest, HttpReadyAndNon2xxTimesOut) {
+  auto ok = start(server_def("http", "[service.ready]\nhttp = \"/healthz\"\n"), true, 0);
+  auto r = sup_->wait_ready(ok.id);
+  EXPECT_TRUE(r) << r.error().message();
+
+  auto bad = start(
+      server_def("http503", "[service.ready]\nhttp = \"/healthz\"\ntimeout_ms = 500\n"), true, 1);
+  r = sup_->wait_ready(bad.id);
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().is(Code::timeout)) << r.error().code_string();
+  EXPECT_NE(r.error().message().find("status 503"), std::string::npos) << r.error().message();
+}
+
+TEST_F(SupervisorTest, ExecReadiness) {
+  auto def = sh_def("sleep 0.2; touch \"$MUP_STATE_DIR/up\"; exec sleep 1000",
+                    "[service.ready]\nexec = [\"/bin/sh\", \"-c\", \"test -f {state_dir}/up\"]\n");
+  auto info = start(def);
+  auto r = sup_->wait_ready(info.id);
+  EXPECT_TRUE(r) << r.error().message();
+  EXPECT_TRUE(stdfs::exists(state_dir() / "up"));
+}
+
+TEST_F(SupervisorTest, CrashAtStartReportsStatusAndLogTail) {
+  auto info = start(sh_def("echo first line; echo boom >&2; exit 3"));
+  auto r = sup_->wait_ready(info.id);
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().is(Code::crashed)) << r.error().code_string();
+  const std::string& m = r.error().message();
+  EXPECT_NE(m.find("instance web@1.0.0#0 exited with status 3 before it was ready"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("boom"), std::string::npos) << m;
+  EXPECT_NE(m.find("first line"), std::string::npos) << m;
+}
+
+TEST_F(SupervisorTest, NeverReadyTimesOut) {
+  auto info = start(sh_def("exec sleep 1000", "[service.ready]\ntimeout_ms = 300\n"));
+  auto r = sup_->wait_ready(info.id);
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().is(Code::timeout)) << r.error().code_string();
+  EXPECT_NE(r.error().message().find("Connection refused"), std::string::npos)
+      << r.error().message();
+}
+
+TEST_F(SupervisorTest, CancelStopsWaiting) {
+  auto info = start(sh_def("exec sleep 1000"));
+  std::atomic<bool> cancel{true};
+  auto r = sup_->wait_ready(info.id, 0ms, &cancel);
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().is(Code::cancelled));
+  EXPECT_TRUE(sup_->wait_ready("nope@1#0").error().is(Code::not_found));
+}
+
+TEST_F(SupervisorTest, IgnoringTermGetsKilled) {
+  auto info = start(sh_def("trap '' TERM; echo trapped; while :; do sleep 0.05; done",
+                           "[service.stop]\ntimeout_ms = 300\n"));
+  ASSERT_TRUE(wait_until([&] { return slurp(info.log).find("trapped") != std::string::npos; }));
+  ASSERT_TRUE(sup_->stop(info.id));
+  EXPECT_TRUE(pid_gone(info.pid));
+  auto stopped = events_.named("stopped");
+  ASSERT_EQ(stopped.size(), 1u);
+  EXPECT_NE(stopped[0]["how"].get<std::string>().find("SIGKILL"), std::string::npos)
+      << stopped[0].dump();
+}
+
+TEST_F(SupervisorTest, SpawnFailureIsAnError) {
+  auto def = parse_ok("[service]\nexec = [\"bin/missing\"]\nlisten = \"127.0.0.1:80\"\n");
+  auto r = sup_->start(def, tree_, {"web", "1.0.0", 0});
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().is(Code::spawn_failed)) << r.error().code_string();
+  EXPECT_NE(r.error().message().find("No such file"), std::string::npos) << r.error().message();
+  EXPECT_TRUE(sup_->list().empty());
+}
+
+TEST_F(SupervisorTest, SecondSupervisorOnTheSameRootIsBusy) {
+  SupervisorOptions o;
+  o.root = dir_ / "root";
+  auto other = Supervisor::open(o);
+  ASSERT_FALSE(other);
+  EXPECT_TRUE(other.error().is(Code::busy));
+}
+
+}  // namespace
+}  // namespace mup::service
