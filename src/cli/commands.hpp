@@ -35,5 +35,13 @@ void register_node_commands(CLI::App& app);
 // The node administrator's commands: remote, install, versions, activate, rollback, pin, gc,
 // status, history, audit, snapshot, verify.
 void register_install_commands(CLI::App& app);
+// The agent and the commands that talk to it: agent, deploy, deployments, services,
+// promote, abort.
+void register_agent_commands(CLI::App& app);
+
+struct NodeArgs;
+// mup rollback while an agent runs on the node: the agent rolls the service back with its
+// traffic (true); false when no agent answers (the offline rollback goes on).
+bool rollback_via_agent(const NodeArgs& n, const std::string& name, bool has_to_or_state);
 
 }  // namespace mup::cli

@@ -289,6 +289,7 @@ void register_install_commands(CLI::App& app) {
                   "Also restore the state snapshot taken while that version was active");
     add_node_options(cmd, a->n);
     cmd->callback([a] {
+      if (rollback_via_agent(a->n, a->name, !a->to.empty() || a->restore_state)) return;
       auto node = open_node(a->n);
       std::optional<std::string> to;
       if (!a->to.empty()) to = a->to;

@@ -121,7 +121,7 @@ class DeployTest : public ::testing::Test {
   }
   DeployerOptions options() {
     DeployerOptions o;
-    o.state_db = dir_ / "state.db";
+    o.connect = [this] { return state::StateDb::open(dir_ / "state.db", clock_); };
     o.clock = &clock_;
     return o;
   }

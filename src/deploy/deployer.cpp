@@ -102,9 +102,8 @@ Deployer::~Deployer() {
 }
 
 Result<state::StateDb> Deployer::connect() const {
-  auto db = state::StateDb::open(opts_.state_db, clock_);
-  if (db && opts_.prepare_db) opts_.prepare_db(*db);
-  return db;
+  if (!opts_.connect) return fail(Errc::internal, "the deployer has no state database");
+  return opts_.connect();
 }
 
 void Deployer::notify(const state::DeploymentRow& row) {

@@ -125,13 +125,12 @@ struct DeployRequest {
 };
 
 struct DeployerOptions {
-  std::filesystem::path state_db;  // <root>/state.db
-  const Clock* clock = nullptr;    // default: the system clock
+  // A new connection to the node's state database (one per deployment thread), with the
+  // audit key set: the agent passes the engine's connect_state().
+  std::function<Result<state::StateDb>()> connect;
+  const Clock* clock = nullptr;  // default: the system clock
   // "deployment" events: {"event":"deployment","id","component","state",...}.
   std::function<void(const nlohmann::json&)> on_event;
-  // Called on each database connection the deployer opens (the agent sets the audit key,
-  // so the deployer's audit records are signed like the engine's).
-  std::function<void(state::StateDb&)> prepare_db;
 };
 
 // The JSON the API and `mup deployments --json` show (docs/agent.md).

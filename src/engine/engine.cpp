@@ -26,6 +26,10 @@ Result<state::StateDb> Engine::Internals::connect() const {
   return db;
 }
 
+Result<state::StateDb> Engine::connect_state() const {
+  return in_->connect();
+}
+
 const Clock& Engine::Internals::clock() const {
   return e.opts_.clock ? *e.opts_.clock : system_clock();
 }

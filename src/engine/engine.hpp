@@ -150,6 +150,10 @@ class Engine {
   }
   std::filesystem::path tuf_dir(const std::string& remote) const { return root_ / "tuf" / remote; }
 
+  // A new connection to the node's state database, with the audit key set (records appended
+  // through it are signed like the engine's). For the agent's deployer.
+  [[nodiscard]] Result<state::StateDb> connect_state() const;
+
   // ---- reads (no lock) ----
   // {"root", "components": [{name, active, previous, pinned, versions, remote, type,
   //   trial: {version, since, policy} | null}], "remotes", "installed_bytes",

@@ -1,0 +1,159 @@
+// The agent's API (docs/agent.md): each handler parses, calls one deployer / engine /
+// runtime function, and answers. Errors carry the module code ("deploy.busy") and the field
+// a 400 is about.
+#include <charconv>
+
+#include "agent/internal.hpp"
+#include "deploy/deployment.hpp"
+#include "state/state_db.hpp"
+
+namespace mup::agent {
+
+namespace {
+
+using api::Request;
+using api::Response;
+using nlohmann::json;
+
+Response from_error(const Error& e) {
+  int status = 500;
+  if (e.is(deploy::Code::busy) || e.is(deploy::Code::not_running) || e.code() == Errc::busy)
+    status = 409;
+  else if (e.is(deploy::Code::not_found) || e.is(deploy::Code::not_a_service) ||
+           e.code() == Errc::not_found)
+    status = 404;
+  else if (e.is(deploy::Code::bad_request) || e.code() == Errc::invalid_argument)
+    status = 400;
+  return Response::error(status, e.code_string(), e.message());
+}
+
+std::optional<int64_t> parse_id(const std::string& s) {
+  int64_t v = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size() || v <= 0) return std::nullopt;
+  return v;
+}
+
+// A duration field: milliseconds as an integer (`<name>_ms`) or a string like "10m" (`<name>`).
+std::optional<Response> read_duration(const json& body, const std::string& name, int64_t& out) {
+  const std::string ms = name + "_ms";
+  if (body.contains(ms)) {
+    if (!body[ms].is_number_integer() || body[ms].get<int64_t>() < 0)
+      return Response::error(400, "bad_request", ms + " must be a non-negative integer", ms);
+    out = body[ms].get<int64_t>();
+  }
+  if (body.contains(name)) {
+    if (!body[name].is_string())
+      return Response::error(400, "bad_request", name + " must be a string like \"30s\"", name);
+    auto d = parse_duration_ms(body[name].get<std::string>());
+    if (!d) return Response::error(400, "bad_request", name + ": " + d.error().message(), name);
+    out = *d;
+  }
+  return std::nullopt;
+}
+
+Response with_steps(deploy::Deployer& d, const state::DeploymentRow& row, int status = 200) {
+  auto steps = d.steps(row.id);
+  return {status, deploy::deployment_json(row, steps ? *steps : std::vector<state::StepRecord>{})};
+}
+
+}  // namespace
+
+Status register_routes(Agent::Impl& a) {
+  api::Server& s = *a.server;
+  deploy::Deployer& d = *a.deployer;
+
+  MUP_TRY(s.route("GET", "/v1/services",
+                  [&a](const Request&) { return Response::ok(a.runtime->services_json()); }));
+  MUP_TRY(s.route("GET", "/v1/status", [&a](const Request&) {
+    auto st = a.engine->status();
+    return st ? Response::ok(*st) : from_error(st.error());
+  }));
+  MUP_TRY(s.route("GET", "/v1/stats", [&a](const Request&) {
+    auto st = a.runtime->proxy_stats();
+    return st ? Response::ok(*st) : from_error(st.error());
+  }));
+  MUP_TRY(s.route("GET", "/v1/deployments", [&d](const Request& r) {
+    std::string component;
+    size_t limit = 50;
+    if (auto it = r.query.find("component"); it != r.query.end()) component = it->second;
+    if (auto it = r.query.find("limit"); it != r.query.end()) {
+      auto n = parse_id(it->second);
+      if (!n)
+        return Response::error(400, "bad_request", "limit must be a positive integer", "limit");
+      limit = static_cast<size_t>(*n);
+    }
+    auto rows = d.list(component, limit);
+    if (!rows) return from_error(rows.error());
+    json out = json::array();
+    for (const auto& row : *rows) out.push_back(deploy::deployment_json(row));
+    return Response::ok({{"deployments", out}});
+  }));
+  MUP_TRY(s.route("GET", "/v1/deployments/{id}", [&d](const Request& r) {
+    auto id = parse_id(r.params.at("id"));
+    if (!id) return Response::error(400, "bad_request", "id must be a positive integer", "id");
+    auto row = d.get(*id);
+    if (!row) return from_error(row.error());
+    if (!*row)
+      return Response::error(404, "deploy.not_found", "no deployment " + std::to_string(*id));
+    return with_steps(d, **row);
+  }));
+  MUP_TRY(s.route("POST", "/v1/deployments", [&a, &d](const Request& r) {
+    const json& b = r.body;
+    if (!b.is_object() || !b.contains("component") || !b["component"].is_string() ||
+        b["component"].get<std::string>().empty())
+      return Response::error(400, "bad_request", "component: a non-empty string is required",
+                             "component");
+    deploy::DeployRequest req;
+    req.component = b["component"].get<std::string>();
+    req.actor = b.value("actor", "agent");
+    if (b.contains("version")) {
+      if (!b["version"].is_string())
+        return Response::error(400, "bad_request", "version must be a string", "version");
+      req.version = b["version"].get<std::string>();
+    }
+    std::string strategy = a.config.strategy;
+    if (b.contains("strategy")) {
+      if (!b["strategy"].is_string())
+        return Response::error(400, "bad_request", "strategy must be a string", "strategy");
+      strategy = b["strategy"].get<std::string>();
+    }
+    auto st = deploy::parse_strategy(strategy);
+    if (!st || *st == deploy::Strategy::rollback)
+      return Response::error(400, "bad_request",
+                             "strategy '" + strategy + "' is not one of immediate, blue-green",
+                             "strategy");
+    req.strategy = *st;
+    req.keep_old_ms = a.config.keep_old_ms;
+    req.soak_ms = a.config.soak_ms;
+    if (auto bad = read_duration(b, "keep_old", req.keep_old_ms)) return *bad;
+    if (auto bad = read_duration(b, "soak", req.soak_ms)) return *bad;
+    for (const auto& [k, v] : b.items())
+      if (k != "component" && k != "version" && k != "strategy" && k != "keep_old" &&
+          k != "keep_old_ms" && k != "soak" && k != "soak_ms" && k != "actor")
+        return Response::error(400, "bad_request", "unknown field '" + k + "'", k);
+    auto row = d.start(req);
+    if (!row) return from_error(row.error());
+    return with_steps(d, *row, 202);
+  }));
+  MUP_TRY(s.route("POST", "/v1/deployments/{id}/abort", [&d](const Request& r) {
+    auto id = parse_id(r.params.at("id"));
+    if (!id) return Response::error(400, "bad_request", "id must be a positive integer", "id");
+    auto row = d.abort(*id);
+    return row ? with_steps(d, *row, 202) : from_error(row.error());
+  }));
+  MUP_TRY(s.route("POST", "/v1/deployments/{id}/promote", [&d](const Request& r) {
+    auto id = parse_id(r.params.at("id"));
+    if (!id) return Response::error(400, "bad_request", "id must be a positive integer", "id");
+    auto row = d.promote(*id);
+    return row ? with_steps(d, *row, 202) : from_error(row.error());
+  }));
+  MUP_TRY(s.route("POST", "/v1/services/{name}/rollback", [&d](const Request& r) {
+    std::string actor = r.body.is_object() ? r.body.value("actor", "agent") : "agent";
+    auto row = d.rollback(r.params.at("name"), actor);
+    return row ? with_steps(d, *row, 202) : from_error(row.error());
+  }));
+  return {};
+}
+
+}  // namespace mup::agent

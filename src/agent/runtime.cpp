@@ -1,0 +1,328 @@
+#include "agent/runtime.hpp"
+
+#include <chrono>
+#include <thread>
+
+#include "deploy/deployer.hpp"
+
+namespace mup::agent {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+bool serving(const service::InstanceInfo& i) {
+  return i.state == "ready" && i.pid > 0 && i.port > 0;
+}
+
+}  // namespace
+
+Runtime::Runtime(engine::Engine& engine, service::Supervisor& supervisor, api::Client proxy)
+    : engine_(engine), supervisor_(supervisor), proxy_(std::move(proxy)) {}
+
+Result<service::ServiceDef> Runtime::definition(const std::string& c, const std::string& v) {
+  const auto tree = engine_.store().version_dir(c, v);
+  const auto file = tree / std::string(service::kServiceFileName);
+  std::error_code ec;
+  if (!std::filesystem::exists(file, ec))
+    return fail(deploy::Code::not_a_service,
+                c + " " + v + " carries no " + std::string(service::kServiceFileName) +
+                    " at the root of its tree (" + tree.string() + "): it is not a service");
+  return service::load_service_def(file);
+}
+
+std::vector<service::InstanceInfo> Runtime::instances_of(const std::string& c,
+                                                         const std::string& v) const {
+  std::vector<service::InstanceInfo> out;
+  for (auto& i : supervisor_.list())
+    if (i.component == c && (v.empty() || i.version == v)) out.push_back(std::move(i));
+  return out;
+}
+
+Status Runtime::load_routes() {
+  auto r = proxy_.request("GET", "/v1/routes");
+  if (!r) return tl::unexpected(r.error().context("reading the proxy's routes"));
+  if (r->status != 200)
+    return fail(Errc::io, "the proxy answered " + std::to_string(r->status) + " to GET /v1/routes");
+  std::lock_guard lk(mu_);
+  for (const auto& route : r->body.value("routes", nlohmann::json::array())) {
+    if (!route.is_object() || !route.contains("name")) continue;
+    Service& s = services_[route.value("name", "")];
+    s.listen = route.value("listen", "");
+    s.protocol = route.value("protocol", "http");
+    s.drain_ms = route.value("drain_ms", int64_t{10000});
+    s.weights.clear();
+    for (const auto& b : route.value("backends", nlohmann::json::array())) {
+      if (!b.is_object() || b.value("state", "active") != "active") continue;
+      const std::string v = b.value("version", "");
+      const int w = b.value("weight", 0);
+      auto it = s.weights.find(v);
+      s.weights[v] = it == s.weights.end() ? w : std::max(it->second, w);
+    }
+  }
+  return {};
+}
+
+Status Runtime::push(const std::string& c, Service& s, bool force) {
+  nlohmann::json backends = nlohmann::json::array();
+  for (const auto& [v, w] : s.weights)
+    for (const auto& i : instances_of(c, v))
+      if (serving(i))
+        backends.push_back({{"id", i.id},
+                            {"version", v},
+                            {"address", "127.0.0.1:" + std::to_string(i.port)},
+                            {"weight", w}});
+  if (!force && backends == s.pushed) return {};
+  nlohmann::json spec = {{"listen", s.listen},
+                         {"protocol", s.protocol},
+                         {"drain_ms", s.drain_ms},
+                         {"backends", backends}};
+  auto r = proxy_.request("PUT", "/v1/routes/" + c, spec);
+  if (!r) return tl::unexpected(r.error().context("routing " + c));
+  if (r->status != 200) {
+    std::string msg = r->body.is_object() && r->body.contains("error")
+                          ? r->body["error"].value("message", "")
+                          : r->body.dump();
+    return fail(
+        r->status == 409 ? Errc::busy : Errc::io,
+        "the proxy refused the route of " + c + " (" + std::to_string(r->status) + "): " + msg);
+  }
+  s.pushed = std::move(backends);
+  return {};
+}
+
+Status Runtime::start(const std::string& c, const std::string& v) {
+  auto def = definition(c, v);
+  if (!def) return tl::unexpected(def.error());
+  {
+    std::lock_guard lk(mu_);
+    Service& s = services_[c];
+    if (s.listen.empty()) {
+      s.listen = def->listen;
+      s.protocol = std::string(service::protocol_name(def->protocol));
+    } else if (s.listen != def->listen) {
+      return fail(Errc::invalid_argument,
+                  c + " " + v + " listens on " + def->listen + " but the service is served on " +
+                      s.listen + ": a version cannot move its address during a deployment");
+    }
+    s.drain_ms = def->stop.drain_ms;
+  }
+  const auto tree = engine_.store().version_dir(c, v);
+  for (int i = 0; i < def->instances; ++i) {
+    service::InstanceKey key{c, v, i};
+    auto cur = supervisor_.get(key.id());
+    if (cur && cur->state != "exited") continue;  // running (adopted, or started before)
+    if (cur) MUP_TRY(supervisor_.stop(key.id()));
+    auto started = supervisor_.start(*def, tree, key, false);
+    if (!started) return tl::unexpected(started.error().context("starting " + key.id()));
+  }
+  // Fewer instances than before (a resumed deployment, an edited definition): the extra stop.
+  for (const auto& i : instances_of(c, v))
+    if (i.index >= def->instances) MUP_TRY(supervisor_.stop(i.id));
+  return {};
+}
+
+Status Runtime::wait_ready(const std::string& c, const std::string& v,
+                           const deploy::Cancel& cancel) {
+  auto list = instances_of(c, v);
+  if (list.empty()) return fail(Errc::not_found, "no instance of " + c + " " + v + " is running");
+  for (const auto& i : list) MUP_TRY(supervisor_.wait_ready(i.id, 0ms, &cancel));
+  return {};
+}
+
+Status Runtime::check_alive(const std::string& c, const std::string& v) {
+  for (const auto& i : instances_of(c, v))
+    if (i.state == "exited" || i.state == "backoff" || i.pid == 0)
+      return fail(Errc::io, "instance " + i.id + " " +
+                                (i.last_exit.empty() ? std::string("stopped") : i.last_exit));
+  return {};
+}
+
+Status Runtime::route(const std::string& c, const std::map<std::string, int>& weights) {
+  std::lock_guard lk(mu_);
+  Service& s = services_[c];
+  if (s.listen.empty()) {
+    for (const auto& [v, w] : weights) {
+      auto def = definition(c, v);
+      if (!def) continue;
+      s.listen = def->listen;
+      s.protocol = std::string(service::protocol_name(def->protocol));
+      s.drain_ms = def->stop.drain_ms;
+      break;
+    }
+    if (s.listen.empty()) return fail(Errc::invalid_argument, c + ": no address to serve on");
+  }
+  s.weights = weights;
+  return push(c, s, true);
+}
+
+std::map<std::string, int> Runtime::weights(const std::string& c) {
+  std::lock_guard lk(mu_);
+  auto it = services_.find(c);
+  return it == services_.end() ? std::map<std::string, int>() : it->second.weights;
+}
+
+Status Runtime::wait_drained(const std::string& c, const std::string& v,
+                             const deploy::Cancel& cancel) {
+  int64_t drain_ms;
+  {
+    std::lock_guard lk(mu_);
+    drain_ms = services_[c].drain_ms;
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(drain_ms) + 2s;
+  for (;;) {
+    auto r = proxy_.request("GET", "/v1/routes/" + c, nullptr, 5s);
+    if (!r) return tl::unexpected(r.error());
+    if (r->status == 404) return {};
+    bool left = false;
+    for (const auto& b : r->body.value("backends", nlohmann::json::array()))
+      if (b.is_object() && b.value("version", "") == v &&
+          (b.value("state", "") == "draining" || b.value("in_flight", 0) > 0))
+        left = true;
+    if (!left) return {};
+    if (cancel) return fail(Errc::io, "cancelled");
+    if (std::chrono::steady_clock::now() > deadline)
+      return fail(Errc::io, c + " " + v + " still had requests in flight after drain_ms (" +
+                                std::to_string(drain_ms) + " ms): the proxy closed them");
+    std::this_thread::sleep_for(20ms);
+  }
+}
+
+Status Runtime::stop(const std::string& c, const std::string& v) {
+  return supervisor_.stop_all_for(c, v);
+}
+
+void Runtime::set_restart(const std::string& c, const std::string& v, bool on) {
+  for (const auto& i : instances_of(c, v)) (void)supervisor_.set_restart(i.id, on);
+}
+
+void Runtime::reconcile() {
+  std::lock_guard lk(mu_);
+  for (auto& [c, s] : services_) {
+    for (const auto& [v, w] : s.weights)
+      for (const auto& i : instances_of(c, v))
+        if (i.state == "starting" && i.pid > 0)
+          (void)supervisor_.wait_ready(i.id, 1ms);  // one probe: a restarted instance rejoins
+    (void)push(c, s, false);                        // a failure is retried on the next tick
+  }
+}
+
+void Runtime::start_unrouted(const std::function<bool(const std::string&)>& busy) {
+  auto comps = engine_.store().components();
+  if (!comps) return;
+  for (const auto& c : *comps) {
+    if (busy(c)) continue;
+    auto active = engine_.store().active(c);
+    if (!active) continue;
+    {
+      std::lock_guard lk(mu_);
+      auto it = services_.find(c);
+      if (it != services_.end() && !it->second.weights.empty()) {
+        // Routed already: make sure what carries traffic runs (after a reboot nothing does).
+        for (const auto& [v, w] : it->second.weights) {
+          if (!instances_of(c, v).empty()) continue;
+          if (start(c, v)) set_restart(c, v, true);
+        }
+        continue;
+      }
+    }
+    if (!definition(c, *active)) continue;  // not a service
+    deploy::Cancel never{false};
+    if (!start(c, *active)) continue;
+    set_restart(c, *active, true);
+    if (!wait_ready(c, *active, never)) continue;
+    (void)route(c, {{*active, 100}});
+  }
+}
+
+nlohmann::json Runtime::services_json() {
+  nlohmann::json out = nlohmann::json::array();
+  std::map<std::string, Service> copy;
+  {
+    std::lock_guard lk(mu_);
+    copy = services_;
+  }
+  auto all = supervisor_.list();
+  std::map<std::string, std::map<std::string, nlohmann::json>> by;  // component -> version
+  for (const auto& i : all) {
+    auto& v = by[i.component][i.version];
+    if (v.is_null()) v = {{"version", i.version}, {"instances", nlohmann::json::array()}};
+    v["instances"].push_back(i.to_json());
+  }
+  std::set<std::string> names;
+  for (const auto& [c, s] : copy) names.insert(c);
+  for (const auto& [c, v] : by) names.insert(c);
+  for (const auto& c : names) {
+    nlohmann::json svc = {{"name", c}, {"active", engine_.store().active(c).value_or("")}};
+    auto sit = copy.find(c);
+    svc["listen"] = sit != copy.end() ? sit->second.listen : "";
+    svc["protocol"] = sit != copy.end() ? sit->second.protocol : "";
+    nlohmann::json versions = nlohmann::json::array();
+    auto& vs = by[c];
+    if (sit != copy.end())
+      for (const auto& [v, w] : sit->second.weights)
+        if (!vs.count(v)) vs[v] = {{"version", v}, {"instances", nlohmann::json::array()}};
+    for (auto& [v, j] : vs) {
+      int w = 0;
+      bool routed = false;
+      if (sit != copy.end()) {
+        auto wit = sit->second.weights.find(v);
+        if (wit != sit->second.weights.end()) {
+          w = wit->second;
+          routed = true;
+        }
+      }
+      j["weight"] = w;
+      j["routed"] = routed;
+      versions.push_back(j);
+    }
+    svc["versions"] = std::move(versions);
+    out.push_back(std::move(svc));
+  }
+  return {{"services", out}};
+}
+
+Result<nlohmann::json> Runtime::proxy_stats() {
+  auto r = proxy_.request("GET", "/v1/stats");
+  if (!r) return tl::unexpected(r.error());
+  return r->body;
+}
+
+// --- EngineNode ------------------------------------------------------------------------
+
+Result<deploy::Node::Installed> EngineNode::install(const std::string& c, const std::string& v,
+                                                    const deploy::Cancel& cancel) {
+  engine::InstallOptions o;
+  o.version = v;
+  o.trial = true;
+  o.cancel = &cancel;
+  auto r = engine_.install(c, o);
+  if (!r) return tl::unexpected(r.error());
+  Installed out;
+  out.from_version = r->from_version;
+  out.to_version = r->to_version;
+  return out;
+}
+
+Status EngineNode::commit(const std::string& c) {
+  auto r = engine_.commit(c);
+  if (!r) return tl::unexpected(r.error());
+  return {};
+}
+
+Status EngineNode::rollback(const std::string& c, const std::string& v) {
+  if (engine_.store().active(c) == v) return {};
+  auto r = engine_.rollback(c, v, false);
+  if (!r) return tl::unexpected(r.error());
+  return {};
+}
+
+std::optional<std::string> EngineNode::active(const std::string& c) {
+  return engine_.store().active(c);
+}
+
+std::optional<std::string> EngineNode::previous(const std::string& c) {
+  return engine_.store().previous(c);
+}
+
+}  // namespace mup::agent

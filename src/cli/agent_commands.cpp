@@ -1,0 +1,339 @@
+// The agent and the commands that talk to it: agent, deploy, deployments, services,
+// promote, abort (and rollback, when an agent runs: see install_commands.cpp).
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+
+#include "agent/agent.hpp"
+#include "api/client.hpp"
+#include "api/errors.hpp"
+#include "cli/commands.hpp"
+#include "cli/node_args.hpp"
+#include "state/state_db.hpp"
+
+namespace mup::cli {
+
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+std::atomic<bool> g_stop{false};
+
+void on_stop_signal(int) {
+  g_stop = true;
+}
+
+std::filesystem::path self_binary() {
+  std::error_code ec;
+  auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::filesystem::path() : p;
+}
+
+// A client of the agent of `root`, or nullopt when none answers there.
+std::optional<api::Client> running_agent(const std::filesystem::path& root) {
+  auto c = api::Client::unix_socket(root / "agent.sock");
+  std::error_code ec;
+  if (!std::filesystem::exists(root / "agent.sock", ec)) return std::nullopt;
+  auto r = c.request("GET", "/v1/services", nullptr, 5s);
+  if (!r) return std::nullopt;
+  return c;
+}
+
+api::Client agent_or_die(const std::filesystem::path& root) {
+  auto c = running_agent(root);
+  if (!c)
+    die(make_error(api::Code::unavailable,
+                   "no agent running on " + root.string() + " (" + (root / "agent.sock").string() +
+                       " does not answer): start one with `mup agent --root " + root.string() +
+                       "`"));
+  return std::move(*c);
+}
+
+// The body of a successful reply, or die() with the API's error.
+json call(api::Client& c, const std::string& method, const std::string& path,
+          const json& body = nullptr, std::chrono::milliseconds timeout = 30s) {
+  auto r = c.request(method, path, body, timeout);
+  if (!r) die(r.error());
+  if (r->status >= 400) {
+    std::string code = "agent.error", message = r->body.dump();
+    if (r->body.is_object() && r->body.contains("error") && r->body["error"].is_object()) {
+      code = r->body["error"].value("code", code);
+      message = r->body["error"].value("message", message);
+    }
+    Errc errc = r->status == 404   ? Errc::not_found
+                : r->status == 409 ? Errc::busy
+                : r->status == 400 ? Errc::invalid_argument
+                                   : Errc::io;
+    if (json_requested()) {
+      std::printf("%s\n",
+                  json({{"error", {{"code", code}, {"message", message}, {"status", r->status}}}})
+                      .dump(2)
+                      .c_str());
+      throw CliExit{1};
+    }
+    die(Error(errc, message));
+  }
+  return r->body;
+}
+
+std::string traffic_text(const json& t) {
+  std::string out;
+  if (!t.is_object()) return out;
+  for (const auto& [v, w] : t.items()) {
+    if (!out.empty()) out += ", ";
+    out += v + " " + w.dump() + "%";
+  }
+  return out;
+}
+
+void print_deployment(const json& d) {
+  std::printf("deployment %lld: %s %s -> %s (%s): %s\n", static_cast<long long>(d.value("id", 0)),
+              d.value("component", "").c_str(), d.value("from_version", "").c_str(),
+              d.value("to_version", "").c_str(), d.value("strategy", "").c_str(),
+              d.value("state", "").c_str());
+  if (!d.value("reason", "").empty()) std::printf("  reason: %s\n", d.value("reason", "").c_str());
+  std::printf("  traffic: %s\n", traffic_text(d.value("traffic", json::object())).c_str());
+  std::printf("  started %s, %s\n", d.value("started_at", "").c_str(),
+              d["finished_at"].is_string()
+                  ? ("finished " + d["finished_at"].get<std::string>()).c_str()
+                  : "running");
+  if (d["keep_old_until"].is_string() && d.value("window_open", false))
+    std::printf("  old version warm until %s (mup rollback %s flips back)\n",
+                d["keep_old_until"].get<std::string>().c_str(), d.value("component", "").c_str());
+}
+
+// Follows a deployment until it is final, printing its states as they change.
+json wait_final(api::Client& c, int64_t id, bool quiet, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::string last;
+  for (;;) {
+    json d = call(c, "GET", "/v1/deployments/" + std::to_string(id));
+    if (!quiet && d.value("state", "") != last) {
+      last = d.value("state", "");
+      std::fprintf(stderr, "  %s\n", last.c_str());
+    }
+    if (d.value("final", false)) return d;
+    if (std::chrono::steady_clock::now() > deadline)
+      die(Error(Errc::io, "deployment " + std::to_string(id) + " is still " + last + " after " +
+                              std::to_string(timeout.count() / 1000) + " s (mup deployments " +
+                              std::to_string(id) + ")"));
+    std::this_thread::sleep_for(100ms);
+  }
+}
+
+// An id, or the component whose running (else latest) deployment is meant.
+int64_t resolve_deployment(api::Client& c, const std::string& arg) {
+  if (!arg.empty() && arg.find_first_not_of("0123456789") == std::string::npos)
+    return std::stoll(arg);
+  json list = call(c, "GET", "/v1/deployments?component=" + arg + "&limit=1");
+  auto& ds = list["deployments"];
+  if (!ds.is_array() || ds.empty())
+    die(Error(Errc::not_found, "no deployment of " + arg + " (mup deployments)"));
+  return ds[0].value("id", int64_t{0});
+}
+
+int exit_code_of(const json& d) {
+  const std::string s = d.value("state", "");
+  return s == "committed" || s == "rolled-back" ? 0 : 1;
+}
+
+}  // namespace
+
+bool rollback_via_agent(const NodeArgs& n, const std::string& name, bool has_to_or_state) {
+  auto c = running_agent(n.root());
+  if (!c) return false;
+  if (has_to_or_state)
+    die(Error(Errc::invalid_argument, "an agent runs on " + n.root().string() + ": it rolls " +
+                                          name +
+                                          " back to the version it came from, with its traffic; "
+                                          "--to and --restore-state need the agent stopped"));
+  json d = call(*c, "POST", "/v1/services/" + name + "/rollback", json::object());
+  d = wait_final(*c, d.value("id", int64_t{0}), n.json(), 10min);
+  if (n.json()) {
+    print_json(d);
+  } else {
+    print_deployment(d);
+  }
+  if (exit_code_of(d) != 0) throw CliExit{1};
+  return true;
+}
+
+void register_agent_commands(CLI::App& app) {
+  // agent
+  {
+    struct A {
+      NodeArgs n;
+      std::string listen, config;
+    };
+    auto a = std::make_shared<A>();
+    auto* cmd = app.add_subcommand(
+        "agent", "Run the node's agent in the foreground: services, traffic, deployments, API");
+    cmd->add_option("--listen", a->listen,
+                    "Also serve the API on this loopback address (127.0.0.1:PORT), with the "
+                    "bearer token of <root>/agent.token");
+    cmd->add_option("--config", a->config, "agent.toml (default: none)");
+    add_node_options(cmd, a->n, false);
+    cmd->callback([a] {
+      ::signal(SIGPIPE, SIG_IGN);
+      struct sigaction sa {};
+      sa.sa_handler = on_stop_signal;
+      ::sigaction(SIGTERM, &sa, nullptr);
+      ::sigaction(SIGINT, &sa, nullptr);
+      agent::AgentOptions o;
+      o.root = a->n.root();
+      o.tcp_listen = a->listen;
+      o.config = a->config.empty() ? global_args().config : a->config;
+      o.mup_binary = self_binary();
+      auto ag = must(agent::Agent::start(std::move(o)), "starting the agent");
+      ag->run(g_stop);
+    });
+  }
+
+  // deploy
+  {
+    struct A {
+      NodeArgs n;
+      std::string name, version, strategy, keep_old, soak, timeout = "30m";
+      bool wait = false;
+    };
+    auto a = std::make_shared<A>();
+    auto* cmd = app.add_subcommand(
+        "deploy",
+        "Install a version on trial and move the service's traffic to it (via the agent)");
+    cmd->add_option("name", a->name, "Component (a service)")->required();
+    cmd->add_option("--version", a->version, "Version (default: the newest the remote offers)");
+    cmd->add_option("--strategy", a->strategy, "immediate (default) or blue-green")
+        ->check(CLI::IsMember({"immediate", "blue-green"}));
+    cmd->add_option("--keep-old", a->keep_old,
+                    "blue-green: keep the old version warm this long (default 10m)");
+    cmd->add_option("--soak", a->soak,
+                    "blue-green: the new set stays ready this long before traffic (default 2s)");
+    cmd->add_flag("--wait", a->wait, "Return at a final state and print the deployment");
+    cmd->add_option("--timeout", a->timeout, "With --wait: give up waiting after this long");
+    add_node_options(cmd, a->n);
+    cmd->callback([a] {
+      auto c = agent_or_die(a->n.root());
+      json body = {{"component", a->name}, {"actor", state::current_actor()}};
+      if (!a->version.empty()) body["version"] = a->version;
+      if (!a->strategy.empty()) body["strategy"] = a->strategy;
+      if (!a->keep_old.empty()) body["keep_old"] = a->keep_old;
+      if (!a->soak.empty()) body["soak"] = a->soak;
+      json d = call(c, "POST", "/v1/deployments", body);
+      const int64_t id = d.value("id", int64_t{0});
+      if (!a->wait) {
+        if (a->n.json()) {
+          print_json(d);
+        } else {
+          std::printf("deployment %lld started (mup deployments %lld)\n",
+                      static_cast<long long>(id), static_cast<long long>(id));
+        }
+        return;
+      }
+      auto t = agent::parse_duration_ms(a->timeout);
+      if (!t) die(t.error().context("--timeout"));
+      d = wait_final(c, id, a->n.json(), std::chrono::milliseconds(*t));
+      if (a->n.json()) {
+        print_json(d);
+      } else {
+        print_deployment(d);
+      }
+      if (exit_code_of(d) != 0) throw CliExit{1};
+    });
+  }
+
+  // deployments
+  {
+    struct A {
+      NodeArgs n;
+      std::string id, component;
+      int limit = 20;
+    };
+    auto a = std::make_shared<A>();
+    auto* cmd = app.add_subcommand("deployments", "List the agent's deployments, or show one");
+    cmd->add_option("id", a->id, "A deployment id");
+    cmd->add_option("--component", a->component, "Only this component's");
+    cmd->add_option("--limit", a->limit, "How many (default 20)");
+    add_node_options(cmd, a->n);
+    cmd->callback([a] {
+      auto c = agent_or_die(a->n.root());
+      if (!a->id.empty()) {
+        json d = call(c, "GET", "/v1/deployments/" + a->id);
+        if (a->n.json()) return print_json(d);
+        print_deployment(d);
+        for (const auto& s : d.value("steps", json::array()))
+          std::printf("    %s  %s\n", s.value("at", "").c_str(), s.value("state", "").c_str());
+        return;
+      }
+      std::string q = "/v1/deployments?limit=" + std::to_string(a->limit);
+      if (!a->component.empty()) q += "&component=" + a->component;
+      json list = call(c, "GET", q);
+      if (a->n.json()) return print_json(list);
+      for (const auto& d : list["deployments"])
+        std::printf("%5lld  %-16s %-10s -> %-10s %-10s %-12s %s\n",
+                    static_cast<long long>(d.value("id", 0)), d.value("component", "").c_str(),
+                    d.value("from_version", "").c_str(), d.value("to_version", "").c_str(),
+                    d.value("strategy", "").c_str(), d.value("state", "").c_str(),
+                    traffic_text(d.value("traffic", json::object())).c_str());
+    });
+  }
+
+  // services
+  {
+    auto n = std::make_shared<NodeArgs>();
+    auto* cmd = app.add_subcommand("services",
+                                   "The services the agent runs: versions, instances, "
+                                   "traffic");
+    add_node_options(cmd, *n);
+    cmd->callback([n] {
+      auto c = agent_or_die(n->root());
+      json s = call(c, "GET", "/v1/services");
+      if (n->json()) return print_json(s);
+      for (const auto& svc : s["services"]) {
+        std::printf("%s  listen %s (%s), active %s\n", svc.value("name", "").c_str(),
+                    svc.value("listen", "").c_str(), svc.value("protocol", "").c_str(),
+                    svc.value("active", "").c_str());
+        for (const auto& v : svc["versions"]) {
+          std::printf("  %s  weight %d%s\n", v.value("version", "").c_str(), v.value("weight", 0),
+                      v.value("routed", false) ? "" : " (not routed)");
+          for (const auto& i : v["instances"])
+            std::printf("    %-24s pid %-7d port %-5d %-8s restarts %d  cpu %.1f%%  rss %.1f MB\n",
+                        i.value("id", "").c_str(), i.value("pid", 0), i.value("port", 0),
+                        i.value("state", "").c_str(), i.value("restarts", 0),
+                        i.value("cpu_percent", 0.0), i.value("rss_bytes", 0.0) / 1048576.0);
+        }
+      }
+    });
+  }
+
+  // promote, abort
+  for (const char* verb : {"promote", "abort"}) {
+    struct A {
+      NodeArgs n;
+      std::string target;
+      bool wait = false;
+    };
+    auto a = std::make_shared<A>();
+    const std::string v = verb;
+    auto* cmd = app.add_subcommand(
+        v, v == "abort" ? "Stop a running deployment and undo it (traffic back to the old version)"
+                        : "Blue-green: switch now (end the soak), or close the rollback window");
+    cmd->add_option("target", a->target, "Deployment id, or component")->required();
+    cmd->add_flag("--wait", a->wait, "Return at a final state");
+    add_node_options(cmd, a->n);
+    cmd->callback([a, v] {
+      auto c = agent_or_die(a->n.root());
+      const int64_t id = resolve_deployment(c, a->target);
+      json d = call(c, "POST", "/v1/deployments/" + std::to_string(id) + "/" + v, json::object());
+      if (a->wait) d = wait_final(c, id, a->n.json(), 30min);
+      if (a->n.json()) return print_json(d);
+      print_deployment(d);
+    });
+  }
+}
+
+}  // namespace mup::cli
