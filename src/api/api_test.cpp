@@ -168,6 +168,11 @@ TEST_F(ApiTest, ErrorsHaveOneShape) {
   EXPECT_TRUE(nf->body["error"]["message"].is_string());
   EXPECT_FALSE(nf->body["error"].contains("field"));
 
+  // The route is looked up before the body: an unknown path is a 404 whatever it carries.
+  RawConn unknown(sock());
+  unknown.send("POST /v1/nothing HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n{{{");
+  EXPECT_EQ(unknown.read().result_int(), 404u);
+
   auto na = c.request("DELETE", "/v1/echo");
   ASSERT_TRUE(na);
   EXPECT_EQ(na->status, 405);
@@ -332,6 +337,10 @@ TEST_F(ApiTest, TcpNeedsTheBearerToken) {
   auto longer = Client::tcp(addr, "s3cret-token-and-more").request("GET", "/v1/echo/1/abort");
   ASSERT_TRUE(longer);
   EXPECT_EQ(longer->status, 401);
+  // Refused on the header: the body is never looked at.
+  auto post = Client::tcp(addr, "nope").request("POST", "/v1/echo", json{{"a", 1}});
+  ASSERT_TRUE(post) << post.error().message();
+  EXPECT_EQ(post->status, 401);
   auto right = Client::tcp(addr, "s3cret-token").request("GET", "/v1/echo/1/abort");
   ASSERT_TRUE(right) << right.error().message();
   EXPECT_EQ(right->status, 200);

@@ -80,7 +80,9 @@ struct Shared {
       std::cerr << "mup api: " << what << std::endl;
   }
 
-  Response dispatch(Request& req) {
+  // Finds the route, then parses the body (so an unknown path is a 404 whatever its body),
+  // then runs the handler.
+  Response dispatch(Request& req, const std::string& body) {
     Handler handler;
     std::string allow;
     {
@@ -104,6 +106,13 @@ struct Shared {
           405, "method_not_allowed",
           req.method + " is not allowed on " + req.path + " (allowed: " + allow + ")");
       return r;
+    }
+    if (!body.empty()) {
+      req.body = json::parse(body, nullptr, false);
+      if (req.body.is_discarded())
+        return Response::error(400, "bad_request", "request body is not valid JSON");
+      if (!req.body.is_object())
+        return Response::error(400, "bad_request", "request body must be a JSON object");
     }
     try {
       Response r = handler(req);
@@ -159,7 +168,7 @@ class Session : public std::enable_shared_from_this<Session<Socket>> {
     parser_.emplace();
     parser_->header_limit(static_cast<uint32_t>(shared_->options.max_header));
     parser_->body_limit(shared_->options.max_body);
-    arm();
+    arm();  // stays armed until the whole request is in
     http::async_read_header(socket_, buf_, *parser_,
                             [self = this->shared_from_this()](beast::error_code ec, size_t) {
                               if (ec) return self->read_failed(ec);
@@ -169,6 +178,15 @@ class Session : public std::enable_shared_from_this<Session<Socket>> {
 
   void read_body() {
     auto& req = parser_->get();
+    if (tcp_) {
+      // Checked on the header, so a client without the token cannot make us read (or
+      // invite, with 100 Continue) a body; the connection closes after the 401.
+      auto auth = req[http::field::authorization];
+      if (!authorized(std::string_view(auth.data(), auth.size()), shared_->options.bearer_token))
+        return send(Response::error(401, "unauthorized",
+                                    "this API needs `Authorization: Bearer <token>` over TCP"),
+                    false);
+    }
     auto expect = req[http::field::expect];
     if (beast::iequals(expect, "100-continue") && !parser_->is_done()) {
       // curl and others wait for this before sending a body.
@@ -224,23 +242,7 @@ class Session : public std::enable_shared_from_this<Session<Socket>> {
     req.path = std::string(t.path);
     req.query = parse_query(t.query);
     req.tcp = tcp_;
-    if (tcp_) {
-      auto auth = msg[http::field::authorization];
-      if (!authorized(std::string_view(auth.data(), auth.size()), shared_->options.bearer_token))
-        return send(Response::error(401, "unauthorized",
-                                    "this API needs `Authorization: Bearer <token>` over TCP"),
-                    keep);
-    }
-    const std::string& body = msg.body();
-    if (!body.empty()) {
-      req.body = json::parse(body, nullptr, false);
-      if (req.body.is_discarded())
-        return send(Response::error(400, "bad_request", "request body is not valid JSON"), keep);
-      if (!req.body.is_object())
-        return send(Response::error(400, "bad_request", "request body must be a JSON object"),
-                    keep);
-    }
-    send(shared_->dispatch(req), keep);
+    send(shared_->dispatch(req, msg.body()), keep);
   }
 
   void send(const Response& r, bool keep) {

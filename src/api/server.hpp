@@ -7,10 +7,14 @@
 //   socket is created mode 0600 (only the owner may connect: that is its access control).
 //   A stale socket file (nothing accepts on it) is replaced; one something answers on is
 //   refused with api::Code::busy (Errc::busy): "another process serves <path>".
+//   The check-then-replace is not atomic: two servers starting at the same moment on one
+//   path race, so an owner that must be unique holds a lock first (the proxy's proxy.lock).
 // - A TCP request must carry `Authorization: Bearer <token>` (compared in constant time),
-//   else 401. TCP listens on loopback addresses only. Unix-socket requests need no token.
+//   else 401, answered on the header before any body is read, and the connection closes.
+//   TCP listens on loopback addresses only. Unix-socket requests need no token.
 // - Handlers get a Request and return a Response. Errors the server makes itself share one
-//   shape, {"error":{"code","message","field"?}}: 400 bad_request (body not a JSON object),
+//   shape, {"error":{"code","message","field"?}}: 400 bad_request (body not a JSON object;
+//   looked at only once a route matched, so an unknown path is always a 404),
 //   401 unauthorized, 404 not_found (no route), 405 method_not_allowed (route exists,
 //   other method), 413 too_large (body > max_body), 431 headers_too_large, 503 unavailable
 //   (over max_connections), 500 internal (the handler threw: caught and logged; the server
