@@ -23,6 +23,7 @@ build: deps $(BUILD)/build.ninja
 # from v1 plus that, and verifies it (in a temp dir).
 demo: build
 	scripts/demo.sh $(BUILD)/src/cli/mup
+	scripts/agent-demo.sh $(BUILD)
 
 test: build
 	ctest --test-dir $(BUILD) --output-on-failure -j $(JOBS) -LE soak

@@ -10,7 +10,7 @@ PKGS=(
   libcli11-dev nlohmann-json3-dev libexpected-dev
   libsqlite3-dev sqlite3 libtomlplusplus-dev libsystemd-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  zstd clang libclang-rt-14-dev
+  zstd clang libclang-rt-14-dev curl
 )
 if [[ "${1:-}" == "--bench" ]]; then
   PKGS+=(casync zsync xdelta3 bsdiff ostree rsync time python3 dpkg-dev bc haproxy nginx wrk)

@@ -1,0 +1,484 @@
+// The agent end to end: a repository with versions of the sample service, a node with an
+// agent (a real `mup agent` process), its proxy and instances; deployments driven through
+// the CLI, traffic checked through the proxy's listener, the agent SIGKILLed at every
+// deployment state. No timing assertions: timeouts here only stop a hung test.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "test_util.hpp"
+#include "transfer/file_server.hpp"
+
+extern char** environ;
+
+namespace mup::test {
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+uint16_t free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+struct Http {
+  int status = 0;  // 0: the connection failed
+  std::string version, body;
+};
+
+// One request on a new connection (HTTP/1.0 semantics: the server closes).
+Http http_get(uint16_t port, const std::string& path, int timeout_ms = 10000) {
+  Http h;
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return h;
+  }
+  std::string req = "GET " + path + " HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
+  if (::send(fd, req.data(), req.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(req.size())) {
+    ::close(fd);
+    return h;
+  }
+  std::string resp;
+  char buf[8192];
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    resp.append(buf, static_cast<size_t>(n));
+  }
+  ::close(fd);
+  if (resp.rfind("HTTP/1.", 0) != 0 || resp.size() < 12) return h;
+  h.status = std::atoi(resp.c_str() + 9);
+  auto hdr_end = resp.find("\r\n\r\n");
+  std::string headers = resp.substr(0, hdr_end);
+  for (auto& c : headers) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  auto v = headers.find("x-mup-version:");
+  if (v != std::string::npos) {
+    auto e = headers.find("\r\n", v);
+    h.version = resp.substr(v + 14, e - v - 14);
+    while (!h.version.empty() && h.version.front() == ' ') h.version.erase(0, 1);
+  }
+  if (hdr_end != std::string::npos) h.body = resp.substr(hdr_end + 4);
+  return h;
+}
+
+// Requests through the proxy, one after another, counting what failed and which versions
+// answered, until stopped.
+class Load {
+ public:
+  explicit Load(uint16_t port) : port_(port), t_([this] { loop(); }) {}
+  ~Load() { stop(); }
+  void stop() {
+    stop_ = true;
+    if (t_.joinable()) t_.join();
+  }
+  int ok() const { return ok_; }
+  int failed() const { return failed_; }
+  std::string failures() {
+    std::lock_guard lk(mu_);
+    return why_;
+  }
+  std::map<std::string, int> versions() {
+    std::lock_guard lk(mu_);
+    return versions_;
+  }
+
+ private:
+  void loop() {
+    while (!stop_) {
+      Http h = http_get(port_, "/");
+      std::lock_guard lk(mu_);
+      if (h.status == 200) {
+        ++ok_;
+        ++versions_[h.version];
+      } else {
+        ++failed_;
+        if (why_.size() < 500) why_ += "status " + std::to_string(h.status) + "; ";
+      }
+    }
+  }
+  uint16_t port_;
+  std::atomic<bool> stop_{false};
+  std::atomic<int> ok_{0}, failed_{0};
+  std::mutex mu_;
+  std::string why_;
+  std::map<std::string, int> versions_;
+  std::thread t_;
+};
+
+class AgentTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    port_ = free_port();
+    ok({"repo", "init", s("repo"), "--keys", s("keys")});
+    publish("1.0.0", {});
+    publish("2.0.0", {});
+    auto server = transfer::FileServer::start(d_ / "repo", "127.0.0.1:0");
+    ASSERT_TRUE(server);
+    server_ = std::move(*server);
+    ok({"remote", "add", "origin", server_->base_url(), "--trusted-root",
+        s("repo/metadata/1.root.json"), "--root", s("node")});
+  }
+  void TearDown() override {
+    kill_agent(SIGTERM);
+    // The data plane outlives the agent by design: the test stops it.
+    std::error_code ec;
+    for (const auto& e : stdfs::directory_iterator(d_ / "node/run/instances", ec)) {
+      std::ifstream in(e.path());
+      json rec = json::parse(in, nullptr, false);
+      if (rec.is_object() && rec.value("pid", 0) > 0) ::kill(-rec.value("pid", 0), SIGKILL);
+    }
+    std::ifstream pid(d_ / "node/proxy/proxy.pid");
+    int p = 0;
+    if (pid >> p && p > 0) ::kill(p, SIGKILL);
+  }
+
+  // A service tree of the sample service: `flags` make it misbehave; `toml_extra` lines go
+  // into [service] (before its sub-tables).
+  stdfs::path make_tree(const std::string& version, const std::vector<std::string>& flags,
+                        const std::string& toml_extra = "", int ready_timeout_ms = 10000) {
+    stdfs::path t = d_ / ("tree-" + version);
+    stdfs::create_directories(t / "bin");
+    stdfs::copy_file(MUP_SAMPLE_SERVICE, t / "bin/mup-sample-service",
+                     stdfs::copy_options::overwrite_existing);
+    write_file(t / "VERSION", version + "\n");
+    std::string exec = R"("bin/mup-sample-service", "--port", "{port}", "--version", "{version}")";
+    for (const auto& f : flags) exec += ", \"" + f + "\"";
+    write_file(t / "mup-service.toml",
+               "[service]\nexec = [" + exec + "]\nlisten = \"127.0.0.1:" + std::to_string(port_) +
+                   "\"\nprotocol = \"http\"\ninstances = 2\n" + toml_extra +
+                   "[service.ready]\nhttp = \"/healthz\"\ntimeout_ms = " +
+                   std::to_string(ready_timeout_ms) +
+                   "\n[service.stop]\nsignal = \"TERM\"\ndrain_ms = 5000\ntimeout_ms = 5000\n");
+    return t;
+  }
+  void publish(const std::string& version, const std::vector<std::string>& flags,
+               const std::string& toml_extra = "", int ready_timeout_ms = 10000) {
+    auto t = make_tree(version, flags, toml_extra, ready_timeout_ms);
+    ok({"publish", s("repo"), t.string(), "--keys", s("keys"), "--component", "web", "--version",
+        version, "--type", "service"});
+  }
+
+  void start_agent(const std::vector<std::string>& env = {}) {
+    std::vector<std::string> args = {MUP_BINARY, "agent", "--root", s("node")};
+    std::vector<std::string> envs;
+    for (char** e = environ; *e; ++e) envs.emplace_back(*e);
+    for (const auto& e : env) envs.push_back(e);
+    std::vector<char*> argv, envp;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    for (auto& e : envs) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    const std::string log = s("agent-" + std::to_string(++agents_) + ".log");
+    posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    ASSERT_EQ(posix_spawn(&agent_, MUP_BINARY, &fa, nullptr, argv.data(), envp.data()), 0);
+    posix_spawn_file_actions_destroy(&fa);
+    for (int i = 0; i < 300; ++i) {
+      if (mup({"services", "--json"}).exit_code == 0) return;
+      int st = 0;
+      if (::waitpid(agent_, &st, WNOHANG) == agent_) {
+        agent_ = 0;
+        FAIL() << "the agent exited at start: " << slurp(log);
+      }
+      std::this_thread::sleep_for(50ms);
+    }
+    FAIL() << "the agent never answered: " << slurp(log);
+  }
+  // Ends the agent; with SIGKILL as a crash would.
+  int kill_agent(int sig) {
+    if (agent_ <= 0) return -1;
+    ::kill(agent_, sig);
+    int st = 0;
+    ::waitpid(agent_, &st, 0);
+    agent_ = 0;
+    return st;
+  }
+  // Waits for the agent to die by itself (a fault point's kill).
+  bool agent_died(std::chrono::seconds timeout) {
+    const auto end = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < end) {
+      int st = 0;
+      if (::waitpid(agent_, &st, WNOHANG) == agent_) {
+        agent_ = 0;
+        return true;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  }
+
+  json deploy(const std::vector<std::string>& extra, int expect_exit = 0) {
+    std::vector<std::string> args = {"deploy", "web", "--wait", "--json"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto r = mup(args);
+    EXPECT_EQ(r.exit_code, expect_exit) << r.err << r.out;
+    return json::parse(r.out, nullptr, false);
+  }
+  json wait_final(int64_t id) {
+    for (int i = 0; i < 600; ++i) {
+      auto r = mup({"deployments", std::to_string(id), "--json"});
+      json d = json::parse(r.out, nullptr, false);
+      if (r.exit_code == 0 && d.value("final", false)) return d;
+      std::this_thread::sleep_for(50ms);
+    }
+    ADD_FAILURE() << "deployment " << id << " never ended";
+    return {};
+  }
+  std::string served_version() { return http_get(port_, "/").version; }
+
+  std::string s(const std::string& rel) { return (d_ / rel).string(); }
+  static std::string slurp(const std::string& p) {
+    std::ifstream in(p);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  RunResult ok(const std::vector<std::string>& args) {
+    auto r = run_mup(args);
+    EXPECT_EQ(r.exit_code, 0) << "mup " << args[0] << ": " << r.err << r.out;
+    return r;
+  }
+  RunResult mup(std::vector<std::string> args) {
+    args.push_back("--root");
+    args.push_back(s("node"));
+    return run_mup(args);
+  }
+
+  ScratchDir d_;
+  uint16_t port_ = 0;
+  std::unique_ptr<transfer::FileServer> server_;
+  pid_t agent_ = 0;
+  int agents_ = 0;
+};
+
+TEST_F(AgentTest, DeploysImmediateAndBlueGreenUnderLoadAndRollsBackByAWeightFlip) {
+  start_agent();
+  json d = deploy({"--version", "1.0.0"});
+  EXPECT_EQ(d["state"], "committed") << d.dump();
+  EXPECT_EQ(d["from_version"], "");
+  EXPECT_EQ(served_version(), "1.0.0");
+  for (const char* field : {"id", "component", "from_version", "to_version", "strategy", "state",
+                            "reason", "started_at", "finished_at"})
+    EXPECT_TRUE(d.contains(field)) << field;
+
+  Load load(port_);
+  d = deploy({"--version", "2.0.0", "--strategy", "immediate"});
+  EXPECT_EQ(d["state"], "committed") << d.dump();
+  EXPECT_EQ(d["from_version"], "1.0.0");
+  EXPECT_EQ(served_version(), "2.0.0");
+
+  publish("3.0.0", {});
+  d = deploy({"--version", "3.0.0", "--strategy", "blue-green", "--keep-old", "10m", "--soak",
+              "200ms"});
+  EXPECT_EQ(d["state"], "committed") << d.dump();
+  EXPECT_TRUE(d["keep_old_until"].is_string());
+  EXPECT_EQ(served_version(), "3.0.0");
+  json svc = json::parse(mup({"services", "--json"}).out, nullptr, false);
+  ASSERT_TRUE(svc["services"].is_array());
+  std::map<std::string, int> weights, instances;
+  for (const auto& v : svc["services"][0]["versions"]) {
+    weights[v["version"]] = v["weight"];
+    instances[v["version"]] = static_cast<int>(v["instances"].size());
+  }
+  EXPECT_EQ(weights["3.0.0"], 100);
+  EXPECT_EQ(weights["2.0.0"], 0) << "the old set is warm, without traffic";
+  EXPECT_EQ(instances["2.0.0"], 2);
+
+  auto rb = mup({"rollback", "web", "--json"});
+  ASSERT_EQ(rb.exit_code, 0) << rb.err << rb.out;
+  json r = json::parse(rb.out, nullptr, false);
+  EXPECT_EQ(r["state"], "rolled-back") << r.dump();
+  EXPECT_EQ(r["to_version"], "2.0.0");
+  EXPECT_EQ(served_version(), "2.0.0");
+  load.stop();
+  EXPECT_EQ(load.failed(), 0) << load.failures();
+  EXPECT_GT(load.versions()["1.0.0"], 0);
+  EXPECT_GT(load.versions()["2.0.0"], 0);
+  EXPECT_GT(load.versions()["3.0.0"], 0) << "traffic moved each time";
+
+  auto status = json::parse(mup({"status", "--json"}).out, nullptr, false);
+  EXPECT_EQ(status["components"][0]["active"], "2.0.0");
+}
+
+TEST_F(AgentTest, ANewVersionThatCrashesAtStartFailsAndTrafficNeverMoves) {
+  start_agent();
+  deploy({"--version", "1.0.0"});
+  publish("2.1.0", {"--crash-at-start"});
+  Load load(port_);
+  json d = deploy({"--version", "2.1.0"}, 1);
+  load.stop();
+  EXPECT_EQ(d["state"], "failed");
+  EXPECT_NE(d.value("reason", "").find("exited"), std::string::npos) << d.dump();
+  EXPECT_EQ(served_version(), "1.0.0");
+  EXPECT_EQ(load.failed(), 0) << load.failures();
+  EXPECT_EQ(load.versions().count("2.1.0"), 0u);
+  auto status = json::parse(mup({"status", "--json"}).out, nullptr, false);
+  EXPECT_EQ(status["components"][0]["active"], "1.0.0") << "the engine rolled the trial back";
+  auto audit = mup({"audit", "show", "--json"});
+  EXPECT_NE(audit.out.find("\"deploy\""), std::string::npos);
+  EXPECT_NE(audit.out.find("failed"), std::string::npos);
+}
+
+TEST_F(AgentTest, ANewVersionNeverReadyTimesOutAndIsStopped) {
+  start_agent();
+  deploy({"--version", "1.0.0"});
+  publish("2.2.0", {"--never-ready"}, "", 1500);
+  json d = deploy({"--version", "2.2.0"}, 1);
+  EXPECT_EQ(d["state"], "failed");
+  EXPECT_NE(d.value("reason", "").find("ready"), std::string::npos) << d.dump();
+  json svc = json::parse(mup({"services", "--json"}).out, nullptr, false);
+  for (const auto& v : svc["services"][0]["versions"])
+    EXPECT_NE(v["version"], "2.2.0") << "its instances were stopped";
+  EXPECT_EQ(served_version(), "1.0.0");
+}
+
+TEST_F(AgentTest, ABadServiceFileIsRefusedNamingFileLineAndKey) {
+  start_agent();
+  deploy({"--version", "1.0.0"});
+  publish("2.3.0", {}, "colour = \"blue\"\n");
+  json d = deploy({"--version", "2.3.0"}, 1);
+  EXPECT_EQ(d["state"], "failed");
+  EXPECT_NE(d.value("reason", "").find("mup-service.toml"), std::string::npos) << d.dump();
+  EXPECT_NE(d.value("reason", "").find("colour"), std::string::npos) << d.dump();
+  EXPECT_EQ(served_version(), "1.0.0");
+}
+
+TEST_F(AgentTest, AnAddressInUseIsReported) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port_);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ASSERT_EQ(::listen(fd, 1), 0);
+  start_agent();
+  json d = deploy({"--version", "1.0.0"}, 1);
+  ::close(fd);
+  EXPECT_EQ(d["state"], "failed");
+  EXPECT_NE(d.value("reason", "").find("in use"), std::string::npos) << d.dump();
+}
+
+TEST_F(AgentTest, ApiErrorsAreCodedAndTheSocketIsTheOwnersOnly) {
+  start_agent();
+  struct stat st{};
+  ASSERT_EQ(::stat(s("node/agent.sock").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  ASSERT_EQ(::stat(s("node/agent.token").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+
+  auto missing = mup({"deployments", "999", "--json"});
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_NE(missing.out.find("404"), std::string::npos) << missing.out;
+
+  auto bad = run_mup({"deploy", "web", "--strategy", "canary", "--root", s("node")});
+  EXPECT_NE(bad.exit_code, 0) << "refused by the CLI before the agent";
+
+  deploy({"--version", "1.0.0"});
+  publish("2.4.0", {"--never-ready"}, "", 60000);
+  auto started = mup({"deploy", "web", "--version", "2.4.0", "--json"});
+  ASSERT_EQ(started.exit_code, 0) << started.err;
+  const int64_t id = json::parse(started.out)["id"];
+  auto again = mup({"deploy", "web", "--version", "2.0.0", "--json"});
+  EXPECT_NE(again.exit_code, 0);
+  EXPECT_NE(again.out.find("409"), std::string::npos) << again.out;
+  auto ab = mup({"abort", std::to_string(id), "--wait", "--json"});
+  ASSERT_EQ(ab.exit_code, 0) << ab.err;
+  EXPECT_EQ(json::parse(ab.out)["state"], "aborted");
+  EXPECT_EQ(served_version(), "1.0.0");
+}
+
+TEST_F(AgentTest, ARequestInFlightAcrossTheSwitchCompletes) {
+  start_agent();
+  deploy({"--version", "1.0.0"});
+  Http slow;
+  std::thread t([&] { slow = http_get(port_, "/slow?ms=1500", 20000); });
+  std::this_thread::sleep_for(300ms);
+  json d = deploy({"--version", "2.0.0"});
+  t.join();
+  EXPECT_EQ(d["state"], "committed");
+  EXPECT_EQ(slow.status, 200);
+  EXPECT_EQ(slow.version, "1.0.0") << "served to the end by the version it started on";
+}
+
+// The agent SIGKILLed right after it journaled each deployment state: the proxy and the
+// instances keep serving, the next agent resumes the deployment to its end.
+class AgentCrashTest : public AgentTest, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(AgentCrashTest, KilledAtAStateTheNextAgentFinishesTheDeployment) {
+  const std::string point = GetParam();
+  const bool blue_green = point.rfind("bg:", 0) == 0;
+  const std::string state = blue_green ? point.substr(3) : point;
+  start_agent();
+  deploy({"--version", "1.0.0"});
+  Load load(port_);
+  kill_agent(SIGTERM);
+  start_agent({"MUP_FAULT_AT=deploy.state." + state, "MUP_FAULT_ACTION=kill"});
+  std::vector<std::string> args = {"deploy", "web", "--version", "2.0.0", "--json"};
+  if (blue_green) {
+    args.push_back("--strategy");
+    args.push_back("blue-green");
+    args.push_back("--soak");
+    args.push_back("100ms");
+  }
+  auto r = mup(args);
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  const int64_t id = json::parse(r.out)["id"];
+  ASSERT_TRUE(agent_died(60s)) << "the fault point deploy.state." << state << " was not reached";
+  std::this_thread::sleep_for(200ms);  // traffic goes on with no agent at all
+  start_agent();
+  json d = wait_final(id);
+  load.stop();
+  EXPECT_EQ(d["state"], "committed") << d.dump();
+  EXPECT_EQ(served_version(), "2.0.0");
+  EXPECT_EQ(load.failed(), 0) << load.failures();
+  json svc = json::parse(mup({"services", "--json"}).out, nullptr, false);
+  int v1_instances = 0;
+  for (const auto& v : svc["services"][0]["versions"])
+    if (v["version"] == "1.0.0") v1_instances = static_cast<int>(v["instances"].size());
+  EXPECT_EQ(v1_instances, blue_green ? 2 : 0) << svc.dump();
+}
+
+INSTANTIATE_TEST_SUITE_P(States, AgentCrashTest,
+                         ::testing::Values("install", "start-new", "wait-ready", "soak", "switch",
+                                           "drain-old", "stop-old", "commit", "bg:soak",
+                                           "bg:switch", "bg:commit"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (auto& c : n)
+                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+                           return n;
+                         });
+
+}  // namespace
+}  // namespace mup::test
