@@ -216,7 +216,15 @@ void Agent::run(const std::atomic<bool>& stop) {
     a.runtime->start_unrouted([&a](const std::string& c) { return a.deployer->running(c); });
   });
   sd_notify(0, "READY=1");
-  while (!stop) {
+  for (unsigned n = 0; !stop; ++n) {
+    // The proxy died (a crash, an OOM kill): start it again; it reloads its routes from
+    // <root>/proxy/routes.json and the clients reconnect to the same socket.
+    if (n % 5 == 4 && !a.runtime->proxy_alive()) {
+      a.say("the proxy does not answer: starting it again");
+      auto p = ensure_proxy(a.opts.root, a.opts.mup_binary,
+                            [&a](std::string_view l) { a.say(std::string(l)); });
+      if (!p) a.say("warning: " + p.error().message());
+    }
     a.runtime->reconcile();
     a.deployer->tick();
     std::unique_lock lk(a.wake_mu);

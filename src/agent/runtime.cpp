@@ -4,6 +4,7 @@
 #include <thread>
 
 #include "deploy/deployer.hpp"
+#include "state/state_db.hpp"
 
 namespace mup::agent {
 
@@ -288,6 +289,11 @@ Result<nlohmann::json> Runtime::proxy_stats() {
   return r->body;
 }
 
+bool Runtime::proxy_alive() {
+  auto r = proxy_.request("GET", "/v1/health", nullptr, 2s);
+  return r && r->status == 200;
+}
+
 // --- EngineNode ------------------------------------------------------------------------
 
 Result<deploy::Node::Installed> EngineNode::install(const std::string& c, const std::string& v,
@@ -301,6 +307,15 @@ Result<deploy::Node::Installed> EngineNode::install(const std::string& c, const 
   Installed out;
   out.from_version = r->from_version;
   out.to_version = r->to_version;
+  if (out.from_version == out.to_version) {
+    // Active already: if it is on trial, an earlier agent installed it for this deployment
+    // and died before journaling that (the engine's recovery finished the install).
+    auto db = engine_.connect_state();
+    if (!db) return tl::unexpected(db.error());
+    auto row = db->component(c);
+    if (row && *row && (**row).trial_version == out.to_version)
+      out.from_version = engine_.store().previous(c).value_or("");
+  }
   return out;
 }
 

@@ -46,6 +46,7 @@ class Runtime : public deploy::DataPlane {
   // GET /v1/services (docs/agent.md).
   nlohmann::json services_json();
   [[nodiscard]] Result<nlohmann::json> proxy_stats();
+  bool proxy_alive();
 
   // deploy::DataPlane
   [[nodiscard]] Status start(const std::string& component, const std::string& version) override;

@@ -38,6 +38,8 @@ void register_install_commands(CLI::App& app);
 // The agent and the commands that talk to it: agent, deploy, deployments, services,
 // promote, abort.
 void register_agent_commands(CLI::App& app);
+// The data plane: mup proxy.
+void register_proxy_commands(CLI::App& app);
 
 struct NodeArgs;
 // mup rollback while an agent runs on the node: the agent rolls the service back with its
