@@ -2,6 +2,7 @@
 // itself re-executed as a tiny TCP/HTTP server (`--mup-test-server`, handled before main).
 // No timing assertions: waits poll with generous failure timeouts.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <pwd.h>
@@ -11,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -418,6 +420,228 @@ TEST_F(SupervisorTest, SecondSupervisorOnTheSameRootIsBusy) {
   auto other = Supervisor::open(o);
   ASSERT_FALSE(other);
   EXPECT_TRUE(other.error().is(Code::busy));
+}
+
+// --- restart, adoption --------------------------------------------------------------------
+
+TEST_F(SupervisorTest, CrashedInstanceRestartsWithBackoff) {
+  auto info = start(sh_def("echo run; sleep 0.1; exit 1",
+                           "[service.restart]\nbackoff_ms = 20\nmax_backoff_ms = 200\n"));
+  ASSERT_TRUE(wait_until([&] { return get(info.id).restarts >= 3; })) << get(info.id).to_json();
+  auto now = get(info.id);
+  EXPECT_EQ(now.last_exit, "exited with status 1");
+  EXPECT_GE(events_.named("restarted").size(), 3u);
+  EXPECT_GE(events_.named("exited").size(), 3u);
+  // The record follows.
+  auto rec = nlohmann::json::parse(slurp(dir_ / "root/run/instances/web@1.0.0#0.json"));
+  EXPECT_GE(rec["restarts"].get<int>(), 3);
+
+  // With restart off, the next exit stays exited.
+  ASSERT_TRUE(sup_->set_restart(info.id, false));
+  ASSERT_TRUE(wait_until([&] { return get(info.id).state == "exited"; })) << get(info.id).to_json();
+  EXPECT_EQ(get(info.id).pid, 0);
+}
+
+TEST_F(SupervisorTest, DestroyedSupervisorLeavesInstancesAndTheNextAdoptsThem) {
+  auto info = start(server_def("tcp", ""));
+  ASSERT_TRUE(sup_->wait_ready(info.id));
+  sup_.reset();  // not stopped: that is the point
+  auto st = procfs::read_stat(info.pid);
+  ASSERT_TRUE(st);
+  EXPECT_NE(st->state, 'Z');
+
+  sup_ = open_sup();
+  ASSERT_TRUE(sup_);
+  auto again = get(info.id);
+  EXPECT_TRUE(again.adopted);
+  EXPECT_EQ(again.pid, info.pid);
+  EXPECT_EQ(again.port, info.port);
+  EXPECT_EQ(again.state, "ready");
+  EXPECT_EQ(events_.named("adopted").size(), 1u);
+  ASSERT_TRUE(sup_->stop(info.id));
+  EXPECT_TRUE(pid_gone(info.pid));
+  EXPECT_TRUE(sup_->list().empty());
+}
+
+TEST_F(SupervisorTest, AdoptedInstanceThatDiedIsRestarted) {
+  auto info = start(server_def("tcp", "[service.restart]\nbackoff_ms = 20\n"));
+  ASSERT_TRUE(sup_->wait_ready(info.id));
+  sup_.reset();
+  ::kill(info.pid, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(::waitpid(info.pid, &status, 0), info.pid);  // we are still its parent
+
+  sup_ = open_sup();
+  ASSERT_TRUE(sup_);
+  auto again = get(info.id);
+  EXPECT_FALSE(again.adopted);
+  EXPECT_NE(again.last_exit.find("not running when the supervisor opened"), std::string::npos)
+      << again.last_exit;
+  ASSERT_TRUE(wait_until([&] { return get(info.id).pid > 0; }));
+  EXPECT_NE(get(info.id).pid, info.pid);
+  EXPECT_EQ(get(info.id).restarts, 1);
+  EXPECT_TRUE(sup_->wait_ready(info.id));
+}
+
+// A record the supervisor writes, with the fields open() checks replaced.
+void write_record(const stdfs::path& root, pid_t pid, uint64_t start_ticks, bool restart) {
+  ServiceDef def = sh_def("exec sleep 1000");
+  nlohmann::json rec = {{"record_version", 1},
+                        {"id", "web@1.0.0#0"},
+                        {"component", "web"},
+                        {"version", "1.0.0"},
+                        {"index", 0},
+                        {"tree", root.string()},
+                        {"pid", pid},
+                        {"port", 1},
+                        {"start_ticks", start_ticks},
+                        {"boot_id", procfs::boot_id()},
+                        {"started_at", 0},
+                        {"state", "ready"},
+                        {"restart", restart},
+                        {"restarts", 0},
+                        {"log", (root / "logs/web/web@1.0.0#0.log").string()},
+                        {"state_dir", (root / "state/web").string()},
+                        {"definition", def.to_json()}};
+  stdfs::create_directories(root / "run/instances");
+  test::write_file(root / "run/instances/web@1.0.0#0.json", rec.dump());
+}
+
+TEST_F(SupervisorTest, RecordOfAnotherProcessIsNotAdopted) {
+  sup_.reset();
+  // Our own pid is alive, but started at other ticks: a recycled pid. Never signalled.
+  auto me = procfs::read_stat(::getpid());
+  ASSERT_TRUE(me);
+  write_record(dir_ / "root", ::getpid(), me->start_ticks + 1, false);
+  sup_ = open_sup();
+  ASSERT_TRUE(sup_);
+  auto info = get("web@1.0.0#0");
+  EXPECT_FALSE(info.adopted);
+  EXPECT_EQ(info.state, "exited");
+  EXPECT_EQ(info.pid, 0);
+  ASSERT_TRUE(sup_->stop(info.id));  // removes the record, signals nothing (we are alive)
+  EXPECT_FALSE(stdfs::exists(dir_ / "root/run/instances/web@1.0.0#0.json"));
+}
+
+TEST_F(SupervisorTest, RecordOfADeadPidIsNotAdopted) {
+  sup_.reset();
+  pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  auto st = procfs::read_stat(dead);
+  uint64_t ticks = st ? st->start_ticks : 0;
+  int status = 0;
+  ::waitpid(dead, &status, 0);
+  write_record(dir_ / "root", dead, ticks, false);
+  sup_ = open_sup();
+  ASSERT_TRUE(sup_);
+  auto info = get("web@1.0.0#0");
+  EXPECT_FALSE(info.adopted);
+  EXPECT_EQ(info.state, "exited");
+  // Restart it on request: the recorded definition is enough.
+  ASSERT_TRUE(sup_->set_restart(info.id, true));
+  ASSERT_TRUE(wait_until([&] { return get(info.id).pid > 0; }));
+  EXPECT_EQ(get(info.id).restarts, 1);
+}
+
+// --- environment, logs, sampling, limits -----------------------------------------------------
+
+TEST_F(SupervisorTest, EnvironmentAndStateDir) {
+  auto def = sh_def("env > \"$MUP_STATE_DIR/env-$MUP_INSTANCE\"; exec sleep 1000",
+                    "env = { GREETING = \"hi-{instance}-{version}\", ARGPORT = \"{port}\" }\n");
+  auto info = start(def, true, 1);
+  stdfs::path out = state_dir() / "env-1";
+  ASSERT_TRUE(wait_until([&] { return slurp(out).find("GREETING") != std::string::npos; }));
+  std::string env = slurp(out);
+  EXPECT_NE(env.find("PORT=" + std::to_string(info.port) + "\n"), std::string::npos) << env;
+  EXPECT_NE(env.find("ARGPORT=" + std::to_string(info.port) + "\n"), std::string::npos) << env;
+  EXPECT_NE(env.find("MUP_COMPONENT=web\n"), std::string::npos) << env;
+  EXPECT_NE(env.find("MUP_VERSION=1.0.0\n"), std::string::npos) << env;
+  EXPECT_NE(env.find("MUP_INSTANCE=1\n"), std::string::npos) << env;
+  EXPECT_NE(env.find("MUP_STATE_DIR=" + state_dir().string() + "\n"), std::string::npos) << env;
+  EXPECT_NE(env.find("GREETING=hi-1-1.0.0\n"), std::string::npos) << env;
+  struct stat st {};
+  ASSERT_EQ(::stat(state_dir().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  // The working directory is the tree.
+  EXPECT_EQ(stdfs::read_symlink("/proc/" + std::to_string(info.pid) + "/cwd"),
+            stdfs::absolute(tree_));
+}
+
+TEST_F(SupervisorTest, InstanceHoldsNoInheritedDescriptors) {
+  int leak = ::open("/dev/null", O_RDONLY);  // not close-on-exec on purpose
+  ASSERT_GE(leak, 3);
+  auto info = start(sh_def("exec sleep 1000"));
+  ::close(leak);
+  std::vector<int> fds;
+  for (const auto& e : stdfs::directory_iterator("/proc/" + std::to_string(info.pid) + "/fd"))
+    fds.push_back(std::stoi(e.path().filename().string()));
+  std::sort(fds.begin(), fds.end());
+  EXPECT_EQ(fds, (std::vector<int>{0, 1, 2}));
+  EXPECT_EQ(stdfs::read_symlink("/proc/" + std::to_string(info.pid) + "/fd/0"), "/dev/null");
+  EXPECT_EQ(stdfs::read_symlink("/proc/" + std::to_string(info.pid) + "/fd/1"), info.log);
+}
+
+TEST_F(SupervisorTest, LogIsRotatedAndStaysBounded) {
+  auto info =
+      start(sh_def("while :; do echo 0123456789012345678901234567890123456789; sleep 0.005; done",
+                   "[service.log]\nmax_bytes = 2048\n"));
+  stdfs::path old = info.log + ".1";
+  ASSERT_TRUE(wait_until([&] { return events_.named("log-rotated").size() >= 2; }));
+  ASSERT_TRUE(stdfs::exists(old));
+  // Generous bounds: a rotation happens within a tick of passing max_bytes.
+  EXPECT_GT(stdfs::file_size(old), 2048u);
+  EXPECT_LT(stdfs::file_size(old), 256u * 1024);
+  EXPECT_LT(stdfs::file_size(info.log), 256u * 1024);
+  // Writing goes on in the live file after truncation (O_APPEND).
+  ASSERT_TRUE(wait_until([&] { return stdfs::file_size(info.log) > 0; }));
+}
+
+TEST_F(SupervisorTest, SamplesCpuAndRss) {
+  auto info = start(sh_def("while :; do :; done"));
+  ASSERT_TRUE(wait_until([&] {
+    auto i = get(info.id);
+    return i.cpu_percent > 0 && i.rss_bytes > 0;
+  })) << get(info.id).to_json();
+  auto j = get(info.id).to_json();
+  for (const char* k :
+       {"id", "component", "version", "index", "pid", "port", "state", "restarts", "last_exit",
+        "started_at", "cpu_percent", "rss_bytes", "log", "adopted", "limits"})
+    EXPECT_TRUE(j.contains(k)) << k;
+}
+
+TEST_F(SupervisorTest, LimitsAreAppliedOrReportedUnavailable) {
+  auto info =
+      start(sh_def("exec sleep 1000", "[service.limits]\nmemory_max = \"256M\"\npids_max = 64\n"));
+  EXPECT_TRUE(info.limits == "applied" || info.limits.rfind("unavailable: ", 0) == 0)
+      << info.limits;
+  auto plain = start(sh_def("exec sleep 1000"), true, 1);
+  EXPECT_EQ(plain.limits, "none");
+}
+
+TEST_F(SupervisorTest, RunsAsTheNamedUserWhenRoot) {
+  if (::geteuid() != 0 || ::getpwnam("nobody") == nullptr) GTEST_SKIP() << "needs root";
+  ::chmod(dir_.path().c_str(), 0755);  // let nobody reach the tree and the state dir
+  auto info =
+      start(sh_def("id -u > \"$MUP_STATE_DIR/uid\"; exec sleep 1000", "user = \"nobody\"\n"));
+  ASSERT_TRUE(wait_until([&] { return !slurp(state_dir() / "uid").empty(); }));
+  EXPECT_EQ(std::stoul(slurp(state_dir() / "uid")), ::getpwnam("nobody")->pw_uid);
+}
+
+TEST_F(SupervisorTest, WorkdirTheUserCannotEnterFailsTheStart) {
+  if (::geteuid() != 0 || ::getpwnam("nobody") == nullptr) GTEST_SKIP() << "needs root";
+  // The scratch dir is 0700 root: nobody cannot enter the tree.
+  auto r =
+      sup_->start(sh_def("exec sleep 1000", "user = \"nobody\"\n"), tree_, {"web", "1.0.0", 0});
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().is(Code::spawn_failed));
+  EXPECT_NE(r.error().message().find("chdir"), std::string::npos) << r.error().message();
+}
+
+TEST_F(SupervisorTest, UnknownUserIsASpawnError) {
+  auto r = sup_->start(sh_def("exec sleep 1000", "user = \"no-such-user-mup\"\n"), tree_,
+                       {"web", "1.0.0", 0});
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().is(Code::spawn_failed));
 }
 
 }  // namespace
