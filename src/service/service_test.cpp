@@ -405,6 +405,28 @@ TEST_F(SupervisorTest, IgnoringTermGetsKilled) {
       << stopped[0].dump();
 }
 
+TEST_F(SupervisorTest, EventHandlerMayCallBackIn) {
+  sup_.reset();
+  SupervisorOptions o;
+  o.root = dir_ / "root";
+  std::atomic<int> seen{0};
+  Supervisor* self = nullptr;
+  o.on_event = [&](const nlohmann::json& e) {
+    if (e["event"] == "started" && self) {
+      EXPECT_EQ(self->list().size(), 1u);
+      EXPECT_TRUE(self->set_restart(e["id"], false));
+    }
+    seen++;
+  };
+  auto sup = Supervisor::open(o);
+  ASSERT_TRUE(sup);
+  self = sup->get();
+  auto info = (*sup)->start(sh_def("exec sleep 1000"), tree_, {"web", "1.0.0", 0});
+  ASSERT_TRUE(info);
+  EXPECT_GE(seen.load(), 1);
+  ASSERT_TRUE((*sup)->stop(info->id));
+}
+
 TEST_F(SupervisorTest, SpawnFailureIsAnError) {
   auto def = parse_ok("[service]\nexec = [\"bin/missing\"]\nlisten = \"127.0.0.1:80\"\n");
   auto r = sup_->start(def, tree_, {"web", "1.0.0", 0});
@@ -481,6 +503,61 @@ TEST_F(SupervisorTest, AdoptedInstanceThatDiedIsRestarted) {
   EXPECT_NE(get(info.id).pid, info.pid);
   EXPECT_EQ(get(info.id).restarts, 1);
   EXPECT_TRUE(sup_->wait_ready(info.id));
+}
+
+// The real case: the agent process is SIGKILLed; its instance is reparented (no longer our
+// child), and the next supervisor adopts it, notices its death through the pidfd alone, and
+// restarts it.
+TEST_F(SupervisorTest, AgentKilledWithSigkillInstanceSurvivesAndIsAdopted) {
+  sup_.reset();  // no monitor thread while we fork
+  ServiceDef def = server_def("tcp", "[service.restart]\nbackoff_ms = 20\n");
+  stdfs::path pid_file = dir_ / "instance.pid";
+  pid_t agent = ::fork();
+  if (agent == 0) {
+    SupervisorOptions o;
+    o.root = dir_ / "root";
+    auto sup = Supervisor::open(o);
+    if (!sup) ::_exit(10);
+    auto info = (*sup)->start(def, tree_, {"web", "1.0.0", 0});
+    if (!info || !(*sup)->wait_ready(info->id)) ::_exit(11);
+    std::ofstream(pid_file) << info->pid;
+    ::raise(SIGKILL);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(agent, &status, 0), agent);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "agent exited with " << WEXITSTATUS(status);
+  pid_t pid = std::stoi(slurp(pid_file));
+  ASSERT_TRUE(wait_until([&] {
+    auto st = procfs::read_stat(pid);
+    return st && st->state != 'Z';
+  }));
+
+  sup_ = open_sup();
+  ASSERT_TRUE(sup_);
+  auto info = get("web@1.0.0#0");
+  EXPECT_TRUE(info.adopted);
+  EXPECT_EQ(info.pid, pid);
+  EXPECT_EQ(info.state, "ready");
+  EXPECT_TRUE(sup_->wait_ready(info.id));
+
+  ::kill(pid, SIGKILL);
+  ASSERT_TRUE(wait_until([&] { return get(info.id).restarts == 1; })) << get(info.id).to_json();
+  auto after = get(info.id);
+  EXPECT_EQ(after.last_exit, "exited (adopted; status unknown)");
+  EXPECT_FALSE(after.adopted);
+  EXPECT_NE(after.pid, pid);
+  EXPECT_TRUE(sup_->wait_ready(info.id));
+}
+
+TEST_F(SupervisorTest, StopAllForOneVersion) {
+  auto def = sh_def("exec sleep 1000");
+  for (int i = 0; i < 3; ++i) start(def, true, i);
+  auto other = sup_->start(def, tree_, {"web", "2.0.0", 0});
+  ASSERT_TRUE(other);
+  ASSERT_TRUE(sup_->stop_all_for("web", "1.0.0"));
+  auto left = sup_->list();
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0].id, "web@2.0.0#0");
 }
 
 // A record the supervisor writes, with the fields open() checks replaced.

@@ -133,14 +133,29 @@ void Impl::event_locked(const Instance& in, std::string_view name, nlohmann::jso
 }
 
 void Impl::flush_events() {
+  // A handler may call back into the supervisor, which flushes again on this thread: that
+  // inner flush leaves the delivery to the loop below instead of deadlocking on events_mu.
+  thread_local const Impl* delivering = nullptr;
+  if (delivering == this) return;
   std::lock_guard deliver(events_mu);
-  std::vector<nlohmann::json> events;
-  {
-    std::lock_guard lock(mu);
-    events.swap(pending_events);
+  delivering = this;
+  for (;;) {
+    std::vector<nlohmann::json> events;
+    {
+      std::lock_guard lock(mu);
+      events.swap(pending_events);
+    }
+    if (events.empty()) break;
+    if (!opts.on_event) continue;
+    for (const auto& e : events) {
+      try {
+        opts.on_event(e);
+      } catch (const std::exception&) {
+        // A handler's failure is its own; the supervisor goes on.
+      }
+    }
   }
-  if (!opts.on_event) return;
-  for (const auto& e : events) opts.on_event(e);
+  delivering = nullptr;
 }
 
 Result<SpawnSpec> Impl::spec_for_locked(const Instance& in,
