@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -286,7 +287,13 @@ Result<InstanceInfo> Supervisor::start(const ServiceDef& def, const stdfs::path&
       return fail(Errc::already_exists, "instance " + in->id + " already runs; stop it first");
     MUP_TRY(impl_->spawn_locked(*in));
     if (auto w = impl_->write_record_locked(*in); !w) {
+      // Unrecorded, a later agent could not find it: do not leave it running.
       ::kill(-in->pid, SIGKILL);
+      int status = 0;
+      while (::waitpid(in->pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      if (in->pidfd >= 0) ::close(in->pidfd);
+      remove_cgroup(in->cgroup);
       return tl::unexpected(w.error().context("recording " + in->id + " (it was killed)"));
     }
     impl_->instances[in->id] = in;
@@ -333,6 +340,7 @@ Status Supervisor::wait_ready(const std::string& id, std::chrono::milliseconds t
       if (ready.kind == ReadyCheck::Kind::exec) {
         auto spec = impl_->spec_for_locked(in, ready.exec);
         if (!spec) return tl::unexpected(spec.error());
+        spec->cgroup_dir.clear();  // the probe's cost is not the instance's
         exec_spec = std::move(*spec);
       }
     }
