@@ -283,8 +283,9 @@ Result<InstanceInfo> Supervisor::start(const ServiceDef& def, const stdfs::path&
   InstanceInfo info;
   {
     std::lock_guard lock(impl_->mu);
-    if (impl_->instances.count(in->id))
-      return fail(Errc::already_exists, "instance " + in->id + " already runs; stop it first");
+    if (auto it = impl_->instances.find(in->id); it != impl_->instances.end())
+      return fail(Errc::already_exists, "instance " + in->id + " is already supervised (state " +
+                                            it->second->state + "); stop it first");
     MUP_TRY(impl_->spawn_locked(*in));
     if (auto w = impl_->write_record_locked(*in); !w) {
       // Unrecorded, a later agent could not find it: do not leave it running.
