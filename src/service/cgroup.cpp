@@ -74,6 +74,22 @@ CgroupSetup prepare_cgroup(const std::string& safe_name, const Limits& limits) {
   return {dir, "applied"};
 }
 
+std::optional<uint64_t> cgroup_cpu_usec(const stdfs::path& dir) {
+  std::ifstream in(dir / "cpu.stat");
+  std::string key;
+  uint64_t value = 0;
+  while (in >> key >> value)
+    if (key == "usage_usec") return value;
+  return std::nullopt;
+}
+
+std::optional<uint64_t> cgroup_memory_bytes(const stdfs::path& dir) {
+  std::ifstream in(dir / "memory.current");
+  uint64_t value = 0;
+  if (in >> value) return value;
+  return std::nullopt;
+}
+
 void remove_cgroup(const stdfs::path& dir) {
   if (!dir.empty()) ::rmdir(dir.c_str());
 }

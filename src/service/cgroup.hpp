@@ -8,7 +8,9 @@
 // Status is "none" when the definition sets no limits. Thread-safe.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 
 #include "service/service_def.hpp"
@@ -21,6 +23,10 @@ struct CgroupSetup {
 };
 
 CgroupSetup prepare_cgroup(const std::string& safe_name, const Limits& limits);
+// CPU time of everything in the cgroup (cpu.stat usage_usec), and its memory
+// (memory.current, which counts page cache too); nullopt when unreadable.
+std::optional<uint64_t> cgroup_cpu_usec(const std::filesystem::path& dir);
+std::optional<uint64_t> cgroup_memory_bytes(const std::filesystem::path& dir);
 // Removes the (empty) cgroup directory; silent when it is gone or still busy.
 void remove_cgroup(const std::filesystem::path& dir);
 

@@ -14,7 +14,6 @@ std::string_view code_name(Code c) {
   switch (c) {
     case Code::bad_definition: return "bad_definition";
     case Code::spawn_failed: return "spawn_failed";
-    case Code::not_ready: return "not_ready";
     case Code::crashed: return "crashed";
     case Code::timeout: return "timeout";
     case Code::not_found: return "not_found";

@@ -1,5 +1,5 @@
 // The service module's error codes, in the "service" category: what the agent and its API
-// branch on ("service.not_ready", "service.crashed"). Each maps to the closest core Errc so
+// branch on ("service.timeout", "service.crashed"). Each maps to the closest core Errc so
 // code that only knows core codes still works. Error::code_string() gives the full name.
 #pragma once
 
@@ -13,9 +13,8 @@ namespace mup::service {
 enum class Code : int {
   bad_definition = 1,  // mup-service.toml is malformed (file:line: key: what is wrong)
   spawn_failed,        // the instance could not be started (exec, fork, log file, user)
-  not_ready,           // the readiness probe never succeeded (kept for callers; see timeout)
   crashed,             // the instance exited before it was ready
-  timeout,             // waited the whole timeout (readiness, stop)
+  timeout,             // not ready within the timeout, or survived SIGKILL in stop()
   not_found,           // no instance with that id
   cancelled,           // the caller's cancel flag was raised
   busy,                // another supervisor owns this root
@@ -32,7 +31,6 @@ constexpr Errc errc_for(Code c) {
   switch (c) {
     case Code::bad_definition: return Errc::invalid_argument;
     case Code::spawn_failed: return Errc::io;
-    case Code::not_ready:
     case Code::crashed:
     case Code::timeout:
     case Code::cancelled: return Errc::io;

@@ -132,17 +132,23 @@ void Impl::sample_locked(Instance& in) {
   auto t = now();
   auto st = procfs::read_stat(in.pid);
   if (!st || st->start_ticks != in.start_ticks) return;
-  uint64_t ticks = st->utime_ticks + st->stime_ticks;
+  // In its own cgroup the instance's children count too (cpu.stat is in microseconds);
+  // otherwise only its main process, in clock ticks.
+  std::optional<uint64_t> cg_usec = in.cgroup.empty() ? std::nullopt : cgroup_cpu_usec(in.cgroup);
+  uint64_t usage = cg_usec ? *cg_usec
+                           : (st->utime_ticks + st->stime_ticks) * 1'000'000ULL /
+                                 static_cast<uint64_t>(procfs::clock_ticks_per_second());
   if (in.sampled) {
     double wall_s = std::chrono::duration<double>(t - in.sampled_at).count();
-    if (wall_s > 0 && ticks >= in.cpu_ticks)
-      in.cpu_percent = 100.0 * static_cast<double>(ticks - in.cpu_ticks) /
-                       static_cast<double>(procfs::clock_ticks_per_second()) / wall_s;
+    if (wall_s > 0 && usage >= in.cpu_ticks)
+      in.cpu_percent = 100.0 * static_cast<double>(usage - in.cpu_ticks) / 1e6 / wall_s;
   }
-  in.cpu_ticks = ticks;
+  in.cpu_ticks = usage;
   in.sampled_at = t;
   in.sampled = true;
-  if (auto rss = procfs::read_rss_bytes(in.pid)) in.rss_bytes = *rss;
+  std::optional<uint64_t> rss = in.cgroup.empty() ? std::nullopt : cgroup_memory_bytes(in.cgroup);
+  if (!rss) rss = procfs::read_rss_bytes(in.pid);
+  if (rss) in.rss_bytes = *rss;
 }
 
 void Impl::rotate_log_locked(Instance& in) {

@@ -2,6 +2,7 @@
 // itself re-executed as a tiny TCP/HTTP server (`--mup-test-server`, handled before main).
 // No timing assertions: waits poll with generous failure timeouts.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <pwd.h>
@@ -11,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -183,133 +185,6 @@ class SupervisorTest : public ::testing::Test {
   std::unique_ptr<Supervisor> sup_;
 };
 
-// --- parsing -----------------------------------------------------------------------------
-
-TEST(ServiceDefTest, ParsesTheDocumentedExample) {
-  ServiceDef d = parse_ok(R"(
-[service]
-exec = ["bin/server", "--port", "{port}"]
-listen = "127.0.0.1:8080"
-protocol = "http"
-instances = 2
-env = { LOG_LEVEL = "info" }
-workdir = "."
-[service.ready]
-http = "/healthz"
-timeout_ms = 10000
-interval_ms = 100
-[service.stop]
-signal = "TERM"
-drain_ms = 10000
-timeout_ms = 10000
-[service.restart]
-backoff_ms = 200
-max_backoff_ms = 10000
-[service.log]
-max_bytes = 1048576
-[service.limits]
-memory_max = "512M"
-cpu_max = "100%"
-pids_max = 256
-)");
-  EXPECT_EQ(d.exec, (std::vector<std::string>{"bin/server", "--port", "{port}"}));
-  EXPECT_EQ(d.listen, "127.0.0.1:8080");
-  EXPECT_EQ(d.protocol, Protocol::http);
-  EXPECT_EQ(d.instances, 2);
-  EXPECT_EQ(d.env.at("LOG_LEVEL"), "info");
-  EXPECT_EQ(d.ready.kind, ReadyCheck::Kind::http);
-  EXPECT_EQ(d.ready.http_path, "/healthz");
-  EXPECT_EQ(d.stop.signal, SIGTERM);
-  EXPECT_EQ(d.restart.max_backoff_ms, 10000);
-  EXPECT_EQ(d.log.max_bytes, 1048576);
-  EXPECT_EQ(d.limits.memory_max, 512ULL << 20);
-  EXPECT_EQ(d.limits.cpu_max, 100);
-  EXPECT_EQ(d.limits.pids_max, 256);
-
-  auto back = service_def_from_json(d.to_json());
-  ASSERT_TRUE(back) << back.error().message();
-  EXPECT_EQ(back->to_json(), d.to_json());
-}
-
-TEST(ServiceDefTest, DefaultsAndPlaceholders) {
-  ServiceDef d = parse_ok("[service]\nexec = [\"/bin/true\"]\nlisten = \"[::1]:80\"\n");
-  EXPECT_EQ(d.instances, 1);
-  EXPECT_EQ(d.ready.kind, ReadyCheck::Kind::tcp);
-  EXPECT_EQ(d.stop.timeout_ms, 10000);
-  EXPECT_FALSE(d.limits.any());
-  EXPECT_EQ(substitute("p={port} v={version} i={instance} s={state_dir} {x}",
-                       {"41000", "2.0.0", "1", "/st"}),
-            "p=41000 v=2.0.0 i=1 s=/st {x}");
-}
-
-TEST(ServiceDefTest, EveryErrorNamesFileLineAndKey) {
-  const std::string head = "[service]\nexec = [\"bin/x\"]\nlisten = \"127.0.0.1:80\"\n";
-  struct Case {
-    std::string text;
-    std::string expect;
-  };
-  const std::vector<Case> cases = {
-      {head + "bogus = 1\n", "mup-service.toml:4: service.bogus: unknown key"},
-      {head + "[service.ready]\nhtp = \"/\"\n",
-       "mup-service.toml:5: service.ready.htp: unknown key"},
-      {"[other]\n", "mup-service.toml:1: other: unknown key"},
-      {head + "instances = \"2\"\n",
-       "mup-service.toml:4: service.instances: expected an integer, got a string"},
-      {head + "instances = 0\n", "service.instances: must be between 1 and 64"},
-      {head + "instances = 65\n", "service.instances: must be between 1 and 64"},
-      {"[service]\nlisten = \"127.0.0.1:80\"\n", "mup-service.toml:1: service.exec: missing"},
-      {"[service]\nexec = [\"bin/x\"]\n", "service.listen: missing"},
-      {"[service]\nexec = [\"../x\"]\nlisten = \"127.0.0.1:80\"\n",
-       "mup-service.toml:2: service.exec: relative program path \"../x\" must stay in the tree"},
-      {"[service]\nexec = [\"bin/../../x\"]\nlisten = \"127.0.0.1:80\"\n", "must stay in the tree"},
-      {"[service]\nexec = [1]\nlisten = \"127.0.0.1:80\"\n",
-       "service.exec: expected an array of strings"},
-      {"[service]\nexec = []\nlisten = \"127.0.0.1:80\"\n", "service.exec: must not be empty"},
-      {"[service]\nexec = [\"x\"]\nlisten = \"8080\"\n",
-       "mup-service.toml:3: service.listen: expected host:port"},
-      {"[service]\nexec = [\"x\"]\nlisten = \"h:99999\"\n",
-       "the port must be a number from 1 to 65535"},
-      {"[service]\nexec = [\"x\"]\nlisten = \":80\"\n", "the host is empty"},
-      {head + "[service.ready]\nhttp = \"/h\"\ntcp = true\n",
-       "mup-service.toml:4: service.ready: give only one of http, tcp and exec"},
-      {head + "[service.ready]\nhttp = \"h\"\n", "service.ready.http: expected a path"},
-      {head + "protocol = \"udp\"\n", "service.protocol: expected \"http\" or \"tcp\""},
-      {head + "[service.stop]\nsignal = \"STOP\"\n", "service.stop.signal: unknown signal"},
-      {head + "[service.limits]\nmemory_max = \"12X\"\n",
-       "service.limits.memory_max: expected a size"},
-      {head + "[service.limits]\ncpu_max = 50\n", "service.limits.cpu_max: expected a percentage"},
-      {head + "env = { PORT = \"1\" }\n", "service.env.PORT: is set by mup"},
-      {head + "env = { A = 1 }\n", "service.env.A: expected a string"},
-      {head + "workdir = \"/abs\"\n", "service.workdir: must be a path in the tree"},
-      {"[service]\nexec = [\"x\", \"{prot}\"]\nlisten = \"127.0.0.1:80\"\n",
-       "unknown placeholder {prot}"},
-      {head + "[service.restart]\nbackoff_ms = 500\nmax_backoff_ms = 100\n",
-       "must be >= backoff_ms"},
-      {head + "[service.log]\nmax_bytes = 10\n", "service.log.max_bytes: must be between 1024"},
-      {"[service\n", "mup-service.toml:1:"},
-  };
-  for (const auto& c : cases) {
-    auto d = parse_service_def(c.text, "mup-service.toml");
-    ASSERT_FALSE(d) << c.text;
-    EXPECT_TRUE(d.error().is(Code::bad_definition)) << d.error().code_string();
-    EXPECT_NE(d.error().message().find(c.expect), std::string::npos)
-        << "text:\n"
-        << c.text << "message: " << d.error().message();
-  }
-}
-
-TEST(ServiceDefTest, LoadsFromFile) {
-  test::ScratchDir dir;
-  test::write_file(dir / "mup-service.toml",
-                   std::string("[service]\nexec = [\"x\"]\nlisten = 1\n"));
-  auto d = load_service_def(dir / "mup-service.toml");
-  ASSERT_FALSE(d);
-  EXPECT_NE(d.error().message().find((dir / "mup-service.toml").string() + ":3: service.listen"),
-            std::string::npos)
-      << d.error().message();
-  EXPECT_FALSE(load_service_def(dir / "missing.toml"));
-}
-
 // --- start, ready, stop --------------------------------------------------------------------
 
 TEST_F(SupervisorTest, TcpReadyThenStopWithTerm) {
@@ -403,6 +278,28 @@ TEST_F(SupervisorTest, IgnoringTermGetsKilled) {
       << stopped[0].dump();
 }
 
+TEST_F(SupervisorTest, EventHandlerMayCallBackIn) {
+  sup_.reset();
+  SupervisorOptions o;
+  o.root = dir_ / "root";
+  std::atomic<int> seen{0};
+  Supervisor* self = nullptr;
+  o.on_event = [&](const nlohmann::json& e) {
+    if (e["event"] == "started" && self) {
+      EXPECT_EQ(self->list().size(), 1u);
+      EXPECT_TRUE(self->set_restart(e["id"], false));
+    }
+    seen++;
+  };
+  auto sup = Supervisor::open(o);
+  ASSERT_TRUE(sup);
+  self = sup->get();
+  auto info = (*sup)->start(sh_def("exec sleep 1000"), tree_, {"web", "1.0.0", 0});
+  ASSERT_TRUE(info);
+  EXPECT_GE(seen.load(), 1);
+  ASSERT_TRUE((*sup)->stop(info->id));
+}
+
 TEST_F(SupervisorTest, SpawnFailureIsAnError) {
   auto def = parse_ok("[service]\nexec = [\"bin/missing\"]\nlisten = \"127.0.0.1:80\"\n");
   auto r = sup_->start(def, tree_, {"web", "1.0.0", 0});
@@ -418,6 +315,294 @@ TEST_F(SupervisorTest, SecondSupervisorOnTheSameRootIsBusy) {
   auto other = Supervisor::open(o);
   ASSERT_FALSE(other);
   EXPECT_TRUE(other.error().is(Code::busy));
+}
+
+// --- restart, adoption --------------------------------------------------------------------
+
+TEST_F(SupervisorTest, CrashedInstanceRestartsWithBackoff) {
+  auto info = start(sh_def("echo run; sleep 0.1; exit 1",
+                           "[service.restart]\nbackoff_ms = 20\nmax_backoff_ms = 200\n"));
+  ASSERT_TRUE(wait_until([&] { return get(info.id).restarts >= 3; })) << get(info.id).to_json();
+  auto now = get(info.id);
+  EXPECT_EQ(now.last_exit, "exited with status 1");
+  EXPECT_GE(events_.named("restarted").size(), 3u);
+  EXPECT_GE(events_.named("exited").size(), 3u);
+  // The record follows.
+  auto rec = nlohmann::json::parse(slurp(dir_ / "root/run/instances/web@1.0.0#0.json"));
+  EXPECT_GE(rec["restarts"].get<int>(), 3);
+
+  // With restart off, the next exit stays exited.
+  ASSERT_TRUE(sup_->set_restart(info.id, false));
+  ASSERT_TRUE(wait_until([&] { return get(info.id).state == "exited"; })) << get(info.id).to_json();
+  EXPECT_EQ(get(info.id).pid, 0);
+}
+
+TEST_F(SupervisorTest, DestroyedSupervisorLeavesInstancesAndTheNextAdoptsThem) {
+  auto info = start(server_def("tcp", ""));
+  ASSERT_TRUE(sup_->wait_ready(info.id));
+  sup_.reset();  // not stopped: that is the point
+  auto st = procfs::read_stat(info.pid);
+  ASSERT_TRUE(st);
+  EXPECT_NE(st->state, 'Z');
+
+  sup_ = open_sup();
+  ASSERT_TRUE(sup_);
+  auto again = get(info.id);
+  EXPECT_TRUE(again.adopted);
+  EXPECT_EQ(again.pid, info.pid);
+  EXPECT_EQ(again.port, info.port);
+  EXPECT_EQ(again.state, "ready");
+  EXPECT_EQ(events_.named("adopted").size(), 1u);
+  ASSERT_TRUE(sup_->stop(info.id));
+  EXPECT_TRUE(pid_gone(info.pid));
+  EXPECT_TRUE(sup_->list().empty());
+}
+
+TEST_F(SupervisorTest, AdoptedInstanceThatDiedIsRestarted) {
+  auto info = start(server_def("tcp", "[service.restart]\nbackoff_ms = 20\n"));
+  ASSERT_TRUE(sup_->wait_ready(info.id));
+  sup_.reset();
+  ::kill(info.pid, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(::waitpid(info.pid, &status, 0), info.pid);  // we are still its parent
+
+  sup_ = open_sup();
+  ASSERT_TRUE(sup_);
+  auto again = get(info.id);
+  EXPECT_FALSE(again.adopted);
+  EXPECT_NE(again.last_exit.find("not running when the supervisor opened"), std::string::npos)
+      << again.last_exit;
+  ASSERT_TRUE(wait_until([&] { return get(info.id).pid > 0; }));
+  EXPECT_NE(get(info.id).pid, info.pid);
+  EXPECT_EQ(get(info.id).restarts, 1);
+  EXPECT_TRUE(sup_->wait_ready(info.id));
+}
+
+// The real case: the agent process is SIGKILLed; its instance is reparented (no longer our
+// child), and the next supervisor adopts it, notices its death through the pidfd alone, and
+// restarts it.
+TEST_F(SupervisorTest, AgentKilledWithSigkillInstanceSurvivesAndIsAdopted) {
+  sup_.reset();  // no monitor thread while we fork
+  ServiceDef def = server_def("tcp", "[service.restart]\nbackoff_ms = 20\n");
+  stdfs::path pid_file = dir_ / "instance.pid";
+  pid_t agent = ::fork();
+  if (agent == 0) {
+    SupervisorOptions o;
+    o.root = dir_ / "root";
+    auto sup = Supervisor::open(o);
+    if (!sup) ::_exit(10);
+    auto info = (*sup)->start(def, tree_, {"web", "1.0.0", 0});
+    if (!info || !(*sup)->wait_ready(info->id)) ::_exit(11);
+    std::ofstream(pid_file) << info->pid;
+    ::raise(SIGKILL);
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(agent, &status, 0), agent);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "agent exited with " << WEXITSTATUS(status);
+  pid_t pid = std::stoi(slurp(pid_file));
+  ASSERT_TRUE(wait_until([&] {
+    auto st = procfs::read_stat(pid);
+    return st && st->state != 'Z';
+  }));
+
+  sup_ = open_sup();
+  ASSERT_TRUE(sup_);
+  auto info = get("web@1.0.0#0");
+  EXPECT_TRUE(info.adopted);
+  EXPECT_EQ(info.pid, pid);
+  EXPECT_EQ(info.state, "ready");
+  EXPECT_TRUE(sup_->wait_ready(info.id));
+
+  ::kill(pid, SIGKILL);
+  ASSERT_TRUE(wait_until([&] { return get(info.id).restarts == 1; })) << get(info.id).to_json();
+  auto after = get(info.id);
+  EXPECT_EQ(after.last_exit, "exited (adopted; status unknown)");
+  EXPECT_FALSE(after.adopted);
+  EXPECT_NE(after.pid, pid);
+  EXPECT_TRUE(sup_->wait_ready(info.id));
+}
+
+TEST_F(SupervisorTest, StopAllForOneVersion) {
+  auto def = sh_def("exec sleep 1000");
+  for (int i = 0; i < 3; ++i) start(def, true, i);
+  auto other = sup_->start(def, tree_, {"web", "2.0.0", 0});
+  ASSERT_TRUE(other);
+  ASSERT_TRUE(sup_->stop_all_for("web", "1.0.0"));
+  auto left = sup_->list();
+  ASSERT_EQ(left.size(), 1u);
+  EXPECT_EQ(left[0].id, "web@2.0.0#0");
+}
+
+// A record the supervisor writes, with the fields open() checks replaced.
+void write_record(const stdfs::path& root, pid_t pid, uint64_t start_ticks, bool restart) {
+  ServiceDef def = sh_def("exec sleep 1000");
+  nlohmann::json rec = {{"record_version", 1},
+                        {"id", "web@1.0.0#0"},
+                        {"component", "web"},
+                        {"version", "1.0.0"},
+                        {"index", 0},
+                        {"tree", root.string()},
+                        {"pid", pid},
+                        {"port", 1},
+                        {"start_ticks", start_ticks},
+                        {"boot_id", procfs::boot_id()},
+                        {"started_at", 0},
+                        {"state", "ready"},
+                        {"restart", restart},
+                        {"restarts", 0},
+                        {"log", (root / "logs/web/web@1.0.0#0.log").string()},
+                        {"state_dir", (root / "state/web").string()},
+                        {"definition", def.to_json()}};
+  stdfs::create_directories(root / "run/instances");
+  test::write_file(root / "run/instances/web@1.0.0#0.json", rec.dump());
+}
+
+TEST_F(SupervisorTest, RecordOfAnotherProcessIsNotAdopted) {
+  sup_.reset();
+  // Our own pid is alive, but started at other ticks: a recycled pid. Never signalled.
+  auto me = procfs::read_stat(::getpid());
+  ASSERT_TRUE(me);
+  write_record(dir_ / "root", ::getpid(), me->start_ticks + 1, false);
+  sup_ = open_sup();
+  ASSERT_TRUE(sup_);
+  auto info = get("web@1.0.0#0");
+  EXPECT_FALSE(info.adopted);
+  EXPECT_EQ(info.state, "exited");
+  EXPECT_EQ(info.pid, 0);
+  ASSERT_TRUE(sup_->stop(info.id));  // removes the record, signals nothing (we are alive)
+  EXPECT_FALSE(stdfs::exists(dir_ / "root/run/instances/web@1.0.0#0.json"));
+}
+
+TEST_F(SupervisorTest, RecordOfADeadPidIsNotAdopted) {
+  sup_.reset();
+  pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  auto st = procfs::read_stat(dead);
+  uint64_t ticks = st ? st->start_ticks : 0;
+  int status = 0;
+  ::waitpid(dead, &status, 0);
+  write_record(dir_ / "root", dead, ticks, false);
+  sup_ = open_sup();
+  ASSERT_TRUE(sup_);
+  auto info = get("web@1.0.0#0");
+  EXPECT_FALSE(info.adopted);
+  EXPECT_EQ(info.state, "exited");
+  // Restart it on request: the recorded definition is enough.
+  ASSERT_TRUE(sup_->set_restart(info.id, true));
+  ASSERT_TRUE(wait_until([&] { return get(info.id).pid > 0; }));
+  EXPECT_EQ(get(info.id).restarts, 1);
+}
+
+// --- environment, logs, sampling, limits -----------------------------------------------------
+
+TEST_F(SupervisorTest, EnvironmentAndStateDir) {
+  auto def = sh_def("env > \"$MUP_STATE_DIR/env-$MUP_INSTANCE\"; exec sleep 1000",
+                    "env = { GREETING = \"hi-{instance}-{version}\", ARGPORT = \"{port}\" }\n");
+  auto info = start(def, true, 1);
+  stdfs::path out = state_dir() / "env-1";
+  ASSERT_TRUE(wait_until([&] { return slurp(out).find("GREETING") != std::string::npos; }));
+  std::string env = slurp(out);
+  EXPECT_NE(env.find("PORT=" + std::to_string(info.port) + "\n"), std::string::npos) << env;
+  EXPECT_NE(env.find("ARGPORT=" + std::to_string(info.port) + "\n"), std::string::npos) << env;
+  EXPECT_NE(env.find("MUP_COMPONENT=web\n"), std::string::npos) << env;
+  EXPECT_NE(env.find("MUP_VERSION=1.0.0\n"), std::string::npos) << env;
+  EXPECT_NE(env.find("MUP_INSTANCE=1\n"), std::string::npos) << env;
+  EXPECT_NE(env.find("MUP_STATE_DIR=" + state_dir().string() + "\n"), std::string::npos) << env;
+  EXPECT_NE(env.find("GREETING=hi-1-1.0.0\n"), std::string::npos) << env;
+  struct stat st {};
+  ASSERT_EQ(::stat(state_dir().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700u);
+  // The working directory is the tree.
+  EXPECT_EQ(stdfs::read_symlink("/proc/" + std::to_string(info.pid) + "/cwd"),
+            stdfs::absolute(tree_));
+}
+
+TEST_F(SupervisorTest, InstanceHoldsNoInheritedDescriptors) {
+  int leak = ::open("/dev/null", O_RDONLY);  // not close-on-exec on purpose
+  ASSERT_GE(leak, 3);
+  auto info = start(sh_def("exec sleep 1000"));
+  ::close(leak);
+  // The dynamic loader opens descriptors for a moment while the program starts; an
+  // inherited one would stay.
+  auto fds = [&] {
+    std::vector<int> out;
+    std::error_code ec;
+    for (const auto& e : stdfs::directory_iterator("/proc/" + std::to_string(info.pid) + "/fd", ec))
+      out.push_back(std::stoi(e.path().filename().string()));
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return fds() == std::vector<int>{0, 1, 2};
+      },
+      10s))
+      << ::testing::PrintToString(fds());
+  EXPECT_EQ(stdfs::read_symlink("/proc/" + std::to_string(info.pid) + "/fd/0"), "/dev/null");
+  EXPECT_EQ(stdfs::read_symlink("/proc/" + std::to_string(info.pid) + "/fd/1"), info.log);
+}
+
+TEST_F(SupervisorTest, LogIsRotatedAndStaysBounded) {
+  auto info =
+      start(sh_def("while :; do echo 0123456789012345678901234567890123456789; sleep 0.005; done",
+                   "[service.log]\nmax_bytes = 2048\n"));
+  stdfs::path old = info.log + ".1";
+  ASSERT_TRUE(wait_until([&] { return events_.named("log-rotated").size() >= 2; }));
+  ASSERT_TRUE(stdfs::exists(old));
+  // Generous bounds: a rotation happens within a tick of passing max_bytes.
+  EXPECT_GT(stdfs::file_size(old), 2048u);
+  EXPECT_LT(stdfs::file_size(old), 256u * 1024);
+  EXPECT_LT(stdfs::file_size(info.log), 256u * 1024);
+  // Writing goes on in the live file after truncation (O_APPEND).
+  ASSERT_TRUE(wait_until([&] { return stdfs::file_size(info.log) > 0; }));
+}
+
+TEST_F(SupervisorTest, SamplesCpuAndRss) {
+  auto info = start(sh_def("while :; do :; done"));
+  ASSERT_TRUE(wait_until([&] {
+    auto i = get(info.id);
+    return i.cpu_percent > 0 && i.rss_bytes > 0;
+  })) << get(info.id).to_json();
+  auto j = get(info.id).to_json();
+  for (const char* k :
+       {"id", "component", "version", "index", "pid", "port", "state", "restarts", "last_exit",
+        "started_at", "cpu_percent", "rss_bytes", "log", "adopted", "limits"})
+    EXPECT_TRUE(j.contains(k)) << k;
+}
+
+TEST_F(SupervisorTest, LimitsAreAppliedOrReportedUnavailable) {
+  auto info =
+      start(sh_def("exec sleep 1000", "[service.limits]\nmemory_max = \"256M\"\npids_max = 64\n"));
+  EXPECT_TRUE(info.limits == "applied" || info.limits.rfind("unavailable: ", 0) == 0)
+      << info.limits;
+  auto plain = start(sh_def("exec sleep 1000"), true, 1);
+  EXPECT_EQ(plain.limits, "none");
+}
+
+TEST_F(SupervisorTest, RunsAsTheNamedUserWhenRoot) {
+  if (::geteuid() != 0 || ::getpwnam("nobody") == nullptr) GTEST_SKIP() << "needs root";
+  ::chmod(dir_.path().c_str(), 0755);  // let nobody reach the tree and the state dir
+  auto info =
+      start(sh_def("id -u > \"$MUP_STATE_DIR/uid\"; exec sleep 1000", "user = \"nobody\"\n"));
+  ASSERT_TRUE(wait_until([&] { return !slurp(state_dir() / "uid").empty(); }));
+  EXPECT_EQ(std::stoul(slurp(state_dir() / "uid")), ::getpwnam("nobody")->pw_uid);
+}
+
+TEST_F(SupervisorTest, WorkdirTheUserCannotEnterFailsTheStart) {
+  if (::geteuid() != 0 || ::getpwnam("nobody") == nullptr) GTEST_SKIP() << "needs root";
+  // The scratch dir is 0700 root: nobody cannot enter the tree.
+  auto r =
+      sup_->start(sh_def("exec sleep 1000", "user = \"nobody\"\n"), tree_, {"web", "1.0.0", 0});
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().is(Code::spawn_failed));
+  EXPECT_NE(r.error().message().find("chdir"), std::string::npos) << r.error().message();
+}
+
+TEST_F(SupervisorTest, UnknownUserIsASpawnError) {
+  auto r = sup_->start(sh_def("exec sleep 1000", "user = \"no-such-user-mup\"\n"), tree_,
+                       {"web", "1.0.0", 0});
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(r.error().is(Code::spawn_failed));
 }
 
 }  // namespace

@@ -59,13 +59,14 @@ void report(int fd, Stage stage, int err, bool fatal) {
     report(report_fd, Stage::cgroup, errno, false);
   if (::dup2(null_fd, 0) < 0 || ::dup2(log_fd, 1) < 0 || ::dup2(log_fd, 2) < 0)
     report(report_fd, Stage::stdio, errno, true);
-  if (::chdir(spec.cwd.c_str()) != 0) report(report_fd, Stage::chdir, errno, true);
   if (spec.run_as) {
     if (::setgroups(spec.run_as->groups.size(), spec.run_as->groups.data()) != 0)
       report(report_fd, Stage::groups, errno, true);
     if (::setgid(spec.run_as->gid) != 0) report(report_fd, Stage::setgid, errno, true);
     if (::setuid(spec.run_as->uid) != 0) report(report_fd, Stage::setuid, errno, true);
   }
+  // After setuid, so a workdir the user cannot enter fails the start here.
+  if (::chdir(spec.cwd.c_str()) != 0) report(report_fd, Stage::chdir, errno, true);
   sigset_t none;
   sigemptyset(&none);
   ::sigprocmask(SIG_SETMASK, &none, nullptr);

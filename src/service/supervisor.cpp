@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -133,14 +134,29 @@ void Impl::event_locked(const Instance& in, std::string_view name, nlohmann::jso
 }
 
 void Impl::flush_events() {
+  // A handler may call back into the supervisor, which flushes again on this thread: that
+  // inner flush leaves the delivery to the loop below instead of deadlocking on events_mu.
+  thread_local const Impl* delivering = nullptr;
+  if (delivering == this) return;
   std::lock_guard deliver(events_mu);
-  std::vector<nlohmann::json> events;
-  {
-    std::lock_guard lock(mu);
-    events.swap(pending_events);
+  delivering = this;
+  for (;;) {
+    std::vector<nlohmann::json> events;
+    {
+      std::lock_guard lock(mu);
+      events.swap(pending_events);
+    }
+    if (events.empty()) break;
+    if (!opts.on_event) continue;
+    for (const auto& e : events) {
+      try {
+        opts.on_event(e);
+      } catch (const std::exception&) {
+        // A handler's failure is its own; the supervisor goes on.
+      }
+    }
   }
-  if (!opts.on_event) return;
-  for (const auto& e : events) opts.on_event(e);
+  delivering = nullptr;
 }
 
 Result<SpawnSpec> Impl::spec_for_locked(const Instance& in,
@@ -267,11 +283,18 @@ Result<InstanceInfo> Supervisor::start(const ServiceDef& def, const stdfs::path&
   InstanceInfo info;
   {
     std::lock_guard lock(impl_->mu);
-    if (impl_->instances.count(in->id))
-      return fail(Errc::already_exists, "instance " + in->id + " already runs; stop it first");
+    if (auto it = impl_->instances.find(in->id); it != impl_->instances.end())
+      return fail(Errc::already_exists, "instance " + in->id + " is already supervised (state " +
+                                            it->second->state + "); stop it first");
     MUP_TRY(impl_->spawn_locked(*in));
     if (auto w = impl_->write_record_locked(*in); !w) {
+      // Unrecorded, a later agent could not find it: do not leave it running.
       ::kill(-in->pid, SIGKILL);
+      int status = 0;
+      while (::waitpid(in->pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      if (in->pidfd >= 0) ::close(in->pidfd);
+      remove_cgroup(in->cgroup);
       return tl::unexpected(w.error().context("recording " + in->id + " (it was killed)"));
     }
     impl_->instances[in->id] = in;
@@ -318,6 +341,7 @@ Status Supervisor::wait_ready(const std::string& id, std::chrono::milliseconds t
       if (ready.kind == ReadyCheck::Kind::exec) {
         auto spec = impl_->spec_for_locked(in, ready.exec);
         if (!spec) return tl::unexpected(spec.error());
+        spec->cgroup_dir.clear();  // the probe's cost is not the instance's
         exec_spec = std::move(*spec);
       }
     }

@@ -40,12 +40,17 @@
 //     (a fixed system default), HOME, the MUP_* variables and PORT, then the definition's.
 //
 // Instance id: `<component>@<version>#<index>`. Events (on_event) are JSON objects
-// {"event": started|ready|exited|restarted|stopped|log-rotated, "id", "at" (Unix ms), ...};
-// they are delivered on the calling or monitor thread, never under the supervisor's lock,
-// so a handler may call back into the Supervisor; they are serialised (one at a time).
+// {"event", "id", "at" (Unix ms), ...}: started {pid, port}, ready {pid, port}, exited
+// {pid, status}, restarted {pid, port, restarts}, stopped {pid, how}, log-rotated {bytes |
+// error}, adopted {pid, port}, and record-ignored {file, error} (no id) / record-failed
+// {error} when a record cannot be read or written. They are delivered on the calling or monitor
+// thread, never under the supervisor's lock, so a handler may call back into the Supervisor; they
+// are serialised (one at a time).
 //
-// Thread-safety: every public member may be called from any thread. Timeouts are measured
-// on the injected Clock's monotonic() (probes and waits themselves sleep in real time).
+// Thread-safety: every public member may be called from any thread. Readiness deadlines,
+// restart backoff and CPU sampling read the injected Clock's monotonic(); started_at and
+// event times its wall_ms(). stop()'s wait and each probe attempt block in poll() for real
+// time (so a FakeClock that never moves makes wait_ready wait until ready or cancelled).
 #pragma once
 
 #include <atomic>

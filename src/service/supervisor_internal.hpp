@@ -52,7 +52,7 @@ struct Instance {
 
   double cpu_percent = 0;
   uint64_t rss_bytes = 0;
-  uint64_t cpu_ticks = 0;
+  uint64_t cpu_ticks = 0;  // CPU time at the last sample, in microseconds
   steady::time_point sampled_at{};
   bool sampled = false;
 
