@@ -5,6 +5,19 @@
 // answers, never becoming ready, crashing at start, after a while, or after N requests.
 // Every switch is also an environment variable so a tree's mup-service.toml can set it.
 //
+//   GET /                {"version","instance","pid"}, header X-Mup-Version (on every answer)
+//   GET /healthz         200 when ready, else 503
+//   GET /slow?ms=N       answers after N ms (a timer: other requests go on meanwhile)
+//   GET /bytes?n=N       N bytes, streamed in 64 KiB pieces
+// Flags (environment):  --port (PORT), --version (MUP_VERSION), --instance (MUP_INSTANCE),
+//   --error-rate F (MUP_SAMPLE_ERROR_RATE), --seed N (MUP_SAMPLE_SEED), --latency-ms N
+//   (MUP_SAMPLE_LATENCY_MS), --crash-at-start (MUP_SAMPLE_CRASH_AT_START=1: exit 3),
+//   --never-ready (MUP_SAMPLE_NEVER_READY=1), --ready-after-ms N (MUP_SAMPLE_READY_AFTER_MS),
+//   --crash-after-ms N (MUP_SAMPLE_CRASH_AFTER_MS: exit 4), --crash-after-requests N
+//   (MUP_SAMPLE_CRASH_AFTER_REQUESTS: exit 5 once N answers are written), --threads N
+//   (MUP_SAMPLE_THREADS, default 2). Flags override the environment. Port 0 picks a free
+//   port; the start line on stderr says which ("listening on 127.0.0.1:N").
+//
 // Design: one acceptor thread hands each accepted socket to one of N worker io_contexts,
 // each run by a single thread. A connection lives on one thread for its whole life, so
 // nothing per connection needs a lock, and SIGTERM can walk each worker's connection set on
