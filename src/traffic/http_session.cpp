@@ -16,6 +16,7 @@
 #include <boost/beast/http.hpp>
 #include <cctype>
 #include <cstdio>
+#include <limits>
 #include <optional>
 
 #include "traffic/backend.hpp"
@@ -140,7 +141,7 @@ class HttpSession final : public Lease {
     for (;;) {
       http::request_parser<http::buffer_body> req_p;
       req_p.header_limit(static_cast<uint32_t>(limits_.max_header_bytes));
-      req_p.body_limit(boost::none);  // streamed, never held whole
+      req_p.body_limit(std::numeric_limits<std::uint64_t>::max());  // streamed, never held whole
       beast::error_code ec;
       client_.expires_after(limits_.client_idle);
       co_await http::async_read_header(client_, cbuf_, req_p, redirect(ec));
@@ -211,7 +212,7 @@ class HttpSession final : public Lease {
     for (;;) {
       res_p.emplace();
       res_p->header_limit(static_cast<uint32_t>(limits_.max_response_header_bytes));
-      res_p->body_limit(boost::none);
+      res_p->body_limit(std::numeric_limits<std::uint64_t>::max());
       if (req.method() == http::verb::head) res_p->skip(true);
       up_->stream.expires_after(limits_.io_timeout);
       co_await http::async_read_header(up_->stream, up_->buf, *res_p, redirect(ec));

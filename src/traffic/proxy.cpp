@@ -140,7 +140,10 @@ Result<Route> Proxy::set_route(const std::string& name, const RouteSpec& spec) {
   std::lock_guard lock(d.mu);
   auto it = d.routes.find(name);
   std::shared_ptr<Listener> fresh;
-  if (it == d.routes.end() || it->second.spec.listen != spec.listen) {
+  // A listen equal to what the route is bound to (e.g. the port 0 first asked for was
+  // given as 127.0.0.1:41234) keeps the socket too.
+  if (it == d.routes.end() ||
+      (it->second.spec.listen != spec.listen && it->second.listener->bound() != spec.listen)) {
     auto l = Listener::open(spec.listen, *d.workers[0]);
     if (!l) return tl::unexpected(l.error().context("route " + name));
     fresh = *l;
