@@ -299,8 +299,8 @@ TEST_F(AgentTest, DeploysImmediateAndBlueGreenUnderLoadAndRollsBackByAWeightFlip
   EXPECT_EQ(served_version(), "2.0.0");
 
   publish("3.0.0", {});
-  d = deploy({"--version", "3.0.0", "--strategy", "blue-green", "--keep-old", "10m", "--soak",
-              "200ms"});
+  d = deploy(
+      {"--version", "3.0.0", "--strategy", "blue-green", "--keep-old", "10m", "--soak", "200ms"});
   EXPECT_EQ(d["state"], "committed") << d.dump();
   EXPECT_TRUE(d["keep_old_until"].is_string());
   EXPECT_EQ(served_version(), "3.0.0");
@@ -391,7 +391,7 @@ TEST_F(AgentTest, AnAddressInUseIsReported) {
 
 TEST_F(AgentTest, ApiErrorsAreCodedAndTheSocketIsTheOwnersOnly) {
   start_agent();
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::stat(s("node/agent.sock").c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   ASSERT_EQ(::stat(s("node/agent.token").c_str(), &st), 0);
@@ -438,13 +438,17 @@ class AgentCrashTest : public AgentTest, public ::testing::WithParamInterface<st
 TEST_P(AgentCrashTest, KilledAtAStateTheNextAgentFinishesTheDeployment) {
   const std::string point = GetParam();
   const bool blue_green = point.rfind("bg:", 0) == 0;
-  const std::string state = blue_green ? point.substr(3) : point;
+  // On the undo path: a version that crashes at start, the agent killed while undoing it.
+  const bool failing = point.rfind("fail:", 0) == 0;
+  const std::string state = point.substr(point.find(':') + 1);
+  const std::string target = failing ? "2.9.0" : "2.0.0";
+  if (failing) publish(target, {"--crash-at-start"});
   start_agent();
   deploy({"--version", "1.0.0"});
   Load load(port_);
   kill_agent(SIGTERM);
   start_agent({"MUP_FAULT_AT=deploy.state." + state, "MUP_FAULT_ACTION=kill"});
-  std::vector<std::string> args = {"deploy", "web", "--version", "2.0.0", "--json"};
+  std::vector<std::string> args = {"deploy", "web", "--version", target, "--json"};
   if (blue_green) {
     args.push_back("--strategy");
     args.push_back("blue-green");
@@ -459,9 +463,16 @@ TEST_P(AgentCrashTest, KilledAtAStateTheNextAgentFinishesTheDeployment) {
   start_agent();
   json d = wait_final(id);
   load.stop();
+  EXPECT_EQ(load.failed(), 0) << load.failures();
+  if (failing) {
+    EXPECT_EQ(d["state"], "failed") << d.dump();
+    EXPECT_EQ(served_version(), "1.0.0");
+    auto status = json::parse(mup({"status", "--json"}).out, nullptr, false);
+    EXPECT_EQ(status["components"][0]["active"], "1.0.0");
+    return;
+  }
   EXPECT_EQ(d["state"], "committed") << d.dump();
   EXPECT_EQ(served_version(), "2.0.0");
-  EXPECT_EQ(load.failed(), 0) << load.failures();
   json svc = json::parse(mup({"services", "--json"}).out, nullptr, false);
   int v1_instances = 0;
   for (const auto& v : svc["services"][0]["versions"])
@@ -472,7 +483,8 @@ TEST_P(AgentCrashTest, KilledAtAStateTheNextAgentFinishesTheDeployment) {
 INSTANTIATE_TEST_SUITE_P(States, AgentCrashTest,
                          ::testing::Values("install", "start-new", "wait-ready", "soak", "switch",
                                            "drain-old", "stop-old", "commit", "bg:soak",
-                                           "bg:switch", "bg:commit"),
+                                           "bg:switch", "bg:commit", "fail:stop-new",
+                                           "fail:undo-install"),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (auto& c : n)

@@ -45,9 +45,8 @@ struct ProxyDaemon::Impl {
       routes.push_back(std::move(j));
     }
     std::string text = json({{"routes", routes}}).dump(2) + "\n";
-    return fs::write_file_atomic(dir() / "routes.json",
-                                 {reinterpret_cast<const uint8_t*>(text.data()), text.size()},
-                                 0600);
+    return fs::write_file_atomic(
+        dir() / "routes.json", {reinterpret_cast<const uint8_t*>(text.data()), text.size()}, 0600);
   }
   void load() {
     auto bytes = fs::read_file(dir() / "routes.json", 16 << 20);
@@ -100,8 +99,7 @@ Status register_api(ProxyDaemon::Impl& d) {
   }));
   MUP_TRY(s.route("GET", "/v1/routes/{service}", [&d](const api::Request& r) {
     auto route = d.proxy.route(r.params.at("service"));
-    if (!route)
-      return api::Response::error(404, "not_found", "no route " + r.params.at("service"));
+    if (!route) return api::Response::error(404, "not_found", "no route " + r.params.at("service"));
     return api::Response::ok(to_json(*route));
   }));
   MUP_TRY(s.route("PUT", "/v1/routes/{service}", [&d](const api::Request& r) {
@@ -124,9 +122,8 @@ Status register_api(ProxyDaemon::Impl& d) {
     if (auto sv = d.save(); !sv) d.say("warning: saving routes.json: " + sv.error().message());
     return api::Response::ok();
   }));
-  MUP_TRY(s.route("GET", "/v1/stats", [&d](const api::Request&) {
-    return api::Response::ok(d.proxy.stats());
-  }));
+  MUP_TRY(s.route("GET", "/v1/stats",
+                  [&d](const api::Request&) { return api::Response::ok(d.proxy.stats()); }));
   return {};
 }
 
