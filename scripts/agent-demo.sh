@@ -92,6 +92,7 @@ sleep 1
 say "deploy 2.0.0 under load (immediate: start, ready, switch all traffic, drain the old, stop it)"
 "$MUP" deploy web --version 2.0.0 --strategy immediate --wait --root "$NODE"
 echo "  now served by $(served)"
+sleep 1
 
 say "deploy 2.1.0, which crashes at start: the deployment fails, traffic never moves"
 "$MUP" deploy web --version 2.1.0 --wait --root "$NODE" || true
@@ -100,10 +101,12 @@ echo "  still served by $(served)"
 say "deploy 3.0.0 blue-green: the full new set beside the old, then all traffic at once"
 "$MUP" deploy web --version 3.0.0 --strategy blue-green --keep-old 10m --soak 1s --wait --root "$NODE"
 "$MUP" services --root "$NODE"
+sleep 1
 
 say "mup rollback web, inside the window: a weight flip back to the warm 2.0.0"
 "$MUP" rollback web --root "$NODE"
 echo "  now served by $(served)"
+sleep 1
 
 say "the agent SIGKILLed in the middle of deploying 4.0.0: the proxy and the instances serve on"
 kill "$AGENT_PID"

@@ -237,6 +237,9 @@ void Deployer::run(const std::shared_ptr<Job>& job) {
     }
   }
 
+  // What carried the traffic when the deployment began (shown until it moves it).
+  if (!row.detail.contains("traffic")) row.detail["traffic"] = plane_.weights(row.component);
+
   for (int steps = 0; !is_final(s); ++steps) {
     if (stopping_) return finish_job();  // left unfinished: the next agent resumes it
     if (steps > 64) {
