@@ -443,7 +443,7 @@ TEST(Proxy, OnlyDeadBackendsAnswer502) {
   ASSERT_TRUE(r);
   Client c(r->bound);
   EXPECT_EQ(c.get("/").status, 502);
-  EXPECT_EQ(version_stats(proxy.stats(), "web", "0.9.0")["errors"], 1);
+  EXPECT_EQ(version_stats(settled_stats(proxy), "web", "0.9.0")["errors"], 1);
 }
 
 TEST(Proxy, HugeHeaderIs431) {
