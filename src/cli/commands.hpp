@@ -35,5 +35,7 @@ void register_node_commands(CLI::App& app);
 // The node administrator's commands: remote, install, versions, activate, rollback, pin, gc,
 // status, history, audit, snapshot, verify.
 void register_install_commands(CLI::App& app);
+// The data plane: proxy (runs traffic::ProxyDaemon in the foreground).
+void register_proxy_commands(CLI::App& app);
 
 }  // namespace mup::cli
