@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
@@ -57,54 +56,19 @@ Result<std::string> load_or_make_token(const stdfs::path& root) {
   return token;
 }
 
-// Starts `mup proxy --root R` fully detached (its own session, not our child once the
-// intermediate process exits), stdio to <root>/proxy/proxy.log.
-Status spawn_proxy(const stdfs::path& root, const stdfs::path& binary) {
-  std::error_code ec;
-  stdfs::create_directories(root / "proxy", ec);
-  const std::string log = (root / "proxy" / "proxy.log").string();
-  const std::string bin = binary.string(), r = root.string();
-  pid_t pid = ::fork();
-  if (pid < 0) return fail(Errc::io, "fork for the proxy failed");
-  if (pid == 0) {
-    ::setsid();
-    if (::fork() != 0) ::_exit(0);
-    int in = ::open("/dev/null", O_RDONLY);
-    int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-    if (in >= 0) ::dup2(in, 0);
-    if (out >= 0) {
-      ::dup2(out, 1);
-      ::dup2(out, 2);
-    }
-    ::close_range(3, ~0U, 0);
-    ::execl(bin.c_str(), bin.c_str(), "proxy", "--root", r.c_str(), static_cast<char*>(nullptr));
-    ::_exit(127);
-  }
-  int st = 0;
-  ::waitpid(pid, &st, 0);
-  return {};
-}
-
-Result<api::Client> ensure_proxy(const stdfs::path& root, const stdfs::path& binary,
-                                 const std::function<void(std::string_view)>& log) {
-  auto client = api::Client::unix_socket(root / "proxy.sock");
-  auto h = client.request("GET", "/v1/health", nullptr, 2s);
-  if (h && h->status == 200) {
-    log("proxy running (pid " + std::to_string(h->body.value("pid", 0)) + "): adopted");
+// The proxy of `root`, started (detached) when none answers; a client of it.
+Result<traffic::ProxyClient> ensure_proxy(const stdfs::path& root, const stdfs::path& binary,
+                                          const std::function<void(std::string_view)>& log) {
+  traffic::ProxyClient client(root);
+  if (auto h = client.health()) {
+    log("proxy running (pid " + std::to_string(h->value("pid", 0)) + "): adopted");
     return client;
   }
   if (binary.empty()) return fail(Errc::not_found, "no proxy runs and no mup binary to start one");
-  MUP_TRY(spawn_proxy(root, binary));
-  for (int i = 0; i < 100; ++i) {
-    h = client.request("GET", "/v1/health", nullptr, 1s);
-    if (h && h->status == 200) {
-      log("proxy started (pid " + std::to_string(h->body.value("pid", 0)) + ")");
-      return client;
-    }
-    std::this_thread::sleep_for(50ms);
-  }
-  return fail(Errc::io, "the proxy did not answer on " + (root / "proxy.sock").string() +
-                            " within 5 s (see " + (root / "proxy" / "proxy.log").string() + ")");
+  MUP_TRY(traffic::ProxyClient::ensure_running(root, binary));
+  if (auto h = client.health())
+    log("proxy started (pid " + std::to_string(h->value("pid", 0)) + ")");
+  return client;
 }
 
 }  // namespace

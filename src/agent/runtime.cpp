@@ -1,5 +1,6 @@
 #include "agent/runtime.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -18,7 +19,8 @@ bool serving(const service::InstanceInfo& i) {
 
 }  // namespace
 
-Runtime::Runtime(engine::Engine& engine, service::Supervisor& supervisor, api::Client proxy)
+Runtime::Runtime(engine::Engine& engine, service::Supervisor& supervisor,
+                 traffic::ProxyClient proxy)
     : engine_(engine), supervisor_(supervisor), proxy_(std::move(proxy)) {}
 
 Result<service::ServiceDef> Runtime::definition(const std::string& c, const std::string& v) {
@@ -41,54 +43,39 @@ std::vector<service::InstanceInfo> Runtime::instances_of(const std::string& c,
 }
 
 Status Runtime::load_routes() {
-  auto r = proxy_.request("GET", "/v1/routes");
-  if (!r) return tl::unexpected(r.error().context("reading the proxy's routes"));
-  if (r->status != 200)
-    return fail(Errc::io, "the proxy answered " + std::to_string(r->status) + " to GET /v1/routes");
+  auto routes = proxy_.routes();
+  if (!routes) return tl::unexpected(routes.error().context("reading the proxy's routes"));
   std::lock_guard lk(mu_);
-  for (const auto& route : r->body.value("routes", nlohmann::json::array())) {
-    if (!route.is_object() || !route.contains("name")) continue;
-    Service& s = services_[route.value("name", "")];
-    s.listen = route.value("listen", "");
-    s.protocol = route.value("protocol", "http");
-    s.drain_ms = route.value("drain_ms", int64_t{10000});
+  for (const auto& route : *routes) {
+    Service& s = services_[route.name];
+    s.listen = route.spec.listen;
+    s.protocol = std::string(traffic::protocol_name(route.spec.protocol));
+    s.drain_ms = route.spec.drain_ms;
     s.weights.clear();
-    for (const auto& b : route.value("backends", nlohmann::json::array())) {
-      if (!b.is_object() || b.value("state", "active") != "active") continue;
-      const std::string v = b.value("version", "");
-      const int w = b.value("weight", 0);
-      auto it = s.weights.find(v);
-      s.weights[v] = it == s.weights.end() ? w : std::max(it->second, w);
+    for (const auto& b : route.spec.backends) {
+      auto it = s.weights.find(b.version);
+      const int w = static_cast<int>(b.weight);
+      s.weights[b.version] = it == s.weights.end() ? w : std::max(it->second, w);
     }
   }
   return {};
 }
 
 Status Runtime::push(const std::string& c, Service& s, bool force) {
-  nlohmann::json backends = nlohmann::json::array();
+  traffic::RouteSpec spec;
+  spec.listen = s.listen;
+  spec.protocol = s.protocol == "tcp" ? traffic::Protocol::tcp : traffic::Protocol::http;
+  spec.drain_ms = static_cast<uint32_t>(std::clamp<int64_t>(s.drain_ms, 0, traffic::kMaxDrainMs));
   for (const auto& [v, w] : s.weights)
     for (const auto& i : instances_of(c, v))
       if (serving(i))
-        backends.push_back({{"id", i.id},
-                            {"version", v},
-                            {"address", "127.0.0.1:" + std::to_string(i.port)},
-                            {"weight", w}});
-  if (!force && backends == s.pushed) return {};
-  nlohmann::json spec = {{"listen", s.listen},
-                         {"protocol", s.protocol},
-                         {"drain_ms", s.drain_ms},
-                         {"backends", backends}};
-  auto r = proxy_.request("PUT", "/v1/routes/" + c, spec);
-  if (!r) return tl::unexpected(r.error().context("routing " + c));
-  if (r->status != 200) {
-    std::string msg = r->body.is_object() && r->body.contains("error")
-                          ? r->body["error"].value("message", "")
-                          : r->body.dump();
-    return fail(
-        r->status == 409 ? Errc::busy : Errc::io,
-        "the proxy refused the route of " + c + " (" + std::to_string(r->status) + "): " + msg);
-  }
-  s.pushed = std::move(backends);
+        spec.backends.push_back({i.id, v, "127.0.0.1:" + std::to_string(i.port),
+                                 static_cast<uint32_t>(std::max(w, 0))});
+  if (!force && s.pushed_once && spec.backends == s.pushed) return {};
+  auto r = proxy_.put_route(c, spec);
+  if (!r) return tl::unexpected(r.error().context("routing " + c + " through the proxy"));
+  s.pushed = std::move(spec.backends);
+  s.pushed_once = true;
   return {};
 }
 
@@ -172,14 +159,13 @@ Status Runtime::wait_drained(const std::string& c, const std::string& v,
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(drain_ms) + 2s;
   for (;;) {
-    auto r = proxy_.request("GET", "/v1/routes/" + c, nullptr, 5s);
-    if (!r) return tl::unexpected(r.error());
-    if (r->status == 404) return {};
+    auto routes = proxy_.routes();
+    if (!routes) return tl::unexpected(routes.error());
     bool left = false;
-    for (const auto& b : r->body.value("backends", nlohmann::json::array()))
-      if (b.is_object() && b.value("version", "") == v &&
-          (b.value("state", "") == "draining" || b.value("in_flight", 0) > 0))
-        left = true;
+    for (const auto& r : *routes)
+      if (r.name == c)
+        for (const auto& b : r.backends)
+          if (b.spec.version == v && (b.draining || b.in_flight > 0)) left = true;
     if (!left) return {};
     if (cancel) return fail(Errc::io, "cancelled");
     if (std::chrono::steady_clock::now() > deadline)
@@ -284,14 +270,11 @@ nlohmann::json Runtime::services_json() {
 }
 
 Result<nlohmann::json> Runtime::proxy_stats() {
-  auto r = proxy_.request("GET", "/v1/stats");
-  if (!r) return tl::unexpected(r.error());
-  return r->body;
+  return proxy_.stats();
 }
 
 bool Runtime::proxy_alive() {
-  auto r = proxy_.request("GET", "/v1/health", nullptr, 2s);
-  return r && r->status == 200;
+  return proxy_.health().has_value();
 }
 
 // --- EngineNode ------------------------------------------------------------------------

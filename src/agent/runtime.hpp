@@ -18,17 +18,17 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "api/client.hpp"
 #include "deploy/deployer.hpp"
 #include "engine/engine.hpp"
 #include "service/service_def.hpp"
 #include "service/supervisor.hpp"
+#include "traffic/daemon.hpp"
 
 namespace mup::agent {
 
 class Runtime : public deploy::DataPlane {
  public:
-  Runtime(engine::Engine& engine, service::Supervisor& supervisor, api::Client proxy);
+  Runtime(engine::Engine& engine, service::Supervisor& supervisor, traffic::ProxyClient proxy);
 
   // Reads the proxy's routes back (which versions carry traffic, with which weights).
   [[nodiscard]] Status load_routes();
@@ -67,7 +67,8 @@ class Runtime : public deploy::DataPlane {
     std::map<std::string, int> weights;
     std::string listen, protocol;
     int64_t drain_ms = 10000;
-    nlohmann::json pushed;  // the backends last sent, to skip PUTs that change nothing
+    std::vector<traffic::BackendSpec> pushed;  // last sent, to skip PUTs that change nothing
+    bool pushed_once = false;
   };
   std::vector<service::InstanceInfo> instances_of(const std::string& component,
                                                   const std::string& version) const;
@@ -75,7 +76,7 @@ class Runtime : public deploy::DataPlane {
 
   engine::Engine& engine_;
   service::Supervisor& supervisor_;
-  api::Client proxy_;
+  traffic::ProxyClient proxy_;
   std::mutex mu_;
   std::map<std::string, Service> services_;
 };

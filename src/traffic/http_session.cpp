@@ -276,9 +276,10 @@ class HttpSession final : public Lease {
     auto elapsed = [&] { return std::chrono::steady_clock::now() - start; };
     bool body_left = !req_p.is_done();
     if (!lease) {  // no backend to route to
+      // Proxy-made answers are counted before they are sent: they are decided here.
+      table->unrouted().on_finish(503, true, elapsed());
       bool ok = co_await send_simple(http::status::service_unavailable, client_version,
                                      client_keep && !body_left, true);
-      table->unrouted().on_finish(503, true, elapsed());
       co_return ok&& client_keep && !body_left;
     }
     if (outcome == Attempt::client_gone) {
@@ -288,9 +289,10 @@ class HttpSession final : public Lease {
     }
     if (outcome != Attempt::ok) {  // retry (attempts exhausted) or bad_gateway
       up_.reset();
+      lease->stats().on_finish(502, true, elapsed());
+      lease.release();
       bool ok = co_await send_simple(http::status::bad_gateway, client_version,
                                      client_keep && !body_left, false);
-      lease->stats().on_finish(502, true, elapsed());
       co_return ok&& client_keep && !body_left;
     }
 

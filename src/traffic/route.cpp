@@ -209,11 +209,21 @@ Result<Route> parse_route(const json& j, std::string* field) {
   const json& backends = j.at("backends");
   for (size_t i = 0; i < backends.size(); ++i) {
     const json& e = backends[i];
+    std::string path = "backends[" + std::to_string(i) + "]";
     BackendStatus s;
     s.spec = spec->backends[i];
-    s.draining = e.value("state", "active") == "draining";
-    s.in_flight = e.value("in_flight", int64_t{0});
-    s.connections = e.value("connections", int64_t{0});
+    if (auto st = e.find("state"); st != e.end()) {
+      if (!st->is_string() || (*st != "active" && *st != "draining"))
+        return c.bad(path + ".state", "must be \"active\" or \"draining\"");
+      s.draining = *st == "draining";
+    }
+    for (auto [key, out] :
+         {std::pair{"in_flight", &s.in_flight}, std::pair{"connections", &s.connections}}) {
+      auto v = e.find(key);
+      if (v == e.end()) continue;
+      if (!v->is_number_integer()) return c.bad(path + "." + key, "must be an integer");
+      *out = v->get<int64_t>();
+    }
     r.backends.push_back(std::move(s));
   }
   // The spec lists the active set only; a duplicate id among draining ones is allowed.

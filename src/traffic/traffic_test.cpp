@@ -6,6 +6,9 @@
 // clang-format off
 #include <utility>  // first: Boost 1.74's awaitable.hpp uses std::exchange without it
 // clang-format on
+#include <signal.h>
+#include <sys/wait.h>
+
 #include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -16,7 +19,10 @@
 #include <mutex>
 #include <thread>
 
+#include "api/client.hpp"
 #include "core/sha256.hpp"
+#include "test_util.hpp"
+#include "traffic/daemon.hpp"
 #include "traffic/proxy.hpp"
 #include "traffic/route.hpp"
 #include "traffic/stats.hpp"
@@ -443,7 +449,7 @@ TEST(Proxy, OnlyDeadBackendsAnswer502) {
   ASSERT_TRUE(r);
   Client c(r->bound);
   EXPECT_EQ(c.get("/").status, 502);
-  EXPECT_EQ(version_stats(proxy.stats(), "web", "0.9.0")["errors"], 1);
+  EXPECT_EQ(version_stats(settled_stats(proxy), "web", "0.9.0")["errors"], 1);
 }
 
 TEST(Proxy, HugeHeaderIs431) {
@@ -638,6 +644,94 @@ TEST(Proxy, RemovedRouteClosesItsListener) {
               ec);
     return !!ec;
   }));
+}
+
+TEST(ProxyDaemon, ServesTheControlApiAndPersistsRoutesAcrossRestarts) {
+  test::ScratchDir root;
+  Upstream a("a");
+  std::string bound;
+  {
+    auto d = ProxyDaemon::start(root.path());
+    ASSERT_TRUE(d) << d.error().message();
+    ProxyClient client(root.path());
+    auto h = client.health();
+    ASSERT_TRUE(h) << h.error().message();
+    EXPECT_EQ((*h)["pid"], static_cast<int64_t>(::getpid()));
+    auto r = client.put_route("web", http_route({backend("a#0", "1.0.0", a, 1)}));
+    ASSERT_TRUE(r) << r.error().message();
+    bound = r->bound;
+    EXPECT_EQ(Client(bound).get("/").body, "a");
+    auto routes = client.routes();
+    ASSERT_TRUE(routes) << routes.error().message();
+    ASSERT_EQ(routes->size(), 1u);
+    EXPECT_EQ((*routes)[0].name, "web");
+    EXPECT_EQ((*routes)[0].backends.at(0).spec.id, "a#0");
+    auto st = client.stats();
+    ASSERT_TRUE(st);
+    EXPECT_TRUE((*st)["services"]["web"]["versions"].contains("1.0.0"));
+    // A second proxy for the same root is refused.
+    auto second = ProxyDaemon::start(root.path());
+    ASSERT_FALSE(second);
+    EXPECT_EQ(second.error().code(), Errc::busy);
+  }
+  EXPECT_TRUE(std::filesystem::exists(root / "proxy/routes.json"));
+  auto d = ProxyDaemon::start(root.path());
+  ASSERT_TRUE(d) << d.error().message();
+  auto r = (*d)->proxy().route("web");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->bound, bound);  // port 0 was persisted as the port it got
+  EXPECT_EQ(Client(bound).get("/").body, "a");
+  ProxyClient client(root.path());
+  ASSERT_TRUE(client.delete_route("web"));
+  EXPECT_EQ(client.delete_route("web").error().code(), Errc::not_found);
+  d->reset();
+  auto d2 = ProxyDaemon::start(root.path());
+  ASSERT_TRUE(d2);
+  EXPECT_TRUE((*d2)->proxy().routes().empty());
+}
+
+TEST(ProxyDaemon, RefusesBadSpecsAndBusyAddresses) {
+  test::ScratchDir root;
+  auto d = ProxyDaemon::start(root.path());
+  ASSERT_TRUE(d) << d.error().message();
+  api::Client c = api::Client::unix_socket(root / "proxy.sock");
+  auto bad = c.request("PUT", "/v1/routes/web",
+                       json{{"listen", "127.0.0.1:0"}, {"backends", {{{"id", "x"}}}}});
+  ASSERT_TRUE(bad) << bad.error().message();
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_EQ(bad->body["error"]["field"], "backends[0].version");
+  auto one = c.request("PUT", "/v1/routes/one",
+                       json{{"listen", "127.0.0.1:0"}, {"backends", json::array()}});
+  ASSERT_TRUE(one);
+  ASSERT_EQ(one->status, 200);
+  auto two = c.request("PUT", "/v1/routes/two",
+                       json{{"listen", one->body["bound"]}, {"backends", json::array()}});
+  ASSERT_TRUE(two);
+  EXPECT_EQ(two->status, 409);
+  EXPECT_NE(two->body["error"]["message"].get<std::string>().find("address in use"),
+            std::string::npos);
+  auto missing = c.request("GET", "/v1/routes/nope");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+}
+
+TEST(ProxyClient, EnsureRunningStartsADetachedProxy) {
+  std::filesystem::path binary = MUP_BINARY;
+  if (!std::filesystem::exists(binary)) GTEST_SKIP() << "the mup binary is not built";
+  test::ScratchDir root;
+  auto s = ProxyClient::ensure_running(root.path(), binary);
+  ASSERT_TRUE(s) << s.error().message();
+  ProxyClient client(root.path());
+  auto h = client.health();
+  ASSERT_TRUE(h) << h.error().message();
+  pid_t pid = (*h)["pid"].get<pid_t>();
+  EXPECT_NE(pid, ::getpid());
+  EXPECT_NE(::getsid(pid), ::getsid(0));                          // its own session
+  ASSERT_TRUE(ProxyClient::ensure_running(root.path(), binary));  // already running: no-op
+  EXPECT_EQ((*client.health())["pid"].get<pid_t>(), pid);
+  ::kill(pid, SIGTERM);
+  // Clean shutdown removes the socket (the process itself is not our child to wait for).
+  EXPECT_TRUE(eventually([&] { return !std::filesystem::exists(root / "proxy.sock"); }));
 }
 
 TEST(RouteSpec, ParsesAndRoundTrips) {
