@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "api/client.hpp"
 #include "test_util.hpp"
 #include "transfer/file_server.hpp"
 
@@ -189,8 +190,10 @@ class AgentTest : public ::testing::Test {
         version, "--type", "service"});
   }
 
-  void start_agent(const std::vector<std::string>& env = {}) {
+  void start_agent(const std::vector<std::string>& env = {},
+                   const std::vector<std::string>& extra = {}) {
     std::vector<std::string> args = {MUP_BINARY, "agent", "--root", s("node")};
+    args.insert(args.end(), extra.begin(), extra.end());
     std::vector<std::string> envs;
     for (char** e = environ; *e; ++e) envs.emplace_back(*e);
     for (const auto& e : env) envs.push_back(e);
@@ -429,6 +432,82 @@ TEST_F(AgentTest, ARequestInFlightAcrossTheSwitchCompletes) {
   EXPECT_EQ(d["state"], "committed");
   EXPECT_EQ(slow.status, 200);
   EXPECT_EQ(slow.version, "1.0.0") << "served to the end by the version it started on";
+}
+
+TEST_F(AgentTest, TheApiAnswers400NamingTheFieldAndTcpNeedsTheToken) {
+  const uint16_t api_port = free_port();
+  start_agent({}, {"--listen", "127.0.0.1:" + std::to_string(api_port)});
+  auto unix_client = api::Client::unix_socket(d_ / "node/agent.sock");
+  auto bad = unix_client.request("POST", "/v1/deployments",
+                                 {{"component", "web"}, {"strategy", "canary"}});
+  ASSERT_TRUE(bad) << bad.error().message();
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_EQ(bad->body["error"]["field"], "strategy");
+  auto unknown =
+      unix_client.request("POST", "/v1/deployments", {{"component", "web"}, {"colour", "blue"}});
+  ASSERT_TRUE(unknown);
+  EXPECT_EQ(unknown->status, 400);
+  EXPECT_EQ(unknown->body["error"]["field"], "colour");
+  auto none = unix_client.request("POST", "/v1/deployments", nlohmann::json::object());
+  ASSERT_TRUE(none);
+  EXPECT_EQ(none->body["error"]["field"], "component");
+  auto missing = unix_client.request("GET", "/v1/deployments/41");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+
+  std::ifstream tf(d_ / "node/agent.token");
+  std::string token;
+  tf >> token;
+  ASSERT_GE(token.size(), 32u);
+  auto anon = api::Client::tcp("127.0.0.1:" + std::to_string(api_port), "wrong-token");
+  auto refused = anon.request("GET", "/v1/services");
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 401);
+  auto authed = api::Client::tcp("127.0.0.1:" + std::to_string(api_port), token);
+  auto services = authed.request("GET", "/v1/services");
+  ASSERT_TRUE(services);
+  EXPECT_EQ(services->status, 200);
+  EXPECT_TRUE(services->body["services"].is_array());
+}
+
+TEST_F(AgentTest, AnInstanceCrashingDuringTheSoakFailsTheDeployment) {
+  start_agent();
+  deploy({"--version", "1.0.0"});
+  publish("2.5.0", {"--crash-after-ms", "300"});
+  Load load(port_);
+  json d = deploy({"--version", "2.5.0", "--strategy", "blue-green", "--soak", "3s"}, 1);
+  load.stop();
+  EXPECT_EQ(d["state"], "failed") << d.dump();
+  EXPECT_NE(d.value("reason", "").find("soak"), std::string::npos) << d.dump();
+  EXPECT_EQ(load.versions().count("2.5.0"), 0u) << "it never got traffic";
+  EXPECT_EQ(load.failed(), 0) << load.failures();
+  EXPECT_EQ(served_version(), "1.0.0");
+}
+
+TEST_F(AgentTest, PromoteEndsTheSoakAndThenTheWindow) {
+  start_agent();
+  deploy({"--version", "1.0.0"});
+  auto started = mup({"deploy", "web", "--version", "2.0.0", "--strategy", "blue-green", "--soak",
+                      "10m", "--json"});
+  ASSERT_EQ(started.exit_code, 0) << started.err;
+  const int64_t id = json::parse(started.out)["id"];
+  for (int i = 0; i < 400; ++i) {
+    auto r = mup({"deployments", std::to_string(id), "--json"});
+    if (json::parse(r.out, nullptr, false).value("state", "") == "soak") break;
+    std::this_thread::sleep_for(25ms);
+  }
+  auto p = mup({"promote", "web", "--wait", "--json"});
+  ASSERT_EQ(p.exit_code, 0) << p.err << p.out;
+  json d = json::parse(p.out);
+  EXPECT_EQ(d["state"], "committed");
+  EXPECT_TRUE(d.value("window_open", false));
+  EXPECT_EQ(served_version(), "2.0.0");
+  auto closed = mup({"promote", std::to_string(id), "--json"});
+  ASSERT_EQ(closed.exit_code, 0) << closed.err << closed.out;
+  EXPECT_FALSE(json::parse(closed.out).value("window_open", true)) << "the window closed";
+  json svc = json::parse(mup({"services", "--json"}).out, nullptr, false);
+  for (const auto& v : svc["services"][0]["versions"])
+    EXPECT_NE(v["version"], "1.0.0") << "the old set was stopped";
 }
 
 // The agent SIGKILLed right after it journaled each deployment state: the proxy and the
