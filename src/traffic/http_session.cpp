@@ -29,6 +29,7 @@ namespace {
 
 constexpr size_t kBufSize = 64 * 1024;
 constexpr int kMaxAttempts = 3;
+constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
 
 auto redirect(beast::error_code& ec) {
   return asio::redirect_error(asio::use_awaitable, ec);
@@ -196,6 +197,14 @@ class HttpSession final : public Lease {
     if (has_body) {
       co_await http::async_write_header(up_->stream, sr, redirect(ec));
       if (ec) co_return may_retry ? Attempt::retry : Attempt::bad_gateway;
+      if (expects_continue_) {
+        // The client waits for this before sending its body; the upstream was not asked.
+        expects_continue_ = false;
+        client_.expires_after(limits_.io_timeout);
+        co_await asio::async_write(client_, asio::buffer(kContinue, sizeof(kContinue) - 1),
+                                   redirect(ec));
+        if (ec) co_return Attempt::client_gone;
+      }
       Relay r = co_await relay_body(client_, cbuf_, req_p, up_->stream, sr, buf_.get(),
                                     limits_.io_timeout);
       if (r == Relay::read_failed) co_return Attempt::client_gone;
@@ -224,7 +233,6 @@ class HttpSession final : public Lease {
       if (st < 100 || st >= 200) break;
       if (st == 101) co_return Attempt::bad_gateway;  // upgrades are not proxied
       // An interim answer (100 Continue, 103): pass it on, wait for the final one.
-      static constexpr char kContinue[] = "HTTP/1.1 100 Continue\r\n\r\n";
       if (st == 100) {
         client_.expires_after(limits_.io_timeout);
         co_await asio::async_write(client_, asio::buffer(kContinue, sizeof(kContinue) - 1),
@@ -244,6 +252,11 @@ class HttpSession final : public Lease {
     unsigned client_version = req.version() == 10 ? 10 : 11;
     http::verb method = req.method();
     strip_hop_by_hop(req.base());
+    expects_continue_ = false;
+    if (auto ex = req.find(http::field::expect); ex != req.end()) {
+      expects_continue_ = iequals({ex->value().data(), ex->value().size()}, "100-continue");
+      req.erase(http::field::expect);
+    }
     if (auto xff = req.find("X-Forwarded-For"); xff != req.end()) {
       std::string v(xff->value().data(), xff->value().size());
       req.set("X-Forwarded-For", v + ", " + client_ip_);
@@ -345,6 +358,7 @@ class HttpSession final : public Lease {
   std::string client_ip_;
   std::unique_ptr<UpstreamConn> up_;
   std::unique_ptr<char[]> buf_;
+  bool expects_continue_ = false;  // the client sent Expect: 100-continue
 };
 
 asio::awaitable<void> http_session(std::shared_ptr<RouteRuntime> rt, Worker& w, tcp::socket sock) {

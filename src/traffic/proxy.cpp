@@ -53,6 +53,9 @@ struct Proxy::Impl {
       for (const auto& b : r.draining)
         for (size_t w = 0; w < workers.size(); ++w) b->close_idle(static_cast<unsigned>(w));
     }
+    for (const auto& weak : retired)
+      if (auto b = weak.lock())
+        for (size_t w = 0; w < workers.size(); ++w) b->close_idle(static_cast<unsigned>(w));
     routes.clear();
     workers.clear();  // destroys what the sessions left suspended
   }
@@ -111,6 +114,9 @@ struct Proxy::Impl {
   std::vector<std::thread> threads;
   mutable std::mutex mu;
   mutable std::map<std::string, RouteState> routes;
+  // Backends of removed routes, still draining maybe: their pooled connections must close
+  // before the io_contexts go, whoever holds them last.
+  std::vector<std::weak_ptr<Backend>> retired;
 };
 
 Proxy::Proxy(ProxyOptions options) : impl_(std::make_unique<Impl>(options)) {}
@@ -215,7 +221,12 @@ Status Proxy::remove_route(const std::string& name) {
   auto old = r.rt->table.load();
   // Clients still connected get 503 for their next request.
   r.rt->table.store(d.make_table(name, r.spec, {}), std::memory_order_release);
-  for (const auto& e : old->entries()) d.drain(e.backend, old->drain_ms());
+  std::erase_if(d.retired, [](const auto& w) { return w.expired(); });
+  for (const auto& e : old->entries()) {
+    d.drain(e.backend, old->drain_ms());
+    d.retired.push_back(e.backend);
+  }
+  for (const auto& b : r.draining) d.retired.push_back(b);
   d.routes.erase(it);
   d.stats.drop(name);
   return {};

@@ -50,6 +50,7 @@ void fill_pattern(char* out, size_t n, uint64_t offset) {
 //   /big?n=N    N pattern bytes (Content-Length), written 64 KiB at a time
 //   /status/N   answers with status N
 //   /echo       body "<name>|<Host>|<X-Forwarded-For>"
+//   /len        body "<name>:<size of the request body>"
 //   anything else: body "<name>"
 class Upstream {
  public:
@@ -120,6 +121,7 @@ class Upstream {
       if (target == "/slow") std::this_thread::sleep_for(1s);
       if (target.rfind("/status/", 0) == 0)
         res.result(static_cast<unsigned>(std::stoi(target.substr(8))));
+      if (target == "/len") res.body() = name_ + ":" + std::to_string(req.body().size());
       if (target == "/echo")
         res.body() = name_ + "|" + std::string(req[http::field::host]) + "|" +
                      std::string(req["X-Forwarded-For"]);
@@ -213,16 +215,41 @@ class Client {
                         static_cast<uint16_t>(std::stoi(bound.substr(colon + 1))));
   }
   Reply get(const std::string& target, bool keep_alive = true, size_t body_limit = 1 << 20) {
+    http::request<http::string_body> req{http::verb::get, target, 11};
+    req.keep_alive(keep_alive);
+    return send(req, body_limit);
+  }
+  Reply post(const std::string& target, std::string body, bool chunked, bool expect_continue) {
+    http::request<http::string_body> req{http::verb::post, target, 11};
+    req.body() = std::move(body);
+    if (chunked) {
+      req.chunked(true);
+    } else {
+      req.prepare_payload();
+    }
+    if (expect_continue) req.set(http::field::expect, "100-continue");
+    return send(req, 1 << 20);
+  }
+
+ private:
+  Reply send(http::request<http::string_body>& req, size_t body_limit) {
     Reply r;
     beast::error_code ec;
     if (!sock_.is_open()) {
       sock_.connect(ep_, ec);
       if (ec) return r;
     }
-    http::request<http::empty_body> req{http::verb::get, target, 11};
     req.set(http::field::host, "example.test");
-    req.keep_alive(keep_alive);
-    http::write(sock_, req, ec);
+    if (req[http::field::expect] == "100-continue") {
+      http::request_serializer<http::string_body> sr(req);
+      http::write_header(sock_, sr, ec);
+      http::response<http::empty_body> interim;
+      http::read(sock_, buf_, interim, ec);
+      if (ec || interim.result_int() != 100) return close(r);
+      http::write(sock_, sr, ec);
+    } else {
+      http::write(sock_, req, ec);
+    }
     if (ec) return close(r);
     http::response_parser<http::string_body> p;
     p.body_limit(body_limit);
@@ -235,7 +262,6 @@ class Client {
     return r;
   }
 
- private:
   Reply close(Reply r) {
     beast::error_code ec;
     sock_.close(ec);
@@ -515,6 +541,20 @@ TEST(Proxy, LargeResponseStreamsIntact) {
   h2.update({reinterpret_cast<const uint8_t*>(expected.data()), expected.size()});
   EXPECT_EQ(h1.finish(), h2.finish());
   EXPECT_EQ(c.get("/").body, "a");  // the connection is still good after it
+}
+
+TEST(Proxy, RequestBodiesStreamToTheBackend) {
+  Upstream a("a");
+  Proxy proxy;
+  auto r = proxy.set_route("web", http_route({backend("a#0", "1.0.0", a, 1)}));
+  ASSERT_TRUE(r);
+  Client c(r->bound);
+  std::string body(512 * 1024, 'z');
+  EXPECT_EQ(c.post("/len", body, false, false).body, "a:524288");
+  EXPECT_EQ(c.post("/len", body, true, false).body, "a:524288");  // chunked
+  EXPECT_EQ(c.post("/len", body, false, true).body, "a:524288");  // Expect: 100-continue
+  EXPECT_EQ(c.get("/").body, "a");
+  EXPECT_EQ(a.connections(), 1);
 }
 
 TEST(Proxy, StatsAddUpToWhatClientsSaw) {
