@@ -20,6 +20,7 @@
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "api/client.hpp"
@@ -508,6 +509,51 @@ TEST_F(AgentTest, PromoteEndsTheSoakAndThenTheWindow) {
   json svc = json::parse(mup({"services", "--json"}).out, nullptr, false);
   for (const auto& v : svc["services"][0]["versions"])
     EXPECT_NE(v["version"], "1.0.0") << "the old set was stopped";
+}
+
+TEST_F(AgentTest, ACrashedInstanceIsRestartedAndRoutedAgain) {
+  publish("1.5.0", {"--crash-after-requests", "40"});
+  start_agent();
+  deploy({"--version", "1.5.0"});
+  // Each instance exits after 40 answers; the supervisor restarts it (on its port, or a new
+  // one) and the agent routes it again once it is ready.
+  int restarts = 0;
+  for (int round = 0; round < 200 && restarts < 2; ++round) {
+    for (int i = 0; i < 20; ++i) http_get(port_, "/");
+    json svc = json::parse(mup({"services", "--json"}).out, nullptr, false);
+    restarts = 0;
+    for (const auto& v : svc["services"][0]["versions"])
+      for (const auto& in : v["instances"]) restarts += in.value("restarts", 0);
+  }
+  EXPECT_GE(restarts, 2);
+  int served = 0;
+  for (int i = 0; i < 200 && served == 0; ++i) {
+    if (http_get(port_, "/").status == 200) ++served;
+    std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(served, 1) << "served again after the restarts";
+  // Once both are ready again, the proxy routes both, at the ports they run on now.
+  auto proxy = api::Client::unix_socket(d_ / "node/proxy.sock");
+  std::set<int> ready_ports, routed_ports;
+  for (int i = 0; i < 200; ++i) {
+    ready_ports.clear();
+    routed_ports.clear();
+    json svc = json::parse(mup({"services", "--json"}).out, nullptr, false);
+    for (const auto& v : svc["services"][0]["versions"])
+      for (const auto& in : v["instances"])
+        if (in.value("state", "") == "ready") ready_ports.insert(in.value("port", 0));
+    auto r = proxy.request("GET", "/v1/routes/web");
+    if (r && r->status == 200)
+      for (const auto& b : r->body["backends"]) {
+        std::string a = b.value("address", "");
+        if (b.value("state", "") == "active")
+          routed_ports.insert(std::atoi(a.substr(a.rfind(':') + 1).c_str()));
+      }
+    if (ready_ports.size() == 2 && ready_ports == routed_ports) break;
+    std::this_thread::sleep_for(25ms);
+  }
+  EXPECT_EQ(ready_ports.size(), 2u);
+  EXPECT_EQ(ready_ports, routed_ports);
 }
 
 // The agent SIGKILLed right after it journaled each deployment state: the proxy and the
