@@ -169,6 +169,7 @@ class AgentTest : public ::testing::Test {
   // into [service] (before its sub-tables).
   stdfs::path make_tree(const std::string& version, const std::vector<std::string>& flags,
                         const std::string& toml_extra = "", int ready_timeout_ms = 10000) {
+    const std::string protocol = protocol_, drain = std::to_string(drain_ms_);
     stdfs::path t = d_ / ("tree-" + version);
     stdfs::create_directories(t / "bin");
     stdfs::copy_file(MUP_SAMPLE_SERVICE, t / "bin/mup-sample-service",
@@ -178,10 +179,11 @@ class AgentTest : public ::testing::Test {
     for (const auto& f : flags) exec += ", \"" + f + "\"";
     write_file(t / "mup-service.toml",
                "[service]\nexec = [" + exec + "]\nlisten = \"127.0.0.1:" + std::to_string(port_) +
-                   "\"\nprotocol = \"http\"\ninstances = 2\n" + toml_extra +
+                   "\"\nprotocol = \"" + protocol + "\"\ninstances = 2\n" + toml_extra +
                    "[service.ready]\nhttp = \"/healthz\"\ntimeout_ms = " +
                    std::to_string(ready_timeout_ms) +
-                   "\n[service.stop]\nsignal = \"TERM\"\ndrain_ms = 5000\ntimeout_ms = 5000\n");
+                   "\n[service.stop]\nsignal = \"TERM\"\ndrain_ms = " + drain +
+                   "\ntimeout_ms = 5000\n");
     return t;
   }
   void publish(const std::string& version, const std::vector<std::string>& flags,
@@ -281,6 +283,8 @@ class AgentTest : public ::testing::Test {
 
   ScratchDir d_;
   uint16_t port_ = 0;
+  std::string protocol_ = "http";
+  int drain_ms_ = 5000;
   std::unique_ptr<transfer::FileServer> server_;
   pid_t agent_ = 0;
   int agents_ = 0;
@@ -554,6 +558,37 @@ TEST_F(AgentTest, ACrashedInstanceIsRestartedAndRoutedAgain) {
   }
   EXPECT_EQ(ready_ports.size(), 2u);
   EXPECT_EQ(ready_ports, routed_ports);
+}
+
+TEST_F(AgentTest, TcpModeDrainsALongConnectionWithinDrainMs) {
+  protocol_ = "tcp";
+  drain_ms_ = 1000;
+  publish("1.1.0", {});
+  publish("2.1.0", {});
+  start_agent();
+  deploy({"--version", "1.1.0"});
+  EXPECT_EQ(served_version(), "1.1.0") << "L4 forwarding carries HTTP as bytes";
+  // A connection held open (idle) on the old version across the switch.
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port_);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  timeval tv{30, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  json d = deploy({"--version", "2.1.0"});
+  EXPECT_EQ(d["state"], "committed") << d.dump();
+  EXPECT_EQ(served_version(), "2.1.0");
+  char c;
+  EXPECT_EQ(::recv(fd, &c, 1, 0), 0) << "the proxy closed it once drain_ms passed";
+  ::close(fd);
+  int64_t drain_start = 0, stop_at = 0;
+  for (const auto& st : d.value("steps", json::array())) {
+    if (st["state"] == "drain-old") drain_start = st["at_ms"];
+    if (st["state"] == "stop-old") stop_at = st["at_ms"];
+  }
+  EXPECT_GE(stop_at - drain_start, 900) << "the drain waited for the open connection";
 }
 
 // The agent SIGKILLed right after it journaled each deployment state: the proxy and the
