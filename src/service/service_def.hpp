@@ -29,7 +29,9 @@
 //
 // Paths: exec[0] and ready.exec[0] that are relative resolve in the version's tree and must
 // not contain "." or ".." components (they may not escape the tree); absolute ones (e.g.
-// "/bin/sh") are taken as they are. workdir must be relative and stay in the tree.
+// "/bin/sh") are taken as they are; a bare name ("python3") is the tree's file of that name
+// when there is one, else found on the instances' PATH. workdir must be relative and stay in
+// the tree.
 // Placeholders {port} {version} {instance} {state_dir} may appear in exec, ready.exec and
 // env values; any other {name} of lowercase letters and '_' is an error. substitute()
 // replaces them when an instance starts.

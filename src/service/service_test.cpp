@@ -235,6 +235,26 @@ TEST_F(SupervisorTest, ExecReadiness) {
   EXPECT_TRUE(stdfs::exists(state_dir() / "up"));
 }
 
+TEST_F(SupervisorTest, ABareProgramNameIsTheTreesElseFoundOnPath) {
+  // Not in the tree: found on PATH, as a shell would.
+  auto def = parse_ok(
+      "[service]\nexec = [\"sh\", \"-c\", \"touch $MUP_STATE_DIR/ran; exec sleep 1000\"]\n"
+      "listen = \"127.0.0.1:8080\"\n[service.ready]\nexec = [\"test\", \"-f\", "
+      "\"{state_dir}/ran\"]\n");
+  auto info = start(def);
+  auto r = sup_->wait_ready(info.id);
+  EXPECT_TRUE(r) << r.error().message();
+  // In the tree: the tree's file wins over the system's.
+  test::write_file(tree_ / "sh", "#!/bin/sh\ntouch \"$MUP_STATE_DIR/tree-sh\"; exec sleep 1000\n");
+  stdfs::permissions(tree_ / "sh", stdfs::perms::owner_all);
+  auto def2 = parse_ok(
+      "[service]\nexec = [\"sh\"]\nlisten = \"127.0.0.1:8080\"\n[service.ready]\n"
+      "exec = [\"test\", \"-f\", \"{state_dir}/tree-sh\"]\n");
+  auto info2 = start(def2, true, 1);
+  auto r2 = sup_->wait_ready(info2.id);
+  EXPECT_TRUE(r2) << r2.error().message();
+}
+
 TEST_F(SupervisorTest, CrashAtStartReportsStatusAndLogTail) {
   auto info = start(sh_def("echo first line; echo boom >&2; exit 3"));
   auto r = sup_->wait_ready(info.id);

@@ -38,9 +38,23 @@ int64_t ms_between(steady::time_point a, steady::time_point b) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count();
 }
 
+// exec[0]: an absolute path as it is; a path with a slash in the version's tree; a bare
+// name in the tree when the tree has it, else on the instances' PATH (as a shell would:
+// `exec = ["python3", ...]` runs the system's python3).
 std::string resolve_program(const stdfs::path& tree, const std::string& program) {
   if (!program.empty() && program.front() == '/') return program;
-  return (tree / program).string();
+  const stdfs::path in_tree = tree / program;
+  if (program.find('/') != std::string::npos) return in_tree.string();
+  if (::access(in_tree.c_str(), X_OK) == 0) return in_tree.string();
+  std::string_view path = kDefaultPath;
+  while (!path.empty()) {
+    const size_t colon = path.find(':');
+    const stdfs::path candidate = stdfs::path(std::string(path.substr(0, colon))) / program;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate.string();
+    if (colon == std::string_view::npos) break;
+    path.remove_prefix(colon + 1);
+  }
+  return in_tree.string();  // not found anywhere: the spawn error names the tree's path
 }
 
 }  // namespace
