@@ -308,6 +308,24 @@ void Deployer::run(const std::shared_ptr<Job>& job) {
                         {"reason", row.reason}};
     (void)db->transaction([&]() -> Status {
       MUP_TRY(db->update_deployment(row));
+      // In the node's history too, with the reason: one finished record of kind "deploy"
+      // (never running, so no recovery ever looks at it).
+      state::OperationRecord op;
+      op.kind = "deploy";
+      op.component = row.component;
+      op.from_version = row.from_version;
+      op.to_version = row.to_version;
+      op.actor = row.actor.empty() ? "agent" : row.actor;
+      op.detail = {{"deployment", row.id}, {"strategy", row.strategy}, {"state", row.state}};
+      auto op_id = db->begin_operation(op);
+      if (!op_id) return tl::unexpected(op_id.error());
+      const bool done = s == State::committed || (s == State::rolled_back &&
+                                                  strategy == Strategy::rollback);
+      MUP_TRY(db->finish_operation(*op_id,
+                                   done                   ? "done"
+                                   : s == State::failed   ? "failed"
+                                                          : "undone",
+                                   0, done ? "" : row.reason));
       return db
           ->append_audit(row.actor.empty() ? "agent" : row.actor, "deploy",
                          row.component + " " + row.to_version, d)
