@@ -291,10 +291,9 @@ Status Deployer::close_window(state::StateDb& db, state::DeploymentRow& row, con
 }
 
 void Deployer::tick() {
-  auto db = connect();
-  if (!db) return;
-  auto rows = db->deployments({}, 200);
+  auto rows = list({}, 200);
   if (!rows) return;
+  std::optional<state::StateDb> db;  // opened only when a window must close
   const int64_t now = clock_.wall_ms();
   std::map<std::string, bool> seen;
   for (auto& r : *rows) {
@@ -304,6 +303,11 @@ void Deployer::tick() {
     if (r.state != "committed" || w == r.detail.end() || !w->is_object() ||
         !w->value("open", false) || json_int(*w, "until", 0) > now || running(r.component))
       continue;
+    if (!db) {
+      auto c = connect();
+      if (!c) return;
+      db.emplace(std::move(*c));
+    }
     Cancel never{false};
     (void)close_window(*db, r, never);  // retried on the next tick when it fails
   }
@@ -323,23 +327,31 @@ Result<state::DeploymentRow> Deployer::wait(int64_t id, std::chrono::millisecond
   }
 }
 
+// Reads share one connection (opening one costs a schema check: the API polls often).
+template <typename F>
+auto Deployer::with_reader(F&& read) -> decltype(read(std::declval<state::StateDb&>())) {
+  std::lock_guard lk(read_mu_);
+  if (!reader_) {
+    auto db = connect();
+    if (!db) return tl::unexpected(db.error());
+    reader_ = std::make_unique<state::StateDb>(std::move(*db));
+  }
+  auto r = read(*reader_);
+  if (!r) reader_.reset();  // a broken connection is opened afresh next time
+  return r;
+}
+
 Result<std::optional<state::DeploymentRow>> Deployer::get(int64_t id) {
-  auto db = connect();
-  if (!db) return tl::unexpected(db.error());
-  return db->deployment(id);
+  return with_reader([&](state::StateDb& db) { return db.deployment(id); });
 }
 
 Result<std::vector<state::DeploymentRow>> Deployer::list(const std::string& component,
                                                          size_t limit) {
-  auto db = connect();
-  if (!db) return tl::unexpected(db.error());
-  return db->deployments(component, limit);
+  return with_reader([&](state::StateDb& db) { return db.deployments(component, limit); });
 }
 
 Result<std::vector<state::StepRecord>> Deployer::steps(int64_t id) {
-  auto db = connect();
-  if (!db) return tl::unexpected(db.error());
-  return db->deployment_steps(id);
+  return with_reader([&](state::StateDb& db) { return db.deployment_steps(id); });
 }
 
 }  // namespace mup::deploy

@@ -183,6 +183,8 @@ class Deployer {
   [[nodiscard]] Status close_window(state::StateDb& db, state::DeploymentRow& row,
                                     const Cancel& cancel);
   void notify(const state::DeploymentRow& row);
+  template <typename F>
+  auto with_reader(F&& read) -> decltype(read(std::declval<state::StateDb&>()));
 
   DeployerOptions opts_;
   Node& node_;
@@ -193,6 +195,8 @@ class Deployer {
   std::map<std::string, std::shared_ptr<Job>> jobs_;  // by component
   std::vector<std::thread> threads_;
   std::atomic<bool> stopping_{false};
+  std::mutex read_mu_;
+  std::unique_ptr<state::StateDb> reader_;  // for get/list/steps (the API's reads)
 };
 
 }  // namespace mup::deploy
