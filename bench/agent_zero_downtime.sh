@@ -11,7 +11,8 @@
 # usage: bench/agent_zero_downtime.sh [BUILD] [--deployments N] [--kills K] [--rates "200 2000"]
 #                                     [--rollbacks M] [--quick] [--out FILE]
 #   defaults: build, 100, 20, "200 2000", 20; --quick = 10 deployments, 2 kills, 2 rollbacks,
-#   rate 200. The table goes to stdout and to --out (default bench/results/agent_zero_downtime.md).
+#   rate 200. KEEP_RUNS=DIR keeps each run's events and deployments there.
+#   The table goes to stdout and to --out (default bench/results/agent_zero_downtime.md).
 # Needs: python3 (bench only), curl.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -122,7 +123,7 @@ run_rate() {
     st=$(ab_field "$RUN/d-$n.json" state)
     [[ $st == committed ]] || { echo "deployment $n ended $st, not committed" >&2; cat "$RUN/d-$n.json" >&2; exit 1; }
     CUR=$v
-    log "  $n/$N $strategy -> $v committed$( ((killed)) && echo " (agent killed: $(tail -1 "$RUN/meta.tsv" | cut -f4))")"
+    log "  $i/$N $strategy -> $v committed$( ((killed)) && echo " (agent killed: $(tail -1 "$RUN/meta.tsv" | cut -f4))")"
     sleep 0.5
     # Rollbacks: spread over the blue-green deployments the agent was not killed in.
     if [[ $strategy == blue-green ]]; then
@@ -143,6 +144,7 @@ run_rate() {
   kill -INT "$load_pid" "$slow_pid"
   wait "$load_pid" "$slow_pid" || true
   python3 "$STATS" summarize "$RUN" "$rate" >"$WORK/summary-$rate.json"
+  if [[ -n ${KEEP_RUNS:-} ]]; then mkdir -p "$KEEP_RUNS" && cp -r "$RUN" "$WORK/agent.log" "$KEEP_RUNS/"; fi
   cp "$WORK/summary-$rate.json" "${OUT%.md}.rate-$rate.json" 2>/dev/null || true
 }
 
