@@ -125,10 +125,10 @@ run_rate() {
     CUR=$v
     log "  $i/$N $strategy -> $v committed$( ((killed)) && echo " (agent killed: $(tail -1 "$RUN/meta.tsv" | cut -f4))")"
     sleep 0.5
-    # Rollbacks: spread over the blue-green deployments the agent was not killed in.
+    # Rollbacks: spread over the blue-green deployments (one skipped for a kill comes next).
     if [[ $strategy == blue-green ]]; then
       bg=$((bg + 1))
-      if ((killed == 0 && rb < M && (bg * M) / bg_total != ((bg - 1) * M) / bg_total)); then
+      if ((killed == 0 && rb < M && rb < (bg * M + bg_total - 1) / bg_total)); then
         n=$((n + 1))
         "$MUP" rollback web --json --root "$NODE" >"$RUN/d-$n.json" ||
           { echo "rollback $n failed:" >&2; cat "$RUN/d-$n.json" >&2; exit 1; }

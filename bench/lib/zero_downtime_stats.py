@@ -102,7 +102,9 @@ def summarize(run, rate):
             lo = decisions[i - 1] if i > 0 else 0.0
             hi = decisions[i + 1] if i + 1 < len(decisions) else float("inf")
             a, b = bisect.bisect_left(times, lo), bisect.bisect_left(times, hi)
-            seg = ev[a:b]
+            # Only requests answered before the next decision: the next deployment's new
+            # version is this one's old version.
+            seg = [e for e in ev[a:b] if e[0] + e[1] / 1000.0 < hi]
             t_old = max((e[0] for e in seg if e[3] == old), default=None)
             after = [e[0] for e in seg if e[3] == new and (t_old is None or e[0] > t_old)]
             if after:
