@@ -64,16 +64,16 @@ if [[ -n $PG_PAIR ]]; then
     t=$WORK/pg-$v
     cp -a "$PG_PAIR/v$v" "$t"
     # A service tree: the sample service's binary and service file added inside it.
-    LISTEN=$LISTEN_PG INSTANCES=1 "$REPO_ROOT/scripts/make-sample-tree.sh" "$WORK/pg-svc-$v" "15.$((16 + 2 * v))"
+    LISTEN=$LISTEN_PG INSTANCES=1 "$REPO_ROOT/scripts/make-sample-tree.sh" "$WORK/pg-svc-$v" "15.$((16 + 2 * v)).0"
     mkdir -p "$t/bin"
     cp "$WORK/pg-svc-$v/bin/mup-sample-service" "$t/bin/"
     cp "$WORK/pg-svc-$v/mup-service.toml" "$WORK/pg-svc-$v/VERSION" "$t/"
   done
-  log "publishing svc-pg 15.18 and 15.20 ($(du -sh --apparent-size "$WORK/pg-1" | cut -f1) each)"
-  ab_publish "$WORK/pg-1" svc-pg 15.18
-  ab_publish "$WORK/pg-2" svc-pg 15.20
+  log "publishing svc-pg 15.18.0 and 15.20.0 ($(du -sh --apparent-size "$WORK/pg-1" | cut -f1) each)"
+  ab_publish "$WORK/pg-1" svc-pg 15.18.0
+  ab_publish "$WORK/pg-2" svc-pg 15.20.0
   COMPONENTS+=(svc-pg)
-  V1[svc-pg]=15.18 V2[svc-pg]=15.20
+  V1[svc-pg]=15.18.0 V2[svc-pg]=15.20.0
   DESC[svc-pg]="svc-pg pair ($(du -sh --apparent-size "$WORK/pg-1" | cut -f1), $(find "$WORK/pg-1" -type f | wc -l) files, 1 instance of the sample service inside)"
 fi
 
