@@ -54,13 +54,16 @@ CUR=1.0.0
 other() { [[ $1 == 1.0.0 ]] && echo 2.0.0 || echo 1.0.0; }
 IMM_FAULTS=(start-new wait-ready switch drain-old stop-old commit install)
 BG_FAULTS=(start-new wait-ready soak switch commit install)
+IMM_F=0 BG_F=0  # the next fault point of each list
 
 # One deployment with the agent killed: $1 n, $2 version, $3 kill index; flags after.
 killed_deploy() {
   local n=$1 v=$2 k=$3 strategy=$4
   shift 4
   local id how kill_ms
-  if (( k % 2 == 0 )); then
+  # Kills fall on alternate deployments (immediate, blue-green, ...): the mode changes every
+  # second kill so that both modes meet both strategies.
+  if (( (k / 2) % 2 == 0 )); then
     local delay=$((RANDOM % 301))
     id=$("$MUP" deploy web --version "$v" "$@" --json --root "$NODE" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
     sleep "$(printf '0.%03d' "$delay")"
@@ -68,9 +71,14 @@ killed_deploy() {
     ab_kill_agent
     how="kill -9 after ${delay} ms"
   else
-    local faults state
-    if [[ $strategy == immediate ]]; then faults=("${IMM_FAULTS[@]}"); else faults=("${BG_FAULTS[@]}"); fi
-    state=${faults[$(((k / 2) % ${#faults[@]}))]}
+    local state
+    if [[ $strategy == immediate ]]; then
+      state=${IMM_FAULTS[$((IMM_F % ${#IMM_FAULTS[@]}))]}
+      IMM_F=$((IMM_F + 1))
+    else
+      state=${BG_FAULTS[$((BG_F % ${#BG_FAULTS[@]}))]}
+      BG_F=$((BG_F + 1))
+    fi
     ab_kill_agent
     ab_start_agent MUP_FAULT_AT="deploy.state.$state" MUP_FAULT_ACTION=kill
     id=$("$MUP" deploy web --version "$v" "$@" --json --root "$NODE" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
