@@ -591,6 +591,15 @@ TEST_F(AgentTest, TcpModeDrainsALongConnectionWithinDrainMs) {
   EXPECT_GE(stop_at - drain_start, 900) << "the drain waited for the open connection";
 }
 
+TEST_F(AgentTest, AnOfflineInstallOfAServedComponentWarnsThatTrafficStays) {
+  start_agent();
+  deploy({"--version", "1.0.0"});
+  auto r = mup({"install", "web", "--version", "2.0.0"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("warning: the agent serves web"), std::string::npos) << r.err;
+  EXPECT_EQ(served_version(), "1.0.0") << "the traffic did not move";
+}
+
 // The agent SIGKILLed right after it journaled each deployment state: the proxy and the
 // instances keep serving, the next agent resumes the deployment to its end.
 class AgentCrashTest : public AgentTest, public ::testing::WithParamInterface<std::string> {};

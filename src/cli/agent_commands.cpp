@@ -163,6 +163,21 @@ bool rollback_via_agent(const NodeArgs& n, const std::string& name, bool has_to_
   return true;
 }
 
+void warn_if_agent_serves(const NodeArgs& n, const std::string& name, const std::string& verb) {
+  auto c = running_agent(n.root());
+  if (!c) return;
+  auto r = c->request("GET", "/v1/services", nullptr, 5s);
+  if (!r || r->status != 200 || !r->body.contains("services")) return;
+  for (const auto& s : r->body["services"])
+    if (s.is_object() && s.value("name", "") == name) {
+      std::fprintf(stderr,
+                   "mup: warning: the agent serves %s: `mup %s` switches its version pointers "
+                   "but not its traffic; `mup deploy %s` moves both\n",
+                   name.c_str(), verb.c_str(), name.c_str());
+      return;
+    }
+}
+
 void register_agent_commands(CLI::App& app) {
   // agent
   {

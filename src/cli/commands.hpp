@@ -45,5 +45,8 @@ struct NodeArgs;
 // mup rollback while an agent runs on the node: the agent rolls the service back with its
 // traffic (true); false when no agent answers (the offline rollback goes on).
 bool rollback_via_agent(const NodeArgs& n, const std::string& name, bool has_to_or_state);
+// Before an offline install/activate: when an agent serves `name`, says on stderr that the
+// pointers move but the traffic does not (mup deploy moves both).
+void warn_if_agent_serves(const NodeArgs& n, const std::string& name, const std::string& verb);
 
 }  // namespace mup::cli

@@ -202,6 +202,7 @@ void register_install_commands(CLI::App& app) {
     cmd->add_option("--connections", a->n.connections, "Parallel piece downloads (default 8)");
     add_node_options(cmd, a->n);
     cmd->callback([a] {
+      warn_if_agent_serves(a->n, a->name, "install");
       auto printer = std::make_shared<EventPrinter>();
       printer->json_mode = a->n.json();
       auto node = open_node(a->n, [printer](const json& e) { (*printer)(e); });
@@ -268,6 +269,7 @@ void register_install_commands(CLI::App& app) {
     cmd->add_option("version", a->version, "Installed version")->required();
     add_node_options(cmd, a->n);
     cmd->callback([a] {
+      warn_if_agent_serves(a->n, a->name, "activate");
       auto node = open_node(a->n);
       print_switch("activated", must(node->activate(a->name, a->version)), a->n.json());
     });
