@@ -358,6 +358,22 @@ TEST_F(AgentTest, ANewVersionThatCrashesAtStartFailsAndTrafficNeverMoves) {
   EXPECT_NE(audit.out.find("failed"), std::string::npos);
 }
 
+TEST_F(AgentTest, AFailedFirstDeploymentLeavesNothingActive) {
+  publish("0.9.0", {"--crash-at-start"});
+  start_agent();
+  json d = deploy({"--version", "0.9.0"}, 1);
+  EXPECT_EQ(d["state"], "failed") << d.dump();
+  auto status = json::parse(mup({"status", "--json"}).out, nullptr, false);
+  ASSERT_TRUE(status["components"].is_array());
+  for (const auto& c : status["components"])
+    if (c["name"] == "web") {
+      EXPECT_TRUE(c["active"].is_null() || c["active"] == "") << c.dump();
+    }
+  json ok = deploy({"--version", "1.0.0"});
+  EXPECT_EQ(ok["state"], "committed") << ok.dump();
+  EXPECT_EQ(served_version(), "1.0.0");
+}
+
 TEST_F(AgentTest, ANewVersionNeverReadyTimesOutAndIsStopped) {
   start_agent();
   deploy({"--version", "1.0.0"});

@@ -309,7 +309,7 @@ Status EngineNode::commit(const std::string& c) {
 }
 
 Status EngineNode::rollback(const std::string& c, const std::string& v) {
-  if (engine_.store().active(c) == v) return {};
+  if (engine_.store().active(c).value_or("") == v) return {};
   auto r = engine_.rollback(c, v, false);
   if (!r) return tl::unexpected(r.error());
   return {};

@@ -83,7 +83,8 @@ class Node {
                                                   const std::string& version,
                                                   const Cancel& cancel) = 0;
   [[nodiscard]] virtual Status commit(const std::string& component) = 0;
-  // Makes `version` the active one again (the engine's rollback --to). Idempotent.
+  // Makes `version` the active one again (the engine's rollback --to); an empty version
+  // leaves none active (undo of a first install). Idempotent.
   [[nodiscard]] virtual Status rollback(const std::string& component,
                                         const std::string& version) = 0;
   virtual std::optional<std::string> active(const std::string& component) = 0;

@@ -142,8 +142,8 @@ Event do_switch_back(StepContext& c) {
 
 Event do_undo_install(StepContext& c) {
   const std::string& comp = c.row.component;
-  if (c.row.from_version.empty()) return Event::ok;  // a first deployment: nothing to go back to
-  if (c.node.active(comp) == c.row.from_version) return Event::ok;
+  // A first deployment goes back to nothing active (the engine's rollback to no version).
+  if (c.node.active(comp).value_or("") == c.row.from_version) return Event::ok;
   auto s = c.node.rollback(comp, c.row.from_version);
   if (!s) {
     c.why = s.error().message();
@@ -319,12 +319,12 @@ void Deployer::run(const std::shared_ptr<Job>& job) {
       op.detail = {{"deployment", row.id}, {"strategy", row.strategy}, {"state", row.state}};
       auto op_id = db->begin_operation(op);
       if (!op_id) return tl::unexpected(op_id.error());
-      const bool done = s == State::committed || (s == State::rolled_back &&
-                                                  strategy == Strategy::rollback);
+      const bool done =
+          s == State::committed || (s == State::rolled_back && strategy == Strategy::rollback);
       MUP_TRY(db->finish_operation(*op_id,
-                                   done                   ? "done"
-                                   : s == State::failed   ? "failed"
-                                                          : "undone",
+                                   done                 ? "done"
+                                   : s == State::failed ? "failed"
+                                                        : "undone",
                                    0, done ? "" : row.reason));
       return db
           ->append_audit(row.actor.empty() ? "agent" : row.actor, "deploy",
