@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <fstream>
+#include <set>
 
 #include "core/fs.hpp"
 #include "service/errors.hpp"
@@ -148,6 +149,41 @@ Status Impl::adopt_records() {
     instances[inst.id] = *in;
   }
   return {};
+}
+
+void Impl::reap_orphans() {
+  const std::string prefix = "MUP_STATE_DIR=" + (opts.root / "state").string() + "/";
+  std::set<pid_t> known;
+  {
+    std::lock_guard lock(mu);
+    for (const auto& [id, in] : instances)
+      if (in->pid > 0) known.insert(in->pid);
+  }
+  std::error_code ec;
+  for (const auto& e : stdfs::directory_iterator("/proc", ec)) {
+    const std::string name = e.path().filename().string();
+    if (name.empty() || name.size() > 9 ||
+        name.find_first_not_of("0123456789") != std::string::npos)
+      continue;
+    const pid_t pid = static_cast<pid_t>(std::stol(name));
+    if (known.count(pid)) continue;
+    // Only the leader of its own session: an instance's children share its environment.
+    auto st = procfs::read_stat(pid);
+    if (!st || st->session != pid || known.count(st->pgrp)) continue;
+    std::ifstream env(e.path() / "environ", std::ios::binary);
+    std::string var;
+    bool ours = false;
+    while (std::getline(env, var, '\0'))
+      if (var.rfind(prefix, 0) == 0) {
+        ours = true;
+        break;
+      }
+    if (!ours) continue;
+    ::kill(-pid, SIGKILL);
+    std::lock_guard lock(mu);
+    pending_events.push_back(
+        {{"event", "orphan-killed"}, {"pid", pid}, {"at", opts.clock->wall_ms()}});
+  }
 }
 
 }  // namespace mup::service::detail

@@ -378,6 +378,42 @@ TEST_F(SupervisorTest, DestroyedSupervisorLeavesInstancesAndTheNextAdoptsThem) {
   EXPECT_TRUE(sup_->list().empty());
 }
 
+TEST_F(SupervisorTest, AnInstanceThatRunsWithoutARecordIsKilledAtOpen) {
+  // As a supervisor killed between spawn and the record's write leaves it: a session leader
+  // with this root's MUP_STATE_DIR and no record. Another root's process is left alone.
+  auto spawn_orphan = [](const std::string& state_dir) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::setsid();
+      std::string env = "MUP_STATE_DIR=" + state_dir;
+      char* envp[] = {env.data(), nullptr};
+      ::execle("/bin/sleep", "sleep", "1000", static_cast<char*>(nullptr), envp);
+      ::_exit(127);
+    }
+    return pid;
+  };
+  sup_.reset();
+  const pid_t ours = spawn_orphan((dir_ / "root" / "state" / "web").string());
+  const pid_t theirs = spawn_orphan((dir_ / "other-root" / "state" / "web").string());
+  for (int i = 0; i < 200; ++i) {  // until both exec'd (their environ is the new one)
+    std::ifstream a("/proc/" + std::to_string(ours) + "/cmdline");
+    std::ifstream b("/proc/" + std::to_string(theirs) + "/cmdline");
+    std::string ca, cb;
+    std::getline(a, ca, '\0');
+    std::getline(b, cb, '\0');
+    if (ca == "sleep" && cb == "sleep") break;
+    std::this_thread::sleep_for(5ms);
+  }
+  sup_ = open_sup();
+  int st = 0;
+  EXPECT_EQ(::waitpid(ours, &st, 0), ours);
+  EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+  EXPECT_FALSE(events_.named("orphan-killed").empty());
+  EXPECT_EQ(::waitpid(theirs, &st, WNOHANG), 0) << "not this root's: still running";
+  ::kill(theirs, SIGKILL);
+  ::waitpid(theirs, &st, 0);
+}
+
 TEST_F(SupervisorTest, AdoptedInstanceThatDiedIsRestarted) {
   auto info = start(server_def("tcp", "[service.restart]\nbackoff_ms = 20\n"));
   ASSERT_TRUE(sup_->wait_ready(info.id));

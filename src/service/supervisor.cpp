@@ -255,6 +255,7 @@ Result<std::unique_ptr<Supervisor>> Supervisor::open(SupervisorOptions options) 
                                 lock.string() + " is locked); stop it first");
   impl.boot_id = procfs::boot_id();
   MUP_TRY(impl.adopt_records());
+  impl.reap_orphans();
   impl.flush_events();
   impl.monitor = std::thread([&impl] { impl.monitor_loop(); });
   return s;

@@ -98,6 +98,9 @@ struct Impl {
   // --- without mu ---
   void flush_events();
   [[nodiscard]] Status adopt_records();
+  // Instances of this root that run without a record (a supervisor killed between spawn and
+  // the record's write): found by the MUP_STATE_DIR their environment carries, killed.
+  void reap_orphans();
   void monitor_loop();
 };
 
