@@ -356,6 +356,18 @@ TEST_F(AgentTest, ANewVersionThatCrashesAtStartFailsAndTrafficNeverMoves) {
   auto audit = mup({"audit", "show", "--json"});
   EXPECT_NE(audit.out.find("\"deploy\""), std::string::npos);
   EXPECT_NE(audit.out.find("failed"), std::string::npos);
+  // With the agent stopped, the deployments are read from the node's state database.
+  kill_agent(SIGTERM);
+  auto offline = mup({"deployments", "--json"});
+  ASSERT_EQ(offline.exit_code, 0) << offline.err;
+  json list = json::parse(offline.out, nullptr, false);
+  ASSERT_TRUE(list["deployments"].is_array());
+  ASSERT_EQ(list["deployments"].size(), 2u);
+  EXPECT_EQ(list["deployments"][0]["state"], "failed");
+  EXPECT_EQ(list["deployments"][0]["to_version"], "2.1.0");
+  auto one = mup({"deployments", std::to_string(d["id"].get<int64_t>()), "--json"});
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  EXPECT_FALSE(json::parse(one.out)["steps"].empty());
 }
 
 TEST_F(AgentTest, AFailedFirstDeploymentLeavesNothingActive) {

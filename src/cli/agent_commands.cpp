@@ -13,6 +13,7 @@
 #include "api/errors.hpp"
 #include "cli/commands.hpp"
 #include "cli/node_args.hpp"
+#include "deploy/deployer.hpp"
 #include "state/state_db.hpp"
 
 namespace mup::cli {
@@ -135,6 +136,28 @@ int64_t resolve_deployment(api::Client& c, const std::string& arg) {
   if (!ds.is_array() || ds.empty())
     die(Error(Errc::not_found, "no deployment of " + arg + " (mup deployments)"));
   return ds[0].value("id", int64_t{0});
+}
+
+// The deployments as the agent's API shows them, read from state.db (no agent running).
+json offline_deployments(const NodeArgs& n, const std::string& component, int limit) {
+  auto node = open_node(n);
+  auto db = must(node->connect_state());
+  auto rows = must(db.deployments(component, limit > 0 ? static_cast<size_t>(limit) : 0));
+  json out = json::array();
+  for (const auto& r : rows) out.push_back(deploy::deployment_json(r));
+  return {{"deployments", out}};
+}
+
+json offline_deployment(const NodeArgs& n, const std::string& id_text) {
+  if (id_text.empty() || id_text.find_first_not_of("0123456789") != std::string::npos)
+    die(Error(Errc::invalid_argument,
+              "a deployment id is a positive integer, not '" + id_text + "'"));
+  const int64_t id = std::stoll(id_text);
+  auto node = open_node(n);
+  auto db = must(node->connect_state());
+  auto row = must(db.deployment(id));
+  if (!row) die(make_error(deploy::Code::not_found, "no deployment " + id_text));
+  return deploy::deployment_json(*row, must(db.deployment_steps(id)));
 }
 
 int exit_code_of(const json& d) {
@@ -275,9 +298,10 @@ void register_agent_commands(CLI::App& app) {
     cmd->add_option("--limit", a->limit, "How many (default 20)");
     add_node_options(cmd, a->n);
     cmd->callback([a] {
-      auto c = agent_or_die(a->n.root());
+      // Through the agent when one runs; without one, read from the node's state database.
+      auto c = running_agent(a->n.root());
       if (!a->id.empty()) {
-        json d = call(c, "GET", "/v1/deployments/" + a->id);
+        json d = c ? call(*c, "GET", "/v1/deployments/" + a->id) : offline_deployment(a->n, a->id);
         if (a->n.json()) return print_json(d);
         print_deployment(d);
         for (const auto& s : d.value("steps", json::array()))
@@ -286,7 +310,7 @@ void register_agent_commands(CLI::App& app) {
       }
       std::string q = "/v1/deployments?limit=" + std::to_string(a->limit);
       if (!a->component.empty()) q += "&component=" + a->component;
-      json list = call(c, "GET", q);
+      json list = c ? call(*c, "GET", q) : offline_deployments(a->n, a->component, a->limit);
       if (a->n.json()) return print_json(list);
       for (const auto& d : list["deployments"])
         std::printf("%5lld  %-16s %-10s -> %-10s %-10s %-12s %s\n",
