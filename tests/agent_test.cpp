@@ -628,6 +628,26 @@ TEST_F(AgentTest, AnOfflineInstallOfAServedComponentWarnsThatTrafficStays) {
   EXPECT_EQ(served_version(), "1.0.0") << "the traffic did not move";
 }
 
+TEST_F(AgentTest, AComponentTheAgentDoesNotServeRollsBackOffline) {
+  for (const std::string v : {"1.0.0", "2.0.0"}) {
+    write_file(d_ / ("app-" + v) / "etc/app.conf", "version " + v + "\n");
+    ok({"publish", s("repo"), s("app-" + v), "--keys", s("keys"), "--component", "app", "--version",
+        v, "--type", "application"});
+  }
+  start_agent();
+  ASSERT_EQ(mup({"install", "app", "--version", "1.0.0"}).exit_code, 0);
+  auto second = mup({"install", "app", "--version", "2.0.0"});
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  EXPECT_EQ(second.err.find("warning"), std::string::npos) << "not a service: no warning";
+  auto rb = mup({"rollback", "app", "--json"});
+  ASSERT_EQ(rb.exit_code, 0) << rb.err << rb.out;
+  auto status = json::parse(mup({"status", "--json"}).out, nullptr, false);
+  for (const auto& c : status["components"])
+    if (c["name"] == "app") {
+      EXPECT_EQ(c["active"], "1.0.0");
+    }
+}
+
 // The agent SIGKILLed right after it journaled each deployment state: the proxy and the
 // instances keep serving, the next agent resumes the deployment to its end.
 class AgentCrashTest : public AgentTest, public ::testing::WithParamInterface<std::string> {};

@@ -167,9 +167,23 @@ int exit_code_of(const json& d) {
 
 }  // namespace
 
+namespace {
+
+// Whether the agent behind `c` serves `name` (has it in GET /v1/services).
+bool agent_serves(api::Client& c, const std::string& name) {
+  auto r = c.request("GET", "/v1/services", nullptr, 5s);
+  if (!r || r->status != 200 || !r->body.contains("services")) return false;
+  for (const auto& s : r->body["services"])
+    if (s.is_object() && s.value("name", "") == name) return true;
+  return false;
+}
+
+}  // namespace
+
 bool rollback_via_agent(const NodeArgs& n, const std::string& name, bool has_to_or_state) {
   auto c = running_agent(n.root());
-  if (!c) return false;
+  // A component the agent does not serve (no service definition) rolls back offline.
+  if (!c || !agent_serves(*c, name)) return false;
   if (has_to_or_state)
     die(Error(Errc::invalid_argument, "an agent runs on " + n.root().string() + ": it rolls " +
                                           name +
@@ -188,17 +202,11 @@ bool rollback_via_agent(const NodeArgs& n, const std::string& name, bool has_to_
 
 void warn_if_agent_serves(const NodeArgs& n, const std::string& name, const std::string& verb) {
   auto c = running_agent(n.root());
-  if (!c) return;
-  auto r = c->request("GET", "/v1/services", nullptr, 5s);
-  if (!r || r->status != 200 || !r->body.contains("services")) return;
-  for (const auto& s : r->body["services"])
-    if (s.is_object() && s.value("name", "") == name) {
-      std::fprintf(stderr,
-                   "mup: warning: the agent serves %s: `mup %s` switches its version pointers "
-                   "but not its traffic; `mup deploy %s` moves both\n",
-                   name.c_str(), verb.c_str(), name.c_str());
-      return;
-    }
+  if (!c || !agent_serves(*c, name)) return;
+  std::fprintf(stderr,
+               "mup: warning: the agent serves %s: `mup %s` switches its version pointers but "
+               "not its traffic; `mup deploy %s` moves both\n",
+               name.c_str(), verb.c_str(), name.c_str());
 }
 
 void register_agent_commands(CLI::App& app) {
