@@ -342,11 +342,13 @@ TEST_F(SupervisorTest, SecondSupervisorOnTheSameRootIsBusy) {
 TEST_F(SupervisorTest, CrashedInstanceRestartsWithBackoff) {
   auto info = start(sh_def("echo run; sleep 0.1; exit 1",
                            "[service.restart]\nbackoff_ms = 20\nmax_backoff_ms = 200\n"));
-  ASSERT_TRUE(wait_until([&] { return get(info.id).restarts >= 3; })) << get(info.id).to_json();
+  // Events are delivered after the counter moves (outside the supervisor's lock): wait for both.
+  ASSERT_TRUE(wait_until([&] {
+    return get(info.id).restarts >= 3 && events_.named("restarted").size() >= 3 &&
+           events_.named("exited").size() >= 3;
+  })) << get(info.id).to_json();
   auto now = get(info.id);
   EXPECT_EQ(now.last_exit, "exited with status 1");
-  EXPECT_GE(events_.named("restarted").size(), 3u);
-  EXPECT_GE(events_.named("exited").size(), 3u);
   // The record follows.
   auto rec = nlohmann::json::parse(slurp(dir_ / "root/run/instances/web@1.0.0#0.json"));
   EXPECT_GE(rec["restarts"].get<int>(), 3);
