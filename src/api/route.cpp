@@ -2,16 +2,11 @@
 
 #include <set>
 
+#include "core/hex.hpp"
+
 namespace mup::api {
 
 namespace {
-
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
 
 // Splits "/a/b/c" into {"a","b","c"}; "/" gives {""}. The leading '/' is required by the
 // callers and not looked at here.
@@ -82,26 +77,6 @@ std::optional<std::map<std::string, std::string>> match_path(const RoutePattern&
     params[p.text] = std::move(*value);
   }
   return params;
-}
-
-std::optional<std::string> percent_decode(std::string_view s, bool plus_is_space) {
-  std::string out;
-  out.reserve(s.size());
-  for (size_t i = 0; i < s.size(); ++i) {
-    char c = s[i];
-    if (c == '%') {
-      if (i + 2 >= s.size()) return std::nullopt;
-      int hi = hex_digit(s[i + 1]), lo = hex_digit(s[i + 2]);
-      if (hi < 0 || lo < 0) return std::nullopt;
-      out.push_back(static_cast<char>(hi * 16 + lo));
-      i += 2;
-    } else if (c == '+' && plus_is_space) {
-      out.push_back(' ');
-    } else {
-      out.push_back(c);
-    }
-  }
-  return out;
 }
 
 std::map<std::string, std::string> parse_query(std::string_view query) {

@@ -1,5 +1,5 @@
 // Pure pieces of request routing, kept apart from the sockets so they can be unit-tested
-// and fuzzed: splitting a request target into path and query, percent-decoding, and
+// and fuzzed: splitting a request target into path and query, percent-decoding (core/hex.hpp), and
 // matching a path against a pattern such as "/v1/deployments/{id}/abort".
 //
 // Contract: nothing here throws or allocates unboundedly beyond its input; every function
@@ -39,9 +39,6 @@ struct RoutePattern {
 // percent-decoded. A path with a bad percent escape matches nothing.
 std::optional<std::map<std::string, std::string>> match_path(const RoutePattern& pattern,
                                                              std::string_view path);
-
-// "%41b+c" -> "Ab c" when `plus_is_space` (query strings), nullopt on a bad escape.
-std::optional<std::string> percent_decode(std::string_view s, bool plus_is_space);
 
 // "a=1&b=x%20y&flag" -> {a:1, b:"x y", flag:""}; the last of repeated keys wins; pairs
 // with bad escapes are skipped.

@@ -10,6 +10,8 @@
 #include <thread>
 #include <vector>
 
+#include "core/hex.hpp"
+
 namespace mup::transfer {
 
 namespace asio = boost::asio;
@@ -20,28 +22,12 @@ namespace stdfs = std::filesystem;
 
 namespace {
 
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 // The file a request target names, or empty when it is not a servable file in the root.
 stdfs::path resolve(const stdfs::path& root, std::string_view target) {
   target = target.substr(0, target.find('?'));
-  std::string path;
-  for (size_t i = 0; i < target.size(); ++i) {
-    if (target[i] == '%') {
-      if (i + 2 >= target.size()) return {};
-      int hi = hex_digit(target[i + 1]), lo = hex_digit(target[i + 2]);
-      if (hi < 0 || lo < 0) return {};
-      path.push_back(static_cast<char>(hi * 16 + lo));
-      i += 2;
-    } else {
-      path.push_back(target[i]);
-    }
-  }
+  auto decoded = percent_decode(target);
+  if (!decoded) return {};
+  const std::string& path = *decoded;
   if (path.empty() || path[0] != '/' || path.find('\0') != std::string::npos) return {};
   stdfs::path rel = stdfs::path(path.substr(1)).lexically_normal();
   if (rel.empty() || rel.is_absolute() || *rel.begin() == "..") return {};
