@@ -7,6 +7,9 @@
 
 namespace mup::deploy {
 
+using state::json_int;
+using state::json_str;
+
 namespace {
 
 std::string_view code_name_of(int v) {
@@ -18,18 +21,6 @@ std::string_view code_name_of(int v) {
     case Code::not_a_service: return "not_a_service";
   }
   return "unknown";
-}
-
-int64_t json_int(const nlohmann::json& j, const char* key, int64_t dflt) {
-  if (!j.is_object()) return dflt;
-  auto it = j.find(key);
-  return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : dflt;
-}
-
-std::string json_str(const nlohmann::json& j, const char* key) {
-  if (!j.is_object()) return {};
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
 }  // namespace
@@ -97,7 +88,7 @@ Deployer::~Deployer() {
     std::lock_guard lk(mu_);
     for (auto& [c, job] : jobs_) job->cancel = true;
   }
-  for (auto& t : threads_)
+  for (auto& [c, t] : threads_)
     if (t.joinable()) t.join();
 }
 
@@ -167,7 +158,11 @@ void Deployer::launch(int64_t id, const std::string& component) {
   job->component = component;
   std::lock_guard lk(mu_);
   jobs_[component] = job;
-  threads_.emplace_back([this, job] { run(job); });
+  // The component's previous deployment thread has ended (its job was done, or there would
+  // be no launch): joined here, so a long-running agent keeps one thread per component.
+  std::thread& t = threads_[component];
+  if (t.joinable()) t.join();
+  t = std::thread([this, job] { run(job); });
 }
 
 Result<state::DeploymentRow> Deployer::rollback(const std::string& component,

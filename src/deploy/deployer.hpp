@@ -194,7 +194,7 @@ class Deployer {
   mutable std::mutex mu_;
   std::condition_variable changed_;
   std::map<std::string, std::shared_ptr<Job>> jobs_;  // by component
-  std::vector<std::thread> threads_;
+  std::map<std::string, std::thread> threads_;        // by component: the latest deployment's
   std::atomic<bool> stopping_{false};
   std::mutex read_mu_;
   std::unique_ptr<state::StateDb> reader_;  // for get/list/steps (the API's reads)

@@ -9,19 +9,10 @@
 
 namespace mup::deploy {
 
+using state::json_int;
+using state::json_str;
+
 namespace {
-
-std::string json_str(const nlohmann::json& j, const char* key) {
-  if (!j.is_object()) return {};
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
-int64_t json_int(const nlohmann::json& j, const char* key, int64_t dflt) {
-  if (!j.is_object()) return dflt;
-  auto it = j.find(key);
-  return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : dflt;
-}
 
 // The outcome a deployment heads to once it left the forward path.
 State outcome_of(const state::DeploymentRow& row) {

@@ -152,8 +152,8 @@ State run(Work& w, State start);
 std::string opt_str(const std::optional<std::string>& s);
 // Reads of JSON the engine did not just build (journal rows, signed custom fields) that
 // never throw: a missing or mistyped member is `def`.
-std::string json_str(const nlohmann::json& j, const char* key, const std::string& def = "");
-int64_t json_int(const nlohmann::json& j, const char* key, int64_t def = 0);
+using state::json_int;  // journal detail fields (state/state_db.hpp)
+using state::json_str;
 double seconds_since(const Clock& clock, std::chrono::steady_clock::time_point t0);
 
 }  // namespace mup::engine

@@ -25,18 +25,6 @@ std::string opt_str(const std::optional<std::string>& s) {
   return s ? *s : std::string();
 }
 
-std::string json_str(const json& j, const char* key, const std::string& def) {
-  if (!j.is_object()) return def;
-  auto it = j.find(key);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : def;
-}
-
-int64_t json_int(const json& j, const char* key, int64_t def) {
-  if (!j.is_object()) return def;
-  auto it = j.find(key);
-  return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : def;
-}
-
 double seconds_since(const Clock& clock, std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(clock.monotonic() - t0).count();
 }

@@ -15,6 +15,18 @@
 
 namespace mup::state {
 
+std::string json_str(const nlohmann::json& j, const char* key, const std::string& def) {
+  if (!j.is_object()) return def;
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : def;
+}
+
+int64_t json_int(const nlohmann::json& j, const char* key, int64_t def) {
+  if (!j.is_object()) return def;
+  auto it = j.find(key);
+  return it != j.end() && it->is_number_integer() ? it->get<int64_t>() : def;
+}
+
 namespace stdfs = std::filesystem;
 using detail::Conn;
 using detail::Stmt;

@@ -60,6 +60,12 @@ namespace detail {
 class Conn;
 }
 
+// Fields of JSON the caller did not just build (journal detail, signed custom fields), read
+// as a restart reads them: a missing or mistyped field, or a value that is not an object,
+// gives `def`. Never throws.
+std::string json_str(const nlohmann::json& j, const char* key, const std::string& def = "");
+int64_t json_int(const nlohmann::json& j, const char* key, int64_t def = 0);
+
 // The clock seam: returns Unix milliseconds. Empty means the system clock. New code passes
 // a mup::Clock to open() instead.
 using NowMs = std::function<int64_t()>;
