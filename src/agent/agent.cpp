@@ -1,9 +1,6 @@
 #include "agent/agent.hpp"
 
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <systemd/sd-daemon.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
@@ -12,6 +9,7 @@
 #include "agent/internal.hpp"
 #include "core/fs.hpp"
 #include "core/hex.hpp"
+#include "crypto/crypto.hpp"
 #include "state/state_db.hpp"
 
 namespace mup::agent {
@@ -36,23 +34,12 @@ Result<std::string> load_or_make_token(const stdfs::path& root) {
                                      "made at the next start)");
     return t;
   }
-  uint8_t raw[32];
-  int fd = ::open("/dev/urandom", O_RDONLY | O_CLOEXEC);
-  if (fd < 0 || ::read(fd, raw, sizeof raw) != static_cast<ssize_t>(sizeof raw)) {
-    if (fd >= 0) ::close(fd);
-    return fail(Errc::io, "reading /dev/urandom for the agent token failed");
-  }
-  ::close(fd);
-  std::string token = to_hex({raw, sizeof raw});
-  const stdfs::path tmp = root / ".agent.token.tmp";
-  int out = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (out < 0) return fail(Errc::io, "creating " + tmp.string() + " failed");
-  std::string line = token + "\n";
-  bool ok = ::write(out, line.data(), line.size()) == static_cast<ssize_t>(line.size()) &&
-            ::fsync(out) == 0;
-  ::close(out);
-  if (!ok || ::rename(tmp.c_str(), p.c_str()) != 0)
-    return fail(Errc::io, "writing " + p.string() + " failed");
+  auto raw = crypto::random_bytes(32);
+  if (!raw) return tl::unexpected(raw.error().context("making the agent token"));
+  std::string token = to_hex(*raw);
+  const std::string line = token + "\n";
+  MUP_TRY(
+      fs::write_file_atomic(p, {reinterpret_cast<const uint8_t*>(line.data()), line.size()}, 0600));
   return token;
 }
 
