@@ -36,12 +36,15 @@ std::filesystem::path self_binary() {
 }
 
 // A client of the agent of `root`, or nullopt when none answers there.
-std::optional<api::Client> running_agent(const std::filesystem::path& root) {
+// The liveness probe is GET /v1/services; its body goes to `services` when asked for.
+std::optional<api::Client> running_agent(const std::filesystem::path& root,
+                                         json* services = nullptr) {
   auto c = api::Client::unix_socket(root / "agent.sock");
   std::error_code ec;
   if (!std::filesystem::exists(root / "agent.sock", ec)) return std::nullopt;
   auto r = c.request("GET", "/v1/services", nullptr, 5s);
   if (!r) return std::nullopt;
+  if (services) *services = r->status == 200 ? r->body : json();
   return c;
 }
 
@@ -169,11 +172,10 @@ int exit_code_of(const json& d) {
 
 namespace {
 
-// Whether the agent behind `c` serves `name` (has it in GET /v1/services).
-bool agent_serves(api::Client& c, const std::string& name) {
-  auto r = c.request("GET", "/v1/services", nullptr, 5s);
-  if (!r || r->status != 200 || !r->body.contains("services")) return false;
-  for (const auto& s : r->body["services"])
+// Whether a GET /v1/services body lists `name`.
+bool serves(const json& services, const std::string& name) {
+  if (!services.is_object() || !services.contains("services")) return false;
+  for (const auto& s : services["services"])
     if (s.is_object() && s.value("name", "") == name) return true;
   return false;
 }
@@ -181,9 +183,10 @@ bool agent_serves(api::Client& c, const std::string& name) {
 }  // namespace
 
 bool rollback_via_agent(const NodeArgs& n, const std::string& name, bool has_to_or_state) {
-  auto c = running_agent(n.root());
+  json services;
+  auto c = running_agent(n.root(), &services);
   // A component the agent does not serve (no service definition) rolls back offline.
-  if (!c || !agent_serves(*c, name)) return false;
+  if (!c || !serves(services, name)) return false;
   if (has_to_or_state)
     die(Error(Errc::invalid_argument, "an agent runs on " + n.root().string() + ": it rolls " +
                                           name +
@@ -201,8 +204,8 @@ bool rollback_via_agent(const NodeArgs& n, const std::string& name, bool has_to_
 }
 
 void warn_if_agent_serves(const NodeArgs& n, const std::string& name, const std::string& verb) {
-  auto c = running_agent(n.root());
-  if (!c || !agent_serves(*c, name)) return;
+  json services;
+  if (!running_agent(n.root(), &services) || !serves(services, name)) return;
   std::fprintf(stderr,
                "mup: warning: the agent serves %s: `mup %s` switches its version pointers but "
                "not its traffic; `mup deploy %s` moves both\n",
