@@ -61,14 +61,20 @@ Status Runtime::load_routes() {
   return {};
 }
 
-Status Runtime::push(const std::string& c, Service& s, bool force) {
+Status Runtime::push(const std::string& c, Service& s, bool force,
+                     const std::vector<service::InstanceInfo>* all) {
   traffic::RouteSpec spec;
   spec.listen = s.listen;
   spec.protocol = s.protocol == "tcp" ? traffic::Protocol::tcp : traffic::Protocol::http;
   spec.drain_ms = static_cast<uint32_t>(std::clamp<int64_t>(s.drain_ms, 0, traffic::kMaxDrainMs));
+  std::vector<service::InstanceInfo> fresh;
+  if (!all) {
+    fresh = supervisor_.list();
+    all = &fresh;
+  }
   for (const auto& [v, w] : s.weights)
-    for (const auto& i : instances_of(c, v))
-      if (serving(i))
+    for (const auto& i : *all)
+      if (i.component == c && i.version == v && serving(i))
         spec.backends.push_back({i.id, v, "127.0.0.1:" + std::to_string(i.port),
                                  static_cast<uint32_t>(std::max(w, 0))});
   if (!force && s.pushed_once && spec.backends == s.pushed) return {};
@@ -185,13 +191,19 @@ void Runtime::set_restart(const std::string& c, const std::string& v, bool on) {
 
 void Runtime::reconcile() {
   std::lock_guard lk(mu_);
-  for (auto& [c, s] : services_) {
-    for (const auto& [v, w] : s.weights)
-      for (const auto& i : instances_of(c, v))
-        if (i.state == "starting" && i.pid > 0)
-          (void)supervisor_.wait_ready(i.id, 1ms);  // one probe: a restarted instance rejoins
-    (void)push(c, s, false);                        // a failure is retried on the next tick
+  // One look at the instances for every service (this runs five times a second).
+  auto all = supervisor_.list();
+  bool probed = false;
+  for (const auto& i : all) {
+    auto svc = services_.find(i.component);
+    if (i.state != "starting" || i.pid <= 0 || svc == services_.end() ||
+        !svc->second.weights.count(i.version))
+      continue;
+    (void)supervisor_.wait_ready(i.id, 1ms);  // one probe: a restarted instance rejoins
+    probed = true;
   }
+  if (probed) all = supervisor_.list();
+  for (auto& [c, s] : services_) (void)push(c, s, false, &all);  // failures: retried next tick
 }
 
 void Runtime::start_unrouted(const std::function<bool(const std::string&)>& busy) {

@@ -72,7 +72,10 @@ class Runtime : public deploy::DataPlane {
   };
   std::vector<service::InstanceInfo> instances_of(const std::string& component,
                                                   const std::string& version) const;
-  [[nodiscard]] Status push(const std::string& component, Service& s, bool force);
+  // Sends the route when its backends changed (or `force`); `all` is the supervisor's list
+  // when the caller has one already.
+  [[nodiscard]] Status push(const std::string& component, Service& s, bool force,
+                            const std::vector<service::InstanceInfo>* all = nullptr);
 
   engine::Engine& engine_;
   service::Supervisor& supervisor_;
