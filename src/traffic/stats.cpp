@@ -82,6 +82,7 @@ VersionStats::Slot& VersionStats::slot_for(int64_t second) {
       s.c4xx.store(0, kRelaxed);
       s.c5xx.store(0, kRelaxed);
       s.errors.store(0, kRelaxed);
+      s.failed.store(0, kRelaxed);
       for (auto& h : s.hist) h.store(0, kRelaxed);
       s.max_us.store(0, kRelaxed);
       s.second.store(second, std::memory_order_release);
@@ -97,6 +98,8 @@ void VersionStats::on_finish(int status, bool error, std::chrono::nanoseconds la
   int cls = status / 100;
   if (cls >= 1 && cls <= 5) classes_[cls - 1].fetch_add(1, kRelaxed);
   if (error) errors_.fetch_add(1, kRelaxed);
+  const bool failed = cls == 5 || error;
+  if (failed) failed_.fetch_add(1, kRelaxed);
   uint64_t us = static_cast<uint64_t>(
       std::max<int64_t>(0, std::chrono::duration_cast<std::chrono::microseconds>(latency).count()));
   size_t bucket = latency_bucket(us);
@@ -110,6 +113,7 @@ void VersionStats::on_finish(int status, bool error, std::chrono::nanoseconds la
   if (cls == 4) s.c4xx.fetch_add(1, kRelaxed);
   if (cls == 5) s.c5xx.fetch_add(1, kRelaxed);
   if (error) s.errors.fetch_add(1, kRelaxed);
+  if (failed) s.failed.fetch_add(1, kRelaxed);
   if (record_latency) {
     s.hist[bucket].fetch_add(1, kRelaxed);
     atomic_max(s.max_us, us);
@@ -128,6 +132,7 @@ json VersionStats::to_json() const {
                     {"4xx", classes_[3].load(kRelaxed)},
                     {"5xx", classes_[4].load(kRelaxed)}};
   j["errors"] = errors_.load(kRelaxed);
+  j["failed"] = failed_.load(kRelaxed);
   j["retries"] = retries_.load(kRelaxed);
   j["in_flight"] = in_flight_.load(kRelaxed);
   j["connections"] = connections_.load(kRelaxed);
@@ -143,7 +148,7 @@ json VersionStats::to_json() const {
     const Slot& s =
         ring_[static_cast<size_t>(((t % kPerSecondSlots) + kPerSecondSlots) % kPerSecondSlots)];
     json e = {{"t", t},   {"requests", 0}, {"2xx", 0},      {"4xx", 0},
-              {"5xx", 0}, {"errors", 0},   {"p50_ms", 0.0}, {"p99_ms", 0.0}};
+              {"5xx", 0}, {"errors", 0},   {"failed", 0}, {"p50_ms", 0.0}, {"p99_ms", 0.0}};
     if (s.second.load(std::memory_order_acquire) == t) {
       uint64_t sc[kLatencyBounds + 1];
       for (size_t i = 0; i <= kLatencyBounds; ++i) sc[i] = s.hist[i].load(kRelaxed);
@@ -153,6 +158,7 @@ json VersionStats::to_json() const {
       e["4xx"] = s.c4xx.load(kRelaxed);
       e["5xx"] = s.c5xx.load(kRelaxed);
       e["errors"] = s.errors.load(kRelaxed);
+      e["failed"] = s.failed.load(kRelaxed);
       e["p50_ms"] = round3(quantile_us(sc, 0.50, smax) / 1000);
       e["p99_ms"] = round3(quantile_us(sc, 0.99, smax) / 1000);
     }

@@ -12,6 +12,8 @@
 //   requests   requests finished (answered, failed or broken) by a backend of this version
 //   responses  by status class of what the client was sent, proxy-made 502/503 included
 //   errors     proxy-made 502/503 and connections broken mid-request
+//   failed     what users saw fail: a 5xx (the backend's or the proxy's) or a broken request
+//              (the rollback judge's error count)
 //   retries    attempts on a backend of this version that failed and were retried elsewhere
 //   in_flight, connections (open upstream connections): gauges
 // Requests answered 503 because no backend was routable have no version: they are counted
@@ -67,14 +69,14 @@ class VersionStats {
  private:
   struct Slot {
     std::atomic<int64_t> second{-1};
-    std::atomic<uint32_t> requests{0}, c2xx{0}, c4xx{0}, c5xx{0}, errors{0};
+    std::atomic<uint32_t> requests{0}, c2xx{0}, c4xx{0}, c5xx{0}, errors{0}, failed{0};
     std::atomic<uint32_t> hist[kLatencyBounds + 1] = {};
     std::atomic<uint64_t> max_us{0};
   };
   Slot& slot_for(int64_t second);
 
   const Clock& clock_;
-  std::atomic<uint64_t> requests_{0}, errors_{0}, retries_{0};
+  std::atomic<uint64_t> requests_{0}, errors_{0}, failed_{0}, retries_{0};
   std::atomic<uint64_t> classes_[5] = {};  // 1xx..5xx
   std::atomic<int64_t> in_flight_{0}, connections_{0};
   std::atomic<uint64_t> hist_[kLatencyBounds + 1] = {};
