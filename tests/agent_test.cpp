@@ -650,6 +650,90 @@ TEST_F(AgentTest, AComponentTheAgentDoesNotServeRollsBackOffline) {
 
 // The agent SIGKILLed right after it journaled each deployment state: the proxy and the
 // instances keep serving, the next agent resumes the deployment to its end.
+
+// --- The rollback judge, end to end: a real agent, proxy, sample service and load ---------
+
+// The old version serves long enough under load for a baseline the judge can use.
+void wait_for_requests(const Load& load, int n) {
+  for (int i = 0; i < 600 && load.ok() < n; ++i) std::this_thread::sleep_for(10ms);
+}
+
+TEST_F(AgentTest, TheJudgeRollsBackABadVersionByItselfWithTheDecisionRecorded) {
+  start_agent();
+  deploy({"--version", "1.0.0"});
+  Load load(port_);
+  wait_for_requests(load, 1000);
+  // 2.0.0 fails 30% of its requests; its [rollback] policy asks for alpha 0.01.
+  publish("2.6.0", {"--error-rate", "0.3"}, "[rollback]\nalpha = 0.01\n");
+  json d = deploy({"--version", "2.6.0", "--analysis", "60s"}, 1);
+  load.stop();
+  EXPECT_EQ(d["state"], "rolled-back") << d.dump();
+  ASSERT_TRUE(d.contains("decision")) << d.dump();
+  const json& j = d["decision"];
+  EXPECT_EQ(j["verdict"], "rollback");
+  EXPECT_EQ(j["algorithm"], "sequential");
+  EXPECT_EQ(j["metric"], "error_rate");
+  EXPECT_EQ(j["against"], "baseline");
+  EXPECT_GE(j["statistic"].get<double>(), j["threshold"].get<double>());
+  EXPECT_GT(j["old"]["requests"].get<int>(), 900);
+  EXPECT_GT(j["new"]["errors"].get<int>(), 0);
+  EXPECT_NEAR(j["alpha"].get<double>(), 0.01 * 0.8 * 0.75, 1e-9) << "the manifest's alpha";
+  ASSERT_TRUE(d["rolled_back_at"].is_string());
+  EXPECT_LT(d["rolled_back_at_ms"].get<int64_t>() - d["started_at_ms"].get<int64_t>(), 30000)
+      << "well inside the analysis";
+  EXPECT_EQ(served_version(), "1.0.0");
+  EXPECT_NE(d["reason"].get<std::string>().find("rollback judge"), std::string::npos);
+}
+
+TEST_F(AgentTest, ACanaryWalksItsStepsUnderLoadAndCommitsWithoutAFailedRequest) {
+  start_agent();
+  deploy({"--version", "1.0.0"});
+  Load load(port_);
+  wait_for_requests(load, 500);
+  json d = deploy({"--version", "2.0.0", "--strategy", "canary", "--steps", "20,50,100",
+                   "--step-seconds", "1"});
+  load.stop();
+  EXPECT_EQ(d["state"], "committed") << d.dump();
+  EXPECT_EQ(d["strategy"], "canary");
+  EXPECT_EQ(d["canary"]["steps"], json::array({20, 50, 100}));
+  EXPECT_EQ(d["decision"]["verdict"], "pass") << d.dump();
+  EXPECT_EQ(d["decision"]["against"], "old") << "compared on the same traffic";
+  EXPECT_EQ(load.failed(), 0) << load.failures();
+  EXPECT_GT(load.versions()["2.0.0"], 0);
+  EXPECT_EQ(served_version(), "2.0.0");
+}
+
+TEST_F(AgentTest, AnAgentKilledMidCanaryResumesAtTheSameStep) {
+  start_agent();
+  deploy({"--version", "1.0.0"});
+  Load load(port_);
+  wait_for_requests(load, 500);
+  auto started = mup({"deploy", "web", "--version", "2.0.0", "--strategy", "canary", "--steps",
+                      "10,40,100", "--step-seconds", "3", "--json"});
+  ASSERT_EQ(started.exit_code, 0) << started.err;
+  const int64_t id = json::parse(started.out)["id"];
+  // Wait for the second step, then SIGKILL the agent.
+  json d;
+  for (int i = 0; i < 200; ++i) {
+    d = json::parse(mup({"deployments", std::to_string(id), "--json"}).out, nullptr, false);
+    if (d.contains("canary") && d["canary"]["step"] == 1) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  ASSERT_EQ(d["canary"]["step"], 1) << d.dump();
+  kill_agent(SIGKILL);
+  // The proxy keeps the step's split while no agent runs.
+  json offline =
+      json::parse(mup({"deployments", std::to_string(id), "--json"}).out, nullptr, false);
+  EXPECT_EQ(offline["traffic"]["2.0.0"], 40) << offline.dump();
+  start_agent();
+  json again = json::parse(mup({"deployments", std::to_string(id), "--json"}).out, nullptr, false);
+  EXPECT_GE(again["canary"]["step"].get<int>(), 1) << "resumed at the step it was in";
+  json fin = wait_final(id);
+  load.stop();
+  EXPECT_EQ(fin["state"], "committed") << fin.dump();
+  EXPECT_EQ(load.failed(), 0) << load.failures();
+}
+
 class AgentCrashTest : public AgentTest, public ::testing::WithParamInterface<std::string> {};
 
 TEST_P(AgentCrashTest, KilledAtAStateTheNextAgentFinishesTheDeployment) {

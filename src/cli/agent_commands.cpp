@@ -184,9 +184,12 @@ json offline_deployment(const NodeArgs& n, const std::string& id_text) {
   return deploy::deployment_json(*row, must(db.deployment_steps(id)));
 }
 
+// 0 when the deployment did what it was for: committed, or (a rollback) rolled back. A
+// deployment the judge rolled back is a failure of `mup deploy` (exit 1).
 int exit_code_of(const json& d) {
   const std::string s = d.value("state", "");
-  return s == "committed" || s == "rolled-back" ? 0 : 1;
+  if (d.value("strategy", "") == "rollback") return s == "rolled-back" ? 0 : 1;
+  return s == "committed" ? 0 : 1;
 }
 
 }  // namespace
@@ -220,7 +223,8 @@ bool rollback_via_agent(const NodeArgs& n, const std::string& name, bool has_to_
   } else {
     print_deployment(d);
   }
-  if (exit_code_of(d) != 0) throw CliExit{1};
+  // Rolled back: the rollback deployment, or the running deployment it undid.
+  if (d.value("state", "") != "rolled-back") throw CliExit{1};
   return true;
 }
 
