@@ -53,8 +53,9 @@ std::optional<Response> read_duration(const json& body, const std::string& name,
   return std::nullopt;
 }
 
-// The judge's fields of POST /v1/deployments: steps, step_seconds, alpha, auto_rollback and
-// policy (overrides of the version's [rollback] table; alpha and auto_rollback win over it).
+// The judge's and the schedule's fields of POST /v1/deployments: at (RFC 3339), steps,
+// step_seconds, alpha, auto_rollback and policy (overrides of the version's [rollback] table; alpha
+// and auto_rollback win over it).
 std::optional<Response> read_judge_fields(const json& b, deploy::DeployRequest& req) {
   if (b.contains("steps")) {
     if (!b["steps"].is_array())
@@ -70,6 +71,18 @@ std::optional<Response> read_judge_fields(const json& b, deploy::DeployRequest& 
       return Response::error(400, "bad_request", "step_seconds must be a non-negative number",
                              "step_seconds");
     req.step_ms = static_cast<int64_t>(b["step_seconds"].get<double>() * 1000);
+  }
+  if (b.contains("at")) {
+    auto at = b["at"].is_string() ? parse_rfc3339(b["at"].get<std::string>()) : std::nullopt;
+    if (!at)
+      return Response::error(400, "bad_request",
+                             "at must be an RFC 3339 time, e.g. 2026-12-01T21:19:00Z", "at");
+    if (*at < system_clock().wall_ms() - 5000)
+      return Response::error(400, "bad_request",
+                             "at: " + b["at"].get<std::string>() +
+                                 " is in the past (now: " + iso_utc(system_clock().wall_ms()) + ")",
+                             "at");
+    req.scheduled_for_ms = *at;
   }
   if (b.contains("policy")) {
     if (!b["policy"].is_object())

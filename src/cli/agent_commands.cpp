@@ -103,7 +103,10 @@ void print_deployment(const json& d) {
               d.value("state", "").c_str());
   if (!d.value("reason", "").empty()) std::printf("  reason: %s\n", d.value("reason", "").c_str());
   std::printf("  traffic: %s\n", traffic_text(d.value("traffic", json::object())).c_str());
-  std::printf("  started %s, %s\n", d.value("started_at", "").c_str(),
+  if (d.contains("scheduled_for"))
+    std::printf("  scheduled for %s\n", d.value("scheduled_for", "").c_str());
+  std::printf("  started %s, %s\n",
+              d["started_at"].is_string() ? d["started_at"].get<std::string>().c_str() : "not yet",
               d["finished_at"].is_string()
                   ? ("finished " + d["finished_at"].get<std::string>()).c_str()
                   : "running");
@@ -273,7 +276,7 @@ void register_agent_commands(CLI::App& app) {
     struct A {
       NodeArgs n;
       std::string name, version, strategy, keep_old, soak, timeout = "30m";
-      std::string steps, analysis, auto_rollback;
+      std::string steps, analysis, auto_rollback, at;
       double step_seconds = -1, alpha = -1;
       bool wait = false;
     };
@@ -292,6 +295,9 @@ void register_agent_commands(CLI::App& app) {
     cmd->add_option("--analysis", a->analysis,
                     "immediate, blue-green: the judge watches the new version this long after "
                     "the switch, before commit (default 10s; 0 turns it off)");
+    cmd->add_option("--at", a->at,
+                    "Start at this RFC 3339 time (e.g. 2026-12-01T21:19:00Z); without --wait, "
+                    "returns once it is scheduled (mup abort ID cancels it)");
     cmd->add_option("--alpha", a->alpha,
                     "The judge's false-rollback probability per deployment (default 0.001)");
     cmd->add_option("--auto-rollback", a->auto_rollback,
@@ -313,6 +319,7 @@ void register_agent_commands(CLI::App& app) {
       if (!a->keep_old.empty()) body["keep_old"] = a->keep_old;
       if (!a->soak.empty()) body["soak"] = a->soak;
       if (!a->analysis.empty()) body["analysis"] = a->analysis;
+      if (!a->at.empty()) body["at"] = a->at;
       if (a->step_seconds >= 0) body["step_seconds"] = a->step_seconds;
       if (a->alpha >= 0) body["alpha"] = a->alpha;
       if (!a->auto_rollback.empty()) body["auto_rollback"] = a->auto_rollback == "on";
@@ -338,8 +345,15 @@ void register_agent_commands(CLI::App& app) {
         if (a->n.json()) {
           print_json(d);
         } else {
-          std::printf("deployment %lld started (mup deployments %lld)\n",
-                      static_cast<long long>(id), static_cast<long long>(id));
+          if (d.contains("scheduled_for"))
+            std::printf(
+                "deployment %lld scheduled for %s (mup deployments %lld; mup abort %lld "
+                "cancels it)\n",
+                static_cast<long long>(id), d.value("scheduled_for", "").c_str(),
+                static_cast<long long>(id), static_cast<long long>(id));
+          else
+            std::printf("deployment %lld started (mup deployments %lld)\n",
+                        static_cast<long long>(id), static_cast<long long>(id));
         }
         return;
       }

@@ -14,7 +14,9 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace mup {
 
@@ -40,6 +42,10 @@ const Clock& system_clock();
 // "YYYY-MM-DDTHH:MM:SSZ" of Unix milliseconds (UTC): how status, history, audit and
 // deployments show times.
 std::string iso_utc(int64_t unix_ms);
+// Unix milliseconds of an RFC 3339 time: "2026-12-01T21:19:00Z", "...T21:19:00.250+02:00"
+// ('T' or 't' or ' ', 'Z' or 'z' or an offset). nullopt for anything else, or a field out of
+// range (month 13, minute 60; a leap second 60 is taken as 59.999).
+std::optional<int64_t> parse_rfc3339(std::string_view text);
 
 // A clock that moves only when told. advance() moves both readings by the same amount (they
 // derive from one counter, so they never drift apart); set_wall_ms() jumps the wall clock

@@ -520,3 +520,21 @@ TEST(FaultPointDeathTest, PowerCutRunsTheHooksThenKills) {
 
 }  // namespace
 }  // namespace mup
+
+namespace mup {
+namespace {
+
+TEST(Rfc3339, ParsesUtcOffsetsAndFractionsAndRefusesTheRest) {
+  EXPECT_EQ(parse_rfc3339("2026-12-01T21:19:00Z"), int64_t{1796159940000});
+  EXPECT_EQ(parse_rfc3339("2026-12-01T23:19:00+02:00"), int64_t{1796159940000});
+  EXPECT_EQ(parse_rfc3339("2026-12-01t21:19:00.25z"), int64_t{1796159940250});
+  EXPECT_EQ(parse_rfc3339("2026-12-01T20:19:00-01:00"), int64_t{1796159940000});
+  EXPECT_EQ(iso_utc(*parse_rfc3339("2024-02-29T00:00:00Z")), "2024-02-29T00:00:00Z");
+  for (const char* bad : {"2026-12-01", "2026-12-01T21:19:00", "2026-13-01T00:00:00Z",
+                          "2025-02-29T00:00:00Z", "2026-12-01T24:00:00Z", "2026-12-01T21:19:00Zx",
+                          "2026-12-01T21:19:00+2:00", "tomorrow", ""})
+    EXPECT_FALSE(parse_rfc3339(bad)) << bad;
+}
+
+}  // namespace
+}  // namespace mup

@@ -356,6 +356,58 @@ TEST_F(DeployTest, AJournalRowThatCannotBeUnderstoodIsRolledBack) {
   EXPECT_EQ(node_.active_v, "1.0.0");
 }
 
+TEST_F(DeployTest, AScheduledDeploymentWaitsForItsTimeAndCanBeCancelled) {
+  DeployRequest r;
+  r.component = "web";
+  r.soak_ms = 0;
+  r.scheduled_for_ms = clock_.wall_ms() + 30000;
+  auto row = deployer_->start(r);
+  ASSERT_TRUE(row) << row.error().message();
+  EXPECT_EQ(row->state, "scheduled");
+  std::this_thread::sleep_for(100ms);
+  EXPECT_TRUE(node_.calls.empty()) << "nothing done before its time";
+  auto j = deployment_json(*row);
+  EXPECT_EQ(j["scheduled_for_ms"], r.scheduled_for_ms);
+  EXPECT_TRUE(j["started_at"].is_null());
+  clock_.advance(30s);
+  auto done = deployer_->wait(row->id, 20s);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->state, "committed") << done->reason;
+  j = deployment_json(*done);
+  EXPECT_GE(j["started_at_ms"].get<int64_t>(), r.scheduled_for_ms);
+
+  r.version = "3.0.0";
+  r.scheduled_for_ms = clock_.wall_ms() + 60000;
+  auto later = deployer_->start(r);
+  ASSERT_TRUE(later);
+  ASSERT_TRUE(deployer_->abort(later->id));
+  auto cancelled = deployer_->wait(later->id, 20s);
+  ASSERT_TRUE(cancelled);
+  EXPECT_EQ(cancelled->state, "aborted");
+  EXPECT_EQ(node_.active_v, "2.0.0") << "a cancelled schedule does nothing";
+}
+
+TEST_F(DeployTest, AScheduledDeploymentSurvivesARestartOfTheDeployer) {
+  DeployRequest r;
+  r.component = "web";
+  r.soak_ms = 0;
+  r.scheduled_for_ms = clock_.wall_ms() + 30000;
+  auto row = deployer_->start(r);
+  ASSERT_TRUE(row);
+  deployer_.reset();  // the agent stops: the row stays scheduled
+  auto d = Deployer::open(options(), node_, plane_);
+  ASSERT_TRUE(d);
+  deployer_ = std::move(*d);
+  auto again = deployer_->get(row->id);
+  ASSERT_TRUE(again && *again);
+  EXPECT_EQ((**again).state, "scheduled");
+  deployer_->resume_all();
+  clock_.advance(30s);
+  auto done = deployer_->wait(row->id, 20s);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->state, "committed") << done->reason;
+}
+
 // --- The judge in the deployment (analysis.cpp), on the fake plane's simulated traffic ------
 
 class JudgedDeployTest : public DeployTest {

@@ -42,7 +42,7 @@ nlohmann::json deployment_json(const state::DeploymentRow& row,
       {"final", row.finished_at_ms != 0},
       {"reason", row.reason},
       {"actor", row.actor},
-      {"started_at", iso_utc(row.started_at_ms)},
+      {"created_at", iso_utc(row.started_at_ms)},
       {"finished_at",
        row.finished_at_ms ? nlohmann::json(iso_utc(row.finished_at_ms)) : nlohmann::json(nullptr)},
       {"started_at_ms", row.started_at_ms},
@@ -50,6 +50,16 @@ nlohmann::json deployment_json(const state::DeploymentRow& row,
       {"duration_ms",
        (row.finished_at_ms ? row.finished_at_ms : row.updated_at_ms) - row.started_at_ms}};
   const nlohmann::json& d = row.detail.is_object() ? row.detail : nlohmann::json::object();
+  // A scheduled deployment started when its wait ended (null until then).
+  if (auto at = json_int(d, "scheduled_for_ms", 0)) {
+    j["scheduled_for"] = iso_utc(at);
+    j["scheduled_for_ms"] = at;
+    const int64_t began = json_int(d, "started_at_ms", 0);
+    j["started_at"] = began ? nlohmann::json(iso_utc(began)) : nlohmann::json(nullptr);
+    j["started_at_ms"] = began;
+  } else {
+    j["started_at"] = iso_utc(row.started_at_ms);
+  }
   j["traffic"] = d.contains("traffic") ? d["traffic"] : nlohmann::json::object();
   if (auto it = d.find("window"); it != d.end() && it->is_object()) {
     j["keep_old_until"] = iso_utc(json_int(*it, "until", 0));
@@ -142,7 +152,8 @@ Result<state::DeploymentRow> Deployer::start(const DeployRequest& req) {
   state::DeploymentRow row;
   row.component = req.component;
   row.strategy = std::string(strategy_name(req.strategy));
-  row.state = std::string(state_name(State::install));
+  const bool scheduled = req.scheduled_for_ms > clock_.wall_ms();
+  row.state = std::string(state_name(scheduled ? State::scheduled : State::install));
   row.actor = req.actor;
   row.to_version = req.version;
   row.detail = {{"requested_version", req.version},
@@ -150,6 +161,7 @@ Result<state::DeploymentRow> Deployer::start(const DeployRequest& req) {
                 {"soak_ms", req.soak_ms},
                 {"analysis_ms", req.analysis_ms},
                 {"policy", req.policy}};
+  if (scheduled) row.detail["scheduled_for_ms"] = req.scheduled_for_ms;
   if (req.strategy == Strategy::canary) {
     row.detail["steps"] = req.steps.empty() ? kDefaultCanarySteps : req.steps;
     row.detail["step_ms"] = req.step_ms;

@@ -146,6 +146,8 @@ struct DeployRequest {
   int64_t analysis_ms = 10000;
   std::vector<int> steps;   // canary: the new version's weights, ascending, ending at 100
   int64_t step_ms = 10000;  // canary: each step's analysis
+  // Unix ms to start at (0: now). Later than now: the deployment is `scheduled` until then.
+  int64_t scheduled_for_ms = 0;
   // Overrides of the version's rollback policy (rollback::policy_from_json keys).
   nlohmann::json policy = nlohmann::json::object();
 };

@@ -13,6 +13,10 @@ using E = Event;
 // forward path from any state before commit. After commit a deployment is final: a rollback
 // is a new deployment (strategy rollback).
 constexpr Transition kTransitions[] = {
+    {S::scheduled, E::ok, S::install},
+    {S::scheduled, E::error, S::failed},
+    {S::scheduled, E::abort, S::aborted},  // cancelled: nothing was done
+    {S::scheduled, E::rollback, S::aborted},
     {S::install, E::ok, S::start_new},
     {S::install, E::error, S::failed},  // the engine undid its own install
     {S::install, E::abort, S::aborted},
@@ -64,9 +68,9 @@ constexpr Transition kTransitions[] = {
 };
 
 constexpr std::string_view kStateNames[] = {
-    "install",   "start-new",   "wait-ready", "soak",        "switch",   "analyze",
-    "drain-old", "stop-old",    "commit",     "switch-back", "stop-new", "undo-install",
-    "committed", "rolled-back", "failed",     "aborted",
+    "scheduled",    "install",   "start-new",   "wait-ready", "soak",        "switch",
+    "analyze",      "drain-old", "stop-old",    "commit",     "switch-back", "stop-new",
+    "undo-install", "committed", "rolled-back", "failed",     "aborted",
 };
 
 }  // namespace

@@ -20,6 +20,9 @@
 //   rollback:   like immediate, to the previous version, without analysis; its "install" is
 //               the engine's rollback, and the new set is usually still warm (a weight flip)
 //
+// A deployment with a start time (`mup deploy --at`) begins in `scheduled`: journaled like any
+// state, it waits for its time (an agent restart resumes the wait) and then goes to install;
+// abort (or a rollback request) while scheduled cancels it: aborted, nothing done.
 // `analyze` runs the rollback judge (rollback/judge.hpp) on the proxy's counts: a decision
 // to roll back is the event `rollback` (outcome rolled-back, the decision recorded).
 // Every failure, abort or rollback request leaves the forward path for the undo path:
@@ -42,6 +45,7 @@ std::string_view strategy_name(Strategy s);
 std::optional<Strategy> parse_strategy(std::string_view s);
 
 enum class State : uint8_t {
+  scheduled,     // waiting for its start time (persisted: survives agent restarts)
   install,       // the engine installs the version, on trial (or, for a rollback, switches back)
   start_new,     // the new version's instances are started (restart off while deploying)
   wait_ready,    // ... and pass their readiness check

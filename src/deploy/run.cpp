@@ -1,6 +1,7 @@
 // A deployment's thread: journal the state, do its work, answer an event, look the next
 // state up in the table. Each state's work is idempotent (a resumed deployment repeats the
 // state it was in).
+#include <algorithm>
 #include <chrono>
 #include <thread>
 
@@ -156,12 +157,26 @@ Event do_undo_install(StepContext& c) {
   return Event::ok;
 }
 
+// Until the start time (wall clock: a time the operator named). Cut short by abort, or by
+// the agent stopping (then the row stays scheduled and the next agent waits on).
+Event do_scheduled(StepContext& c) {
+  const int64_t at = json_int(c.row.detail, "scheduled_for_ms", 0);
+  while (c.clock.wall_ms() < at) {
+    if (c.cancel) return event_from(c, fail(Errc::io, "cancelled"));
+    const int64_t left = at - c.clock.wall_ms();
+    std::this_thread::sleep_for(std::chrono::milliseconds(std::clamp<int64_t>(left, 1, 50)));
+  }
+  c.row.detail["started_at_ms"] = c.clock.wall_ms();
+  return Event::ok;
+}
+
 Event do_state(State s, StepContext& c) {
   const std::string& comp = c.row.component;
   const std::string& neu = c.row.to_version;
   const std::string& old = c.row.from_version;
   Cancel never{false};
   switch (s) {
+    case State::scheduled: return do_scheduled(c);
     case State::install: return do_install(c);
     case State::start_new: {
       auto st = c.plane.start(comp, neu);
@@ -216,30 +231,34 @@ void Deployer::run(const std::shared_ptr<Job>& job) {
   if (!parsed) append_reason(row, "unknown state '" + row.state + "' in the journal; rolled back");
   const Strategy strategy = parse_strategy(row.strategy).value_or(Strategy::immediate);
 
-  // A new deployment ends the rollback window of the one before.
-  if (s == State::install && strategy != Strategy::rollback) {
-    auto prev = db->deployments(row.component, 2);
-    if (prev)
-      for (auto& p : *prev)
-        if (p.id != row.id && p.finished_at_ms) {
-          Cancel never{false};
-          (void)close_window(*db, p, never);  // its own failure is reported by its next tick
-          break;
-        }
-  } else if (strategy == Strategy::rollback && s == State::install) {
-    // The deployment it undoes is marked; inside a blue-green window the warm set takes over
-    // (the window is over: that set is the live one now).
-    const int64_t of = json_int(row.detail, "rollback_of", 0);
-    auto prev = of ? db->deployment(of) : Result<std::optional<state::DeploymentRow>>();
-    if (prev && *prev && (**prev).detail.is_object()) {
-      state::DeploymentRow p = **prev;
-      p.detail["rolled_back_by"] = row.id;
-      if (p.detail.contains("window") && p.detail["window"].is_object())
-        p.detail["window"]["open"] = false;
-      (void)db->update_deployment(p);  // a cross-reference: the rollback runs regardless
+  // Before its install: a new deployment ends the rollback window of the one before; a
+  // rollback marks the deployment it undoes.
+  bool prepared = false;
+  auto before_install = [&] {
+    prepared = true;
+    if (s == State::install && strategy != Strategy::rollback) {
+      auto prev = db->deployments(row.component, 2);
+      if (prev)
+        for (auto& p : *prev)
+          if (p.id != row.id && p.finished_at_ms) {
+            Cancel never{false};
+            (void)close_window(*db, p, never);  // its own failure is reported by its next tick
+            break;
+          }
+    } else if (strategy == Strategy::rollback && s == State::install) {
+      // The deployment it undoes is marked; inside a blue-green window the warm set takes over
+      // (the window is over: that set is the live one now).
+      const int64_t of = json_int(row.detail, "rollback_of", 0);
+      auto prev = of ? db->deployment(of) : Result<std::optional<state::DeploymentRow>>();
+      if (prev && *prev && (**prev).detail.is_object()) {
+        state::DeploymentRow p = **prev;
+        p.detail["rolled_back_by"] = row.id;
+        if (p.detail.contains("window") && p.detail["window"].is_object())
+          p.detail["window"]["open"] = false;
+        (void)db->update_deployment(p);  // a cross-reference: the rollback runs regardless
+      }
     }
-  }
-
+  };
   // What carried the traffic when the deployment began (shown until it moves it).
   if (!row.detail.contains("traffic")) row.detail["traffic"] = plane_.weights(row.component);
 
@@ -253,7 +272,7 @@ void Deployer::run(const std::shared_ptr<Job>& job) {
     // Requests that arrived between states.
     const auto req = static_cast<Deployer::Request>(job->request.load());
     if (!is_undoing(s) && (req == Deployer::Request::abort || req == Deployer::Request::rollback) &&
-        s != State::install) {
+        s != State::install && s != State::scheduled) {
       const Event e = req == Deployer::Request::abort ? Event::abort : Event::rollback;
       row.detail["outcome"] = e == Event::abort ? "aborted" : "rolled-back";
       if (row.reason.empty())
@@ -263,6 +282,7 @@ void Deployer::run(const std::shared_ptr<Job>& job) {
       job->cancel = false;
       job->request = 0;
     }
+    if (s == State::install && !prepared) before_install();
     row.state = std::string(state_name(s));
     if (auto st = db->update_deployment(row); !st) {
       // The journal cannot be written: stop here, unfinished; the next start resumes.
