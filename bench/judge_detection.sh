@@ -56,7 +56,9 @@ run() {
   shift 2
   N=$((N + 1))
   local v=1.$N.0 t=$WORK/t-$N
-  "$REPO_ROOT/scripts/make-sample-tree.sh" "$t" "$v" "$@" >/dev/null
+  # A seed per version: the sample service's failures are a deterministic sequence of its
+  # request counter, so without one every run would replay the same requests.
+  "$REPO_ROOT/scripts/make-sample-tree.sh" "$t" "$v" "$@" --seed $((N * 7919 + 13)) >/dev/null
   ab_publish "$t" web "$v"
   rm -rf "$t"
   "$MUP" deploy web --version "$v" --analysis "$analysis" --wait --json --root "$NODE" \
