@@ -722,6 +722,33 @@ TEST_F(AgentTest, HealthAndPrometheusMetricsUnderRealLoad) {
     EXPECT_NE(m.body.find(want), std::string::npos) << want << "\n" << m.body;
   EXPECT_EQ(http_get(api_port, "/v1/health").status, 401);
 
+  // A version that fails half its requests: unhealthy, its errors counted and alerted.
+  ASSERT_EQ(mup({"health", "thresholds", "web", "--reset"}).exit_code, 0);
+  publish("3.0.0", {"--error-rate", "0.5"});
+  deploy({"--version", "3.0.0"});
+  {
+    Load load(port_);
+    for (int i = 0; i < 1000 && load.failed() < 20; ++i) std::this_thread::sleep_for(10ms);
+  }
+  json bad_v;
+  for (int i = 0; i < 100 && bad_v.is_null(); ++i) {
+    json hh = json::parse(mup({"health", "web", "--json"}).out, nullptr, false);
+    if (hh.is_object() && hh["versions"].is_array())
+      for (const auto& x : hh["versions"])
+        if (x.value("version", "") == "3.0.0" && x["metrics"].value("failed", 0) >= 20) bad_v = x;
+    if (bad_v.is_null()) std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(bad_v.is_object()) << "the monitor never saw the failures";
+  EXPECT_EQ(bad_v["status"], "unhealthy") << bad_v.dump(1);
+  EXPECT_EQ(bad_v["alerts"][0]["metric"], "error_rate") << bad_v.dump(1);
+  EXPECT_LT(bad_v["score"].get<double>(), 70);
+  m = http_get(api_port, "/metrics");
+  EXPECT_NE(m.body.find("mup_requests_total{component=\"web\",version=\"3.0.0\",code=\"5xx\"} "),
+            std::string::npos);
+  EXPECT_EQ(m.body.find("mup_request_failures_total{component=\"web\",version=\"3.0.0\"} 0\n"),
+            std::string::npos)
+      << m.body;
+
   // No agent: a clear error, like mup services.
   kill_agent(SIGTERM);
   auto gone = mup({"health"});

@@ -1,6 +1,10 @@
 // The health score, alerts, trend, windows and thresholds on synthetic inputs, and the
 // Monitor fed synthetic proxy statistics and instances (a FakeClock; no processes).
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <fstream>
 
@@ -348,6 +352,73 @@ TEST(HealthMonitor, ReportsPerComponentAndVersionFromItsSources) {
     EXPECT_EQ(v["status"], "degraded") << "the strict CPU threshold was persisted";
     EXPECT_TRUE(v["score"].is_null()) << "no traffic data: no score";
   }
+}
+
+// A loopback TCP socket; listening, or closed again (so a connect is refused).
+int loopback_port(bool listening, int* fd_out) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  if (listening) {
+    ::listen(fd, 4);
+    *fd_out = fd;
+  } else {
+    ::close(fd);
+  }
+  return ntohs(a.sin_port);
+}
+
+TEST(HealthMonitor, ProbesReadyInstancesWithTheirReadinessCheck) {
+  int listener = -1;
+  const int up = loopback_port(true, &listener), down = loopback_port(false, nullptr);
+  FakeClock clock;
+  test::ScratchDir d;
+  Sources src;
+  src.services = [&] {
+    auto inst = [](const std::string& id, int port) {
+      return json{{"id", id}, {"state", "ready"}, {"port", port}};
+    };
+    return json{{"services",
+                 {{{"name", "db"},
+                   {"versions",
+                    {{{"version", "1"},
+                      {"weight", 100},
+                      {"instances", {inst("db@1#0", up), inst("db@1#1", down)}}}}}}}}};
+  };
+  int asked = 0;
+  src.ready_check = [&](const std::string& c, const std::string& v) {
+    ++asked;
+    EXPECT_EQ(c + "@" + v, "db@1");
+    service::ReadyCheck r;
+    r.kind = service::ReadyCheck::Kind::tcp;
+    return std::optional(r);
+  };
+  MonitorOptions o;
+  o.thresholds_file = d.path() / "t.json";
+  o.clock = &clock;
+  auto mon = Monitor::open(o, src);
+  ASSERT_TRUE(mon);
+  (*mon)->sample();
+  ::close(listener);
+  auto r = (*mon)->report("db");
+  ASSERT_TRUE(r);
+  const json& v = (*r)["versions"][0];
+  EXPECT_EQ(v["metrics"]["probes"], 2);
+  EXPECT_EQ(v["metrics"]["probes_failed"], 1);
+  EXPECT_EQ(v["instances"][0]["probe"]["ok"], true);
+  EXPECT_EQ(v["instances"][1]["probe"]["ok"], false);
+  EXPECT_NE(v["instances"][1]["probe"]["message"].get<std::string>().find("refused"),
+            std::string::npos)
+      << v.dump(1);
+  EXPECT_EQ(v["alert"], "warning");
+  EXPECT_EQ(v["status"], "degraded") << "a failed probe is known bad, even without traffic";
+  // Not due again before probe_interval: the same results, no new probe.
+  (*mon)->sample();
+  EXPECT_EQ(asked, 1);
 }
 
 }  // namespace
