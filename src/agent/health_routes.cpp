@@ -82,7 +82,8 @@ Status start_health(Agent::Impl& a) {
         auto stats = ap->runtime->proxy_stats();
         in.stats = stats ? *stats : json();
         in.services = ap->runtime->services_json();
-        in.health = ap->health->report();
+        in.health =
+            ap->health->report_of(in.stats, stats ? "" : stats.error().message(), in.services);
         if (auto rows = ap->deployer->list("", 100000))
           for (const auto& row : *rows)
             in.deployments.push_back({row.id, row.component, row.strategy, row.state,

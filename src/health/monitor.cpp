@@ -128,10 +128,6 @@ void Monitor::sample() {
   if (stats.is_object())
     for (auto it = latency_.begin(); it != latency_.end();)
       it = seen.count(it->first) ? std::next(it) : latency_.erase(it);
-  stats_ = std::move(stats);
-  services_ = std::move(services);
-  proxy_error_ = std::move(perr);
-  sampled_at_ms_ = clock_.wall_ms();
 }
 
 json Monitor::component_json(const std::string& name, const json& svc, const json& stats) const {
@@ -158,8 +154,13 @@ json Monitor::component_json(const std::string& name, const json& svc, const jso
     m.weight = entry.is_object() ? entry.value("weight", 0) : 0;
     const json& vs = field(stat_versions, version.c_str());
     traffic_window(vs, now_s, options_.window_s, m);
-    if (auto it = latency_.find(key_of(name, version)); it != latency_.end() && !it->second.empty())
-      latency_window(it->second.size() >= 2 ? &it->second.front() : nullptr, it->second.back(), m);
+    // From the snapshot that starts the window to now; when nothing was answered since the
+    // first snapshot (an agent just started), everything since the proxy started.
+    const LatencySnapshot now_hist = latency_snapshot(vs, mono_ms(clock_));
+    auto it = latency_.find(key_of(name, version));
+    latency_window(it != latency_.end() && !it->second.empty() ? &it->second.front() : nullptr,
+                   now_hist, m);
+    if (!m.has_latency && m.requests > 0) latency_window(nullptr, now_hist, m);
     json instances = json::array();
     for (const auto& i : field(entry, "instances")) {
       const std::string state = i.value("state", "");
@@ -204,22 +205,36 @@ json Monitor::component_json(const std::string& name, const json& svc, const jso
 }
 
 json Monitor::report() const {
-  std::lock_guard lk(mu_);
+  json stats = nullptr;
+  std::string perr;
+  if (sources_.stats) {
+    auto s = sources_.stats();
+    if (s)
+      stats = std::move(*s);
+    else
+      perr = s.error().message();
+  }
+  return report_of(stats, perr, sources_.services ? sources_.services() : json::object());
+}
+
+json Monitor::report_of(const json& stats, const std::string& proxy_error,
+                        const json& services) const {
   std::map<std::string, json> svcs;
-  for (const auto& s : field(services_, "services")) svcs[s.value("name", "")] = s;
+  for (const auto& s : field(services, "services")) svcs[s.value("name", "")] = s;
   std::set<std::string> names;
   for (const auto& [n, s] : svcs) names.insert(n);
-  for (const auto& [n, s] : field(stats_, "services").items()) names.insert(n);
+  for (const auto& [n, s] : field(stats, "services").items()) names.insert(n);
   json comps = json::array();
+  std::lock_guard lk(mu_);
   for (const auto& n : names) {
     auto it = svcs.find(n);
     comps.push_back(component_json(n, it == svcs.end() ? json() : it->second,
-                                   field(field(stats_, "services"), n.c_str())));
+                                   field(field(stats, "services"), n.c_str())));
   }
-  json out = {{"at", sampled_at_ms_ ? json(iso_utc(sampled_at_ms_)) : json(nullptr)},
+  json out = {{"at", iso_utc(clock_.wall_ms())},
               {"window_s", options_.window_s},
               {"components", std::move(comps)}};
-  if (!proxy_error_.empty()) out["proxy_error"] = proxy_error_;
+  if (!proxy_error.empty()) out["proxy_error"] = proxy_error;
   return out;
 }
 

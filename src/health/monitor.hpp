@@ -1,9 +1,13 @@
-// Monitor: the agent's health monitor. It samples, once per `interval`, the proxy's
-// per-version statistics and the supervisor's instances (CPU %, RSS, state, from /proc),
+// Monitor: the agent's health monitor. In the background, once per `interval` (5 s), it
+// snapshots each version's latency histogram from the proxy's per-version statistics and
 // probes each ready instance with its readiness check (http or tcp; exec checks are not
-// repeated here) every `probe_interval`, and answers, per component and version, the
-// metrics, score, alert level and trend of score.hpp against the component's thresholds
-// (thresholds.hpp).
+// repeated here). A report reads the statistics and the supervisor's instances (CPU %,
+// RSS, state, from /proc) fresh, and answers, per component and version, the metrics,
+// score, alert level and trend of score.hpp against the component's thresholds
+// (thresholds.hpp): the error rate and the trend from the proxy's per-second ring, the
+// response times from the histogram since the snapshot that starts the window (window.hpp).
+// So an idle node pays one statistics read per interval, and `mup health --watch` sees each
+// second's numbers.
 //
 // It reads through Sources (functions the agent binds to its Runtime), so it depends on
 // neither the agent nor the proxy process, and tests feed it synthetic JSON.
@@ -57,7 +61,7 @@ struct Sources {
 struct MonitorOptions {
   std::filesystem::path thresholds_file;  // <root>/health/thresholds.json
   const Clock* clock = nullptr;           // null: the system clock
-  std::chrono::milliseconds interval{1000};
+  std::chrono::milliseconds interval{5000};
   std::chrono::milliseconds probe_interval{5000};
   int64_t probe_timeout_ms = 1000;
   int window_s = 60;
@@ -75,9 +79,14 @@ class Monitor {
   void start();   // samples now, then every interval, on its own thread
   void sample();  // one sample (and the probes when due), on the calling thread
 
+  // Reads the sources now.
   nlohmann::json report() const;
   // One component's part of report(); Errc::not_found when nothing is known of it.
   [[nodiscard]] Result<nlohmann::json> report(const std::string& component) const;
+  // report() from statistics and services the caller read already (`stats` null and
+  // `proxy_error` set when the proxy did not answer): /metrics reads them once.
+  nlohmann::json report_of(const nlohmann::json& stats, const std::string& proxy_error,
+                           const nlohmann::json& services) const;
 
   Thresholds thresholds(const std::string& component) const;
   // Replaced and persisted; reset_thresholds() goes back to the defaults.
@@ -102,9 +111,6 @@ class Monitor {
   ThresholdStore store_;
 
   mutable std::mutex mu_;
-  nlohmann::json stats_, services_;  // the last sample
-  std::string proxy_error_;
-  int64_t sampled_at_ms_ = 0;
   // Per "component\nversion": latency snapshots spanning the window, oldest first.
   std::map<std::string, std::deque<LatencySnapshot>> latency_;
   std::map<std::string, Probe> probes_;  // by instance id
