@@ -2,6 +2,7 @@
 // (docs/agent.md, "Health"), and the node's Prometheus metrics at /metrics, which a scraper
 // may read over TCP without the token (read-only; every other route still needs it).
 #include "agent/internal.hpp"
+#include "health/errors.hpp"
 #include "health/node_metrics.hpp"
 #include "health/prometheus.hpp"
 
@@ -23,11 +24,12 @@ Response error_of(const Error& e) {
   const int status = e.code() == Errc::not_found          ? 404
                      : e.code() == Errc::invalid_argument ? 400
                                                           : 500;
-  // "field: why" from thresholds_from_json names the field.
+  // A bad threshold reads "field: why": the 400 names the field.
   const std::string m = e.message();
   const auto colon = m.find(':');
-  return Response::error(status, e.code_string(), m,
-                         status == 400 && colon != std::string::npos ? m.substr(0, colon) : "");
+  const bool named =
+      e.is(health::Code::bad_threshold) && colon != std::string::npos && m.find(' ') > colon;
+  return Response::error(status, e.code_string(), m, named ? m.substr(0, colon) : "");
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include <fstream>
 
+#include "health/errors.hpp"
 #include "health/monitor.hpp"
 #include "health/score.hpp"
 #include "health/thresholds.hpp"
@@ -260,6 +261,8 @@ TEST(HealthThresholds, ParseMergePersistAndRefuseBadFields) {
   auto bad = thresholds_from_json({{"error_rate", 2}});
   ASSERT_FALSE(bad);
   EXPECT_EQ(bad.error().message().rfind("error_rate:", 0), 0u) << bad.error().message();
+  EXPECT_TRUE(bad.error().is(Code::bad_threshold));
+  EXPECT_EQ(bad.error().code_string(), "health.bad_threshold");
   EXPECT_FALSE(thresholds_from_json({{"colour", 1}}));
   EXPECT_FALSE(thresholds_from_json({{"cpu_percent", "high"}}));
 
@@ -329,7 +332,7 @@ TEST(HealthMonitor, ReportsPerComponentAndVersionFromItsSources) {
   EXPECT_EQ(by["-"]["status"], "unhealthy") << "users got 503s: no routable backend";
   EXPECT_EQ((*web)["alert"], "critical");
   EXPECT_EQ((*web)["score"], 60) << "the lowest known score: '-' loses the error weight";
-  EXPECT_FALSE((*mon)->report("nope"));
+  EXPECT_TRUE((*mon)->report("nope").error().is(Code::not_found));
 
   // Thresholds set through the monitor are used at once and persisted.
   Thresholds strict;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 
+#include "health/errors.hpp"
 #include "service/probe.hpp"
 
 namespace mup::health {
@@ -247,7 +248,7 @@ Result<json> Monitor::report(const std::string& component) const {
       if (all.contains("proxy_error")) c["proxy_error"] = all["proxy_error"];
       return c;
     }
-  return fail(Errc::not_found, "no health data for " + component +
+  return fail(Code::not_found, "no health data for " + component +
                                    ": the agent neither runs it nor routes traffic to it "
                                    "(mup services)");
 }

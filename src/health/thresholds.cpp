@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "core/fs.hpp"
+#include "health/errors.hpp"
 
 namespace mup::health {
 
@@ -21,7 +22,7 @@ json to_json(const Thresholds& t) {
 namespace {
 
 Error bad(const std::string& field, const std::string& why) {
-  return Error(Errc::invalid_argument, field + ": " + why);
+  return make_error(Code::bad_threshold, field + ": " + why);
 }
 
 Status positive(const json& j, const char* field, double& out, double max) {
@@ -72,7 +73,7 @@ Result<uint64_t> parse_bytes(std::string_view text) {
   uint64_t n = 0;
   auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
   if (ec != std::errc() || p == text.data())
-    return fail(Errc::invalid_argument,
+    return fail(Code::bad_threshold,
                 "'" + std::string(text) + "' is not a size (e.g. 512M, 1G, 1048576)");
   std::string unit(p, text.data() + text.size());
   for (auto& c : unit) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
@@ -85,11 +86,11 @@ Result<uint64_t> parse_bytes(std::string_view text) {
               : unit == "T" ? 40
                             : -1;
   if (shift < 0 || (unit.empty() && p != text.data() + text.size()))
-    return fail(Errc::invalid_argument,
+    return fail(Code::bad_threshold,
                 "'" + std::string(text) + "': unknown unit (K, M, G or T, powers of 1024)");
   if (shift > 0 && n > (UINT64_MAX >> shift))
-    return fail(Errc::invalid_argument, "'" + std::string(text) + "' is too large");
-  if (n == 0) return fail(Errc::invalid_argument, "a size must be > 0");
+    return fail(Code::bad_threshold, "'" + std::string(text) + "' is too large");
+  if (n == 0) return fail(Code::bad_threshold, "a size must be > 0");
   return n << shift;
 }
 
@@ -101,9 +102,9 @@ Result<ThresholdStore> ThresholdStore::open(std::filesystem::path file) {
   if (!bytes) return tl::unexpected(bytes.error());
   json j = json::parse(bytes->begin(), bytes->end(), nullptr, false);
   if (!j.is_object() || !j.contains("components") || !j["components"].is_object())
-    return fail(Errc::corrupt, file.string() +
-                                   " is not a thresholds file ({\"version\":1,\"components\":"
-                                   "{...}}): fix or remove it");
+    return fail(Code::bad_file, file.string() +
+                                    " is not a thresholds file ({\"version\":1,\"components\":"
+                                    "{...}}): fix or remove it");
   for (const auto& [name, t] : j["components"].items()) {
     auto th = thresholds_from_json(t);
     if (!th)
