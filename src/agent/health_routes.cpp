@@ -48,6 +48,7 @@ Status start_health(Agent::Impl& a) {
   health::MonitorOptions mo;
   mo.thresholds_file = a.opts.root / "health" / "thresholds.json";
   mo.clock = a.opts.clock;
+  mo.log = [&a](std::string_view l) { a.say(std::string(l)); };
   auto m = health::Monitor::open(std::move(mo), std::move(src));
   if (!m) return tl::unexpected(m.error());
   a.health = std::move(*m);

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "health/errors.hpp"
+#include "health/json_read.hpp"
 #include "service/probe.hpp"
 
 namespace mup::health {
@@ -19,11 +20,6 @@ int64_t mono_ms(const Clock& c) {
 
 std::string key_of(const std::string& component, const std::string& version) {
   return component + "\n" + version;
-}
-
-const json& field(const json& j, const char* name) {
-  static const json kNull;
-  return j.is_object() && j.contains(name) ? j[name] : kNull;
 }
 
 }  // namespace
@@ -56,7 +52,13 @@ void Monitor::start() {
     std::unique_lock lk(run_mu_);
     while (!stop_) {
       lk.unlock();
-      sample();
+      // Nothing here throws by design; should something (an allocation), the sample is
+      // lost, not the agent.
+      try {
+        sample();
+      } catch (const std::exception& e) {
+        if (options_.log) options_.log(std::string("health sample failed: ") + e.what());
+      }
       lk.lock();
       run_cv_.wait_for(lk, options_.interval, [this] { return stop_; });
     }
@@ -66,24 +68,24 @@ void Monitor::start() {
 void Monitor::probe_all(const json& services) {
   std::map<std::string, Probe> results;
   for (const auto& svc : field(services, "services")) {
-    const std::string name = svc.value("name", "");
+    const std::string name = str_of(svc, "name");
     for (const auto& v : field(svc, "versions")) {
-      const std::string version = v.value("version", "");
+      const std::string version = str_of(v, "version");
       std::optional<service::ReadyCheck> check;
       bool asked = false;
       for (const auto& i : field(v, "instances")) {
-        if (i.value("state", "") != "ready" || i.value("port", 0) <= 0) continue;
+        if (str_of(i, "state") != "ready" || int_of(i, "port") <= 0) continue;
         if (!asked) {
           check = sources_.ready_check ? sources_.ready_check(name, version) : std::nullopt;
           asked = true;
         }
         if (!check || check->kind == service::ReadyCheck::Kind::exec) continue;
-        const int port = i.value("port", 0);
+        const int port = int_of(i, "port");
         const int64_t t = std::min(options_.probe_timeout_ms, check->timeout_ms);
         std::string why = check->kind == service::ReadyCheck::Kind::http
                               ? service::probe_http(port, check->http_path, t)
                               : service::probe_tcp(port, t);
-        results[i.value("id", "")] = {why.empty(), why, clock_.wall_ms()};
+        results[str_of(i, "id")] = {why.empty(), why, clock_.wall_ms()};
       }
     }
   }
@@ -137,7 +139,7 @@ json Monitor::component_json(const std::string& name, const json& svc, const jso
   const json& stat_versions = field(stats, "versions");
   // version -> its /v1/services entry (null: only the proxy knows it)
   std::map<std::string, json> versions;
-  for (const auto& v : field(svc, "versions")) versions[v.value("version", "")] = v;
+  for (const auto& v : field(svc, "versions")) versions[str_of(v, "version")] = v;
   for (const auto& [version, vs] : stat_versions.items()) {
     if (versions.count(version)) continue;
     HealthMetrics m;
@@ -152,7 +154,7 @@ json Monitor::component_json(const std::string& name, const json& svc, const jso
     HealthMetrics m;
     m.component = name;
     m.version = version;
-    m.weight = entry.is_object() ? entry.value("weight", 0) : 0;
+    m.weight = entry.is_object() ? int_of(entry, "weight") : 0;
     const json& vs = field(stat_versions, version.c_str());
     traffic_window(vs, now_s, options_.window_s, m);
     // From the snapshot that starts the window to now; when nothing was answered since the
@@ -164,17 +166,17 @@ json Monitor::component_json(const std::string& name, const json& svc, const jso
     if (!m.has_latency && m.requests > 0) latency_window(nullptr, now_hist, m);
     json instances = json::array();
     for (const auto& i : field(entry, "instances")) {
-      const std::string state = i.value("state", "");
+      const std::string state = str_of(i, "state");
       if (state == "stopping") continue;  // on its way out
       ++m.instances;
       if (state == "ready") ++m.instances_ready;
-      m.cpu_percent = std::max(m.cpu_percent, i.value("cpu_percent", 0.0));
-      m.memory_bytes = std::max(m.memory_bytes, i.value("rss_bytes", uint64_t{0}));
-      json ij = {{"id", i.value("id", "")},
+      m.cpu_percent = std::max(m.cpu_percent, num_of(i, "cpu_percent"));
+      m.memory_bytes = std::max(m.memory_bytes, uint_of(i, "rss_bytes"));
+      json ij = {{"id", str_of(i, "id")},
                  {"state", state},
-                 {"cpu_percent", i.value("cpu_percent", 0.0)},
-                 {"rss_bytes", i.value("rss_bytes", uint64_t{0})}};
-      if (auto p = probes_.find(i.value("id", "")); p != probes_.end()) {
+                 {"cpu_percent", num_of(i, "cpu_percent")},
+                 {"rss_bytes", uint_of(i, "rss_bytes")}};
+      if (auto p = probes_.find(str_of(i, "id")); p != probes_.end()) {
         ++m.probes;
         if (!p->second.ok) ++m.probes_failed;
         ij["probe"] = {
@@ -221,7 +223,7 @@ json Monitor::report() const {
 json Monitor::report_of(const json& stats, const std::string& proxy_error,
                         const json& services) const {
   std::map<std::string, json> svcs;
-  for (const auto& s : field(services, "services")) svcs[s.value("name", "")] = s;
+  for (const auto& s : field(services, "services")) svcs[str_of(s, "name")] = s;
   std::set<std::string> names;
   for (const auto& [n, s] : svcs) names.insert(n);
   for (const auto& [n, s] : field(stats, "services").items()) names.insert(n);
@@ -242,7 +244,7 @@ json Monitor::report_of(const json& stats, const std::string& proxy_error,
 Result<json> Monitor::report(const std::string& component) const {
   json all = report();
   for (auto& c : all["components"])
-    if (c.value("name", "") == component) {
+    if (str_of(c, "name") == component) {
       c["at"] = all["at"];
       c["window_s"] = all["window_s"];
       if (all.contains("proxy_error")) c["proxy_error"] = all["proxy_error"];

@@ -36,6 +36,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "core/clock.hpp"
@@ -65,6 +66,8 @@ struct MonitorOptions {
   std::chrono::milliseconds probe_interval{5000};
   int64_t probe_timeout_ms = 1000;
   int window_s = 60;
+  // Where the sampling thread reports what it could not do (empty: dropped).
+  std::function<void(std::string_view)> log;
 };
 
 class Monitor {

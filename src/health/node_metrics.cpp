@@ -3,6 +3,7 @@
 #include <map>
 #include <set>
 
+#include "health/json_read.hpp"
 #include "health/prometheus.hpp"
 #include "health/window.hpp"
 #include "traffic/stats.hpp"
@@ -12,16 +13,6 @@ namespace mup::health {
 using nlohmann::json;
 
 namespace {
-
-const json& field(const json& j, const char* name) {
-  static const json kNull;
-  return j.is_object() && j.contains(name) ? j[name] : kNull;
-}
-
-double num(const json& j, const char* name) {
-  const json& v = field(j, name);
-  return v.is_number() ? v.get<double>() : 0;
-}
 
 void traffic(Exposition& e, const json& stats) {
   e.family("mup_requests_total", "counter",
@@ -40,24 +31,24 @@ void traffic(Exposition& e, const json& stats) {
       const Labels l = {{"component", name}, {"version", version}};
       double classified = 0;
       for (const char* code : {"1xx", "2xx", "3xx", "4xx", "5xx"}) {
-        double n = num(field(vs, "responses"), code);
+        double n = num_of(field(vs, "responses"), code);
         classified += n;
         Labels lc = l;
         lc.emplace_back("code", code);
         e.add("mup_requests_total", lc, n);
       }
-      if (double none = num(vs, "requests") - classified; none > 0) {
+      if (double none = num_of(vs, "requests") - classified; none > 0) {
         Labels lc = l;
         lc.emplace_back("code", "none");
         e.add("mup_requests_total", lc, none);
       }
-      e.add("mup_request_failures_total", l, num(vs, "failed"));
-      e.add("mup_request_retries_total", l, num(vs, "retries"));
+      e.add("mup_request_failures_total", l, num_of(vs, "failed"));
+      e.add("mup_request_retries_total", l, num_of(vs, "retries"));
       LatencySnapshot s = latency_snapshot(vs, 0);
       const double sum_us = s.has_sum ? static_cast<double>(s.sum_us) : approx_sum_us(s.counts);
       e.histogram("mup_request_duration_seconds", l, bounds, s.counts, sum_us / 1e6);
-      e.add("mup_connections", l, num(vs, "connections"));
-      e.add("mup_in_flight_requests", l, num(vs, "in_flight"));
+      e.add("mup_connections", l, num_of(vs, "connections"));
+      e.add("mup_in_flight_requests", l, num_of(vs, "in_flight"));
     }
   }
 }
@@ -69,17 +60,15 @@ void instances(Exposition& e, const json& services) {
   e.family("mup_instance_memory_bytes", "gauge", "Resident memory of the instance, in bytes");
   e.family("mup_instance_ready", "gauge", "1 when the instance passed its readiness check");
   for (const auto& svc : field(services, "services")) {
-    const std::string name = svc.value("name", "");
+    const std::string name = str_of(svc, "name");
     for (const auto& v : field(svc, "versions")) {
-      const std::string version = v.value("version", "");
-      e.add("mup_traffic_weight", {{"component", name}, {"version", version}},
-            v.value("weight", 0));
+      const std::string version = str_of(v, "version");
+      e.add("mup_traffic_weight", {{"component", name}, {"version", version}}, int_of(v, "weight"));
       for (const auto& i : field(v, "instances")) {
-        const Labels l = {
-            {"component", name}, {"version", version}, {"instance", i.value("id", "")}};
-        e.add("mup_instance_cpu_percent", l, i.value("cpu_percent", 0.0));
-        e.add("mup_instance_memory_bytes", l, i.value("rss_bytes", 0.0));
-        e.add("mup_instance_ready", l, i.value("state", "") == "ready" ? 1 : 0);
+        const Labels l = {{"component", name}, {"version", version}, {"instance", str_of(i, "id")}};
+        e.add("mup_instance_cpu_percent", l, num_of(i, "cpu_percent"));
+        e.add("mup_instance_memory_bytes", l, num_of(i, "rss_bytes"));
+        e.add("mup_instance_ready", l, str_of(i, "state") == "ready" ? 1 : 0);
       }
     }
   }
@@ -91,9 +80,9 @@ void health(Exposition& e, const json& report) {
   e.family("mup_health_alert_level", "gauge", "Alert level: 0 ok, 1 warning, 2 critical");
   for (const auto& c : field(report, "components")) {
     for (const auto& v : field(c, "versions")) {
-      const Labels l = {{"component", c.value("name", "")}, {"version", v.value("version", "")}};
+      const Labels l = {{"component", str_of(c, "name")}, {"version", str_of(v, "version")}};
       if (field(v, "score").is_number()) e.add("mup_health_score", l, v["score"].get<double>());
-      const std::string a = v.value("alert", "ok");
+      const std::string a = str_of(v, "alert", "ok");
       e.add("mup_health_alert_level", l, a == "critical" ? 2 : a == "warning" ? 1 : 0);
     }
   }
@@ -108,7 +97,7 @@ void deployments(Exposition& e, const std::vector<DeploymentFact>& ds, const jso
   e.family("mup_rollback_decision_threshold", "gauge",
            "The threshold the judge compared its statistic with");
   std::map<std::string, uint64_t> rollbacks;
-  for (const auto& svc : field(services, "services")) rollbacks[svc.value("name", "")] = 0;
+  for (const auto& svc : field(services, "services")) rollbacks[str_of(svc, "name")] = 0;
   std::set<std::string> latest;
   for (const auto& d : ds) {
     rollbacks[d.component] += d.state == "rolled-back" ? 1 : 0;
@@ -122,7 +111,7 @@ void deployments(Exposition& e, const std::vector<DeploymentFact>& ds, const jso
     if (!d.decision.is_object()) continue;
     const Labels l = {{"component", d.component},
                       {"deployment", std::to_string(d.id)},
-                      {"metric", d.decision.value("metric", "")}};
+                      {"metric", str_of(d.decision, "metric")}};
     if (field(d.decision, "statistic").is_number())
       e.add("mup_rollback_decision_statistic", l, d.decision["statistic"].get<double>());
     if (field(d.decision, "threshold").is_number())

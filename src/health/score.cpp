@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include "health/json_read.hpp"
+
 namespace mup::health {
 
 using nlohmann::json;
@@ -109,12 +111,12 @@ Trend trend_of(const json& per_second, const Thresholds& t, int64_t now_s, int w
   std::vector<std::pair<double, double>> pts;
   for (const auto& s : per_second) {
     if (!s.is_object()) continue;
-    const int64_t at = s.value("t", int64_t{0});
-    const double req = s.value("requests", 0.0);
+    const int64_t at = int_of(s, "t");
+    const double req = num_of(s, "requests");
     if (at >= now_s || at < now_s - window_s || req <= 0) continue;
-    const double err = s.value("failed", 0.0) / req;
+    const double err = num_of(s, "failed") / req;
     const double score = 100 - kErrorWeight * severity(err, t.error_rate) -
-                         kLatencyWeight * severity(s.value("p99_ms", 0.0), t.p99_ms);
+                         kLatencyWeight * severity(num_of(s, "p99_ms"), t.p99_ms);
     pts.emplace_back(static_cast<double>(at - now_s), score);
   }
   tr.samples = static_cast<int>(pts.size());

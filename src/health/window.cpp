@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "health/json_read.hpp"
 #include "traffic/stats.hpp"
 
 namespace mup::health {
@@ -20,7 +21,7 @@ LatencySnapshot latency_snapshot(const json& vs, int64_t at_ms) {
   s.at_ms = at_ms;
   s.counts.assign(traffic::kLatencyBounds + 1, 0);
   if (!vs.is_object()) return s;
-  const json h = vs.value("histogram", json::object());
+  const json h = field(vs, "histogram");
   if (h.contains("counts") && h["counts"].is_array())
     for (size_t i = 0; i < s.counts.size() && i < h["counts"].size(); ++i)
       if (h["counts"][i].is_number_unsigned()) s.counts[i] = h["counts"][i].get<uint64_t>();
@@ -28,7 +29,7 @@ LatencySnapshot latency_snapshot(const json& vs, int64_t at_ms) {
     s.sum_us = h["sum_us"].get<uint64_t>();
     s.has_sum = true;
   }
-  const json l = vs.value("latency_ms", json::object());
+  const json l = field(vs, "latency_ms");
   if (l.contains("max") && l["max"].is_number())
     s.max_us = static_cast<uint64_t>(std::max(0.0, l["max"].get<double>() * 1000));
   return s;
@@ -38,15 +39,15 @@ void traffic_window(const json& vs, int64_t now_s, int window_s, HealthMetrics& 
   m.window_s = window_s;
   m.requests = m.failed = 0;
   if (!vs.is_object()) return;
-  m.active_connections = vs.value("connections", int64_t{0});
-  m.in_flight = vs.value("in_flight", int64_t{0});
-  const json ps = vs.value("per_second", json::array());
+  m.active_connections = int_of(vs, "connections");
+  m.in_flight = int_of(vs, "in_flight");
+  const json ps = field(vs, "per_second");
   for (const auto& s : ps) {
     if (!s.is_object()) continue;
-    const int64_t t = s.value("t", int64_t{0});
+    const int64_t t = int_of(s, "t");
     if (t > now_s || t <= now_s - window_s) continue;
-    m.requests += s.value("requests", uint64_t{0});
-    m.failed += s.value("failed", uint64_t{0});
+    m.requests += uint_of(s, "requests");
+    m.failed += uint_of(s, "failed");
   }
   m.error_rate = 0;
   if (m.requests) m.error_rate = static_cast<double>(m.failed) / static_cast<double>(m.requests);
