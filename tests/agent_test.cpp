@@ -439,7 +439,7 @@ TEST_F(AgentTest, ApiErrorsAreCodedAndTheSocketIsTheOwnersOnly) {
   EXPECT_NE(missing.exit_code, 0);
   EXPECT_NE(missing.out.find("404"), std::string::npos) << missing.out;
 
-  auto bad = run_mup({"deploy", "web", "--strategy", "canary", "--root", s("node")});
+  auto bad = run_mup({"deploy", "web", "--strategy", "rolling", "--root", s("node")});
   EXPECT_NE(bad.exit_code, 0) << "refused by the CLI before the agent";
 
   deploy({"--version", "1.0.0"});
@@ -474,7 +474,7 @@ TEST_F(AgentTest, TheApiAnswers400NamingTheFieldAndTcpNeedsTheToken) {
   start_agent({}, {"--listen", "127.0.0.1:" + std::to_string(api_port)});
   auto unix_client = api::Client::unix_socket(d_ / "node/agent.sock");
   auto bad = unix_client.request("POST", "/v1/deployments",
-                                 {{"component", "web"}, {"strategy", "canary"}});
+                                 {{"component", "web"}, {"strategy", "rolling"}});
   ASSERT_TRUE(bad) << bad.error().message();
   EXPECT_EQ(bad->status, 400);
   EXPECT_EQ(bad->body["error"]["field"], "strategy");

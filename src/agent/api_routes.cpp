@@ -2,6 +2,7 @@
 // runtime function, and answers. Errors carry the module code ("deploy.busy") and the field
 // a 400 is about.
 #include <charconv>
+#include <set>
 
 #include "agent/internal.hpp"
 #include "deploy/deployment.hpp"
@@ -48,6 +49,43 @@ std::optional<Response> read_duration(const json& body, const std::string& name,
     auto d = parse_duration_ms(body[name].get<std::string>());
     if (!d) return Response::error(400, "bad_request", name + ": " + d.error().message(), name);
     out = *d;
+  }
+  return std::nullopt;
+}
+
+// The judge's fields of POST /v1/deployments: steps, step_seconds, alpha, auto_rollback and
+// policy (overrides of the version's [rollback] table; alpha and auto_rollback win over it).
+std::optional<Response> read_judge_fields(const json& b, deploy::DeployRequest& req) {
+  if (b.contains("steps")) {
+    if (!b["steps"].is_array())
+      return Response::error(400, "bad_request", "steps must be an array of percentages", "steps");
+    for (const auto& v : b["steps"]) {
+      if (!v.is_number_integer())
+        return Response::error(400, "bad_request", "steps must be integers 1..100", "steps");
+      req.steps.push_back(v.get<int>());
+    }
+  }
+  if (b.contains("step_seconds")) {
+    if (!b["step_seconds"].is_number() || b["step_seconds"].get<double>() < 0)
+      return Response::error(400, "bad_request", "step_seconds must be a non-negative number",
+                             "step_seconds");
+    req.step_ms = static_cast<int64_t>(b["step_seconds"].get<double>() * 1000);
+  }
+  if (b.contains("policy")) {
+    if (!b["policy"].is_object())
+      return Response::error(400, "bad_request", "policy must be an object", "policy");
+    req.policy = b["policy"];
+  }
+  if (b.contains("alpha")) {
+    if (!b["alpha"].is_number())
+      return Response::error(400, "bad_request", "alpha must be a number", "alpha");
+    req.policy["alpha"] = b["alpha"];
+  }
+  if (b.contains("auto_rollback")) {
+    if (!b["auto_rollback"].is_boolean())
+      return Response::error(400, "bad_request", "auto_rollback must be true or false",
+                             "auto_rollback");
+    req.policy["automatic"] = b["auto_rollback"];
   }
   return std::nullopt;
 }
@@ -120,17 +158,23 @@ Status register_routes(Agent::Impl& a) {
     }
     auto st = deploy::parse_strategy(strategy);
     if (!st || *st == deploy::Strategy::rollback)
-      return Response::error(400, "bad_request",
-                             "strategy '" + strategy + "' is not one of immediate, blue-green",
-                             "strategy");
+      return Response::error(
+          400, "bad_request",
+          "strategy '" + strategy + "' is not one of immediate, blue-green, canary", "strategy");
     req.strategy = *st;
     req.keep_old_ms = a.config.keep_old_ms;
     req.soak_ms = a.config.soak_ms;
     if (auto bad = read_duration(b, "keep_old", req.keep_old_ms)) return *bad;
     if (auto bad = read_duration(b, "soak", req.soak_ms)) return *bad;
+    if (auto bad = read_duration(b, "analysis", req.analysis_ms)) return *bad;
+    if (auto bad = read_duration(b, "step", req.step_ms)) return *bad;
+    if (auto bad = read_judge_fields(b, req)) return *bad;
+    static const std::set<std::string> kFields = {
+        "component",    "version", "strategy", "keep_old",      "keep_old_ms", "soak",
+        "soak_ms",      "actor",   "analysis", "analysis_ms",   "step",        "step_ms",
+        "step_seconds", "steps",   "alpha",    "auto_rollback", "policy"};
     for (const auto& [k, v] : b.items())
-      if (k != "component" && k != "version" && k != "strategy" && k != "keep_old" &&
-          k != "keep_old_ms" && k != "soak" && k != "soak_ms" && k != "actor")
+      if (!kFields.count(k))
         return Response::error(400, "bad_request", "unknown field '" + k + "'", k);
     auto row = d.start(req);
     if (!row) return from_error(row.error());

@@ -285,6 +285,26 @@ Result<nlohmann::json> Runtime::proxy_stats() {
   return proxy_.stats();
 }
 
+Result<std::map<std::string, rollback::Counts>> Runtime::counts(const std::string& component) {
+  auto stats = proxy_.stats();
+  if (!stats) return tl::unexpected(stats.error().context("reading the proxy's statistics"));
+  std::map<std::string, rollback::Counts> out;
+  auto services = stats->find("services");
+  if (services == stats->end() || !services->is_object()) return out;
+  auto it = services->find(component);
+  if (it == services->end() || !it->is_object()) return out;
+  auto versions = it->find("versions");
+  if (versions == it->end() || !versions->is_object()) return out;
+  for (auto v = versions->begin(); v != versions->end(); ++v)
+    out[v.key()] = rollback::counts_from_stats(v.value());
+  return out;
+}
+
+nlohmann::json Runtime::rollback_policy(const std::string& component, const std::string& version) {
+  auto def = definition(component, version);
+  return def ? def->rollback : nlohmann::json(nullptr);
+}
+
 bool Runtime::proxy_alive() {
   return proxy_.health().has_value();
 }

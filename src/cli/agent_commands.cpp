@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <thread>
@@ -107,6 +108,26 @@ void print_deployment(const json& d) {
               d["finished_at"].is_string()
                   ? ("finished " + d["finished_at"].get<std::string>()).c_str()
                   : "running");
+  if (d.contains("decision") && d["decision"].is_object()) {
+    const json& j = d["decision"];
+    std::printf("  decision: %s", j.value("verdict", "").c_str());
+    if (j.contains("metric"))
+      std::printf(
+          " on %s (%s: statistic %.2f, threshold %.2f; new %llu requests %llu errors, "
+          "%s %llu requests %llu errors)",
+          j.value("metric", "").c_str(), j.value("algorithm", "").c_str(),
+          j.value("statistic", 0.0), j.value("threshold", 0.0),
+          static_cast<unsigned long long>(j["new"].value("requests", uint64_t{0})),
+          static_cast<unsigned long long>(j["new"].value("errors", uint64_t{0})),
+          j.value("against", "old").c_str(),
+          static_cast<unsigned long long>(j["old"].value("requests", uint64_t{0})),
+          static_cast<unsigned long long>(j["old"].value("errors", uint64_t{0})));
+    std::printf("\n");
+    if (!j.value("reason", "").empty()) std::printf("    %s\n", j.value("reason", "").c_str());
+  }
+  if (d.contains("rolled_back_at"))
+    std::printf("  all traffic back on %s at %s\n", d.value("from_version", "").c_str(),
+                d.value("rolled_back_at", "").c_str());
   if (d["keep_old_until"].is_string() && d.value("window_open", false))
     std::printf("  old version warm until %s (mup rollback %s flips back)\n",
                 d["keep_old_until"].get<std::string>().c_str(), d.value("component", "").c_str());
@@ -258,6 +279,8 @@ void register_agent_commands(CLI::App& app) {
     struct A {
       NodeArgs n;
       std::string name, version, strategy, keep_old, soak, timeout = "30m";
+      std::string steps, analysis, auto_rollback;
+      double step_seconds = -1, alpha = -1;
       bool wait = false;
     };
     auto a = std::make_shared<A>();
@@ -266,8 +289,21 @@ void register_agent_commands(CLI::App& app) {
         "Install a version on trial and move the service's traffic to it (via the agent)");
     cmd->add_option("name", a->name, "Component (a service)")->required();
     cmd->add_option("--version", a->version, "Version (default: the newest the remote offers)");
-    cmd->add_option("--strategy", a->strategy, "immediate (default) or blue-green")
-        ->check(CLI::IsMember({"immediate", "blue-green"}));
+    cmd->add_option("--strategy", a->strategy, "immediate (default), blue-green or canary")
+        ->check(CLI::IsMember({"immediate", "blue-green", "canary"}));
+    cmd->add_option("--steps", a->steps,
+                    "canary: the new version's weights in percent, e.g. 5,25,50,100 (default)");
+    cmd->add_option("--step-seconds", a->step_seconds,
+                    "canary: the analysis of each step, in seconds (default 10)");
+    cmd->add_option("--analysis", a->analysis,
+                    "immediate, blue-green: the judge watches the new version this long after "
+                    "the switch, before commit (default 10s; 0 turns it off)");
+    cmd->add_option("--alpha", a->alpha,
+                    "The judge's false-rollback probability per deployment (default 0.001)");
+    cmd->add_option("--auto-rollback", a->auto_rollback,
+                    "on (default): a bad version is rolled back by itself; off: decisions are "
+                    "recorded only")
+        ->check(CLI::IsMember({"on", "off"}));
     cmd->add_option("--keep-old", a->keep_old,
                     "blue-green: keep the old version warm this long (default 10m)");
     cmd->add_option("--soak", a->soak,
@@ -282,6 +318,26 @@ void register_agent_commands(CLI::App& app) {
       if (!a->strategy.empty()) body["strategy"] = a->strategy;
       if (!a->keep_old.empty()) body["keep_old"] = a->keep_old;
       if (!a->soak.empty()) body["soak"] = a->soak;
+      if (!a->analysis.empty()) body["analysis"] = a->analysis;
+      if (a->step_seconds >= 0) body["step_seconds"] = a->step_seconds;
+      if (a->alpha >= 0) body["alpha"] = a->alpha;
+      if (!a->auto_rollback.empty()) body["auto_rollback"] = a->auto_rollback == "on";
+      if (!a->steps.empty()) {
+        json steps = json::array();
+        std::string_view rest = a->steps;
+        while (!rest.empty()) {
+          const auto comma = rest.find(',');
+          const std::string item(rest.substr(0, comma));
+          int v = 0;
+          auto [p, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
+          if (ec != std::errc() || p != item.data() + item.size())
+            die(make_error(Errc::invalid_argument,
+                           "--steps: '" + item + "' is not a percentage (e.g. 5,25,50,100)"));
+          steps.push_back(v);
+          rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+        }
+        body["steps"] = steps;
+      }
       json d = call(c, "POST", "/v1/deployments", body);
       const int64_t id = d.value("id", int64_t{0});
       if (!a->wait) {

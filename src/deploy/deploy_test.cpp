@@ -5,6 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <random>
 #include <set>
 #include <thread>
 
@@ -110,6 +111,29 @@ class FakePlane : public DataPlane {
     std::lock_guard lk(mu);
     restart[v] = on;
   }
+
+  // Traffic, when `clock` is set: each read of the counts is 100 ms of 200 requests/s split by
+  // the weights, failing at fail_rate[version] (1% by default), the clock moved on by 100 ms.
+  FakeClock* clock = nullptr;
+  std::map<std::string, double> fail_rate;
+  std::set<std::string> unreachable;  // routed but served nothing
+  std::map<std::string, rollback::Counts> served;
+  std::mt19937_64 rng{42};
+  Result<std::map<std::string, rollback::Counts>> counts(const std::string&) override {
+    std::lock_guard lk(mu);
+    if (!clock) return std::map<std::string, rollback::Counts>{};
+    clock->advance(100ms);
+    for (const auto& [v, w] : split) {
+      if (unreachable.count(v)) continue;
+      const auto n = static_cast<uint64_t>(20 * w / 100);
+      auto it = fail_rate.find(v);
+      auto& c = served[v];
+      c.requests += n;
+      c.failed +=
+          std::binomial_distribution<uint64_t>(n, it == fail_rate.end() ? 0.01 : it->second)(rng);
+    }
+    return served;
+  }
 };
 
 class DeployTest : public ::testing::Test {
@@ -123,6 +147,7 @@ class DeployTest : public ::testing::Test {
     DeployerOptions o;
     o.connect = [this] { return state::StateDb::open(dir_ / "state.db", clock_); };
     o.clock = &clock_;
+    o.analysis_poll = 0ms;
     return o;
   }
   state::DeploymentRow deploy(Strategy s, int64_t keep_old_ms = 60000) {
@@ -178,7 +203,10 @@ TEST(DeploymentTable, EveryStateBeforeCommitCanBeLeftAndTheUndoPathAlwaysEnds) {
     EXPECT_EQ(next_state(s, Event::error), State::stop_new);
   EXPECT_EQ(next_state(State::switch_new, Event::error), State::switch_back);
   EXPECT_EQ(parse_strategy("blue-green"), Strategy::blue_green);
-  EXPECT_FALSE(parse_strategy("canary")) << "not built yet: refused, not guessed";
+  EXPECT_EQ(parse_strategy("canary"), Strategy::canary);
+  EXPECT_FALSE(parse_strategy("rolling")) << "not built yet: refused, not guessed";
+  EXPECT_EQ(next_state(State::analyze, Event::rollback), State::switch_back)
+      << "a rollback decision leaves the forward path before commit";
 }
 
 TEST_F(DeployTest, ImmediateSwitchesAllTrafficThenStopsTheOldAndCommits) {
@@ -189,13 +217,15 @@ TEST_F(DeployTest, ImmediateSwitchesAllTrafficThenStopsTheOldAndCommits) {
   EXPECT_EQ(plane_.split, (std::map<std::string, int>{{"2.0.0", 100}}));
   EXPECT_EQ(plane_.running, (std::set<std::string>{"2.0.0"}));
   EXPECT_TRUE(plane_.restart["2.0.0"]) << "restarts back on once committed";
+  EXPECT_EQ(row.detail["decision"]["verdict"], "pass") << "no traffic statistics: nothing to judge";
   EXPECT_TRUE(node_.trial_v.empty()) << "the engine committed it";
   auto steps = deployer_->steps(row.id);
   ASSERT_TRUE(steps);
   std::vector<std::string> names;
   for (auto& s : *steps) names.push_back(s.step);
-  EXPECT_EQ(names, (std::vector<std::string>{"install", "start-new", "wait-ready", "soak", "switch",
-                                             "drain-old", "stop-old", "commit", "committed"}));
+  EXPECT_EQ(names,
+            (std::vector<std::string>{"install", "start-new", "wait-ready", "soak", "switch",
+                                      "analyze", "drain-old", "stop-old", "commit", "committed"}));
   auto db = state::StateDb::open(dir_ / "state.db", clock_);
   ASSERT_TRUE(db);
   auto audit = db->audit();
@@ -324,6 +354,127 @@ TEST_F(DeployTest, AJournalRowThatCannotBeUnderstoodIsRolledBack) {
   EXPECT_NE(done->reason.find("unknown state"), std::string::npos);
   EXPECT_EQ(plane_.split, (std::map<std::string, int>{{"1.0.0", 100}}));
   EXPECT_EQ(node_.active_v, "1.0.0");
+}
+
+// --- The judge in the deployment (analysis.cpp), on the fake plane's simulated traffic ------
+
+class JudgedDeployTest : public DeployTest {
+ protected:
+  void SetUp() override {
+    DeployTest::SetUp();
+    plane_.clock = &clock_;
+    // The old version's record: 60,000 requests, 1% failed.
+    plane_.served["1.0.0"] = rollback::Counts{60000, 600, {}};
+  }
+  state::DeploymentRow judged(DeployRequest r) {
+    r.component = "web";
+    r.soak_ms = 0;
+    if (!r.policy.contains("triggers")) r.policy["triggers"] = {{{"metric", "error_rate"}}};
+    if (!r.policy.contains("alpha")) r.policy["alpha"] = 0.001;
+    auto row = deployer_->start(r);
+    EXPECT_TRUE(row) << row.error().message();
+    auto done = deployer_->wait(row->id, 60s);
+    EXPECT_TRUE(done) << done.error().message();
+    return *done;
+  }
+};
+
+TEST_F(JudgedDeployTest, ABadVersionIsRolledBackByTheJudgeWithItsDecisionRecorded) {
+  plane_.fail_rate["2.0.0"] = 0.2;
+  DeployRequest r;
+  r.analysis_ms = 30000;
+  auto row = judged(r);
+  EXPECT_EQ(row.state, "rolled-back") << row.reason;
+  EXPECT_NE(row.reason.find("rollback judge"), std::string::npos) << row.reason;
+  const auto j = deployment_json(row);
+  ASSERT_TRUE(j.contains("decision"));
+  EXPECT_EQ(j["decision"]["verdict"], "rollback");
+  EXPECT_EQ(j["decision"]["algorithm"], "sequential");
+  EXPECT_EQ(j["decision"]["metric"], "error_rate");
+  EXPECT_EQ(j["decision"]["against"], "baseline");
+  EXPECT_EQ(j["decision"]["old"]["requests"], 60000);
+  EXPECT_GT(j["decision"]["new"]["errors"].get<int>(), 0);
+  EXPECT_GE(j["decision"]["statistic"].get<double>(), j["decision"]["threshold"].get<double>());
+  ASSERT_TRUE(j.contains("rolled_back_at"));
+  EXPECT_GE(j["rolled_back_at_ms"].get<int64_t>(), j["decision"]["decided_at_ms"].get<int64_t>());
+  EXPECT_EQ(plane_.split, (std::map<std::string, int>{{"1.0.0", 100}}));
+  EXPECT_EQ(node_.active_v, "1.0.0");
+  // It decided long before the analysis would have ended (30 s of simulated traffic).
+  EXPECT_LT(j["decision"]["decided_at_ms"].get<int64_t>() - row.started_at_ms, 5000);
+}
+
+TEST_F(JudgedDeployTest, AnEqualVersionPassesTheAnalysisAndCommits) {
+  DeployRequest r;
+  r.analysis_ms = 5000;
+  auto row = judged(r);
+  EXPECT_EQ(row.state, "committed") << row.reason;
+  EXPECT_EQ(row.detail["decision"]["verdict"], "pass");
+  EXPECT_GE(row.detail["decision"]["new"]["requests"].get<int>(), 200);
+  EXPECT_EQ(plane_.split, (std::map<std::string, int>{{"2.0.0", 100}}));
+}
+
+TEST_F(JudgedDeployTest, AutoRollbackOffRecordsTheDecisionAndGoesOn) {
+  plane_.fail_rate["2.0.0"] = 0.2;
+  DeployRequest r;
+  r.analysis_ms = 3000;
+  r.policy = {{"automatic", false}};
+  auto row = judged(r);
+  EXPECT_EQ(row.state, "committed") << row.reason;
+  EXPECT_EQ(row.detail["decision"]["verdict"], "rollback-suppressed");
+}
+
+TEST_F(JudgedDeployTest, NoTrafficForTheNewVersionNeverPasses) {
+  plane_.unreachable.insert("2.0.0");
+  DeployRequest r;
+  r.analysis_ms = 1000;
+  auto row = judged(r);
+  EXPECT_EQ(row.state, "rolled-back") << row.reason;
+  EXPECT_EQ(row.detail["decision"]["verdict"], "no-data");
+  EXPECT_NE(row.reason.find("no data"), std::string::npos) << row.reason;
+}
+
+TEST_F(JudgedDeployTest, CanaryWalksItsStepsWithExactWeightsAndComparesOnTheSameTraffic) {
+  DeployRequest r;
+  r.strategy = Strategy::canary;
+  r.steps = {10, 50, 100};
+  r.step_ms = 5000;
+  auto row = judged(r);
+  EXPECT_EQ(row.state, "committed") << row.reason;
+  using W = std::map<std::string, int>;
+  std::vector<W> want = {W{{"2.0.0", 10}, {"1.0.0", 90}}, W{{"2.0.0", 50}, {"1.0.0", 50}},
+                         W{{"2.0.0", 100}}};
+  std::vector<W> seen;
+  for (const auto& w : plane_.routes)
+    if (seen.empty() || seen.back() != w) seen.push_back(w);
+  EXPECT_EQ(seen, want);
+  EXPECT_EQ(row.detail["decision"]["against"], "old");
+  EXPECT_EQ(deployment_json(row)["canary"]["step"], 2);
+}
+
+TEST_F(JudgedDeployTest, ABadCanaryIsRolledBackBeforeItGetsMostOfTheTraffic) {
+  plane_.fail_rate["2.0.0"] = 0.3;
+  DeployRequest r;
+  r.strategy = Strategy::canary;
+  r.steps = {20, 50, 100};
+  r.step_ms = 10000;
+  auto row = judged(r);
+  EXPECT_EQ(row.state, "rolled-back") << row.reason;
+  EXPECT_EQ(row.detail["decision"]["against"], "old");
+  EXPECT_EQ(deployment_json(row)["canary"]["step"], 0) << "caught at the first step";
+  EXPECT_EQ(plane_.split, (std::map<std::string, int>{{"1.0.0", 100}}));
+}
+
+TEST_F(JudgedDeployTest, ABadPolicyIsRefusedBeforeAnythingStarts) {
+  DeployRequest r;
+  r.component = "web";
+  r.policy = {{"alpha", 2}};
+  auto row = deployer_->start(r);
+  ASSERT_FALSE(row);
+  EXPECT_NE(row.error().message().find("alpha"), std::string::npos);
+  r.policy = nlohmann::json::object();
+  r.steps = {50, 10};
+  r.strategy = Strategy::canary;
+  EXPECT_FALSE(deployer_->start(r));
 }
 
 }  // namespace

@@ -58,6 +58,17 @@ nlohmann::json deployment_json(const state::DeploymentRow& row,
     j["keep_old_until"] = nullptr;
   }
   if (d.contains("rolled_back_by")) j["rolled_back_by"] = d["rolled_back_by"];
+  if (d.contains("decision")) j["decision"] = d["decision"];
+  if (d.contains("warnings")) j["warnings"] = d["warnings"];
+  if (auto at = json_int(d, "rolled_back_at_ms", 0)) {
+    j["rolled_back_at"] = iso_utc(at);
+    j["rolled_back_at_ms"] = at;
+  }
+  if (d.contains("steps") && d["steps"].is_array()) {
+    j["canary"] = {{"steps", d["steps"]},
+                   {"step", json_int(d, "step", 0)},
+                   {"step_ms", json_int(d, "step_ms", 0)}};
+  }
   if (d.contains("rollback_of")) j["rollback_of"] = d["rollback_of"];
   if (!steps.empty()) {
     nlohmann::json s = nlohmann::json::array();
@@ -114,8 +125,18 @@ bool Deployer::running(const std::string& component) const {
 
 Result<state::DeploymentRow> Deployer::start(const DeployRequest& req) {
   if (req.component.empty()) return fail(Code::bad_request, "component: missing");
-  if (req.keep_old_ms < 0 || req.soak_ms < 0)
-    return fail(Code::bad_request, "keep_old_ms and soak_ms must not be negative");
+  if (req.keep_old_ms < 0 || req.soak_ms < 0 || req.analysis_ms < 0 || req.step_ms < 0)
+    return fail(Code::bad_request,
+                "keep_old_ms, soak_ms, analysis_ms and step_ms must not be negative");
+  for (size_t i = 0; i < req.steps.size(); ++i)
+    if (req.steps[i] < 1 || req.steps[i] > 100 || (i && req.steps[i] <= req.steps[i - 1]))
+      return fail(Code::bad_request,
+                  "steps: weights of the new version in percent, ascending, 1..100 (e.g. "
+                  "5,25,50,100)");
+  if (!req.steps.empty() && req.strategy != Strategy::canary)
+    return fail(Code::bad_request, "steps: only for the canary strategy");
+  if (auto p = rollback::policy_from_json(req.policy); !p)
+    return fail(Code::bad_request, p.error().message());
   auto db = connect();
   if (!db) return tl::unexpected(db.error());
   state::DeploymentRow row;
@@ -126,7 +147,13 @@ Result<state::DeploymentRow> Deployer::start(const DeployRequest& req) {
   row.to_version = req.version;
   row.detail = {{"requested_version", req.version},
                 {"keep_old_ms", req.keep_old_ms},
-                {"soak_ms", req.soak_ms}};
+                {"soak_ms", req.soak_ms},
+                {"analysis_ms", req.analysis_ms},
+                {"policy", req.policy}};
+  if (req.strategy == Strategy::canary) {
+    row.detail["steps"] = req.steps.empty() ? kDefaultCanarySteps : req.steps;
+    row.detail["step_ms"] = req.step_ms;
+  }
   if (req.strategy == Strategy::rollback) {
     row.from_version = node_.active(req.component).value_or("");
     if (req.rollback_of) row.detail["rollback_of"] = req.rollback_of;

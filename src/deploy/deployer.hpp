@@ -16,6 +16,9 @@
 // transaction. Blue-green: after commit the old set stays warm (weight 0) until keep_old_until;
 // tick() closes expired windows (old set drained and stopped); a new deployment of the component
 // closes an open window first; a rollback inside the window is a weight flip.
+// Analysis (deploy/analysis.cpp): the judge reads the proxy's counts every 100 ms; its
+// decision is the deployment's `decision`; a rollback decision is acted on at once (traffic
+// back to the warm old set) and `rolled_back_at` records when all traffic was back.
 //
 // Thread-safe. The destructor asks running deployments to stop between states (their rows
 // stay unfinished, as after a crash: the next resume_all() goes on) and joins them.
@@ -39,6 +42,7 @@
 #include "core/clock.hpp"
 #include "core/error.hpp"
 #include "deploy/deployment.hpp"
+#include "rollback/judge.hpp"
 #include "state/state_db.hpp"
 
 namespace mup::deploy {
@@ -113,7 +117,22 @@ class DataPlane {
                                             const std::string& version, const Cancel& cancel) = 0;
   [[nodiscard]] virtual Status stop(const std::string& component, const std::string& version) = 0;
   virtual void set_restart(const std::string& component, const std::string& version, bool on) = 0;
+  // Cumulative traffic counts per version of the component (the proxy's statistics); an
+  // empty map when the proxy keeps none for it (the judge then has nothing to judge by).
+  [[nodiscard]] virtual Result<std::map<std::string, rollback::Counts>> counts(
+      const std::string& component) {
+    (void)component;
+    return std::map<std::string, rollback::Counts>{};
+  }
+  // The version's rollback policy (its mup-service.toml [rollback] table; null: none).
+  virtual nlohmann::json rollback_policy(const std::string& component, const std::string& version) {
+    (void)component, (void)version;
+    return nullptr;
+  }
 };
+
+// Canary steps when a deployment names none: the seed's canary_percentage (5) first.
+inline const std::vector<int> kDefaultCanarySteps = {5, 25, 50, 100};
 
 struct DeployRequest {
   std::string component;
@@ -123,6 +142,12 @@ struct DeployRequest {
   int64_t soak_ms = 2000;                // blue-green: ready and alive this long first
   std::string actor;
   int64_t rollback_of = 0;  // strategy rollback: the deployment it undoes (0: none)
+  // The judge (immediate, blue-green: after the switch, before commit; 0: no analysis).
+  int64_t analysis_ms = 10000;
+  std::vector<int> steps;   // canary: the new version's weights, ascending, ending at 100
+  int64_t step_ms = 10000;  // canary: each step's analysis
+  // Overrides of the version's rollback policy (rollback::policy_from_json keys).
+  nlohmann::json policy = nlohmann::json::object();
 };
 
 struct DeployerOptions {
@@ -132,6 +157,8 @@ struct DeployerOptions {
   const Clock* clock = nullptr;  // default: the system clock
   // "deployment" events: {"event":"deployment","id","component","state",...}.
   std::function<void(const nlohmann::json&)> on_event;
+  // How often the analysis reads the proxy's counts (tests with a fake plane: 0).
+  std::chrono::milliseconds analysis_poll{100};
 };
 
 // The JSON the API and `mup deployments --json` show (docs/agent.md).

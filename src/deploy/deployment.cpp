@@ -21,8 +21,9 @@ constexpr Transition kTransitions[] = {
     {S::wait_ready, E::ok, S::soak},
     {S::soak, E::ok, S::switch_new},
     {S::soak, E::skip, S::switch_new},  // immediate and rollback: no soak
-    {S::switch_new, E::ok, S::drain_old},
-    {S::switch_new, E::skip, S::commit},  // blue-green: the old set stays warm
+    {S::switch_new, E::ok, S::analyze},
+    {S::analyze, E::ok, S::drain_old},
+    {S::drain_old, E::skip, S::commit},  // blue-green: the old set stays warm
     {S::drain_old, E::ok, S::stop_old},
     {S::drain_old, E::error, S::stop_old},  // drain_ms passed: the proxy closed them
     {S::stop_old, E::ok, S::commit},
@@ -41,6 +42,9 @@ constexpr Transition kTransitions[] = {
     {S::switch_new, E::error, S::switch_back},
     {S::switch_new, E::abort, S::switch_back},
     {S::switch_new, E::rollback, S::switch_back},
+    {S::analyze, E::error, S::switch_back},
+    {S::analyze, E::abort, S::switch_back},
+    {S::analyze, E::rollback, S::switch_back},  // the judge's decision, or mup rollback
     {S::drain_old, E::abort, S::switch_back},
     {S::drain_old, E::rollback, S::switch_back},
     {S::stop_old, E::abort, S::switch_back},
@@ -60,9 +64,9 @@ constexpr Transition kTransitions[] = {
 };
 
 constexpr std::string_view kStateNames[] = {
-    "install",      "start-new", "wait-ready",  "soak",        "switch",
-    "drain-old",    "stop-old",  "commit",      "switch-back", "stop-new",
-    "undo-install", "committed", "rolled-back", "failed",      "aborted",
+    "install",   "start-new",   "wait-ready", "soak",        "switch",   "analyze",
+    "drain-old", "stop-old",    "commit",     "switch-back", "stop-new", "undo-install",
+    "committed", "rolled-back", "failed",     "aborted",
 };
 
 }  // namespace
@@ -72,6 +76,7 @@ std::string_view strategy_name(Strategy s) {
     case Strategy::immediate: return "immediate";
     case Strategy::blue_green: return "blue-green";
     case Strategy::rollback: return "rollback";
+    case Strategy::canary: return "canary";
   }
   return "unknown";
 }
@@ -80,6 +85,7 @@ std::optional<Strategy> parse_strategy(std::string_view s) {
   if (s == "immediate") return Strategy::immediate;
   if (s == "blue-green") return Strategy::blue_green;
   if (s == "rollback") return Strategy::rollback;
+  if (s == "canary") return Strategy::canary;
   return std::nullopt;
 }
 

@@ -8,13 +8,20 @@
 // writes. A row whose state or detail does not parse is unknown, and unknown is undone
 // (the old version back on all traffic).
 //
-//   immediate:  install -> start-new -> wait-ready -> switch -> drain-old -> stop-old
+//   immediate:  install -> start-new -> wait-ready -> switch (old warm at weight 0)
+//               -> analyze -> drain-old -> stop-old -> commit -> committed
+//   blue-green: install -> start-new -> wait-ready -> soak -> switch -> analyze -> commit
+//               -> committed, the old set kept warm (weight 0) until the window closes
+//               (keep_old_ms)
+//   canary:     install -> start-new -> wait-ready -> switch (the first step's weight)
+//               -> analyze (each step: weights, then the judge for step_ms; the step index
+//               and the judge's statistics journaled per step) -> drain-old -> stop-old
 //               -> commit -> committed
-//   blue-green: install -> start-new -> wait-ready -> soak -> switch -> commit -> committed,
-//               the old set kept warm (weight 0) until the window closes (keep_old_ms)
-//   rollback:   like immediate, to the previous version; its "install" is the engine's
-//               rollback, and the new set is usually still warm (then it is a weight flip)
+//   rollback:   like immediate, to the previous version, without analysis; its "install" is
+//               the engine's rollback, and the new set is usually still warm (a weight flip)
 //
+// `analyze` runs the rollback judge (rollback/judge.hpp) on the proxy's counts: a decision
+// to roll back is the event `rollback` (outcome rolled-back, the decision recorded).
 // Every failure, abort or rollback request leaves the forward path for the undo path:
 // switch-back (the old version ready and on all traffic) -> stop-new -> undo-install (the
 // engine's rollback of the version on trial) -> the outcome the deployment was heading to:
@@ -30,7 +37,7 @@
 
 namespace mup::deploy {
 
-enum class Strategy : uint8_t { immediate, blue_green, rollback };
+enum class Strategy : uint8_t { immediate, blue_green, rollback, canary };
 std::string_view strategy_name(Strategy s);
 std::optional<Strategy> parse_strategy(std::string_view s);
 
@@ -39,8 +46,10 @@ enum class State : uint8_t {
   start_new,     // the new version's instances are started (restart off while deploying)
   wait_ready,    // ... and pass their readiness check
   soak,          // blue-green: they stay alive and ready for soak_ms before any traffic
-  switch_new,    // all traffic to the new version (old: drained, or weight 0 when kept warm)
-  drain_old,     // requests in flight on the old instances finish (up to drain_ms)
+  switch_new,    // traffic to the new version (all, or the canary's first step); old warm
+  analyze,       // the judge watches the new version (canary: step by step) before commit
+  drain_old,     // the old version off the route; its requests in flight finish (drain_ms);
+                 // blue-green: skipped, the old set stays warm
   stop_old,      // the old instances are stopped
   commit,        // the engine commits the version; restarts turned on for the new set
   switch_back,   // undo: the old version ready and on all traffic; the new one drains

@@ -6,6 +6,7 @@
 
 #include "core/fault.hpp"
 #include "deploy/deployer.hpp"
+#include "deploy/steps.hpp"
 
 namespace mup::deploy {
 
@@ -22,21 +23,7 @@ State outcome_of(const state::DeploymentRow& row) {
 
 }  // namespace
 
-// The work of one state; the event it answers. `why` gets the error of a failed step.
-struct StepContext {
-  Node& node;
-  DataPlane& plane;
-  const Clock& clock;
-  state::DeploymentRow& row;
-  Strategy strategy;
-  const Cancel& cancel;
-  const std::atomic<int>& request;
-  std::string why;
-};
-
-namespace {
-
-Event from(StepContext& c, const Status& s) {
+Event event_from(StepContext& c, const Status& s) {
   if (s) return Event::ok;
   // A wait cut short by a request is the request, not a failure.
   const auto r = static_cast<Deployer::Request>(c.request.load());
@@ -46,18 +33,20 @@ Event from(StepContext& c, const Status& s) {
   return Event::error;
 }
 
+namespace {
+
 Event do_install(StepContext& c) {
   const std::string& comp = c.row.component;
   if (c.strategy == Strategy::rollback) {
     if (c.row.from_version.empty()) c.row.from_version = c.node.active(comp).value_or("");
-    return from(c, c.node.rollback(comp, c.row.to_version));
+    return event_from(c, c.node.rollback(comp, c.row.to_version));
   }
   // Resumed after the install had happened: the engine shows the version active.
   if (!c.row.to_version.empty() && c.node.active(comp) == c.row.to_version &&
       c.row.detail.value("installed", false))
     return Event::ok;
   auto r = c.node.install(comp, json_str(c.row.detail, "requested_version"), c.cancel);
-  if (!r) return from(c, tl::unexpected(r.error()));
+  if (!r) return event_from(c, tl::unexpected(r.error()));
   if (r->from_version == r->to_version) {
     c.why = comp + " " + r->to_version + " is already the active version";
     return Event::error;
@@ -74,22 +63,43 @@ Event do_soak(StepContext& c) {
       c.clock.monotonic() + std::chrono::milliseconds(json_int(c.row.detail, "soak_ms", 2000));
   while (c.clock.monotonic() < until) {
     if (static_cast<Deployer::Request>(c.request.load()) == Deployer::Request::promote) break;
-    if (c.cancel) return from(c, fail(Errc::io, "cancelled"));
+    if (c.cancel) return event_from(c, fail(Errc::io, "cancelled"));
     auto alive = c.plane.check_alive(c.row.component, c.row.to_version);
-    if (!alive) return from(c, alive);
+    if (!alive) return event_from(c, alive);
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return Event::ok;
 }
 
+// Traffic to the new version; the old set stays warm (weight 0) through the analysis, so a
+// rollback decision is a weight flip. A canary starts at its first step's weight (a
+// resumed one at the step it was in: analysis routes each step again).
 Event do_switch(StepContext& c) {
-  std::map<std::string, int> w{{c.row.to_version, 100}};
-  const bool keep_warm = c.strategy == Strategy::blue_green && !c.row.from_version.empty();
-  if (keep_warm) w[c.row.from_version] = 0;
+  int w_new = 100;
+  if (c.strategy == Strategy::canary && !c.row.from_version.empty()) {
+    const auto& steps = c.row.detail.value("steps", nlohmann::json::array());
+    const auto i = static_cast<size_t>(json_int(c.row.detail, "step", 0));
+    if (steps.is_array() && i < steps.size() && steps[i].is_number_integer())
+      w_new = steps[i].get<int>();
+  }
+  std::map<std::string, int> w{{c.row.to_version, w_new}};
+  if (!c.row.from_version.empty()) w[c.row.from_version] = 100 - w_new;
   auto s = c.plane.route(c.row.component, w);
   c.row.detail["traffic"] = w;
-  if (!s) return from(c, s);
-  return keep_warm ? Event::skip : Event::ok;
+  return event_from(c, s);
+}
+
+// The old version off the route (its in-flight requests finish); blue-green keeps it warm.
+Event do_drain_old(StepContext& c) {
+  const std::string& old = c.row.from_version;
+  if (c.strategy == Strategy::blue_green && !old.empty()) return Event::skip;
+  if (old.empty()) return Event::ok;
+  Cancel never{false};
+  std::map<std::string, int> w{{c.row.to_version, 100}};
+  auto s = c.plane.route(c.row.component, w);
+  c.row.detail["traffic"] = w;
+  if (!s) return event_from(c, s);
+  return event_from(c, c.plane.wait_drained(c.row.component, old, never));
 }
 
 Event do_commit(StepContext& c) {
@@ -97,7 +107,7 @@ Event do_commit(StepContext& c) {
   if (c.strategy != Strategy::rollback) {
     auto s = c.node.commit(comp);
     // Resumed after the commit had happened: nothing on trial, the version active.
-    if (!s && c.node.active(comp) != c.row.to_version) return from(c, s);
+    if (!s && c.node.active(comp) != c.row.to_version) return event_from(c, s);
   }
   c.plane.set_restart(comp, c.row.to_version, true);
   if (c.strategy == Strategy::blue_green && !c.row.from_version.empty())
@@ -116,12 +126,15 @@ Event do_switch_back(StepContext& c) {
   if (old.empty()) {
     auto s = c.plane.route(comp, {});
     c.row.detail["traffic"] = nlohmann::json::object();
-    return from(c, s);
+    return event_from(c, s);
   }
   Status s = c.plane.start(comp, old);
   if (s) s = c.plane.wait_ready(comp, old, never);
   if (s) s = c.plane.route(comp, {{old, 100}});
   c.row.detail["traffic"] = {{old, 100}};
+  // When all traffic was back on the old version (the first time: a resumed undo keeps it).
+  if (s && !c.row.detail.contains("rolled_back_at_ms"))
+    c.row.detail["rolled_back_at_ms"] = c.clock.wall_ms();
   if (s) c.plane.set_restart(comp, old, true);
   if (s && !c.row.to_version.empty()) (void)c.plane.wait_drained(comp, c.row.to_version, never);
   if (!s) {
@@ -153,15 +166,14 @@ Event do_state(State s, StepContext& c) {
     case State::start_new: {
       auto st = c.plane.start(comp, neu);
       if (st) c.plane.set_restart(comp, neu, false);
-      return from(c, st);
+      return event_from(c, st);
     }
-    case State::wait_ready: return from(c, c.plane.wait_ready(comp, neu, c.cancel));
+    case State::wait_ready: return event_from(c, c.plane.wait_ready(comp, neu, c.cancel));
     case State::soak: return do_soak(c);
     case State::switch_new: return do_switch(c);
-    case State::drain_old:
-      if (old.empty()) return Event::ok;
-      return from(c, c.plane.wait_drained(comp, old, never));
-    case State::stop_old: return old.empty() ? Event::ok : from(c, c.plane.stop(comp, old));
+    case State::analyze: return do_analyze(c);
+    case State::drain_old: return do_drain_old(c);
+    case State::stop_old: return old.empty() ? Event::ok : event_from(c, c.plane.stop(comp, old));
     case State::commit: return do_commit(c);
     case State::switch_back: return do_switch_back(c);
     case State::stop_new: {
@@ -260,7 +272,18 @@ void Deployer::run(const std::shared_ptr<Job>& job) {
     if (auto f = fault::point("deploy.state." + std::string(state_name(s))); !f) {
       append_reason(row, f.error().message());
     }
-    StepContext ctx{node_, plane_, clock_, row, strategy, job->cancel, job->request, {}};
+    StepContext ctx{node_,
+                    plane_,
+                    clock_,
+                    row,
+                    strategy,
+                    job->cancel,
+                    job->request,
+                    {},
+                    [&] {
+                      if (db->update_deployment(row)) notify(row);
+                    },
+                    opts_.analysis_poll};
     Event e = do_state(s, ctx);
     if (stopping_ && e != Event::ok) return finish_job();
     if (e == Event::abort || e == Event::rollback) {

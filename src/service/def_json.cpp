@@ -48,6 +48,7 @@ nlohmann::json ServiceDef::to_json() const {
       {"source", source},
   };
   if (user) j["user"] = *user;
+  if (!rollback.is_null()) j["rollback"] = rollback;
   return j;
 }
 
@@ -85,6 +86,7 @@ Result<ServiceDef> service_def_from_json(const nlohmann::json& j) {
     if (l.contains("cpu_max")) d.limits.cpu_max = l.at("cpu_max").get<int64_t>();
     if (l.contains("pids_max")) d.limits.pids_max = l.at("pids_max").get<int64_t>();
     d.source = j.value("source", std::string());
+    if (j.contains("rollback")) d.rollback = j.at("rollback");
     return d;
   } catch (const std::exception& e) {
     return fail(Code::bad_definition,

@@ -10,6 +10,7 @@
 #include <cctype>
 #include <charconv>
 #include <set>
+#include <sstream>
 
 #include "core/fs.hpp"
 #include "service/errors.hpp"
@@ -469,7 +470,7 @@ Result<ServiceDef> parse_service_def(std::string_view text, const std::string& s
     return fail(Code::bad_definition, source + ": " + e.what());
   }
   TableReader top(doc, "", source);
-  MUP_TRY(top.check_keys({"service"}));
+  MUP_TRY(top.check_keys({"service", "rollback"}));
   auto service = top.opt_table("service");
   if (!service) return tl::unexpected(service.error());
   if (!*service)
@@ -479,6 +480,16 @@ Result<ServiceDef> parse_service_def(std::string_view text, const std::string& s
   ServiceDef def;
   def.source = source;
   MUP_TRY(read_service(**service, def));
+  if (const toml::table* rb = doc["rollback"].as_table()) {
+    // Kept as JSON for the rollback judge, which checks it (this module does not know it).
+    std::ostringstream out;
+    out << toml::json_formatter{*rb};
+    def.rollback = nlohmann::json::parse(out.str(), nullptr, false);
+    if (def.rollback.is_discarded())
+      return fail(Code::bad_definition, source + ": rollback: not representable as JSON");
+  } else if (doc.contains("rollback")) {
+    return fail(Code::bad_definition, source + ": rollback: must be a table ([rollback])");
+  }
   return def;
 }
 

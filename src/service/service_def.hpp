@@ -3,7 +3,8 @@
 // a Code::bad_definition error reading "<file>:<line>: <key>: <what is wrong>", so an author
 // can fix it without guessing. Nothing here throws; toml++'s exceptions are caught inside.
 //
-// The file holds one table, [service]:
+// The file holds the table [service] and, optionally, [rollback] (the version's rollback
+// policy: keys of rollback::policy_from_json, e.g. alpha = 0.001, [[rollback.triggers]]):
 //
 //   key                 type / values                      default
 //   exec                array of strings, non-empty        (required)
@@ -100,6 +101,9 @@ struct ServiceDef {
   LogPolicy log;
   Limits limits;
   std::string source;  // where it was read from, for messages
+  // The file's [rollback] table as JSON (null when absent): the version's rollback policy,
+  // checked by the rollback module when a deployment starts (rollback/judge.hpp).
+  nlohmann::json rollback;
 
   // A lossless JSON form (kept in instance records so a later agent can stop and restart
   // an adopted instance without the tree's file).

@@ -1,0 +1,35 @@
+// What a state's work sees (deploy/run.cpp, deploy/analysis.cpp): internal to the module.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <string>
+
+#include "core/clock.hpp"
+#include "deploy/deployer.hpp"
+
+namespace mup::deploy {
+
+struct StepContext {
+  Node& node;
+  DataPlane& plane;
+  const Clock& clock;
+  state::DeploymentRow& row;
+  Strategy strategy;
+  const Cancel& cancel;
+  const std::atomic<int>& request;
+  std::string why;                      // the error of a failed step
+  std::function<void()> journal;        // writes the row (and tells listeners) mid-state
+  std::chrono::milliseconds poll{100};  // analysis: between reads of the counts
+};
+
+// The event a state's outcome is: ok; a wait cut short by abort/rollback is that request;
+// else error (c.why set).
+Event event_from(StepContext& c, const Status& s);
+
+// The analysis state: the judge on the proxy's counts; canary steps. ok, error, abort,
+// rollback (the judge's decision, or a request).
+Event do_analyze(StepContext& c);
+
+}  // namespace mup::deploy
