@@ -662,9 +662,10 @@ TEST_F(AgentTest, HealthAndPrometheusMetricsUnderRealLoad) {
   deploy({"--version", "1.0.0"});
   {
     Load load(port_);
-    for (int i = 0; i < 1000 && load.ok() < 50; ++i) std::this_thread::sleep_for(10ms);
+    // Enough for the rollback judge's baseline (min_requests 200) below.
+    for (int i = 0; i < 3000 && load.ok() < 250; ++i) std::this_thread::sleep_for(10ms);
     load.stop();
-    ASSERT_GE(load.ok(), 50) << load.failures();
+    ASSERT_GE(load.ok(), 250) << load.failures();
   }
   // The monitor samples once a second: wait for it to see the traffic.
   json v;
@@ -722,20 +723,24 @@ TEST_F(AgentTest, HealthAndPrometheusMetricsUnderRealLoad) {
     EXPECT_NE(m.body.find(want), std::string::npos) << want << "\n" << m.body;
   EXPECT_EQ(http_get(api_port, "/v1/health").status, 401);
 
-  // A version that fails half its requests: unhealthy, its errors counted and alerted.
+  // A version that fails half its requests, deployed under load: the judge rolls it back
+  // (its decision shows in /metrics), and its health while it served is unhealthy, alerted on
+  // its error rate (the window still holds its seconds).
   ASSERT_EQ(mup({"health", "thresholds", "web", "--reset"}).exit_code, 0);
   publish("3.0.0", {"--error-rate", "0.5"});
-  deploy({"--version", "3.0.0"});
+  json rolled;
   {
     Load load(port_);
-    for (int i = 0; i < 1000 && load.failed() < 20; ++i) std::this_thread::sleep_for(10ms);
+    auto r = mup({"deploy", "web", "--wait", "--json", "--version", "3.0.0"});
+    rolled = json::parse(r.out, nullptr, false);
   }
+  EXPECT_EQ(rolled["state"], "rolled-back") << rolled.dump(1);
   json bad_v;
   for (int i = 0; i < 100 && bad_v.is_null(); ++i) {
     json hh = json::parse(mup({"health", "web", "--json"}).out, nullptr, false);
     if (hh.is_object() && hh["versions"].is_array())
       for (const auto& x : hh["versions"])
-        if (x.value("version", "") == "3.0.0" && x["metrics"].value("failed", 0) >= 20) bad_v = x;
+        if (x.value("version", "") == "3.0.0" && x["metrics"].value("failed", 0) >= 10) bad_v = x;
     if (bad_v.is_null()) std::this_thread::sleep_for(100ms);
   }
   ASSERT_TRUE(bad_v.is_object()) << "the monitor never saw the failures";
@@ -746,6 +751,17 @@ TEST_F(AgentTest, HealthAndPrometheusMetricsUnderRealLoad) {
   EXPECT_NE(m.body.find("mup_requests_total{component=\"web\",version=\"3.0.0\",code=\"5xx\"} "),
             std::string::npos);
   EXPECT_EQ(m.body.find("mup_request_failures_total{component=\"web\",version=\"3.0.0\"} 0\n"),
+            std::string::npos)
+      << m.body;
+  EXPECT_NE(m.body.find("mup_rollbacks_total{component=\"web\"} 1\n"), std::string::npos) << m.body;
+  const std::string id = std::to_string(rolled.value("id", 0));
+  EXPECT_NE(m.body.find("mup_deployment_info{component=\"web\",id=\"" + id +
+                        "\",strategy=\"immediate\",state=\"rolled-back\"} 1"),
+            std::string::npos)
+      << m.body;
+  ASSERT_TRUE(rolled["decision"]["statistic"].is_number()) << rolled.dump(1);
+  EXPECT_NE(m.body.find("mup_rollback_decision_statistic{component=\"web\",deployment=\"" + id +
+                        "\",metric=\"" + rolled["decision"].value("metric", "") + "\"} "),
             std::string::npos)
       << m.body;
 
