@@ -11,6 +11,7 @@ PKGS=(
   libsqlite3-dev sqlite3 libtomlplusplus-dev libsystemd-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   zstd clang libclang-rt-14-dev curl
+  prometheus  # promtool: the /metrics tests check the exposition with `promtool check metrics`
 )
 if [[ "${1:-}" == "--bench" ]]; then
   PKGS+=(casync zsync xdelta3 bsdiff ostree rsync time python3 dpkg-dev bc haproxy nginx wrk)

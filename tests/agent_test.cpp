@@ -50,6 +50,7 @@ uint16_t free_port() {
 struct Http {
   int status = 0;  // 0: the connection failed
   std::string version, body;
+  std::string headers;  // lowercased
 };
 
 // One request on a new connection (HTTP/1.0 semantics: the server closes).
@@ -84,6 +85,7 @@ Http http_get(uint16_t port, const std::string& path, int timeout_ms = 10000) {
   auto hdr_end = resp.find("\r\n\r\n");
   std::string headers = resp.substr(0, hdr_end);
   for (auto& c : headers) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  h.headers = headers;
   auto v = headers.find("x-mup-version:");
   if (v != std::string::npos) {
     auto e = headers.find("\r\n", v);
@@ -646,6 +648,135 @@ TEST_F(AgentTest, AComponentTheAgentDoesNotServeRollsBackOffline) {
     if (c["name"] == "app") {
       EXPECT_EQ(c["active"], "1.0.0");
     }
+}
+
+// The health monitor end to end: real load through the proxy on a real agent; mup health
+// and its thresholds through the CLI; /metrics scraped over TCP without the token and fed to
+// promtool (skipped, at the end, when the Debian package `prometheus` is not installed).
+TEST_F(AgentTest, HealthAndPrometheusMetricsUnderRealLoad) {
+  const uint16_t api_port = free_port();
+  start_agent({}, {"--listen", "127.0.0.1:" + std::to_string(api_port)});
+  auto none = mup({"health", "--json"});
+  ASSERT_EQ(none.exit_code, 0) << none.err;
+  EXPECT_TRUE(json::parse(none.out, nullptr, false)["components"].empty()) << none.out;
+  deploy({"--version", "1.0.0"});
+  {
+    Load load(port_);
+    // Enough for the rollback judge's baseline (min_requests 200) below.
+    for (int i = 0; i < 3000 && load.ok() < 250; ++i) std::this_thread::sleep_for(10ms);
+    load.stop();
+    ASSERT_GE(load.ok(), 250) << load.failures();
+  }
+  // The monitor samples once a second: wait for it to see the traffic.
+  json v;
+  for (int i = 0; i < 100; ++i) {
+    json h = json::parse(mup({"health", "web", "--json"}).out, nullptr, false);
+    if (h.is_object() && h["versions"].is_array())
+      for (const auto& x : h["versions"])
+        if (x.value("version", "") == "1.0.0" && x["metrics"].value("requests", 0) >= 50 &&
+            x["metrics"].value("instances_ready", 0) == 2)
+          v = x;
+    if (!v.is_null()) break;
+    std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(v.is_object()) << "the monitor never saw the load";
+  EXPECT_EQ(v["status"], "healthy") << v.dump(1);
+  EXPECT_EQ(v["score"], 100) << v.dump(1);
+  EXPECT_EQ(v["weight"], 100);
+  EXPECT_EQ(v["metrics"]["failed"], 0);
+  EXPECT_TRUE(v["metrics"]["response_time_ms"]["p99"].is_number());
+  EXPECT_TRUE(v["trend"]["direction"].is_string());
+
+  // Thresholds: persisted by the agent, used at once; a bad value names its field.
+  auto set = mup({"health", "thresholds", "web", "--p99-ms", "0.001", "--memory", "1G", "--json"});
+  ASSERT_EQ(set.exit_code, 0) << set.err;
+  json th = json::parse(set.out, nullptr, false);
+  EXPECT_EQ(th["thresholds"]["p99_ms"], 0.001);
+  EXPECT_EQ(th["thresholds"]["memory_bytes"], 1 << 30);
+  EXPECT_EQ(th["custom"], true);
+  EXPECT_TRUE(stdfs::exists(d_ / "node/health/thresholds.json"));
+  json h = json::parse(mup({"health", "web", "--json"}).out, nullptr, false);
+  EXPECT_EQ(h["alert"], "critical") << h.dump(1);
+  auto bad = mup({"health", "thresholds", "web", "--error-rate", "7"});
+  EXPECT_NE(bad.exit_code, 0);
+  EXPECT_NE(bad.err.find("error_rate"), std::string::npos) << bad.err;
+  auto text = mup({"health"});
+  EXPECT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("web  unhealthy"), std::string::npos) << text.out;
+
+  // /metrics over TCP without the token; the rest of the API still wants it.
+  Http m = http_get(api_port, "/metrics");
+  ASSERT_EQ(m.status, 200) << m.body;
+  EXPECT_NE(m.headers.find("content-type: text/plain; version=0.0.4"), std::string::npos)
+      << m.headers;
+  for (const char* want :
+       {"mup_requests_total{component=\"web\",version=\"1.0.0\",code=\"2xx\"} ",
+        "mup_request_failures_total{component=\"web\",version=\"1.0.0\"} 0",
+        "mup_request_duration_seconds_bucket{component=\"web\",version=\"1.0.0\",le=\"+Inf\"} ",
+        "mup_request_duration_seconds_sum{component=\"web\",version=\"1.0.0\"} ",
+        "mup_traffic_weight{component=\"web\",version=\"1.0.0\"} 100",
+        "mup_instance_memory_bytes{component=\"web\",version=\"1.0.0\",instance=\"web@1.0.0#0\"} ",
+        "mup_health_score{component=\"web\",version=\"1.0.0\"} ",
+        "mup_deployment_info{component=\"web\",id=\"1\",strategy=\"immediate\",state=\"committed\"}"
+        " 1",
+        "mup_rollbacks_total{component=\"web\"} 0"})
+    EXPECT_NE(m.body.find(want), std::string::npos) << want << "\n" << m.body;
+  EXPECT_EQ(http_get(api_port, "/v1/health").status, 401);
+
+  // A version that fails half its requests, deployed under load: the judge rolls it back
+  // (its decision shows in /metrics), and its health while it served is unhealthy, alerted on
+  // its error rate (the window still holds its seconds).
+  ASSERT_EQ(mup({"health", "thresholds", "web", "--reset"}).exit_code, 0);
+  publish("3.0.0", {"--error-rate", "0.5"});
+  json rolled;
+  {
+    Load load(port_);
+    auto r = mup({"deploy", "web", "--wait", "--json", "--version", "3.0.0"});
+    rolled = json::parse(r.out, nullptr, false);
+  }
+  EXPECT_EQ(rolled["state"], "rolled-back") << rolled.dump(1);
+  json bad_v;
+  for (int i = 0; i < 100 && bad_v.is_null(); ++i) {
+    json hh = json::parse(mup({"health", "web", "--json"}).out, nullptr, false);
+    if (hh.is_object() && hh["versions"].is_array())
+      for (const auto& x : hh["versions"])
+        if (x.value("version", "") == "3.0.0" && x["metrics"].value("failed", 0) >= 10) bad_v = x;
+    if (bad_v.is_null()) std::this_thread::sleep_for(100ms);
+  }
+  ASSERT_TRUE(bad_v.is_object()) << "the monitor never saw the failures";
+  EXPECT_EQ(bad_v["status"], "unhealthy") << bad_v.dump(1);
+  EXPECT_EQ(bad_v["alerts"][0]["metric"], "error_rate") << bad_v.dump(1);
+  EXPECT_LT(bad_v["score"].get<double>(), 70);
+  m = http_get(api_port, "/metrics");
+  EXPECT_NE(m.body.find("mup_requests_total{component=\"web\",version=\"3.0.0\",code=\"5xx\"} "),
+            std::string::npos);
+  EXPECT_EQ(m.body.find("mup_request_failures_total{component=\"web\",version=\"3.0.0\"} 0\n"),
+            std::string::npos)
+      << m.body;
+  EXPECT_NE(m.body.find("mup_rollbacks_total{component=\"web\"} 1\n"), std::string::npos) << m.body;
+  const std::string id = std::to_string(rolled.value("id", 0));
+  EXPECT_NE(m.body.find("mup_deployment_info{component=\"web\",id=\"" + id +
+                        "\",strategy=\"immediate\",state=\"rolled-back\"} 1"),
+            std::string::npos)
+      << m.body;
+  ASSERT_TRUE(rolled["decision"]["statistic"].is_number()) << rolled.dump(1);
+  EXPECT_NE(m.body.find("mup_rollback_decision_statistic{component=\"web\",deployment=\"" + id +
+                        "\",metric=\"" + rolled["decision"].value("metric", "") + "\"} "),
+            std::string::npos)
+      << m.body;
+
+  // No agent: a clear error, like mup services.
+  kill_agent(SIGTERM);
+  auto gone = mup({"health"});
+  EXPECT_NE(gone.exit_code, 0);
+  EXPECT_NE(gone.err.find("no agent running"), std::string::npos) << gone.err;
+
+  if (std::system("command -v promtool >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "promtool not installed (Debian package `prometheus`)";
+  write_file(d_ / "metrics.txt", m.body);
+  const std::string cmd =
+      "promtool check metrics < " + s("metrics.txt") + " > " + s("promtool.txt") + " 2>&1";
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << slurp(s("promtool.txt")) << "\n" << m.body;
 }
 
 // The agent SIGKILLed right after it journaled each deployment state: the proxy and the

@@ -147,6 +147,7 @@ Result<std::unique_ptr<Agent>> Agent::start(AgentOptions opts) {
   if (!server) return tl::unexpected(server.error().context("starting the agent's API"));
   a.server = std::move(*server);
   MUP_TRY(register_routes(a));
+  MUP_TRY(start_health(a));
   a.say("serving the API on " + (root / "agent.sock").string() +
         (a.server->port() ? " and 127.0.0.1:" + std::to_string(a.server->port()) : ""));
   return std::unique_ptr<Agent>(new Agent(std::move(impl)));

@@ -10,6 +10,7 @@
 #include "api/server.hpp"
 #include "deploy/deployer.hpp"
 #include "engine/engine.hpp"
+#include "health/monitor.hpp"
 #include "service/supervisor.hpp"
 
 namespace mup::agent {
@@ -23,6 +24,7 @@ struct Agent::Impl {
   std::unique_ptr<EngineNode> node;
   std::unique_ptr<deploy::Deployer> deployer;
   std::unique_ptr<api::Server> server;
+  std::unique_ptr<health::Monitor> health;  // destroyed before the runtime it samples
   std::mutex wake_mu;
   std::condition_variable wake;  // an instance event: reconcile now
 
@@ -32,5 +34,7 @@ struct Agent::Impl {
 
 // GET/POST /v1/... on the agent's server.
 [[nodiscard]] Status register_routes(Agent::Impl& a);
+// The health monitor (started) and its routes: /v1/health..., and /metrics (public).
+[[nodiscard]] Status start_health(Agent::Impl& a);
 
 }  // namespace mup::agent

@@ -352,6 +352,47 @@ TEST_F(ApiTest, TcpNeedsTheBearerToken) {
   EXPECT_EQ(local->body["tcp"], false);
 }
 
+// A public route (the agent's /metrics) answers over TCP without the token, with its own
+// Content-Type; every other route, and other methods on its path, still need the token.
+TEST_F(ApiTest, PublicTextRouteNeedsNoTokenOverTcp) {
+  ServerOptions o;
+  o.tcp_listen = "127.0.0.1:0";
+  o.bearer_token = "s3cret-token";
+  auto server = start(o);
+  ASSERT_TRUE(server);
+  EXPECT_FALSE(server->route(
+      "POST", "/metrics", [](const Request&) { return Response::ok(); }, Access::public_read));
+  ASSERT_TRUE(server->route(
+      "GET", "/metrics",
+      [](const Request&) { return Response::text("up 1\n", "text/plain; version=0.0.4"); },
+      Access::public_read));
+  ASSERT_TRUE(server->route("GET", "/metrics/{x}", [](const Request&) { return Response::ok(); }));
+  asio::io_context io;
+  auto get = [&](const std::string& target, const std::string& auth) {
+    asio::ip::tcp::socket s(io);
+    s.connect({asio::ip::make_address("127.0.0.1"), server->port()});
+    http::request<http::empty_body> req{http::verb::get, target, 11};
+    req.set(http::field::host, "test");
+    if (!auth.empty()) req.set(http::field::authorization, auth);
+    http::write(s, req);
+    beast::flat_buffer buf;
+    http::response<http::string_body> res;
+    http::read(s, buf, res);
+    return res;
+  };
+  auto anon = get("/metrics?x=1", "");
+  EXPECT_EQ(anon.result_int(), 200);
+  EXPECT_EQ(anon.body(), "up 1\n");
+  EXPECT_EQ(anon[http::field::content_type], "text/plain; version=0.0.4");
+  EXPECT_EQ(get("/metrics", "Bearer wrong").result_int(), 200);
+  EXPECT_EQ(get("/metrics/y", "").result_int(), 401) << "a non-public route under it";
+  EXPECT_EQ(get("/v1/echo/1/abort", "").result_int(), 401);
+  auto post = Client::tcp("127.0.0.1:" + std::to_string(server->port()), "")
+                  .request("POST", "/metrics", json::object());
+  ASSERT_TRUE(post);
+  EXPECT_EQ(post->status, 401) << "only the public method is public";
+}
+
 TEST_F(ApiTest, KeepAliveServesTwoRequestsOnOneConnection) {
   auto server = start();
   ASSERT_TRUE(server);

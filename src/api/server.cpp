@@ -63,6 +63,7 @@ struct RouteEntry {
   std::string method;
   RoutePattern pattern;
   Handler handler;
+  Access access = Access::token;
 };
 
 // What the sessions share with the server. Sessions hold it by shared_ptr, so one that
@@ -78,6 +79,20 @@ struct Shared {
       options.log(what);
     else
       std::cerr << "mup api: " << what << std::endl;
+  }
+
+  // Whether a request without the token may be served: its method and path match a public
+  // route (and no more literal route of that method, which would be the one dispatched).
+  bool is_public(std::string_view method, std::string_view target) {
+    std::string_view path = split_target(target).path;
+    std::shared_lock lock(mu);
+    const RouteEntry* best = nullptr;
+    for (const auto& r : routes) {
+      if (r.method != method || !match_path(r.pattern, path)) continue;
+      if (best && best->pattern.literals() >= r.pattern.literals()) continue;
+      best = &r;
+    }
+    return best && best->access == Access::public_read;
   }
 
   // Finds the route, then parses the body (so an unknown path is a 404 whatever its body),
@@ -182,7 +197,10 @@ class Session : public std::enable_shared_from_this<Session<Socket>> {
       // Checked on the header, so a client without the token cannot make us read (or
       // invite, with 100 Continue) a body; the connection closes after the 401.
       auto auth = req[http::field::authorization];
-      if (!authorized(std::string_view(auth.data(), auth.size()), shared_->options.bearer_token))
+      if (!authorized(std::string_view(auth.data(), auth.size()), shared_->options.bearer_token) &&
+          !shared_->is_public(
+              std::string_view(req.method_string().data(), req.method_string().size()),
+              std::string_view(req.target().data(), req.target().size())))
         return send(Response::error(401, "unauthorized",
                                     "this API needs `Authorization: Bearer <token>` over TCP"),
                     false);
@@ -250,11 +268,16 @@ class Session : public std::enable_shared_from_this<Session<Socket>> {
     res->version(11);
     res->result(static_cast<unsigned>(r.status));
     res->set(http::field::server, "mup");
-    res->set(http::field::content_type, "application/json");
+    res->set(http::field::content_type,
+             r.content_type.empty() ? std::string("application/json") : r.content_type);
     if (r.status == 401) res->set(http::field::www_authenticate, "Bearer");
     res->keep_alive(keep);
-    // Invalid UTF-8 in a handler's strings is replaced, not thrown about.
-    res->body() = r.body.dump(-1, ' ', false, json::error_handler_t::replace);
+    if (!r.content_type.empty()) {
+      res->body() = r.raw;
+    } else {
+      // Invalid UTF-8 in a handler's strings is replaced, not thrown about.
+      res->body() = r.body.dump(-1, ' ', false, json::error_handler_t::replace);
+    }
     res->prepare_payload();
     arm();
     http::async_write(socket_, *res,
@@ -504,18 +527,22 @@ Server::~Server() {
   stop();
 }
 
-Status Server::route(std::string method, std::string_view pattern, Handler handler) {
+Status Server::route(std::string method, std::string_view pattern, Handler handler, Access access) {
   auto p = parse_pattern(pattern);
   if (!p) return tl::unexpected(p.error());
   if (!handler) return fail(Errc::invalid_argument, "no handler for " + method + " " + p->source);
+  if (access == Access::public_read && method != "GET" && method != "HEAD")
+    return fail(Errc::invalid_argument,
+                "only GET and HEAD routes may be public, not " + method + " " + p->source);
   std::unique_lock lock(impl_->shared->mu);
   for (auto& r : impl_->shared->routes) {
     if (r.method == method && r.pattern.source == p->source) {
       r.handler = std::move(handler);
+      r.access = access;
       return {};
     }
   }
-  impl_->shared->routes.push_back({std::move(method), std::move(*p), std::move(handler)});
+  impl_->shared->routes.push_back({std::move(method), std::move(*p), std::move(handler), access});
   return {};
 }
 

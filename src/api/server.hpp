@@ -11,14 +11,17 @@
 //   path race, so an owner that must be unique holds a lock first (the proxy's proxy.lock).
 // - A TCP request must carry `Authorization: Bearer <token>` (compared in constant time),
 //   else 401, answered on the header before any body is read, and the connection closes.
-//   TCP listens on loopback addresses only. Unix-socket requests need no token.
-// - Handlers get a Request and return a Response. Errors the server makes itself share one
-//   shape, {"error":{"code","message","field"?}}: 400 bad_request (body not a JSON object;
-//   looked at only once a route matched, so an unknown path is always a 404),
-//   401 unauthorized, 404 not_found (no route), 405 method_not_allowed (route exists,
-//   other method), 413 too_large (body > max_body), 431 headers_too_large, 503 unavailable
-//   (over max_connections), 500 internal (the handler threw: caught and logged; the server
-//   goes on serving).
+//   The exception is a route registered with Access::public_read (the agent's /metrics, for
+//   a Prometheus scraper that has no token): it is served over TCP without the token; only
+//   GET and HEAD may be public. TCP listens on loopback addresses only. Unix-socket requests
+//   need no token.
+// - Handlers get a Request and return a Response: JSON (`body`), or raw bytes with their own
+//   Content-Type (`Response::text`, e.g. Prometheus' text format). Errors the server makes itself
+//   share one shape, {"error":{"code","message","field"?}}: 400 bad_request (body not a JSON
+//   object; looked at only once a route matched, so an unknown path is always a 404), 401
+//   unauthorized, 404 not_found (no route), 405 method_not_allowed (route exists, other method),
+//   413 too_large (body > max_body), 431 headers_too_large, 503 unavailable (over max_connections),
+//   500 internal (the handler threw: caught and logged; the server goes on serving).
 // - A request must arrive whole within read_timeout (counted from the first wait for it,
 //   so an idle keep-alive connection is closed after read_timeout too); a slow client is
 //   disconnected and blocks nobody else. Keep-alive unless the client says close.
@@ -56,15 +59,32 @@ struct Request {
 struct Response {
   int status = 200;
   nlohmann::json body = nlohmann::json::object();
+  // When content_type is set, the answer is `raw` with that Content-Type and `body` is unused.
+  std::string content_type;
+  std::string raw;
+
+  Response() = default;
+  Response(int status_, nlohmann::json body_ = nlohmann::json::object())
+      : status(status_), body(std::move(body_)) {}
 
   static Response ok(nlohmann::json body = nlohmann::json::object()) {
     return {200, std::move(body)};
+  }
+  static Response text(std::string raw, std::string content_type, int status = 200) {
+    Response r(status, nullptr);
+    r.content_type = std::move(content_type);
+    r.raw = std::move(raw);
+    return r;
   }
   // {"error":{"code":code,"message":message,"field":field}}; "field" only when not empty.
   static Response error(int status, std::string code, std::string message, std::string field = "");
 };
 
 using Handler = std::function<Response(const Request&)>;
+
+// Who may call a route over TCP: only token holders (the default), or anyone (read-only
+// routes; GET and HEAD only).
+enum class Access { token, public_read };
 
 struct ServerOptions {
   std::filesystem::path unix_socket;  // empty: no unix socket
@@ -88,8 +108,9 @@ class Server {
   Server& operator=(const Server&) = delete;
 
   // Adds (or replaces) the handler of `method` on `pattern`, e.g. "/v1/routes/{service}".
-  // Fails on a malformed pattern.
-  [[nodiscard]] Status route(std::string method, std::string_view pattern, Handler handler);
+  // Fails on a malformed pattern, or a public route whose method is not GET or HEAD.
+  [[nodiscard]] Status route(std::string method, std::string_view pattern, Handler handler,
+                             Access access = Access::token);
 
   // The TCP port listened on, 0 without TCP.
   uint16_t port() const;

@@ -12,6 +12,7 @@
 #include "agent/agent.hpp"
 #include "api/client.hpp"
 #include "api/errors.hpp"
+#include "cli/agent_client.hpp"
 #include "cli/commands.hpp"
 #include "cli/node_args.hpp"
 #include "deploy/deployer.hpp"
@@ -208,6 +209,15 @@ bool serves(const json& services, const std::string& name) {
 }
 
 }  // namespace
+
+api::Client agent_client(const std::filesystem::path& root) {
+  return agent_or_die(root);
+}
+
+json agent_call(api::Client& c, const std::string& method, const std::string& path,
+                const json& body, std::chrono::milliseconds timeout) {
+  return call(c, method, path, body, timeout);
+}
 
 bool rollback_via_agent(const NodeArgs& n, const std::string& name, bool has_to_or_state) {
   json services;

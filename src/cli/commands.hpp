@@ -40,6 +40,8 @@ void register_install_commands(CLI::App& app);
 void register_agent_commands(CLI::App& app);
 // The data plane: mup proxy.
 void register_proxy_commands(CLI::App& app);
+// The health monitor, through the agent: health [NAME] [--watch], health thresholds NAME.
+void register_health_commands(CLI::App& app);
 
 struct NodeArgs;
 // mup rollback while an agent runs on the node: the agent rolls the service back with its

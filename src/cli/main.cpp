@@ -32,6 +32,7 @@ int main(int argc, char** argv) {
   mup::cli::register_install_commands(app);
   mup::cli::register_agent_commands(app);
   mup::cli::register_proxy_commands(app);
+  mup::cli::register_health_commands(app);
   for (int i = 1; i < argc; ++i)
     if (std::string_view(argv[i]) == "--json") mup::cli::set_json_requested();
   try {

@@ -105,6 +105,7 @@ void VersionStats::on_finish(int status, bool error, std::chrono::nanoseconds la
   size_t bucket = latency_bucket(us);
   if (record_latency) {
     hist_[bucket].fetch_add(1, kRelaxed);
+    sum_us_.fetch_add(us, kRelaxed);
     atomic_max(max_us_, us);
   }
   Slot& s = slot_for(clock_.wall_s());
@@ -141,14 +142,15 @@ json VersionStats::to_json() const {
                      {"p99", round3(quantile_us(counts, 0.99, max_us) / 1000)},
                      {"max", round3(static_cast<double>(max_us) / 1000)}};
   j["histogram"] = {{"bounds_us", latency_bounds_us()},
-                    {"counts", std::vector<uint64_t>(counts, counts + kLatencyBounds + 1)}};
+                    {"counts", std::vector<uint64_t>(counts, counts + kLatencyBounds + 1)},
+                    {"sum_us", sum_us_.load(kRelaxed)}};
   json per_second = json::array();
   int64_t now = clock_.wall_s();
   for (int64_t t = now - static_cast<int64_t>(kPerSecondSlots) + 1; t <= now; ++t) {
     const Slot& s =
         ring_[static_cast<size_t>(((t % kPerSecondSlots) + kPerSecondSlots) % kPerSecondSlots)];
-    json e = {{"t", t},   {"requests", 0}, {"2xx", 0},      {"4xx", 0},
-              {"5xx", 0}, {"errors", 0},   {"failed", 0}, {"p50_ms", 0.0}, {"p99_ms", 0.0}};
+    json e = {{"t", t},      {"requests", 0}, {"2xx", 0},      {"4xx", 0},     {"5xx", 0},
+              {"errors", 0}, {"failed", 0},   {"p50_ms", 0.0}, {"p99_ms", 0.0}};
     if (s.second.load(std::memory_order_acquire) == t) {
       uint64_t sc[kLatencyBounds + 1];
       for (size_t i = 0; i <= kLatencyBounds; ++i) sc[i] = s.hist[i].load(kRelaxed);

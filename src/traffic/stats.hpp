@@ -81,6 +81,7 @@ class VersionStats {
   std::atomic<int64_t> in_flight_{0}, connections_{0};
   std::atomic<uint64_t> hist_[kLatencyBounds + 1] = {};
   std::atomic<uint64_t> max_us_{0};
+  std::atomic<uint64_t> sum_us_{0};  // of the latencies in hist_ (histogram.sum_us)
   std::unique_ptr<Slot[]> ring_;
 };
 
