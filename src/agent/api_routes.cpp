@@ -84,6 +84,16 @@ std::optional<Response> read_judge_fields(const json& b, deploy::DeployRequest& 
                              "at");
     req.scheduled_for_ms = *at;
   }
+  for (const char* f : {"window", "window_tz", "window_close"}) {
+    if (!b.contains(f)) continue;
+    if (!b[f].is_string())
+      return Response::error(400, "bad_request", std::string(f) + " must be a string", f);
+    (std::string(f) == "window"      ? req.window
+     : std::string(f) == "window_tz" ? req.window_tz
+                                     : req.window_close) = b[f].get<std::string>();
+  }
+  if (b.contains("at") && b.contains("window"))
+    return Response::error(400, "bad_request", "at and window: give one of them", "window");
   if (b.contains("policy")) {
     if (!b["policy"].is_object())
       return Response::error(400, "bad_request", "policy must be an object", "policy");
@@ -181,6 +191,7 @@ Status register_routes(Agent::Impl& a) {
     if (auto bad = read_duration(b, "soak", req.soak_ms)) return *bad;
     if (auto bad = read_duration(b, "analysis", req.analysis_ms)) return *bad;
     if (auto bad = read_duration(b, "step", req.step_ms)) return *bad;
+    if (auto bad = read_duration(b, "window_duration", req.window_ms)) return *bad;
     if (auto bad = read_judge_fields(b, req)) return *bad;
     static const std::set<std::string> kFields = {
         "component",    "version", "strategy", "keep_old",      "keep_old_ms", "soak",

@@ -286,7 +286,8 @@ void register_agent_commands(CLI::App& app) {
     struct A {
       NodeArgs n;
       std::string name, version, strategy, keep_old, soak, timeout = "30m";
-      std::string steps, analysis, auto_rollback, at;
+      std::string steps, analysis, auto_rollback, at, window, window_tz, window_duration,
+          window_close;
       double step_seconds = -1, alpha = -1;
       bool wait = false;
     };
@@ -308,6 +309,14 @@ void register_agent_commands(CLI::App& app) {
     cmd->add_option("--at", a->at,
                     "Start at this RFC 3339 time (e.g. 2026-12-01T21:19:00Z); without --wait, "
                     "returns once it is scheduled (mup abort ID cancels it)");
+    cmd->add_option("--window", a->window,
+                    "Start in the next maintenance window: a cron expression, e.g. \"0 2 * * *\" "
+                    "(now if one is open)");
+    cmd->add_option("--window-tz", a->window_tz, "The window's time zone: UTC (default) or +HH:MM");
+    cmd->add_option("--window-duration", a->window_duration, "The window's length (default 1h)");
+    cmd->add_option("--window-close", a->window_close,
+                    "If the window closes mid-deployment: finish (default) or rollback")
+        ->check(CLI::IsMember({"finish", "rollback"}));
     cmd->add_option("--alpha", a->alpha,
                     "The judge's false-rollback probability per deployment (default 0.001)");
     cmd->add_option("--auto-rollback", a->auto_rollback,
@@ -330,6 +339,10 @@ void register_agent_commands(CLI::App& app) {
       if (!a->soak.empty()) body["soak"] = a->soak;
       if (!a->analysis.empty()) body["analysis"] = a->analysis;
       if (!a->at.empty()) body["at"] = a->at;
+      if (!a->window.empty()) body["window"] = a->window;
+      if (!a->window_tz.empty()) body["window_tz"] = a->window_tz;
+      if (!a->window_duration.empty()) body["window_duration"] = a->window_duration;
+      if (!a->window_close.empty()) body["window_close"] = a->window_close;
       if (a->step_seconds >= 0) body["step_seconds"] = a->step_seconds;
       if (a->alpha >= 0) body["alpha"] = a->alpha;
       if (!a->auto_rollback.empty()) body["auto_rollback"] = a->auto_rollback == "on";

@@ -182,6 +182,14 @@ Event do_analyze(StepContext& c) {
     for (const auto& d : judge.warnings()) w.push_back(d.to_json());
     detail["warnings"] = std::move(w);
   }
+  // The watch after commit: a CUSUM on the new version's failure rate against the old
+  // version's (its upper bound), for watch_ms.
+  if (baseline && baseline->requests >= judge.policy().min_requests && judge.policy().watch_ms > 0)
+    detail["watch_plan"] = {{"watch_ms", judge.policy().watch_ms},
+                            {"alpha", judge.policy().alpha},
+                            {"automatic", judge.policy().automatic},
+                            {"p0u", rollback::rate_upper_bound(baseline->failed, baseline->requests,
+                                                               judge.policy().alpha / 4)}};
   if (!detail.contains("decision") ||
       detail["decision"].value("verdict", "") != "rollback-suppressed")
     record(c, judge.summary(c.clock.wall_ms(), "pass"));

@@ -119,7 +119,9 @@ class FakePlane : public DataPlane {
   std::set<std::string> unreachable;  // routed but served nothing
   std::map<std::string, rollback::Counts> served;
   std::mt19937_64 rng{42};
+  std::chrono::milliseconds delay{0};  // real time per read, for tests that race a ticker
   Result<std::map<std::string, rollback::Counts>> counts(const std::string&) override {
+    if (delay.count()) std::this_thread::sleep_for(delay);
     std::lock_guard lk(mu);
     if (!clock) return std::map<std::string, rollback::Counts>{};
     clock->advance(100ms);
@@ -514,6 +516,105 @@ TEST_F(JudgedDeployTest, ABadCanaryIsRolledBackBeforeItGetsMostOfTheTraffic) {
   EXPECT_EQ(row.detail["decision"]["against"], "old");
   EXPECT_EQ(deployment_json(row)["canary"]["step"], 0) << "caught at the first step";
   EXPECT_EQ(plane_.split, (std::map<std::string, int>{{"1.0.0", 100}}));
+}
+
+TEST_F(JudgedDeployTest, ARegressionAfterCommitIsCaughtByTheWatchAndRolledBack) {
+  DeployRequest r;
+  r.analysis_ms = 2000;
+  r.policy = {{"watch_ms", 600000}};
+  auto row = judged(r);
+  ASSERT_EQ(row.state, "committed") << row.reason;
+  ASSERT_TRUE(row.detail.contains("watch"));
+  EXPECT_TRUE(row.detail["watch"]["open"].get<bool>());
+  // Healthy for a while: the watch stays open.
+  for (int i = 0; i < 50; ++i) deployer_->tick();
+  auto again = deployer_->get(row.id);
+  ASSERT_TRUE(again && *again);
+  EXPECT_TRUE((**again).detail["watch"]["open"].get<bool>());
+  // Then 2.0.0 starts failing 10% of requests.
+  {
+    std::lock_guard lk(plane_.mu);
+    plane_.fail_rate["2.0.0"] = 0.1;
+  }
+  int ticks = 0;
+  for (; ticks < 600; ++ticks) {
+    deployer_->tick();
+    auto r2 = deployer_->get(row.id);
+    if (r2 && *r2 && !(**r2).detail["watch"]["open"].get<bool>()) break;
+  }
+  auto watched = deployer_->get(row.id);
+  ASSERT_TRUE(watched && *watched);
+  const auto j = deployment_json(**watched);
+  EXPECT_EQ(j["watch"]["result"], "rolled-back") << j.dump();
+  EXPECT_EQ(j["watch"]["decision"]["algorithm"], "cusum");
+  EXPECT_LT(ticks, 60) << "caught within seconds of traffic";
+  const int64_t rb = (**watched).detail["watch"]["rollback"];
+  auto done = deployer_->wait(rb, 20s);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->state, "rolled-back") << done->reason;
+  EXPECT_NE(done->reason.find("watch after commit"), std::string::npos) << done->reason;
+  EXPECT_EQ(node_.active_v, "1.0.0");
+  EXPECT_EQ(plane_.split, (std::map<std::string, int>{{"1.0.0", 100}}));
+}
+
+TEST_F(JudgedDeployTest, AHealthyVersionPassesItsWatch) {
+  DeployRequest r;
+  r.analysis_ms = 2000;
+  r.policy = {{"watch_ms", 3000}};
+  auto row = judged(r);
+  ASSERT_EQ(row.state, "committed") << row.reason;
+  for (int i = 0; i < 40; ++i) deployer_->tick();  // each tick is 100 ms of traffic
+  auto after = deployer_->get(row.id);
+  ASSERT_TRUE(after && *after);
+  EXPECT_EQ(deployment_json(**after)["watch"]["result"], "passed");
+  EXPECT_EQ(node_.active_v, "2.0.0");
+}
+
+
+TEST_F(JudgedDeployTest, AMaintenanceWindowStartsTheDeploymentAndItsCloseRollsBack) {
+  // The fake clock reads 2023-11-14T22:13:20Z: a window opening at 22:13 for a minute is open.
+  DeployRequest r;
+  r.analysis_ms = 120000;  // longer than the window
+  r.window = "13 22 * * *";
+  r.window_ms = 60000;
+  r.window_close = "rollback";
+  r.component = "web";
+  plane_.delay = 1ms;  // 100 ms of fake traffic per real ms: the ticker sees the window close
+  r.soak_ms = 0;
+  r.policy = {{"triggers", {{{"metric", "error_rate"}}}}};
+  auto row = deployer_->start(r);
+  ASSERT_TRUE(row) << row.error().message();
+  EXPECT_NE(row->state, "scheduled") << "inside its window: it starts at once";
+  std::atomic<bool> stop{false};
+  std::thread ticker([&] {
+    while (!stop) {
+      deployer_->tick();
+      std::this_thread::sleep_for(2ms);
+    }
+  });
+  auto done = deployer_->wait(row->id, 60s);
+  stop = true;
+  ticker.join();
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->state, "rolled-back") << done->reason;
+  EXPECT_NE(done->reason.find("maintenance window closed"), std::string::npos) << done->reason;
+  EXPECT_EQ(deployment_json(*done)["window"]["close"], "rollback");
+
+  // A window later today: scheduled for its opening.
+  DeployRequest later;
+  later.component = "web";
+  later.window = "0 23 * * *";
+  later.window_tz = "+01:00";  // 23:00 at +01:00 is 22:00 UTC: passed today, so tomorrow
+  later.window_ms = 60000;
+  auto sched = deployer_->start(later);
+  ASSERT_TRUE(sched) << sched.error().message();
+  EXPECT_EQ(sched->state, "scheduled");
+  EXPECT_EQ(deployment_json(*sched)["scheduled_for"], "2023-11-15T22:00:00Z");
+  ASSERT_TRUE(deployer_->abort(sched->id));
+  later.window = "61 * * * *";
+  auto bad = deployer_->start(later);
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().message().find("minute"), std::string::npos);
 }
 
 TEST_F(JudgedDeployTest, ABadPolicyIsRefusedBeforeAnythingStarts) {

@@ -69,6 +69,20 @@ nlohmann::json deployment_json(const state::DeploymentRow& row,
   }
   if (d.contains("rolled_back_by")) j["rolled_back_by"] = d["rolled_back_by"];
   if (d.contains("decision")) j["decision"] = d["decision"];
+  if (auto w = d.find("window_sched"); w != d.end() && w->is_object())
+    j["window"] = {{"cron", w->value("cron", "")},
+                   {"tz", w->value("tz", "")},
+                   {"duration_ms", json_int(*w, "ms", 0)},
+                   {"close", w->value("close", "")},
+                   {"opens_at", iso_utc(json_int(*w, "start_ms", 0))},
+                   {"closes_at", iso_utc(json_int(*w, "closes_at_ms", 0))}};
+  if (auto w = d.find("watch"); w != d.end() && w->is_object()) {
+    nlohmann::json wj = {{"open", w->value("open", false)},
+                         {"until", iso_utc(json_int(*w, "until", 0))},
+                         {"result", w->value("result", "watching")}};
+    if (w->contains("decision")) wj["decision"] = (*w)["decision"];
+    j["watch"] = std::move(wj);
+  }
   if (d.contains("warnings")) j["warnings"] = d["warnings"];
   if (auto at = json_int(d, "rolled_back_at_ms", 0)) {
     j["rolled_back_at"] = iso_utc(at);
@@ -152,16 +166,38 @@ Result<state::DeploymentRow> Deployer::start(const DeployRequest& req) {
   state::DeploymentRow row;
   row.component = req.component;
   row.strategy = std::string(strategy_name(req.strategy));
-  const bool scheduled = req.scheduled_for_ms > clock_.wall_ms();
+  nlohmann::json window;
+  int64_t scheduled_for_ms = req.scheduled_for_ms;
+  if (!req.window.empty()) {
+    auto cron = parse_cron(req.window);
+    if (!cron) return fail(Code::bad_request, cron.error().message());
+    auto tz = parse_tz_offset(req.window_tz);
+    if (!tz) return fail(Code::bad_request, "window_tz: " + tz.error().message());
+    if (req.window_close != "finish" && req.window_close != "rollback")
+      return fail(Code::bad_request,
+                  "window_close: '" + req.window_close +
+                      "' is not finish or rollback (pausing a deployment at the window's end "
+                      "is not built)");
+    if (req.window_ms < 60000) return fail(Code::bad_request, "window_ms: at least a minute");
+    auto w = window_at_or_after(*cron, clock_.wall_ms(), req.window_ms, *tz);
+    if (!w) return fail(Code::bad_request, "window: '" + req.window + "' never matches");
+    scheduled_for_ms = w->start_ms;
+    window = {{"cron", req.window},       {"tz", req.window_tz},       {"tz_min", *tz},
+              {"ms", req.window_ms},      {"close", req.window_close}, {"start_ms", w->start_ms},
+              {"closes_at_ms", w->end_ms}};
+  }
+  const bool scheduled = scheduled_for_ms > clock_.wall_ms();
   row.state = std::string(state_name(scheduled ? State::scheduled : State::install));
   row.actor = req.actor;
+  row.reason = req.reason;
   row.to_version = req.version;
   row.detail = {{"requested_version", req.version},
                 {"keep_old_ms", req.keep_old_ms},
                 {"soak_ms", req.soak_ms},
                 {"analysis_ms", req.analysis_ms},
                 {"policy", req.policy}};
-  if (scheduled) row.detail["scheduled_for_ms"] = req.scheduled_for_ms;
+  if (scheduled) row.detail["scheduled_for_ms"] = scheduled_for_ms;
+  if (!window.is_null()) row.detail["window_sched"] = window;
   if (req.strategy == Strategy::canary) {
     row.detail["steps"] = req.steps.empty() ? kDefaultCanarySteps : req.steps;
     row.detail["step_ms"] = req.step_ms;
@@ -205,7 +241,8 @@ void Deployer::launch(int64_t id, const std::string& component) {
 }
 
 Result<state::DeploymentRow> Deployer::rollback(const std::string& component,
-                                                const std::string& actor) {
+                                                const std::string& actor,
+                                                const std::string& reason) {
   {
     std::lock_guard lk(mu_);
     auto it = jobs_.find(component);
@@ -246,6 +283,7 @@ Result<state::DeploymentRow> Deployer::rollback(const std::string& component,
   req.strategy = Strategy::rollback;
   req.actor = actor;
   req.rollback_of = of;
+  req.reason = reason;
   auto row = start(req);
   return row;
 }
@@ -344,6 +382,34 @@ void Deployer::tick() {
     }
     Cancel never{false};
     (void)close_window(*db, r, never);  // retried on the next tick when it fails
+  }
+  // Maintenance windows that closed mid-deployment, with close = rollback.
+  for (auto& r : *rows) {
+    if (r.finished_at_ms) continue;
+    auto w = r.detail.find("window_sched");
+    auto st = parse_state(r.state);
+    if (w == r.detail.end() || !w->is_object() || w->value("close", "") != "rollback" ||
+        json_int(*w, "closes_at_ms", 0) > now || !st || *st == State::scheduled ||
+        is_undoing(*st) || *st == State::commit)
+      continue;
+    std::lock_guard lk(mu_);
+    auto it = jobs_.find(r.component);
+    if (it == jobs_.end() || it->second->id != r.id || it->second->done || it->second->request)
+      continue;
+    it->second->why = "the maintenance window closed at " +
+                      iso_utc(json_int(*w, "closes_at_ms", 0)) + " before the deployment ended";
+    it->second->request = static_cast<int>(Request::rollback);
+    it->second->cancel = true;
+  }
+  seen.clear();
+  for (auto& r : *rows) {
+    if (seen[r.component]) continue;
+    seen[r.component] = true;
+    auto w = r.detail.find("watch");
+    if (r.state != "committed" || w == r.detail.end() || !w->is_object() ||
+        !w->value("open", false) || running(r.component))
+      continue;
+    watch(r, now);
   }
 }
 

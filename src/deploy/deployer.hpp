@@ -42,6 +42,7 @@
 #include "core/clock.hpp"
 #include "core/error.hpp"
 #include "deploy/deployment.hpp"
+#include "deploy/schedule.hpp"
 #include "rollback/judge.hpp"
 #include "state/state_db.hpp"
 
@@ -142,12 +143,17 @@ struct DeployRequest {
   int64_t soak_ms = 2000;                // blue-green: ready and alive this long first
   std::string actor;
   int64_t rollback_of = 0;  // strategy rollback: the deployment it undoes (0: none)
+  std::string reason;       // why it was started, when not by request (the watch's rollback)
   // The judge (immediate, blue-green: after the switch, before commit; 0: no analysis).
   int64_t analysis_ms = 10000;
   std::vector<int> steps;   // canary: the new version's weights, ascending, ending at 100
   int64_t step_ms = 10000;  // canary: each step's analysis
   // Unix ms to start at (0: now). Later than now: the deployment is `scheduled` until then.
   int64_t scheduled_for_ms = 0;
+  // A maintenance window instead (deploy/schedule.hpp): cron expression, time zone, length,
+  // and what happens if it closes mid-deployment: "finish" (default) or "rollback".
+  std::string window, window_tz = "UTC", window_close = "finish";
+  int64_t window_ms = 3600000;
   // Overrides of the version's rollback policy (rollback::policy_from_json keys).
   nlohmann::json policy = nlohmann::json::object();
 };
@@ -178,13 +184,19 @@ class Deployer {
   // mup rollback: during a deployment, undoes it (outcome rolled-back); after one, starts
   // a deployment of strategy rollback to the previous version.
   [[nodiscard]] Result<state::DeploymentRow> rollback(const std::string& component,
-                                                      const std::string& actor);
+                                                      const std::string& actor,
+                                                      const std::string& reason = {});
   [[nodiscard]] Result<state::DeploymentRow> abort(int64_t id);
   // Blue-green: ends the soak now, or (committed) closes the window now.
   [[nodiscard]] Result<state::DeploymentRow> promote(int64_t id);
   // Every unfinished deployment resumed from its journaled state (agent start).
   void resume_all();
-  // Closes blue-green windows that expired. Called by the agent's loop.
+  // Closes blue-green windows that expired, and runs the watch after commit: once a second
+  // (the agent's loop), the newest committed deployment of each component whose watch is
+  // open feeds what its version served since the last tick to a CUSUM (rollback/
+  // sequential.hpp) against the old version's failure rate; an alarm closes the watch with
+  // its decision and starts a rollback deployment (reason: the watch's). The watch closes
+  // "passed" when watch_ms ends. A restarted agent watches on (its CUSUM starts again at 0).
   void tick();
   // Blocks until the deployment is final (or `timeout`); its row.
   [[nodiscard]] Result<state::DeploymentRow> wait(int64_t id, std::chrono::milliseconds timeout);
@@ -205,6 +217,7 @@ class Deployer {
     std::atomic<int> request{0};  // a Request
     Cancel cancel{false};         // cuts the current wait short
     std::atomic<bool> done{false};
+    std::string why;  // the reason of a request not made by a person (set before `request`)
   };
   Deployer(DeployerOptions opts, Node& node, DataPlane& plane);
   [[nodiscard]] Result<state::StateDb> connect() const;
@@ -212,6 +225,14 @@ class Deployer {
   void run(const std::shared_ptr<Job>& job);
   [[nodiscard]] Status close_window(state::StateDb& db, state::DeploymentRow& row,
                                     const Cancel& cancel);
+  // One tick of the watch of a committed deployment (deploy/watch.cpp).
+  void watch(state::DeploymentRow& row, int64_t now_ms);
+  struct Watch {
+    std::optional<rollback::Cusum> cusum;
+    rollback::Counts last, since_commit;
+    bool primed = false;
+  };
+  std::map<int64_t, Watch> watches_;  // by deployment id; touched by tick() only
   void notify(const state::DeploymentRow& row);
   template <typename F>
   auto with_reader(F&& read) -> decltype(read(std::declval<state::StateDb&>()));

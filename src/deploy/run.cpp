@@ -116,6 +116,15 @@ Event do_commit(StepContext& c) {
         {"old", c.row.from_version},
         {"open", true},
         {"until", c.clock.wall_ms() + json_int(c.row.detail, "keep_old_ms", 600000)}};
+  // The watch after commit (deploy/watch.cpp), when the analysis planned one.
+  if (auto plan = c.row.detail.find("watch_plan");
+      plan != c.row.detail.end() && plan->is_object() && !c.row.detail.contains("watch")) {
+    nlohmann::json w = *plan;
+    w["open"] = true;
+    w["from"] = c.clock.wall_ms();
+    w["until"] = c.clock.wall_ms() + json_int(*plan, "watch_ms", 0);
+    c.row.detail["watch"] = std::move(w);
+  }
   return Event::ok;
 }
 
@@ -159,12 +168,31 @@ Event do_undo_install(StepContext& c) {
 
 // Until the start time (wall clock: a time the operator named). Cut short by abort, or by
 // the agent stopping (then the row stays scheduled and the next agent waits on).
+// A window missed entirely (the agent was down through it) moves to the next one.
 Event do_scheduled(StepContext& c) {
-  const int64_t at = json_int(c.row.detail, "scheduled_for_ms", 0);
-  while (c.clock.wall_ms() < at) {
-    if (c.cancel) return event_from(c, fail(Errc::io, "cancelled"));
-    const int64_t left = at - c.clock.wall_ms();
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::clamp<int64_t>(left, 1, 50)));
+  for (;;) {
+    const int64_t at = json_int(c.row.detail, "scheduled_for_ms", 0);
+    while (c.clock.wall_ms() < at) {
+      if (c.cancel) return event_from(c, fail(Errc::io, "cancelled"));
+      const int64_t left = at - c.clock.wall_ms();
+      std::this_thread::sleep_for(std::chrono::milliseconds(std::clamp<int64_t>(left, 1, 50)));
+    }
+    auto w = c.row.detail.find("window_sched");
+    if (w == c.row.detail.end() || !w->is_object() ||
+        c.clock.wall_ms() < json_int(*w, "closes_at_ms", 0))
+      break;
+    auto cron = parse_cron(w->value("cron", ""));
+    auto next = cron ? window_at_or_after(*cron, c.clock.wall_ms(), json_int(*w, "ms", 3600000),
+                                          static_cast<int>(json_int(*w, "tz_min", 0)))
+                     : std::nullopt;
+    if (!next) {
+      c.why = "its maintenance window passed and does not come again";
+      return Event::error;
+    }
+    (*w)["start_ms"] = next->start_ms;
+    (*w)["closes_at_ms"] = next->end_ms;
+    c.row.detail["scheduled_for_ms"] = next->start_ms;
+    c.journal();
   }
   c.row.detail["started_at_ms"] = c.clock.wall_ms();
   return Event::ok;
@@ -276,7 +304,9 @@ void Deployer::run(const std::shared_ptr<Job>& job) {
       const Event e = req == Deployer::Request::abort ? Event::abort : Event::rollback;
       row.detail["outcome"] = e == Event::abort ? "aborted" : "rolled-back";
       if (row.reason.empty())
-        row.reason = e == Event::abort ? "aborted by request" : "rolled back by request";
+        row.reason = !job->why.empty()   ? job->why
+                     : e == Event::abort ? "aborted by request"
+                                         : "rolled back by request";
       auto n = next_state(s, e);
       s = n.value_or(State::switch_back);
       job->cancel = false;
@@ -309,7 +339,9 @@ void Deployer::run(const std::shared_ptr<Job>& job) {
     if (e == Event::abort || e == Event::rollback) {
       row.detail["outcome"] = e == Event::abort ? "aborted" : "rolled-back";
       if (row.reason.empty())
-        row.reason = e == Event::abort ? "aborted by request" : "rolled back by request";
+        row.reason = !job->why.empty()   ? job->why
+                     : e == Event::abort ? "aborted by request"
+                                         : "rolled back by request";
       job->cancel = false;
       job->request = 0;
     } else if (e == Event::error) {
