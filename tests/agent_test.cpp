@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "api/client.hpp"
+#include "core/clock.hpp"
 #include "test_util.hpp"
 #include "transfer/file_server.hpp"
 
@@ -781,6 +782,34 @@ TEST_F(AgentTest, HealthAndPrometheusMetricsUnderRealLoad) {
 
 // The agent SIGKILLed right after it journaled each deployment state: the proxy and the
 // instances keep serving, the next agent resumes the deployment to its end.
+
+TEST_F(AgentTest, AScheduledDeploymentStartsOnTimeAcrossAnAgentRestart) {
+  start_agent();
+  deploy({"--version", "1.0.0"});
+  const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  const std::string at = iso_utc((now / 1000 + 4) * 1000);
+  auto r = mup({"deploy", "web", "--version", "2.0.0", "--at", at, "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  json d = json::parse(r.out);
+  EXPECT_EQ(d["state"], "scheduled");
+  EXPECT_EQ(d["scheduled_for"], at);
+  EXPECT_TRUE(d["started_at"].is_null());
+  auto busy = mup({"deploy", "web", "--version", "2.0.0", "--json"});
+  EXPECT_NE(busy.exit_code, 0) << "the component is taken by the scheduled deployment";
+  kill_agent(SIGKILL);
+  start_agent();
+  json fin = wait_final(d["id"]);
+  EXPECT_EQ(fin["state"], "committed") << fin.dump();
+  const int64_t late = fin["started_at_ms"].get<int64_t>() - fin["scheduled_for_ms"].get<int64_t>();
+  EXPECT_GE(late, 0);
+  EXPECT_LT(late, 1000) << "started within a second of its time";
+  EXPECT_EQ(served_version(), "2.0.0");
+  auto past = mup({"deploy", "web", "--version", "1.0.0", "--at", "2020-01-01T00:00:00Z"});
+  EXPECT_NE(past.exit_code, 0);
+  EXPECT_NE(past.err.find("in the past"), std::string::npos) << past.err;
+}
 
 // --- The rollback judge, end to end: a real agent, proxy, sample service and load ---------
 

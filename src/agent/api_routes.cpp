@@ -193,10 +193,29 @@ Status register_routes(Agent::Impl& a) {
     if (auto bad = read_duration(b, "step", req.step_ms)) return *bad;
     if (auto bad = read_duration(b, "window_duration", req.window_ms)) return *bad;
     if (auto bad = read_judge_fields(b, req)) return *bad;
-    static const std::set<std::string> kFields = {
-        "component",    "version", "strategy", "keep_old",      "keep_old_ms", "soak",
-        "soak_ms",      "actor",   "analysis", "analysis_ms",   "step",        "step_ms",
-        "step_seconds", "steps",   "alpha",    "auto_rollback", "policy"};
+    static const std::set<std::string> kFields = {"component",
+                                                  "version",
+                                                  "strategy",
+                                                  "keep_old",
+                                                  "keep_old_ms",
+                                                  "soak",
+                                                  "soak_ms",
+                                                  "actor",
+                                                  "analysis",
+                                                  "analysis_ms",
+                                                  "step",
+                                                  "step_ms",
+                                                  "step_seconds",
+                                                  "steps",
+                                                  "alpha",
+                                                  "auto_rollback",
+                                                  "policy",
+                                                  "at",
+                                                  "window",
+                                                  "window_tz",
+                                                  "window_close",
+                                                  "window_duration",
+                                                  "window_duration_ms"};
     for (const auto& [k, v] : b.items())
       if (!kFields.count(k))
         return Response::error(400, "bad_request", "unknown field '" + k + "'", k);
