@@ -190,7 +190,7 @@ json Counts::to_json() const {
   return {{"requests", requests}, {"failed", failed}, {"latency", latency}};
 }
 
-Counts counts_from_stats(const json& s) {
+Counts counts_from_stats(const json& s) try {
   Counts c;
   if (!s.is_object()) return c;
   c.requests = s.value("requests", uint64_t{0});
@@ -203,9 +203,11 @@ Counts counts_from_stats(const json& s) {
     for (const auto& v : s["histogram"]["counts"])
       c.latency.push_back(v.is_number_unsigned() ? v.get<uint64_t>() : 0);
   return c;
+} catch (const json::exception&) {
+  return Counts{};  // statistics of another shape: nothing counted
 }
 
-Result<Counts> counts_from_json(const json& j) {
+Result<Counts> counts_from_json(const json& j) try {
   if (!j.is_object() || !j.contains("requests") || !j["requests"].is_number_unsigned())
     return fail(Errc::invalid_argument, "counts: not {requests, failed, latency}");
   Counts c;
@@ -215,6 +217,8 @@ Result<Counts> counts_from_json(const json& j) {
     for (const auto& v : j["latency"])
       c.latency.push_back(v.is_number_unsigned() ? v.get<uint64_t>() : 0);
   return c;
+} catch (const json::exception& e) {
+  return fail(Errc::invalid_argument, std::string("counts: ") + e.what());
 }
 
 json Decision::to_json() const {
@@ -480,10 +484,14 @@ Judge Judge::restore(Policy policy, std::optional<Counts> baseline, const json& 
       c.window_seen = e.value("window_seen", false);
       c.fired = e.value("fired", false);
       c.two_sample = e.value("two_sample", false);
-      if (e.contains("bound")) c.bound = e["bound"].get<size_t>();
+      if (e.contains("bound")) {
+        c.bound = e.at("bound").get<size_t>();
+        if (*c.bound >= traffic::kLatencyBounds) return fresh;
+      }
       if (!e.contains("lr")) continue;
-      TestState s{e["lr"].get<std::vector<double>>(), e["n"][0].get<uint64_t>(),
-                  e["n"][1].get<uint64_t>(), e["n"][2].get<uint64_t>(), e["n"][3].get<uint64_t>()};
+      const json& n = e.at("n");
+      TestState s{e.at("lr").get<std::vector<double>>(), n.at(0).get<uint64_t>(),
+                  n.at(1).get<uint64_t>(), n.at(2).get<uint64_t>(), n.at(3).get<uint64_t>()};
       if (!e.contains("p0u")) {
         c.test_alpha = c.alpha;
         c.two.emplace();
@@ -495,10 +503,10 @@ Judge Judge::restore(Policy policy, std::optional<Counts> baseline, const json& 
         if (!c.one->restore(s)) return fresh;
       }
     }
-    j.new_total_.requests = state.at("new")[0].get<uint64_t>();
-    j.new_total_.failed = state.at("new")[1].get<uint64_t>();
-    j.old_total_.requests = state.at("old")[0].get<uint64_t>();
-    j.old_total_.failed = state.at("old")[1].get<uint64_t>();
+    j.new_total_.requests = state.at("new").at(0).get<uint64_t>();
+    j.new_total_.failed = state.at("new").at(1).get<uint64_t>();
+    j.old_total_.requests = state.at("old").at(0).get<uint64_t>();
+    j.old_total_.failed = state.at("old").at(1).get<uint64_t>();
   } catch (const json::exception&) {
     return fresh;
   }
