@@ -3,7 +3,7 @@
 # an open-loop loadgen on `/` (--keepalive-fraction 0.5 --connections 64, per-request events)
 # and a second one on `/slow?ms=2000` at 5 req/s (requests in flight across the switches),
 # while N deployments alternate web 1.0.0 <-> 2.0.0 (odd: immediate, even: blue-green
-# --soak 200ms, each --wait --json), K of them with the agent SIGKILLed in the middle (half a
+# --soak 200ms, each --wait --json, --analysis 0s: the switches are measured, the judge by bench/judge_detection.sh), K of them with the agent SIGKILLed in the middle (half a
 # plain kill -9 after a random 0-300 ms, half a fault point deploy.state.<state>) and
 # restarted, and M rollbacks (`mup rollback web`) inside the blue-green window.
 # Statistics: bench/lib/zero_downtime_stats.py (definitions there and in bench/README.md).
@@ -112,9 +112,9 @@ run_rate() {
   for ((i = 1; i <= N; i++)); do
     v=$(other "$CUR")
     if ((i % 2 == 1)); then
-      strategy=immediate flags=(--strategy immediate)
+      strategy=immediate flags=(--strategy immediate --analysis 0s)
     else
-      strategy=blue-green flags=(--strategy blue-green --soak 200ms)
+      strategy=blue-green flags=(--strategy blue-green --soak 200ms --analysis 0s)
     fi
     killed=0
     if (((i * K) / N != ((i - 1) * K) / N)); then killed=1; fi

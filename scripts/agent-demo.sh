@@ -54,6 +54,7 @@ publish() {  # VERSION [service flags...]
 publish 1.0.0
 publish 2.0.0
 publish 2.1.0 --crash-at-start
+publish 2.2.0 --error-rate 0.3 --seed 7
 publish 3.0.0
 publish 4.0.0
 REPO_PORT=$((PORT + 1))
@@ -93,6 +94,21 @@ say "deploy 2.0.0 under load (immediate: start, ready, switch all traffic, drain
 "$MUP" deploy web --version 2.0.0 --strategy immediate --wait --root "$NODE"
 echo "  now served by $(served)"
 sleep 1
+
+say "deploy 2.2.0, which fails 30% of its requests: the rollback judge rolls it back by itself"
+"$MUP" deploy web --version 2.2.0 --wait --json --root "$NODE" >d-2.2.0.json || true
+python3 - d-2.2.0.json <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+j = d.get("decision", {})
+print(f"  deployment {d['id']}: {d['state']}; {j.get('verdict')} on {j.get('metric')} "
+      f"({j.get('algorithm')}, against {j.get('against')}): statistic {j.get('statistic', 0):.1f} "
+      f">= threshold {j.get('threshold', 0):.1f}; new {j.get('new')}, old {j.get('old')}")
+t0 = next(s["at_ms"] for s in d["steps"] if s["state"] == "switch")
+print(f"  decided {j.get('decided_at_ms', 0) - t0} ms after the switch; all traffic back on "
+      f"{d['from_version']} {d.get('rolled_back_at_ms', 0) - j.get('decided_at_ms', 0)} ms later")
+PY
+echo "  now served by $(served)"
 
 say "deploy 2.1.0, which crashes at start: the deployment fails, traffic never moves"
 "$MUP" deploy web --version 2.1.0 --wait --root "$NODE" || true
@@ -142,11 +158,18 @@ say "mup deployments, history, audit verify"
 "$MUP" deployments --root "$NODE"
 "$MUP" history web --root "$NODE" | head -12
 "$MUP" audit verify --root "$NODE"
-FAILED=$(sed -n 's/.*"non_2xx": *\([0-9]*\).*/\1/p' load.json | head -1)
-ERRS=$(sed -n 's/.*"connect_errors": *\([0-9]*\).*/\1/p' load.json | head -1)
-if [[ ${FAILED:-1} != 0 || ${ERRS:-1} != 0 ]]; then
-  echo "agent-demo: requests failed under load (non-2xx $FAILED, connect errors $ERRS)" >&2
+# Every failed answer must be one the bad version (2.2.0) gave itself before the judge
+# rolled it back; nothing else may fail, and no connection may break.
+read -r FAILED BAD ERRS < <(python3 -c '
+import json, sys
+s = json.load(open("load.json"))
+print(s["non_2xx"], s.get("non_2xx_versions", {}).get("2.2.0", 0),
+      s["connect_errors"] + s["timeouts"] + s["other_errors"])')
+if [[ ${FAILED:-1} != "${BAD:-0}" || ${ERRS:-1} != 0 ]]; then
+  echo "agent-demo: requests failed under load (non-2xx $FAILED, of them from the bad 2.2.0: $BAD;" \
+    "connection errors $ERRS)" >&2
   exit 1
 fi
 echo
-echo "agent demo OK: zero failed requests across every deployment, rollback and agent kill"
+echo "agent demo OK: the bad 2.2.0 answered $BAD failed requests before the judge rolled it back;"
+echo "zero other failed requests across every deployment, rollback and agent kill"

@@ -225,6 +225,7 @@ class Recorder {
       } else {
         ++s.non_2xx;
         ++non_2xx_;
+        if (!version.empty()) ++non_2xx_versions_[version];
       }
       if (!version.empty()) {
         ++versions_[version];
@@ -274,6 +275,7 @@ class Recorder {
             {"other_errors", kind(ErrorKind::reset) + kind(ErrorKind::parse)},
             {"retries", retries_},
             {"versions", versions_},
+            {"non_2xx_versions", non_2xx_versions_},
             {"latency_ms",
              {{"p50", ms(latency_.quantile(0.5))},
               {"p90", ms(latency_.quantile(0.9))},
@@ -293,6 +295,7 @@ class Recorder {
   uint64_t errors_[5] = {};
   std::map<int, uint64_t> status_;
   std::map<std::string, uint64_t> versions_;
+  std::map<std::string, uint64_t> non_2xx_versions_;  // non-2xx answers by X-Mup-Version
   Histogram latency_;
   std::deque<SecondStats> seconds_;
   std::ofstream events_;

@@ -94,6 +94,11 @@ std::optional<Response> read_judge_fields(const json& b, deploy::DeployRequest& 
   }
   if (b.contains("at") && b.contains("window"))
     return Response::error(400, "bad_request", "at and window: give one of them", "window");
+  if (b.contains("force")) {
+    if (!b["force"].is_boolean())
+      return Response::error(400, "bad_request", "force must be true or false", "force");
+    req.force = b["force"].get<bool>();
+  }
   if (b.contains("policy")) {
     if (!b["policy"].is_object())
       return Response::error(400, "bad_request", "policy must be an object", "policy");
@@ -215,7 +220,8 @@ Status register_routes(Agent::Impl& a) {
                                                   "window_tz",
                                                   "window_close",
                                                   "window_duration",
-                                                  "window_duration_ms"};
+                                                  "window_duration_ms",
+                                                  "force"};
     for (const auto& [k, v] : b.items())
       if (!kFields.count(k))
         return Response::error(400, "bad_request", "unknown field '" + k + "'", k);

@@ -340,9 +340,9 @@ Status EngineNode::commit(const std::string& c) {
   return {};
 }
 
-Status EngineNode::rollback(const std::string& c, const std::string& v) {
+Status EngineNode::rollback(const std::string& c, const std::string& v, bool restore_state) {
   if (engine_.store().active(c).value_or("") == v) return {};
-  auto r = engine_.rollback(c, v, false);
+  auto r = engine_.rollback(c, v, restore_state);
   if (!r) return tl::unexpected(r.error());
   return {};
 }

@@ -93,7 +93,8 @@ class EngineNode : public deploy::Node {
   [[nodiscard]] Result<Installed> install(const std::string& component, const std::string& version,
                                           const deploy::Cancel& cancel) override;
   [[nodiscard]] Status commit(const std::string& component) override;
-  [[nodiscard]] Status rollback(const std::string& component, const std::string& version) override;
+  [[nodiscard]] Status rollback(const std::string& component, const std::string& version,
+                                bool restore_state) override;
   std::optional<std::string> active(const std::string& component) override;
   std::optional<std::string> previous(const std::string& component) override;
 

@@ -289,7 +289,7 @@ void register_agent_commands(CLI::App& app) {
       std::string steps, analysis, auto_rollback, at, window, window_tz, window_duration,
           window_close;
       double step_seconds = -1, alpha = -1;
-      bool wait = false;
+      bool wait = false, force = false;
     };
     auto a = std::make_shared<A>();
     auto* cmd = app.add_subcommand(
@@ -328,6 +328,8 @@ void register_agent_commands(CLI::App& app) {
     cmd->add_option("--soak", a->soak,
                     "blue-green: the new set stays ready this long before traffic (default 2s)");
     cmd->add_flag("--wait", a->wait, "Return at a final state and print the deployment");
+    cmd->add_flag("--force", a->force,
+                  "Deploy a version even though the judge rolled it back before (marked bad)");
     cmd->add_option("--timeout", a->timeout, "With --wait: give up waiting after this long");
     add_node_options(cmd, a->n);
     cmd->callback([a] {
@@ -339,6 +341,7 @@ void register_agent_commands(CLI::App& app) {
       if (!a->soak.empty()) body["soak"] = a->soak;
       if (!a->analysis.empty()) body["analysis"] = a->analysis;
       if (!a->at.empty()) body["at"] = a->at;
+      if (a->force) body["force"] = true;
       if (!a->window.empty()) body["window"] = a->window;
       if (!a->window_tz.empty()) body["window_tz"] = a->window_tz;
       if (!a->window_duration.empty()) body["window_duration"] = a->window_duration;

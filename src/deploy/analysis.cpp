@@ -33,7 +33,9 @@ bool has_threshold_trigger(const rollback::Policy& p) {
   return false;
 }
 
-Result<rollback::Policy> policy_of(StepContext& c) {
+}  // namespace
+
+Result<rollback::Policy> resolve_policy(StepContext& c) {
   auto base = rollback::policy_from_json(c.plane.rollback_policy(c.row.component, c.row.to_version),
                                          rollback::Policy{});
   if (!base)
@@ -41,6 +43,8 @@ Result<rollback::Policy> policy_of(StepContext& c) {
                                                "'s mup-service.toml [rollback]"));
   return rollback::policy_from_json(c.row.detail.value("policy", json::object()), *base);
 }
+
+namespace {
 
 rollback::Counts counts_of(const std::map<std::string, rollback::Counts>& all,
                            const std::string& version) {
@@ -70,7 +74,7 @@ Event do_analyze(StepContext& c) {
   }
   if (!canary && step_ms == 0) return Event::ok;
 
-  auto policy = policy_of(c);
+  auto policy = resolve_policy(c);
   if (!policy) {
     c.why = policy.error().message();
     return Event::error;

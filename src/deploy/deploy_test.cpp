@@ -47,9 +47,9 @@ class FakeNode : public Node {
     trial_v.clear();
     return {};
   }
-  Status rollback(const std::string&, const std::string& version) override {
+  Status rollback(const std::string&, const std::string& version, bool restore) override {
     std::lock_guard lk(mu);
-    calls.push_back("rollback " + version);
+    calls.push_back("rollback " + version + (restore ? " --restore-state" : ""));
     previous_v = active_v;
     active_v = version;
     trial_v.clear();
@@ -437,7 +437,11 @@ TEST_F(JudgedDeployTest, ABadVersionIsRolledBackByTheJudgeWithItsDecisionRecorde
   plane_.fail_rate["2.0.0"] = 0.2;
   DeployRequest r;
   r.analysis_ms = 30000;
+  r.policy = {{"restore_state", true}};
   auto row = judged(r);
+  EXPECT_EQ(node_.calls.back(), "rollback 1.0.0 --restore-state")
+      << "the policy says 2.0.0 migrates its state";
+  EXPECT_TRUE(row.detail.value("state_restored", false));
   EXPECT_EQ(row.state, "rolled-back") << row.reason;
   EXPECT_NE(row.reason.find("rollback judge"), std::string::npos) << row.reason;
   const auto j = deployment_json(row);
@@ -453,6 +457,19 @@ TEST_F(JudgedDeployTest, ABadVersionIsRolledBackByTheJudgeWithItsDecisionRecorde
   EXPECT_GE(j["rolled_back_at_ms"].get<int64_t>(), j["decision"]["decided_at_ms"].get<int64_t>());
   EXPECT_EQ(plane_.split, (std::map<std::string, int>{{"1.0.0", 100}}));
   EXPECT_EQ(node_.active_v, "1.0.0");
+  // 2.0.0 is marked bad: named again, it is refused unless forced.
+  DeployRequest again;
+  again.component = "web";
+  again.version = "2.0.0";
+  auto refused = deployer_->start(again);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message().find("marked bad"), std::string::npos)
+      << refused.error().message();
+  again.force = true;
+  again.analysis_ms = 0;
+  auto forced = deployer_->start(again);
+  ASSERT_TRUE(forced) << forced.error().message();
+  ASSERT_TRUE(deployer_->wait(forced->id, 20s));
   // It decided long before the analysis would have ended (30 s of simulated traffic).
   EXPECT_LT(j["decision"]["decided_at_ms"].get<int64_t>() - row.started_at_ms, 5000);
 }
@@ -569,7 +586,6 @@ TEST_F(JudgedDeployTest, AHealthyVersionPassesItsWatch) {
   EXPECT_EQ(deployment_json(**after)["watch"]["result"], "passed");
   EXPECT_EQ(node_.active_v, "2.0.0");
 }
-
 
 TEST_F(JudgedDeployTest, AMaintenanceWindowStartsTheDeploymentAndItsCloseRollsBack) {
   // The fake clock reads 2023-11-14T22:13:20Z: a window opening at 22:13 for a minute is open.

@@ -147,6 +147,27 @@ bool Deployer::running(const std::string& component) const {
   return it != jobs_.end() && !it->second->done;
 }
 
+// Why component@version is bad (the judge or the watch rolled it back), or "".
+Result<std::string> Deployer::marked_bad(state::StateDb& db, const std::string& component,
+                                         const std::string& version) {
+  auto rows = db.deployments(component, 500);
+  if (!rows) return tl::unexpected(rows.error());
+  for (const auto& r : *rows) {
+    if (r.to_version != version || !r.detail.is_object()) continue;
+    const auto& d = r.detail;
+    const std::string verdict = d.contains("decision") && d["decision"].is_object()
+                                    ? d["decision"].value("verdict", "")
+                                    : "";
+    const std::string watched =
+        d.contains("watch") && d["watch"].is_object() ? d["watch"].value("result", "") : "";
+    if ((r.state == "rolled-back" && (verdict == "rollback" || verdict == "no-data")) ||
+        watched == "rolled-back")
+      return "deployment " + std::to_string(r.id) + " was rolled back by the " +
+             (watched == "rolled-back" ? "watch after commit" : "judge") + " (" + r.reason + ")";
+  }
+  return std::string();
+}
+
 Result<state::DeploymentRow> Deployer::start(const DeployRequest& req) {
   if (req.component.empty()) return fail(Code::bad_request, "component: missing");
   if (req.keep_old_ms < 0 || req.soak_ms < 0 || req.analysis_ms < 0 || req.step_ms < 0)
@@ -163,6 +184,13 @@ Result<state::DeploymentRow> Deployer::start(const DeployRequest& req) {
     return fail(Code::bad_request, p.error().message());
   auto db = connect();
   if (!db) return tl::unexpected(db.error());
+  if (!req.force && !req.version.empty() && req.strategy != Strategy::rollback) {
+    auto bad = marked_bad(*db, req.component, req.version);
+    if (!bad) return tl::unexpected(bad.error());
+    if (!bad->empty())
+      return fail(Code::bad_request, req.component + " " + req.version + " is marked bad: " + *bad +
+                                         "; deploy it again with --force (\"force\": true)");
+  }
   state::DeploymentRow row;
   row.component = req.component;
   row.strategy = std::string(strategy_name(req.strategy));

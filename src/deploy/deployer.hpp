@@ -89,9 +89,11 @@ class Node {
                                                   const Cancel& cancel) = 0;
   [[nodiscard]] virtual Status commit(const std::string& component) = 0;
   // Makes `version` the active one again (the engine's rollback --to); an empty version
-  // leaves none active (undo of a first install). Idempotent.
-  [[nodiscard]] virtual Status rollback(const std::string& component,
-                                        const std::string& version) = 0;
+  // leaves none active (undo of a first install). `restore_state`: the state snapshot taken
+  // before the install is restored too (the version's policy says it migrates its state).
+  // Idempotent.
+  [[nodiscard]] virtual Status rollback(const std::string& component, const std::string& version,
+                                        bool restore_state = false) = 0;
   virtual std::optional<std::string> active(const std::string& component) = 0;
   virtual std::optional<std::string> previous(const std::string& component) = 0;
 };
@@ -144,6 +146,9 @@ struct DeployRequest {
   std::string actor;
   int64_t rollback_of = 0;  // strategy rollback: the deployment it undoes (0: none)
   std::string reason;       // why it was started, when not by request (the watch's rollback)
+  // A version the judge (or the watch) rolled back is marked bad: deploying it again by name
+  // is refused unless forced.
+  bool force = false;
   // The judge (immediate, blue-green: after the switch, before commit; 0: no analysis).
   int64_t analysis_ms = 10000;
   std::vector<int> steps;   // canary: the new version's weights, ascending, ending at 100
@@ -225,6 +230,9 @@ class Deployer {
   void run(const std::shared_ptr<Job>& job);
   [[nodiscard]] Status close_window(state::StateDb& db, state::DeploymentRow& row,
                                     const Cancel& cancel);
+  [[nodiscard]] static Result<std::string> marked_bad(state::StateDb& db,
+                                                      const std::string& component,
+                                                      const std::string& version);
   // One tick of the watch of a committed deployment (deploy/watch.cpp).
   void watch(state::DeploymentRow& row, int64_t now_ms);
   struct Watch {

@@ -158,7 +158,11 @@ Event do_undo_install(StepContext& c) {
   const std::string& comp = c.row.component;
   // A first deployment goes back to nothing active (the engine's rollback to no version).
   if (c.node.active(comp).value_or("") == c.row.from_version) return Event::ok;
-  auto s = c.node.rollback(comp, c.row.from_version);
+  // The version's policy (with this deployment's overrides) says whether its state migrates.
+  auto policy = resolve_policy(c);
+  const bool restore = policy && policy->restore_state;
+  auto s = c.node.rollback(comp, c.row.from_version, restore);
+  if (s && restore) c.row.detail["state_restored"] = true;
   if (!s) {
     c.why = s.error().message();
     return Event::error;

@@ -28,6 +28,10 @@ struct StepContext {
 // else error (c.why set).
 Event event_from(StepContext& c, const Status& s);
 
+// The version's rollback policy: its mup-service.toml [rollback] with the deployment's
+// overrides (detail "policy").
+[[nodiscard]] Result<rollback::Policy> resolve_policy(StepContext& c);
+
 // The analysis state: the judge on the proxy's counts; canary steps. ok, error, abort,
 // rollback (the judge's decision, or a request).
 Event do_analyze(StepContext& c);

@@ -131,7 +131,8 @@ json Policy::to_json() const {
   }
   return {{"automatic", automatic},       {"alpha", alpha},
           {"min_requests", min_requests}, {"latency_tolerance_ms", latency_tolerance_ms},
-          {"watch_ms", watch_ms},         {"triggers", std::move(t)}};
+          {"watch_ms", watch_ms},         {"restore_state", restore_state},
+          {"triggers", std::move(t)}};
 }
 
 Result<Policy> policy_from_json(const json& j, const Policy& base) {
@@ -154,6 +155,9 @@ Result<Policy> policy_from_json(const json& j, const Policy& base) {
       if (!v.is_number() || v.get<double>() < 0)
         return tl::unexpected(bad_field(k, "a non-negative number of milliseconds").error());
       p.latency_tolerance_ms = v.get<double>();
+    } else if (k == "restore_state") {
+      if (!v.is_boolean()) return tl::unexpected(bad_field(k, "true or false").error());
+      p.restore_state = v.get<bool>();
     } else if (k == "watch_ms") {
       if (!v.is_number_integer() || v.get<int64_t>() < 0)
         return tl::unexpected(bad_field(k, "a non-negative integer").error());

@@ -64,11 +64,12 @@ struct Policy {
   uint64_t min_requests = 200;      // the new version's requests before a step may pass
   double latency_tolerance_ms = 1;  // latency triggers: differences below this never count
   int64_t watch_ms = 600000;        // after commit: the change detector's window
+  bool restore_state = false;       // the version migrates its state: a rollback restores it
   std::vector<Trigger> triggers = {{Metric::error_rate}, {Metric::latency_p50}};
   nlohmann::json to_json() const;
 };
 // `j` over `base`: keys automatic, alpha (0 < a < 0.5), min_requests, latency_tolerance_ms,
-// watch_ms, triggers
+// watch_ms, restore_state, triggers
 // ([{metric, algorithm, threshold, window_ms, severity}], replacing the base's). Strict: an
 // unknown key or a wrong value is Errc::invalid_argument naming the field.
 [[nodiscard]] Result<Policy> policy_from_json(const nlohmann::json& j, const Policy& base = {});
