@@ -454,6 +454,13 @@ TEST_F(JudgedDeployTest, ABadVersionIsRolledBackByTheJudgeWithItsDecisionRecorde
   EXPECT_GT(j["decision"]["new"]["errors"].get<int>(), 0);
   EXPECT_GE(j["decision"]["statistic"].get<double>(), j["decision"]["threshold"].get<double>());
   ASSERT_TRUE(j.contains("rolled_back_at"));
+  {
+    auto db = state::StateDb::open(dir_ / "state.db", clock_);
+    ASSERT_TRUE(db);
+    auto audit = db->audit();
+    ASSERT_TRUE(audit && !audit->empty());
+    EXPECT_EQ(audit->back().detail["decision"]["verdict"], "rollback") << "the decision on record";
+  }
   EXPECT_GE(j["rolled_back_at_ms"].get<int64_t>(), j["decision"]["decided_at_ms"].get<int64_t>());
   EXPECT_EQ(plane_.split, (std::map<std::string, int>{{"1.0.0", 100}}));
   EXPECT_EQ(node_.active_v, "1.0.0");

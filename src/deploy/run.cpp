@@ -376,6 +376,8 @@ void Deployer::run(const std::shared_ptr<Job>& job) {
                         {"state", row.state},
                         {"from", row.from_version},
                         {"reason", row.reason}};
+    // The judge's decision goes on record with the deployment (history and audit).
+    if (row.detail.contains("decision")) d["decision"] = row.detail["decision"];
     (void)db->transaction([&]() -> Status {
       MUP_TRY(db->update_deployment(row));
       // In the node's history too, with the reason: one finished record of kind "deploy"
@@ -387,6 +389,7 @@ void Deployer::run(const std::shared_ptr<Job>& job) {
       op.to_version = row.to_version;
       op.actor = row.actor.empty() ? "agent" : row.actor;
       op.detail = {{"deployment", row.id}, {"strategy", row.strategy}, {"state", row.state}};
+      if (row.detail.contains("decision")) op.detail["decision"] = row.detail["decision"];
       auto op_id = db->begin_operation(op);
       if (!op_id) return tl::unexpected(op_id.error());
       const bool done =
