@@ -351,6 +351,14 @@ std::optional<std::string> EngineNode::active(const std::string& c) {
   return engine_.store().active(c);
 }
 
+Result<package::Manifest> EngineNode::offer(const std::string& c, const std::string& v) {
+  return engine_.offer(c, v);
+}
+
+std::map<std::string, package::Version> EngineNode::active_versions() {
+  return engine_.active_versions();
+}
+
 std::optional<std::string> EngineNode::previous(const std::string& c) {
   return engine_.store().previous(c);
 }

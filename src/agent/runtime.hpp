@@ -97,6 +97,9 @@ class EngineNode : public deploy::Node {
                                 bool restore_state) override;
   std::optional<std::string> active(const std::string& component) override;
   std::optional<std::string> previous(const std::string& component) override;
+  [[nodiscard]] Result<package::Manifest> offer(const std::string& component,
+                                                const std::string& version) override;
+  std::map<std::string, package::Version> active_versions() override;
 
  private:
   engine::Engine& engine_;

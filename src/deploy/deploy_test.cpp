@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "deploy/deployer.hpp"
+#include "deploy/plan.hpp"
 #include "state/state_db.hpp"
 #include "test_util.hpp"
 
@@ -651,6 +652,191 @@ TEST_F(JudgedDeployTest, ABadPolicyIsRefusedBeforeAnythingStarts) {
   r.steps = {50, 10};
   r.strategy = Strategy::canary;
   EXPECT_FALSE(deployer_->start(r));
+}
+
+// --- Plans (plan.hpp, plan_run.cpp): a node of several components --------------------------
+
+// Several components, each with its active version and what the remote offers.
+class PlanNode : public Node {
+ public:
+  std::mutex mu;
+  std::map<std::string, std::string> active_v, previous_v;
+  std::map<std::string, std::vector<package::Manifest>> offers;
+  std::vector<std::string> installs;  // "component version", in order
+
+  void offer_version(const std::string& c, const std::string& v,
+                     std::vector<std::string> deps = {}) {
+    package::Manifest m;
+    m.component = c;
+    m.version = *package::Version::parse(v);
+    for (const auto& d : deps) m.depends.push_back(*package::Dependency::parse(d));
+    offers[c].push_back(m);
+  }
+  Result<Installed> install(const std::string& c, const std::string& v, const Cancel&) override {
+    std::lock_guard lk(mu);
+    installs.push_back(c + " " + v);
+    Installed r{active_v[c], v};
+    previous_v[c] = active_v[c];
+    active_v[c] = v;
+    return r;
+  }
+  Status commit(const std::string&) override { return {}; }
+  Status rollback(const std::string& c, const std::string& v, bool) override {
+    std::lock_guard lk(mu);
+    active_v[c] = v;
+    return {};
+  }
+  std::optional<std::string> active(const std::string& c) override {
+    std::lock_guard lk(mu);
+    auto it = active_v.find(c);
+    return it == active_v.end() || it->second.empty() ? std::nullopt : std::optional(it->second);
+  }
+  std::optional<std::string> previous(const std::string& c) override {
+    std::lock_guard lk(mu);
+    auto it = previous_v.find(c);
+    return it == previous_v.end() || it->second.empty() ? std::nullopt : std::optional(it->second);
+  }
+  Result<package::Manifest> offer(const std::string& c, const std::string& v) override {
+    std::lock_guard lk(mu);
+    auto it = offers.find(c);
+    if (it == offers.end() || it->second.empty())
+      return fail(Errc::not_found, c + " is not offered");
+    for (const auto& m : it->second)
+      if (m.version.str() == v) return m;
+    if (!v.empty()) return fail(Errc::not_found, c + " " + v + " is not offered");
+    return it->second.back();
+  }
+  std::map<std::string, package::Version> active_versions() override {
+    std::lock_guard lk(mu);
+    std::map<std::string, package::Version> out;
+    for (const auto& [c, v] : active_v)
+      if (auto pv = package::Version::parse(v)) out[c] = *pv;
+    return out;
+  }
+};
+
+// Readiness takes a moment, and records how many deployments waited for it at once.
+class SlowPlane : public FakePlane {
+ public:
+  std::atomic<int> now{0}, most{0};
+  Status wait_ready(const std::string& c, const std::string& v, const Cancel& cancel) override {
+    const int n = ++now;
+    int m = most.load();
+    while (n > m && !most.compare_exchange_weak(m, n)) {
+    }
+    std::this_thread::sleep_for(100ms);
+    --now;
+    return FakePlane::wait_ready(c, v, cancel);
+  }
+};
+
+class PlanTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (const char* c : {"a", "b", "c"}) node_.active_v[c] = "1.0.0";
+    DeployerOptions o;
+    o.connect = [this] { return state::StateDb::open(dir_ / "state.db", clock_); };
+    o.clock = &clock_;
+    o.analysis_poll = 0ms;
+    auto d = Deployer::open(o, node_, plane_);
+    ASSERT_TRUE(d) << d.error().message();
+    deployer_ = std::move(*d);
+  }
+  PlanRequest plan_of(std::vector<std::string> components, bool atomic = false) {
+    PlanRequest p;
+    p.atomic = atomic;
+    for (const auto& c : components) {
+      DeployRequest r;
+      r.component = c;
+      r.soak_ms = 0;
+      p.items.push_back(r);
+    }
+    return p;
+  }
+  nlohmann::json run(const PlanRequest& p) {
+    auto started = deployer_->start_plan(p);
+    EXPECT_TRUE(started) << started.error().message();
+    if (!started) return {};
+    for (int i = 0; i < 2000; ++i) {
+      auto j = deployer_->plan((*started)["id"]);
+      if (j && (*j)["state"] != "running") return *j;
+      std::this_thread::sleep_for(10ms);
+    }
+    ADD_FAILURE() << "the plan did not end";
+    return {};
+  }
+  std::string state_of(const nlohmann::json& plan, const std::string& c) {
+    for (const auto& i : plan["items"])
+      if (i["component"] == c) return i["state"];
+    return "";
+  }
+
+  ScratchDir dir_;
+  FakeClock clock_;
+  PlanNode node_;
+  SlowPlane plane_;
+  std::unique_ptr<Deployer> deployer_;
+};
+
+TEST_F(PlanTest, ValidationNamesCyclesUnmetDependenciesAndDuplicates) {
+  node_.offer_version("a", "2.0.0", {"b>=2"});
+  node_.offer_version("b", "2.0.0", {"a>=2"});
+  auto cycle = validate_plan(node_, plan_of({"a", "b"}));
+  ASSERT_FALSE(cycle);
+  EXPECT_NE(cycle.error().message().find("cycle a -> b -> a"), std::string::npos)
+      << cycle.error().message();
+  node_.offers.clear();
+  node_.offer_version("a", "2.0.0", {"b>=3"});
+  node_.offer_version("b", "2.0.0");
+  auto unmet = validate_plan(node_, plan_of({"a", "b"}));
+  ASSERT_FALSE(unmet);
+  EXPECT_NE(unmet.error().message().find("a@2.0.0"), std::string::npos) << unmet.error().message();
+  auto twice = validate_plan(node_, plan_of({"b", "b"}));
+  ASSERT_FALSE(twice);
+  EXPECT_NE(twice.error().message().find("b is in the plan twice"), std::string::npos);
+  auto missing = validate_plan(node_, plan_of({"zz"}));
+  ASSERT_FALSE(missing);
+  EXPECT_NE(missing.error().message().find("zz"), std::string::npos);
+}
+
+TEST_F(PlanTest, AChainDeploysInDependencyOrder) {
+  node_.offer_version("a", "2.0.0");
+  node_.offer_version("b", "2.0.0", {"a>=2"});
+  node_.offer_version("c", "2.0.0", {"b>=2"});
+  auto plan = run(plan_of({"c", "b", "a"}));
+  EXPECT_EQ(plan["state"], "committed") << plan.dump();
+  EXPECT_EQ(node_.installs, (std::vector<std::string>{"a 2.0.0", "b 2.0.0", "c 2.0.0"}));
+  EXPECT_EQ(plan["items"][1]["after"], nlohmann::json::array({"a"}));
+}
+
+TEST_F(PlanTest, IndependentDeploymentsRunAtOnce) {
+  node_.offer_version("a", "2.0.0");
+  node_.offer_version("b", "2.1.0");
+  node_.offer_version("c", "2.2.0");
+  auto plan = run(plan_of({"a", "b", "c"}));
+  EXPECT_EQ(plan["state"], "committed") << plan.dump();
+  EXPECT_GE(plane_.most.load(), 2) << "independent deployments waited for readiness together";
+}
+
+TEST_F(PlanTest, AFailureStopsItsDependentsAndAtomicRollsBackTheRest) {
+  node_.offer_version("a", "2.0.0");
+  node_.offer_version("b", "2.5.0", {"a>=2"});
+  node_.offer_version("c", "2.0.0", {"b>=2"});
+  plane_.crashing.insert("2.5.0");  // b never becomes ready
+  auto plan = run(plan_of({"a", "b", "c"}));
+  EXPECT_EQ(plan["state"], "failed") << plan.dump();
+  EXPECT_EQ(state_of(plan, "a"), "committed");
+  EXPECT_EQ(state_of(plan, "b"), "failed");
+  EXPECT_EQ(state_of(plan, "c"), "skipped");
+  EXPECT_EQ(node_.active_v["a"], "2.0.0") << "not atomic: a stays";
+
+  node_.offers["a"].clear();
+  node_.offer_version("a", "3.0.0");
+  auto atomic = run(plan_of({"a", "b", "c"}, true));
+  EXPECT_EQ(atomic["state"], "rolled-back") << atomic.dump();
+  EXPECT_EQ(state_of(atomic, "a"), "rolled-back");
+  EXPECT_EQ(state_of(atomic, "c"), "skipped");
+  EXPECT_EQ(node_.active_v["a"], "2.0.0") << "atomic: a went back";
 }
 
 }  // namespace

@@ -125,6 +125,13 @@ Deployer::~Deployer() {
   }
   for (auto& [c, t] : threads_)
     if (t.joinable()) t.join();
+  std::vector<std::thread> plans;
+  {
+    std::lock_guard lk(mu_);
+    plans.swap(plan_threads_);
+  }
+  for (auto& t : plans)
+    if (t.joinable()) t.join();
 }
 
 Result<state::StateDb> Deployer::connect() const {

@@ -43,10 +43,13 @@
 #include "core/error.hpp"
 #include "deploy/deployment.hpp"
 #include "deploy/schedule.hpp"
+#include "package/manifest.hpp"
 #include "rollback/judge.hpp"
 #include "state/state_db.hpp"
 
 namespace mup::deploy {
+
+struct PlanRequest;  // deploy/plan.hpp
 
 // Error codes a caller (the API) branches on; category "deploy".
 enum class Code : int {
@@ -96,6 +99,15 @@ class Node {
                                         bool restore_state = false) = 0;
   virtual std::optional<std::string> active(const std::string& component) = 0;
   virtual std::optional<std::string> previous(const std::string& component) = 0;
+  // The signed manifest the remote offers for component@version (the newest when empty):
+  // plans read dependencies from it.
+  [[nodiscard]] virtual Result<package::Manifest> offer(const std::string& component,
+                                                        const std::string& version) {
+    (void)version;
+    return fail(Errc::not_found, "this node reads no offers (for " + component + ")");
+  }
+  // The active version of every component.
+  virtual std::map<std::string, package::Version> active_versions() { return {}; }
 };
 
 // The supervisor and the proxy, as a deployment sees them. Every call is idempotent.
@@ -212,6 +224,12 @@ class Deployer {
   [[nodiscard]] Result<std::vector<state::StepRecord>> steps(int64_t id);
   bool running(const std::string& component) const;
 
+  // Plans of many deployments (deploy/plan.hpp): validated, then run on their own thread.
+  // The plan's JSON: {"id","atomic","state" (running, committed, failed, rolled-back),
+  // "items":[{"component","version","after","state","deployment"?,"reason"?}]}.
+  [[nodiscard]] Result<nlohmann::json> start_plan(const PlanRequest& req);
+  [[nodiscard]] Result<nlohmann::json> plan(int64_t id);
+
   // What a running deployment was asked to do by someone else (read between states).
   enum class Request : int { none = 0, abort, rollback, promote };
 
@@ -241,6 +259,11 @@ class Deployer {
     bool primed = false;
   };
   std::map<int64_t, Watch> watches_;  // by deployment id; touched by tick() only
+  struct PlanRun;
+  void run_plan(const std::shared_ptr<PlanRun>& p);
+  std::map<int64_t, std::shared_ptr<PlanRun>> plans_;  // guarded by mu_
+  std::vector<std::thread> plan_threads_;              // guarded by mu_; joined at the end
+  int64_t next_plan_ = 1;
   void notify(const state::DeploymentRow& row);
   template <typename F>
   auto with_reader(F&& read) -> decltype(read(std::declval<state::StateDb&>()));

@@ -28,6 +28,7 @@
 #include <atomic>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -39,6 +40,7 @@
 #include "engine/activator.hpp"
 #include "engine/errors.hpp"
 #include "engine/locks.hpp"
+#include "package/manifest.hpp"
 #include "store/install_store.hpp"
 
 namespace mup::state {
@@ -175,6 +177,12 @@ class Engine {
   store::InstallStore& store() { return store_; }
   // The updates a repository offers this node: {"updates": [...]} (see README, mup check).
   [[nodiscard]] Result<nlohmann::json> check(const CheckOptions& opts);
+  // The signed manifest of component@version (the newest when version is empty) as the
+  // component's remote offers it (deployment plans read dependencies from it).
+  [[nodiscard]] Result<package::Manifest> offer(const std::string& component,
+                                                const std::string& version);
+  // The active version of every component (what a plan's dependencies may be met by).
+  std::map<std::string, package::Version> active_versions();
 
   // ---- operations ----
   [[nodiscard]] Status add_remote(const std::string& name, const std::string& url,

@@ -387,6 +387,22 @@ Result<InstallReport> install_one(Engine& e, state::StateDb& db, Session& sess, 
   return w.report;
 }
 
+Result<package::Manifest> Engine::offer(const std::string& c, const std::string& version) {
+  auto db = in_->connect();
+  if (!db) return tl::unexpected(db.error());
+  auto remote = pick_remote(*db, c, "");
+  if (!remote) return tl::unexpected(remote.error());
+  auto sess = connect_remote(*this, *db, *remote);
+  if (!sess) return tl::unexpected(sess.error());
+  auto pick = pick_offer(**sess, c, version);
+  if (!pick) return tl::unexpected(pick.error());
+  return pick->first;
+}
+
+std::map<std::string, package::Version> Engine::active_versions() {
+  return mup::engine::active_versions(*this);
+}
+
 Result<InstallReport> Engine::install(const std::string& c, const InstallOptions& opts) {
   const Clock& clock = in_->clock();
   auto t0 = clock.monotonic();
@@ -399,7 +415,7 @@ Result<InstallReport> Engine::install(const std::string& c, const InstallOptions
   if (!sess) return tl::unexpected(sess.error());
   auto pick = pick_offer(**sess, c, opts.version);
   if (!pick) return tl::unexpected(pick.error());
-  auto have = active_versions(*this);
+  auto have = active_versions();
   if (auto deps = package::check_dependencies(pick->first, have); !deps && !opts.with_deps)
     return fail(Code::unmet_dependencies, pick->first.id() +
                                               " cannot be installed: " + deps.error().message() +
@@ -514,7 +530,7 @@ Result<json> Engine::check(const CheckOptions& o) {
     if (it == newest.end() || it->second.first.version < m->version)
       newest[m->component] = {*m, path};
   }
-  auto have = active_versions(*this);
+  auto have = active_versions();
   json rows = json::array();
   for (const auto& [name, entry] : newest) {
     const auto& [m, path] = entry;

@@ -1,0 +1,43 @@
+// Plans of many deployments (the seed's deployment_create_plan / validate / execute /
+// monitor): `mup deploy A B C` or `mup deploy --plan FILE.toml`.
+//
+// validate_plan() resolves each item's version (the remote's newest when none is named) from
+// the signed manifests, and refuses, naming the components: a component twice, a dependency
+// that neither the planned versions nor the active ones satisfy, a cycle among the planned
+// items ("a -> b -> a"). What it returns is in dependency order: each step lists the planned
+// components it waits for (its dependencies in the plan).
+//
+// Deployer::start_plan() runs a validated plan on its own thread: every step whose
+// dependencies are committed starts (independent ones at once, in parallel); a step that ends
+// other than committed stops its dependents (skipped); with `atomic`, any failure also aborts
+// the running steps and rolls back the committed ones, newest first (a rollback deployment
+// each). A plan ends committed (every step), failed (some did not), or rolled-back (atomic).
+// Plans live in the agent's memory: the deployments they start are journaled and resumed
+// like any other, but a plan's own progress is not (an agent restart ends its runner; the
+// deployments in flight still finish).
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/error.hpp"
+#include "deploy/deployer.hpp"
+
+namespace mup::deploy {
+
+struct PlanRequest {
+  std::vector<DeployRequest> items;
+  bool atomic = false;
+  std::string actor;
+};
+
+struct PlanStep {
+  DeployRequest req;               // version resolved
+  std::vector<std::string> after;  // planned components it depends on
+};
+
+[[nodiscard]] Result<std::vector<PlanStep>> validate_plan(Node& node, const PlanRequest& req);
+
+}  // namespace mup::deploy

@@ -1,0 +1,183 @@
+// A plan's runner (deploy/plan.hpp): starts the steps whose dependencies are committed,
+// follows them, stops the dependents of a failure, and for an atomic plan undoes the rest.
+#include <chrono>
+#include <thread>
+
+#include "deploy/plan.hpp"
+
+namespace mup::deploy {
+
+using nlohmann::json;
+
+struct Deployer::PlanRun {
+  int64_t id = 0;
+  bool atomic = false;
+  std::string actor;
+  std::vector<PlanStep> steps;
+  // Guarded by the deployer's mu_.
+  struct Item {
+    std::string state = "waiting";  // waiting, running, committed, failed, aborted,
+                                    // rolled-back, skipped
+    int64_t deployment = 0;
+    std::string reason;
+  };
+  std::vector<Item> items;
+  std::string state = "running";
+  json to_json() const {
+    json items_j = json::array();
+    for (size_t i = 0; i < steps.size(); ++i) {
+      json e = {{"component", steps[i].req.component},
+                {"version", steps[i].req.version},
+                {"after", steps[i].after},
+                {"state", items[i].state}};
+      if (items[i].deployment) e["deployment"] = items[i].deployment;
+      if (!items[i].reason.empty()) e["reason"] = items[i].reason;
+      items_j.push_back(std::move(e));
+    }
+    return {{"id", id}, {"atomic", atomic}, {"state", state}, {"items", std::move(items_j)}};
+  }
+};
+
+Result<json> Deployer::start_plan(const PlanRequest& req) {
+  auto steps = validate_plan(node_, req);
+  if (!steps) return tl::unexpected(steps.error());
+  auto p = std::make_shared<PlanRun>();
+  p->atomic = req.atomic;
+  p->actor = req.actor;
+  p->steps = std::move(*steps);
+  p->items.resize(p->steps.size());
+  std::lock_guard lk(mu_);
+  if (stopping_) return fail(Code::busy, "the agent is stopping");
+  for (const auto& s : p->steps) {
+    auto it = jobs_.find(s.req.component);
+    if (it != jobs_.end() && !it->second->done)
+      return fail(Code::busy, "plan: a deployment of " + s.req.component + " is running (id " +
+                                  std::to_string(it->second->id) + ")");
+  }
+  p->id = next_plan_++;
+  plans_[p->id] = p;
+  plan_threads_.emplace_back([this, p] { run_plan(p); });
+  return p->to_json();
+}
+
+Result<json> Deployer::plan(int64_t id) {
+  std::lock_guard lk(mu_);
+  auto it = plans_.find(id);
+  if (it == plans_.end()) return fail(Code::not_found, "no plan " + std::to_string(id));
+  return it->second->to_json();
+}
+
+void Deployer::run_plan(const std::shared_ptr<PlanRun>& p) {
+  auto index_of = [&](const std::string& c) {
+    for (size_t i = 0; i < p->steps.size(); ++i)
+      if (p->steps[i].req.component == c) return i;
+    return p->steps.size();
+  };
+  bool undoing = false;
+  std::string first_failure;
+  while (!stopping_) {
+    bool waiting = false, running = false;
+    for (size_t i = 0; i < p->steps.size(); ++i) {
+      std::unique_lock lk(mu_);
+      auto& item = p->items[i];
+      if (item.state == "waiting") {
+        if (undoing) {
+          item.state = "skipped";
+          item.reason = "the plan is atomic and " + first_failure;
+          continue;
+        }
+        std::string blocked, pending;
+        for (const auto& dep : p->steps[i].after) {
+          const auto& d = p->items[index_of(dep)];
+          if (d.state == "committed") continue;
+          if (d.state == "waiting" || d.state == "running")
+            pending = dep;
+          else
+            blocked = dep;
+        }
+        if (!blocked.empty()) {
+          item.state = "skipped";
+          item.reason = "its dependency " + blocked + " did not commit";
+          continue;
+        }
+        if (!pending.empty()) {
+          waiting = true;
+          continue;
+        }
+        lk.unlock();
+        DeployRequest r = p->steps[i].req;
+        auto row = start(r);
+        lk.lock();
+        if (row) {
+          item.state = "running";
+          item.deployment = row->id;
+          running = true;
+        } else if (row.error().is(Code::busy)) {
+          waiting = true;  // another deployment of it is ending: try again
+        } else {
+          item.state = "failed";
+          item.reason = row.error().message();
+        }
+      } else if (item.state == "running") {
+        const int64_t id = item.deployment;
+        lk.unlock();
+        auto row = get(id);
+        lk.lock();
+        if (row && *row && (**row).finished_at_ms) {
+          item.state = (**row).state;
+          if (item.state != "committed") item.reason = (**row).reason;
+        } else {
+          running = true;
+        }
+      }
+      if (item.state != "waiting" && item.state != "running" && item.state != "committed" &&
+          item.state != "skipped" && p->atomic && !undoing) {
+        undoing = true;
+        first_failure =
+            p->steps[i].req.component + " " + p->steps[i].req.version + " ended " + item.state;
+        // Running steps are aborted (their undo path restores their old version).
+        for (auto& other : p->items)
+          if (other.state == "running") {
+            lk.unlock();
+            (void)abort(other.deployment);  // not running any more: it ends by itself
+            lk.lock();
+          }
+      }
+    }
+    if (!waiting && !running) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (stopping_) return;
+  // Atomic: the committed steps back, newest (last in dependency order) first.
+  if (undoing) {
+    for (size_t i = p->steps.size(); i-- > 0;) {
+      std::unique_lock lk(mu_);
+      if (p->items[i].state != "committed") continue;
+      lk.unlock();
+      auto rb = rollback(p->steps[i].req.component, p->actor.empty() ? "agent" : p->actor,
+                         "plan " + std::to_string(p->id) + " is atomic and " + first_failure);
+      std::string outcome = "failed", why;
+      if (rb) {
+        auto done = wait(rb->id, std::chrono::minutes(10));
+        outcome = done && done->state == "rolled-back" ? "rolled-back" : "committed";
+        if (outcome != "rolled-back") why = "its rollback did not finish";
+      } else {
+        outcome = "committed";
+        why = "its rollback could not start: " + rb.error().message();
+      }
+      lk.lock();
+      p->items[i].state = outcome;
+      p->items[i].reason = why.empty() ? "rolled back: the plan is atomic" : why;
+    }
+  }
+  std::lock_guard lk(mu_);
+  bool all = true, any_left = false;
+  for (const auto& it : p->items) {
+    all = all && it.state == "committed";
+    any_left = any_left || it.state == "committed";
+  }
+  p->state = all ? "committed" : undoing && !any_left ? "rolled-back" : "failed";
+  changed_.notify_all();
+}
+
+}  // namespace mup::deploy
