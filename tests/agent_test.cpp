@@ -811,6 +811,56 @@ TEST_F(AgentTest, AScheduledDeploymentStartsOnTimeAcrossAnAgentRestart) {
   EXPECT_NE(past.err.find("in the past"), std::string::npos) << past.err;
 }
 
+TEST_F(AgentTest, APlanDeploysAChainInOrderAndAFailureStopsItsDependents) {
+  start_agent();
+  deploy({"--version", "1.0.0"});
+  // db: a second service on its own port; web 2.8.0 needs db >= 2, api 1.0.0 needs web >= 2.8.
+  const uint16_t db_port = free_port();
+  auto publish_as = [&](const std::string& component, const std::string& version, uint16_t port,
+                        const std::vector<std::string>& flags,
+                        const std::vector<std::string>& depends, bool unmet_ok = false) {
+    auto t = make_tree(version + "-" + component, flags);
+    std::string def = slurp((t / "mup-service.toml").string());
+    const std::string from = "127.0.0.1:" + std::to_string(port_);
+    def.replace(def.find(from), from.size(), "127.0.0.1:" + std::to_string(port));
+    write_file(t / "mup-service.toml", def);
+    std::vector<std::string> args = {"publish", s("repo"),     t.string(), "--keys",
+                                     s("keys"), "--component", component,  "--version",
+                                     version,   "--type",      "service"};
+    for (const auto& d : depends) args.insert(args.end(), {"--depends", d});
+    if (unmet_ok) args.push_back("--allow-unmet-deps");
+    ok(args);
+  };
+  publish_as("db", "2.0.0", db_port, {}, {});
+  publish_as("web", "2.8.0", port_, {}, {"db>=2"});
+  auto r = mup({"deploy", "web@2.8.0", "db", "--wait", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  json plan = json::parse(r.out);
+  EXPECT_EQ(plan["state"], "committed") << plan.dump();
+  ASSERT_EQ(plan["items"].size(), 2u);
+  EXPECT_EQ(plan["items"][0]["component"], "db") << "dependencies first";
+  EXPECT_EQ(plan["items"][1]["after"], json::array({"db"}));
+  EXPECT_EQ(served_version(), "2.8.0");
+
+  // A cycle is refused before anything starts, naming it.
+  publish_as("db", "3.0.0", db_port, {}, {"web>=3"}, true);
+  publish_as("web", "3.0.0", port_, {}, {"db>=3"});
+  auto cyc = mup({"deploy", "web@3.0.0", "db@3.0.0"});
+  EXPECT_NE(cyc.exit_code, 0);
+  EXPECT_NE((cyc.err + cyc.out).find("cycle"), std::string::npos) << cyc.err << cyc.out;
+
+  // db 3.1.0 crashes at start: web (which needs it) is skipped; atomic: nothing else moves.
+  publish_as("db", "3.1.0", db_port, {"--crash-at-start"}, {});
+  publish_as("web", "3.1.0", port_, {}, {"db>=3.1"});
+  auto bad = mup({"deploy", "web@3.1.0", "db@3.1.0", "--atomic", "--wait", "--json"});
+  EXPECT_NE(bad.exit_code, 0);
+  json b = json::parse(bad.out, nullptr, false);
+  EXPECT_NE(b["state"], "committed") << bad.out;
+  EXPECT_EQ(b["items"][0]["state"], "failed") << bad.out;
+  EXPECT_EQ(b["items"][1]["state"], "skipped") << bad.out;
+  EXPECT_EQ(served_version(), "2.8.0");
+}
+
 // --- The rollback judge, end to end: a real agent, proxy, sample service and load ---------
 
 // The old version serves long enough under load for a baseline the judge can use.

@@ -6,6 +6,7 @@
 
 #include "agent/internal.hpp"
 #include "deploy/deployment.hpp"
+#include "deploy/plan.hpp"
 #include "state/state_db.hpp"
 
 namespace mup::agent {
@@ -118,6 +119,70 @@ std::optional<Response> read_judge_fields(const json& b, deploy::DeployRequest& 
   return std::nullopt;
 }
 
+// A deployment request from a JSON body (POST /v1/deployments, and each item of a plan).
+std::optional<Response> deploy_request_from(const AgentConfig& config, const json& b,
+                                            deploy::DeployRequest& req) {
+  if (!b.is_object() || !b.contains("component") || !b["component"].is_string() ||
+      b["component"].get<std::string>().empty())
+    return Response::error(400, "bad_request", "component: a non-empty string is required",
+                           "component");
+  req.component = b["component"].get<std::string>();
+  req.actor = b.value("actor", "agent");
+  if (b.contains("version")) {
+    if (!b["version"].is_string())
+      return Response::error(400, "bad_request", "version must be a string", "version");
+    req.version = b["version"].get<std::string>();
+  }
+  std::string strategy = config.strategy;
+  if (b.contains("strategy")) {
+    if (!b["strategy"].is_string())
+      return Response::error(400, "bad_request", "strategy must be a string", "strategy");
+    strategy = b["strategy"].get<std::string>();
+  }
+  auto st = deploy::parse_strategy(strategy);
+  if (!st || *st == deploy::Strategy::rollback)
+    return Response::error(
+        400, "bad_request",
+        "strategy '" + strategy + "' is not one of immediate, blue-green, canary", "strategy");
+  req.strategy = *st;
+  req.keep_old_ms = config.keep_old_ms;
+  req.soak_ms = config.soak_ms;
+  if (auto bad = read_duration(b, "keep_old", req.keep_old_ms)) return *bad;
+  if (auto bad = read_duration(b, "soak", req.soak_ms)) return *bad;
+  if (auto bad = read_duration(b, "analysis", req.analysis_ms)) return *bad;
+  if (auto bad = read_duration(b, "step", req.step_ms)) return *bad;
+  if (auto bad = read_duration(b, "window_duration", req.window_ms)) return *bad;
+  if (auto bad = read_judge_fields(b, req)) return *bad;
+  static const std::set<std::string> kFields = {"component",
+                                                "version",
+                                                "strategy",
+                                                "keep_old",
+                                                "keep_old_ms",
+                                                "soak",
+                                                "soak_ms",
+                                                "actor",
+                                                "analysis",
+                                                "analysis_ms",
+                                                "step",
+                                                "step_ms",
+                                                "step_seconds",
+                                                "steps",
+                                                "alpha",
+                                                "auto_rollback",
+                                                "policy",
+                                                "at",
+                                                "window",
+                                                "window_tz",
+                                                "window_close",
+                                                "window_duration",
+                                                "window_duration_ms",
+                                                "force"};
+  for (const auto& [k, v] : b.items())
+    if (!kFields.count(k))
+      return Response::error(400, "bad_request", "unknown field '" + k + "'", k);
+  return std::nullopt;
+}
+
 Response with_steps(deploy::Deployer& d, const state::DeploymentRow& row, int status = 200) {
   auto steps = d.steps(row.id);
   return {status, deploy::deployment_json(row, steps ? *steps : std::vector<state::StepRecord>{})};
@@ -165,69 +230,48 @@ Status register_routes(Agent::Impl& a) {
     return with_steps(d, **row);
   }));
   MUP_TRY(s.route("POST", "/v1/deployments", [&a, &d](const Request& r) {
-    const json& b = r.body;
-    if (!b.is_object() || !b.contains("component") || !b["component"].is_string() ||
-        b["component"].get<std::string>().empty())
-      return Response::error(400, "bad_request", "component: a non-empty string is required",
-                             "component");
     deploy::DeployRequest req;
-    req.component = b["component"].get<std::string>();
-    req.actor = b.value("actor", "agent");
-    if (b.contains("version")) {
-      if (!b["version"].is_string())
-        return Response::error(400, "bad_request", "version must be a string", "version");
-      req.version = b["version"].get<std::string>();
-    }
-    std::string strategy = a.config.strategy;
-    if (b.contains("strategy")) {
-      if (!b["strategy"].is_string())
-        return Response::error(400, "bad_request", "strategy must be a string", "strategy");
-      strategy = b["strategy"].get<std::string>();
-    }
-    auto st = deploy::parse_strategy(strategy);
-    if (!st || *st == deploy::Strategy::rollback)
-      return Response::error(
-          400, "bad_request",
-          "strategy '" + strategy + "' is not one of immediate, blue-green, canary", "strategy");
-    req.strategy = *st;
-    req.keep_old_ms = a.config.keep_old_ms;
-    req.soak_ms = a.config.soak_ms;
-    if (auto bad = read_duration(b, "keep_old", req.keep_old_ms)) return *bad;
-    if (auto bad = read_duration(b, "soak", req.soak_ms)) return *bad;
-    if (auto bad = read_duration(b, "analysis", req.analysis_ms)) return *bad;
-    if (auto bad = read_duration(b, "step", req.step_ms)) return *bad;
-    if (auto bad = read_duration(b, "window_duration", req.window_ms)) return *bad;
-    if (auto bad = read_judge_fields(b, req)) return *bad;
-    static const std::set<std::string> kFields = {"component",
-                                                  "version",
-                                                  "strategy",
-                                                  "keep_old",
-                                                  "keep_old_ms",
-                                                  "soak",
-                                                  "soak_ms",
-                                                  "actor",
-                                                  "analysis",
-                                                  "analysis_ms",
-                                                  "step",
-                                                  "step_ms",
-                                                  "step_seconds",
-                                                  "steps",
-                                                  "alpha",
-                                                  "auto_rollback",
-                                                  "policy",
-                                                  "at",
-                                                  "window",
-                                                  "window_tz",
-                                                  "window_close",
-                                                  "window_duration",
-                                                  "window_duration_ms",
-                                                  "force"};
-    for (const auto& [k, v] : b.items())
-      if (!kFields.count(k))
-        return Response::error(400, "bad_request", "unknown field '" + k + "'", k);
+    if (auto bad = deploy_request_from(a.config, r.body, req)) return *bad;
     auto row = d.start(req);
     if (!row) return from_error(row.error());
     return with_steps(d, *row, 202);
+  }));
+  MUP_TRY(s.route("POST", "/v1/plans", [&a, &d](const Request& r) {
+    const json& b = r.body;
+    if (!b.is_object() || !b.contains("items") || !b["items"].is_array() || b["items"].empty())
+      return Response::error(400, "bad_request", "items: a non-empty array of deployments",
+                             "items");
+    deploy::PlanRequest plan;
+    plan.actor = b.value("actor", "agent");
+    if (b.contains("atomic")) {
+      if (!b["atomic"].is_boolean())
+        return Response::error(400, "bad_request", "atomic must be true or false", "atomic");
+      plan.atomic = b["atomic"].get<bool>();
+    }
+    for (const auto& [k, v] : b.items())
+      if (k != "items" && k != "atomic" && k != "actor")
+        return Response::error(400, "bad_request", "unknown field '" + k + "'", k);
+    for (size_t i = 0; i < b["items"].size(); ++i) {
+      deploy::DeployRequest req;
+      if (auto bad = deploy_request_from(a.config, b["items"][i], req)) {
+        Response e = *bad;
+        if (e.body.contains("error") && e.body["error"].contains("field"))
+          e.body["error"]["field"] =
+              "items[" + std::to_string(i) + "]." + e.body["error"]["field"].get<std::string>();
+        return e;
+      }
+      if (!b["items"][i].contains("actor")) req.actor = plan.actor;
+      plan.items.push_back(std::move(req));
+    }
+    auto started = d.start_plan(plan);
+    if (!started) return from_error(started.error());
+    return Response{202, *started};
+  }));
+  MUP_TRY(s.route("GET", "/v1/plans/{id}", [&d](const Request& r) {
+    auto id = parse_id(r.params.at("id"));
+    if (!id) return Response::error(400, "bad_request", "id must be a positive integer", "id");
+    auto p = d.plan(*id);
+    return p ? Response{200, *p} : from_error(p.error());
   }));
   MUP_TRY(s.route("POST", "/v1/deployments/{id}/abort", [&d](const Request& r) {
     auto id = parse_id(r.params.at("id"));

@@ -1,12 +1,14 @@
 // The agent and the commands that talk to it: agent, deploy, deployments, services,
 // promote, abort (and rollback, when an agent runs: see install_commands.cpp).
 #include <signal.h>
+#include <toml++/toml.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <charconv>
 #include <chrono>
 #include <cstdio>
+#include <sstream>
 #include <thread>
 
 #include "agent/agent.hpp"
@@ -208,6 +210,92 @@ bool serves(const json& services, const std::string& name) {
   return false;
 }
 
+// The body of POST /v1/plans: the names given (NAME or NAME@VERSION, each with the common
+// fields of `common`), or a plan file's [[deploy]] tables.
+json plan_body(const std::vector<std::string>& names, const std::string& file, const json& common) {
+  json items = json::array();
+  json plan = json::object();
+  if (!file.empty()) {
+    toml::table t;
+    try {
+      t = toml::parse_file(file);
+    } catch (const toml::parse_error& e) {
+      die(make_error(Errc::invalid_argument, file + ":" + std::to_string(e.source().begin.line) +
+                                                 ": " + std::string(e.description())));
+    }
+    std::ostringstream out;
+    out << toml::json_formatter{t};
+    json j = json::parse(out.str(), nullptr, false);
+    for (const auto& [k, v] : j.items())
+      if (k != "deploy" && k != "atomic")
+        die(make_error(Errc::invalid_argument,
+                       file + ": " + k + ": unknown key (atomic, [[deploy]])"));
+    if (j.contains("atomic")) plan["atomic"] = j["atomic"];
+    if (!j.contains("deploy") || !j["deploy"].is_array())
+      die(make_error(Errc::invalid_argument, file + ": no [[deploy]] tables"));
+    for (auto item : j["deploy"]) {
+      if (item.is_object() && !item.contains("actor")) item["actor"] = common.value("actor", "");
+      items.push_back(std::move(item));
+    }
+  }
+  for (const auto& n : names) {
+    json item = common;
+    const auto at = n.find('@');
+    item["component"] = n.substr(0, at);
+    if (at != std::string::npos) item["version"] = n.substr(at + 1);
+    items.push_back(std::move(item));
+  }
+  plan["items"] = std::move(items);
+  if (common.contains("actor")) plan["actor"] = common["actor"];
+  return plan;
+}
+
+void print_plan(const json& p) {
+  std::printf("plan %lld%s: %s\n", static_cast<long long>(p.value("id", 0)),
+              p.value("atomic", false) ? " (atomic)" : "", p.value("state", "").c_str());
+  for (const auto& i : p.value("items", json::array())) {
+    std::string after;
+    for (const auto& x : i.value("after", json::array()))
+      after += (after.empty() ? "" : ", ") + x.get<std::string>();
+    const std::string dep =
+        i.contains("deployment") ? " (deployment " + i["deployment"].dump() + ")" : "";
+    std::printf("  %-16s %-10s %-12s%s%s\n", i.value("component", "").c_str(),
+                i.value("version", "").c_str(), i.value("state", "").c_str(),
+                after.empty() ? "" : (" after " + after).c_str(), dep.c_str());
+    if (!i.value("reason", "").empty()) std::printf("    %s\n", i.value("reason", "").c_str());
+  }
+}
+
+// Starts a plan; with `wait`, follows it (a line per change) to its end.
+void run_plan(api::Client& c, const json& body, bool wait, bool as_json) {
+  json p = call(c, "POST", "/v1/plans", body);
+  const int64_t id = p.value("id", int64_t{0});
+  if (!wait) {
+    if (as_json)
+      print_json(p);
+    else
+      print_plan(p);
+    return;
+  }
+  std::string last;
+  for (;;) {
+    p = call(c, "GET", "/v1/plans/" + std::to_string(id));
+    std::string now;
+    for (const auto& i : p.value("items", json::array()))
+      now += i.value("component", "") + "=" + i.value("state", "") + " ";
+    if (!as_json && now != last)
+      std::printf("plan %lld: %s\n", static_cast<long long>(id), now.c_str());
+    last = now;
+    if (p.value("state", "") != "running") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  if (as_json)
+    print_json(p);
+  else
+    print_plan(p);
+  if (p.value("state", "") != "committed") throw CliExit{1};
+}
+
 }  // namespace
 
 api::Client agent_client(const std::filesystem::path& root) {
@@ -285,7 +373,9 @@ void register_agent_commands(CLI::App& app) {
   {
     struct A {
       NodeArgs n;
-      std::string name, version, strategy, keep_old, soak, timeout = "30m";
+      std::vector<std::string> names;
+      std::string version, strategy, keep_old, soak, timeout = "30m", plan_file;
+      bool atomic = false;
       std::string steps, analysis, auto_rollback, at, window, window_tz, window_duration,
           window_close;
       double step_seconds = -1, alpha = -1;
@@ -295,7 +385,14 @@ void register_agent_commands(CLI::App& app) {
     auto* cmd = app.add_subcommand(
         "deploy",
         "Install a version on trial and move the service's traffic to it (via the agent)");
-    cmd->add_option("name", a->name, "Component (a service)")->required();
+    cmd->add_option("names", a->names,
+                    "Component (a service); several (NAME or NAME@VERSION) make a plan, deployed "
+                    "in dependency order");
+    cmd->add_option("--plan", a->plan_file,
+                    "A plan file (TOML: atomic = true|false, [[deploy]] component = \"a\", "
+                    "version = \"2.0.0\", strategy = ..., any deploy field)");
+    cmd->add_flag("--atomic", a->atomic,
+                  "Plan: a failure rolls back every deployment of the plan, not only its own");
     cmd->add_option("--version", a->version, "Version (default: the newest the remote offers)");
     cmd->add_option("--strategy", a->strategy, "immediate (default), blue-green or canary")
         ->check(CLI::IsMember({"immediate", "blue-green", "canary"}));
@@ -333,8 +430,10 @@ void register_agent_commands(CLI::App& app) {
     cmd->add_option("--timeout", a->timeout, "With --wait: give up waiting after this long");
     add_node_options(cmd, a->n);
     cmd->callback([a] {
+      if (a->names.empty() && a->plan_file.empty())
+        die(make_error(Errc::invalid_argument, "mup deploy: name a component (or --plan FILE)"));
       auto c = agent_or_die(a->n.root());
-      json body = {{"component", a->name}, {"actor", state::current_actor()}};
+      json body = {{"actor", state::current_actor()}};
       if (!a->version.empty()) body["version"] = a->version;
       if (!a->strategy.empty()) body["strategy"] = a->strategy;
       if (!a->keep_old.empty()) body["keep_old"] = a->keep_old;
@@ -365,6 +464,16 @@ void register_agent_commands(CLI::App& app) {
         }
         body["steps"] = steps;
       }
+      if (a->names.size() > 1 || !a->plan_file.empty()) {
+        if (!a->version.empty())
+          die(make_error(Errc::invalid_argument,
+                         "--version names one version: in a plan write NAME@VERSION"));
+        json plan = plan_body(a->names, a->plan_file, body);
+        if (a->atomic) plan["atomic"] = true;
+        run_plan(c, plan, a->wait, a->n.json());
+        return;
+      }
+      body["component"] = a->names[0];
       json d = call(c, "POST", "/v1/deployments", body);
       const int64_t id = d.value("id", int64_t{0});
       if (!a->wait) {
