@@ -7,21 +7,25 @@
 #   err6  the new version fails 6%         (issue bar: decision <= 2 s p95)
 #   err2  the new version fails 2%         (issue bar: <= 15 s p95)
 #   lat   the new version answers in 15 ms (p50 +50%; issue bar: <= 10 s p95)
-# and A/A: versions identical to the old one (--analysis 10s): how many are rolled back.
+# and A/A: versions identical to the old one (--analysis 5s): how many are rolled back.
 # Per run, from the deployment's JSON: detection = decision.decided_at - the switch (the new
 # version's first request); recovery = rolled_back_at - decided_at (all traffic back on the
 # old version); exposure = failed requests the new version served before the decision.
 # Writes bench/results/judge_detection.md (medians, p95) and a TSV of every run.
-# usage: bench/judge_detection.sh [BUILD] [--runs N] [--aa N] [--out FILE]
+# A bad version the judge missed commits and would become the next run's baseline: the old
+# 1%-version is then deployed again (no analysis) and serves 60 s before the next run.
+# usage: bench/judge_detection.sh [BUILD] [--runs N] [--aa N] [--cases "err6 lat err2 aa"]
+#        [--out FILE]   (bench/lib/judge_report.py FILE.tsv... rebuilds the table)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-BUILD_ARG=build RUNS=50 AA=300 OUT=$HERE/results/judge_detection.md
+BUILD_ARG=build RUNS=50 AA=300 OUT=$HERE/results/judge_detection.md CASES="err6 lat err2 aa"
 while [[ $# -gt 0 ]]; do
   case $1 in
     --runs) RUNS=$2; shift 2 ;;
     --aa) AA=$2; shift 2 ;;
+    --cases) CASES=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) BUILD_ARG=$1; shift ;;
   esac
@@ -64,7 +68,7 @@ run() {
   "$MUP" deploy web --version "$v" --analysis "$analysis" --wait --json --root "$NODE" \
     >"$WORK/d.json" 2>/dev/null || true
   python3 - "$WORK/d.json" "$case" "$N" >>"$TSV" <<'PY'
-import json, sys
+import json, sys  # one TSV row per run
 d = json.load(open(sys.argv[1]))
 j = d.get("decision", {})
 switch = next((s["at_ms"] for s in d.get("steps", []) if s["state"] == "switch"), None)
@@ -73,41 +77,29 @@ rec = d.get("rolled_back_at_ms", 0) - j.get("decided_at_ms", 0) if d.get("rolled
 print("\t".join(str(x) for x in [sys.argv[2], sys.argv[3], d.get("state", "?"), j.get("verdict", ""),
       j.get("metric", ""), det, rec, j.get("new", {}).get("errors", ""), j.get("new", {}).get("requests", "")]))
 PY
+  if [[ $case != aa ]] && grep -q '"state": "committed"' "$WORK/d.json"; then
+    N=$((N + 1))
+    "$REPO_ROOT/scripts/make-sample-tree.sh" "$WORK/t-$N" "1.$N.0" "${OLD_FLAGS[@]}" \
+      --seed $((N * 7919 + 13)) >/dev/null
+    ab_publish "$WORK/t-$N" web "1.$N.0"
+    rm -rf "$WORK/t-$N"
+    "$MUP" deploy web --version "1.$N.0" --analysis 0s --wait --json --root "$NODE" >/dev/null
+    log "$case: a miss committed; old version 1.$N.0 deployed again, 60 s of baseline"
+    sleep 60
+  fi
 }
 
-for ((i = 0; i < RUNS; i++)); do run err6 60s --error-rate 0.06 --latency-ms 10; done
-log "err6 done"
-for ((i = 0; i < RUNS; i++)); do run lat 60s --error-rate 0.01 --latency-ms 15; done
-log "lat done"
-for ((i = 0; i < RUNS; i++)); do run err2 60s --error-rate 0.02 --latency-ms 10; done
-log "err2 done"
-for ((i = 0; i < AA; i++)); do run aa 10s "${OLD_FLAGS[@]}"; done
-log "A/A done"
+for c in $CASES; do
+  case $c in
+    err6) for ((i = 0; i < RUNS; i++)); do run err6 60s --error-rate 0.06 --latency-ms 10; done ;;
+    lat) for ((i = 0; i < RUNS; i++)); do run lat 60s --error-rate 0.01 --latency-ms 15; done ;;
+    err2) for ((i = 0; i < RUNS; i++)); do run err2 60s --error-rate 0.02 --latency-ms 10; done ;;
+    aa) for ((i = 0; i < AA; i++)); do run aa 5s "${OLD_FLAGS[@]}"; done ;;
+    *) echo "unknown case $c" >&2; exit 2 ;;
+  esac
+  log "$c done"
+done
 cp "$TSV" "${OUT%.md}.tsv"
 
-python3 - "$TSV" "$RUNS" "$AA" >"$OUT" <<'PY'
-import csv, statistics, sys
-rows = list(csv.DictReader(open(sys.argv[1]), delimiter="\t"))
-def q(v, p):
-    v = sorted(v)
-    return v[min(len(v) - 1, int(round(p * (len(v) - 1))))] if v else float("nan")
-print("# Rollback judge under real traffic (bench/judge_detection.sh)\n")
-print(f"200 requests/s open loop (mup-loadgen), old version 1% failed / 10 ms, default policy "
-      f"(alpha 0.001, error rate + p50), immediate deployments. {sys.argv[2]} runs per case, "
-      f"{sys.argv[3]} A/A.\n")
-print("| case | bar (p95) | rolled back | detection median / p95 (ms) | recovery median / p99 (ms) | exposure median / p95 (failed requests) |")
-print("|---|---|---|---|---|---|")
-bars = {"err6": "2 s", "err2": "15 s", "lat": "10 s"}
-for case in ("err6", "err2", "lat"):
-    r = [x for x in rows if x["case"] == case]
-    rb = [x for x in r if x["state"] == "rolled-back" and x["verdict"] == "rollback"]
-    det = [int(x["detect_ms"]) for x in rb if x["detect_ms"]]
-    rec = [int(x["recovery_ms"]) for x in rb if x["recovery_ms"]]
-    exp = [int(x["exposure"]) for x in rb if x["exposure"]]
-    print(f"| {case} | {bars[case]} | {len(rb)}/{len(r)} | {q(det,.5)} / {q(det,.95)} | {q(rec,.5)} / {q(rec,.99)} | {q(exp,.5)} / {q(exp,.95)} |")
-aa = [x for x in rows if x["case"] == "aa"]
-fa = [x for x in aa if x["state"] != "committed"]
-print(f"\nA/A: {len(fa)} of {len(aa)} identical versions rolled back (alpha 0.001; bar <= 1%)"
-      + ("" if not fa else ": " + ", ".join(f"{x['run']} {x['verdict']} {x['metric']}" for x in fa)) + ".")
-PY
+python3 "$HERE/lib/judge_report.py" "${OUT%.md}.tsv" >"$OUT"
 cat "$OUT"
