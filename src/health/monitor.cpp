@@ -93,16 +93,16 @@ void Monitor::probe_all(const json& services) {
   probes_ = std::move(results);
 }
 
+// The proxy's statistics, or the reason they could not be read.
+std::pair<json, std::string> Monitor::read_stats() const {
+  if (!sources_.stats) return {nullptr, ""};
+  auto s = sources_.stats();
+  if (!s) return {nullptr, s.error().message()};
+  return {std::move(*s), ""};
+}
+
 void Monitor::sample() {
-  json stats = nullptr;
-  std::string perr;
-  if (sources_.stats) {
-    auto s = sources_.stats();
-    if (s)
-      stats = std::move(*s);
-    else
-      perr = s.error().message();
-  }
+  auto [stats, perr] = read_stats();
   json services = sources_.services ? sources_.services() : json::object();
   const auto now = clock_.monotonic();
   bool probe_due = false;
@@ -208,15 +208,7 @@ json Monitor::component_json(const std::string& name, const json& svc, const jso
 }
 
 json Monitor::report() const {
-  json stats = nullptr;
-  std::string perr;
-  if (sources_.stats) {
-    auto s = sources_.stats();
-    if (s)
-      stats = std::move(*s);
-    else
-      perr = s.error().message();
-  }
+  auto [stats, perr] = read_stats();
   return report_of(stats, perr, sources_.services ? sources_.services() : json::object());
 }
 

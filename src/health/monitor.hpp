@@ -98,6 +98,7 @@ class Monitor {
   bool custom_thresholds(const std::string& component) const;
 
  private:
+  std::pair<nlohmann::json, std::string> read_stats() const;
   struct Probe {
     bool ok = false;
     std::string message;
