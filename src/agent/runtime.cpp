@@ -42,6 +42,11 @@ std::vector<service::InstanceInfo> Runtime::instances_of(const std::string& c,
   return out;
 }
 
+namespace {
+// Backend weights are a version's weight times this, divided among its backends.
+constexpr uint64_t kWeightScale = 1000;
+}  // namespace
+
 Status Runtime::load_routes() {
   auto routes = proxy_.routes();
   if (!routes) return tl::unexpected(routes.error().context("reading the proxy's routes"));
@@ -51,12 +56,12 @@ Status Runtime::load_routes() {
     s.listen = route.spec.listen;
     s.protocol = std::string(traffic::protocol_name(route.spec.protocol));
     s.drain_ms = route.spec.drain_ms;
+    // A version's weight is spread over its backends (push()): summed back.
     s.weights.clear();
-    for (const auto& b : route.spec.backends) {
-      auto it = s.weights.find(b.version);
-      const int w = static_cast<int>(b.weight);
-      s.weights[b.version] = it == s.weights.end() ? w : std::max(it->second, w);
-    }
+    std::map<std::string, uint64_t> sum;
+    for (const auto& b : route.spec.backends) sum[b.version] += b.weight;
+    for (const auto& [v, total] : sum)
+      s.weights[v] = static_cast<int>((total + kWeightScale / 2) / kWeightScale);
   }
   return {};
 }
@@ -72,11 +77,18 @@ Status Runtime::push(const std::string& c, Service& s, bool force,
     fresh = supervisor_.list();
     all = &fresh;
   }
-  for (const auto& [v, w] : s.weights)
+  // A version's weight is its share of the traffic whatever its number of instances: it is
+  // spread evenly over its serving backends (scaled by kWeightScale to stay an integer).
+  for (const auto& [v, w] : s.weights) {
+    size_t n = 0;
+    for (const auto& i : *all)
+      if (i.component == c && i.version == v && serving(i)) ++n;
     for (const auto& i : *all)
       if (i.component == c && i.version == v && serving(i))
-        spec.backends.push_back({i.id, v, "127.0.0.1:" + std::to_string(i.port),
-                                 static_cast<uint32_t>(std::max(w, 0))});
+        spec.backends.push_back(
+            {i.id, v, "127.0.0.1:" + std::to_string(i.port),
+             static_cast<uint32_t>(static_cast<uint64_t>(std::max(w, 0)) * kWeightScale / n)});
+  }
   if (!force && s.pushed_once && spec.backends == s.pushed) return {};
   auto r = proxy_.put_route(c, spec);
   if (!r) return tl::unexpected(r.error().context("routing " + c + " through the proxy"));
