@@ -353,8 +353,11 @@ void Connection::handle_buffer() {
   if (!is_get) return respond(405, "text/plain", "only GET\n");
   if (path == "/") {
     const Options& o = shared_.opt;
+    // Instances of one version draw independent sequences (the instance mixed into the seed):
+    // two instances failing on the same request numbers would correlate their errors.
+    const uint64_t stream = mix(o.seed ^ std::hash<std::string>{}(o.instance));
     bool fail = o.error_rate > 0 &&
-                static_cast<double>(mix(o.seed ^ mix(n)) >> 11) * 0x1.0p-53 < o.error_rate;
+                static_cast<double>(mix(stream ^ mix(n)) >> 11) * 0x1.0p-53 < o.error_rate;
     std::string body = fail ? "{\"error\":\"injected\",\"version\":\"" + o.version + "\"}"
                             : "{\"version\":\"" + o.version + "\",\"instance\":\"" + o.instance +
                                   "\",\"pid\":" + shared_.pid_text + "}";
