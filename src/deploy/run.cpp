@@ -206,7 +206,6 @@ Event do_state(State s, StepContext& c) {
   const std::string& comp = c.row.component;
   const std::string& neu = c.row.to_version;
   const std::string& old = c.row.from_version;
-  Cancel never{false};
   switch (s) {
     case State::scheduled: return do_scheduled(c);
     case State::install: return do_install(c);
