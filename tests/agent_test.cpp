@@ -840,6 +840,13 @@ TEST_F(AgentTest, APlanDeploysAChainInOrderAndAFailureStopsItsDependents) {
   ASSERT_EQ(plan["items"].size(), 2u);
   EXPECT_EQ(plan["items"][0]["component"], "db") << "dependencies first";
   EXPECT_EQ(plan["items"][1]["after"], json::array({"db"}));
+  // Followed live (here: already over) by plan id and by deployment id.
+  auto watched = mup({"deployments", "watch", "--plan", plan["id"].dump(), "--json"});
+  EXPECT_EQ(watched.exit_code, 0) << watched.err;
+  EXPECT_EQ(json::parse(watched.out, nullptr, false)["state"], "committed");
+  auto one = mup({"deployments", "watch", plan["items"][0]["deployment"].dump(), "--json"});
+  EXPECT_EQ(one.exit_code, 0) << one.err;
+  EXPECT_EQ(json::parse(one.out, nullptr, false)["component"], "db");
   EXPECT_EQ(served_version(), "2.8.0");
 
   // A cycle is refused before anything starts, naming it.

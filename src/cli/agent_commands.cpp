@@ -266,6 +266,8 @@ void print_plan(const json& p) {
   }
 }
 
+void follow_plan(api::Client& c, int64_t id, bool as_json);
+
 // Starts a plan; with `wait`, follows it (a line per change) to its end.
 void run_plan(api::Client& c, const json& body, bool wait, bool as_json) {
   json p = call(c, "POST", "/v1/plans", body);
@@ -277,6 +279,12 @@ void run_plan(api::Client& c, const json& body, bool wait, bool as_json) {
       print_plan(p);
     return;
   }
+  follow_plan(c, id, as_json);
+}
+
+// Follows plan `id` (a line per change) to its end; exit 1 unless every deployment committed.
+void follow_plan(api::Client& c, int64_t id, bool as_json) {
+  json p;
   std::string last;
   for (;;) {
     p = call(c, "GET", "/v1/plans/" + std::to_string(id));
@@ -508,16 +516,45 @@ void register_agent_commands(CLI::App& app) {
   {
     struct A {
       NodeArgs n;
+      std::vector<std::string> args;
       std::string id, component;
+      int64_t plan = 0;
       int limit = 20;
     };
     auto a = std::make_shared<A>();
-    auto* cmd = app.add_subcommand("deployments", "List the agent's deployments, or show one");
-    cmd->add_option("id", a->id, "A deployment id");
+    auto* cmd = app.add_subcommand("deployments",
+                                   "List the agent's deployments, show one (ID), or follow one "
+                                   "live (watch ID, watch --plan N)");
+    cmd->add_option("id", a->args, "A deployment id; or: watch ID");
+    cmd->add_option("--plan", a->plan, "With watch: follow plan N");
     cmd->add_option("--component", a->component, "Only this component's");
     cmd->add_option("--limit", a->limit, "How many (default 20)");
     add_node_options(cmd, a->n);
     cmd->callback([a] {
+      if (!a->args.empty() && a->args[0] == "watch") {
+        auto c = agent_or_die(a->n.root());
+        if (a->plan > 0) {
+          follow_plan(c, a->plan, a->n.json());
+          return;
+        }
+        if (a->args.size() != 2)
+          die(make_error(Errc::invalid_argument, "mup deployments watch ID (or --plan N)"));
+        const std::string& id = a->args[1];
+        int64_t n = 0;
+        auto [p, ec] = std::from_chars(id.data(), id.data() + id.size(), n);
+        if (ec != std::errc() || p != id.data() + id.size() || n <= 0)
+          die(make_error(Errc::invalid_argument, "watch: '" + id + "' is not a deployment id"));
+        json d = wait_final(c, n, a->n.json(), std::chrono::hours(24));
+        if (a->n.json())
+          print_json(d);
+        else
+          print_deployment(d);
+        if (exit_code_of(d) != 0) throw CliExit{1};
+        return;
+      }
+      if (a->args.size() > 1)
+        die(make_error(Errc::invalid_argument, "mup deployments [ID] (or watch ID)"));
+      if (!a->args.empty()) a->id = a->args[0];
       // Through the agent when one runs; without one, read from the node's state database.
       auto c = running_agent(a->n.root());
       if (!a->id.empty()) {
