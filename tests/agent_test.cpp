@@ -440,7 +440,7 @@ TEST_F(AgentTest, ApiErrorsAreCodedAndTheSocketIsTheOwnersOnly) {
   EXPECT_NE(missing.exit_code, 0);
   EXPECT_NE(missing.out.find("404"), std::string::npos) << missing.out;
 
-  auto bad = run_mup({"deploy", "web", "--strategy", "rolling", "--root", s("node")});
+  auto bad = run_mup({"deploy", "web", "--strategy", "shadow", "--root", s("node")});
   EXPECT_NE(bad.exit_code, 0) << "refused by the CLI before the agent";
 
   deploy({"--version", "1.0.0"});
@@ -475,7 +475,7 @@ TEST_F(AgentTest, TheApiAnswers400NamingTheFieldAndTcpNeedsTheToken) {
   start_agent({}, {"--listen", "127.0.0.1:" + std::to_string(api_port)});
   auto unix_client = api::Client::unix_socket(d_ / "node/agent.sock");
   auto bad = unix_client.request("POST", "/v1/deployments",
-                                 {{"component", "web"}, {"strategy", "rolling"}});
+                                 {{"component", "web"}, {"strategy", "shadow"}});
   ASSERT_TRUE(bad) << bad.error().message();
   EXPECT_EQ(bad->status, 400);
   EXPECT_EQ(bad->body["error"]["field"], "strategy");
@@ -917,6 +917,28 @@ TEST_F(AgentTest, ACanaryWalksItsStepsUnderLoadAndCommitsWithoutAFailedRequest) 
   EXPECT_EQ(d["decision"]["against"], "old") << "compared on the same traffic";
   EXPECT_EQ(load.failed(), 0) << load.failures();
   EXPECT_GT(load.versions()["2.0.0"], 0);
+  EXPECT_EQ(served_version(), "2.0.0");
+}
+
+TEST_F(AgentTest, ARollingDeploymentReplacesInstancesInBatchesUnderLoad) {
+  start_agent();
+  deploy({"--version", "1.0.0"});
+  Load load(port_);
+  wait_for_requests(load, 500);
+  json d = deploy({"--version", "2.0.0", "--strategy", "rolling", "--batch-size", "1",
+                   "--batch-interval", "1s"});
+  load.stop();
+  EXPECT_EQ(d["state"], "committed") << d.dump();
+  EXPECT_EQ(d["strategy"], "rolling");
+  EXPECT_EQ(d["rolling"]["batch_size"], 1);
+  EXPECT_EQ(d["decision"]["against"], "old") << d.dump();
+  EXPECT_EQ(load.failed(), 0) << load.failures();
+  json svc = json::parse(mup({"services", "--json"}).out, nullptr, false);
+  size_t new_instances = 0;
+  for (const auto& v : svc["services"][0]["versions"])
+    if (v["version"] == "2.0.0") new_instances = v["instances"].size();
+  EXPECT_EQ(new_instances, 2u) << "every new instance runs";
+
   EXPECT_EQ(served_version(), "2.0.0");
 }
 

@@ -95,6 +95,13 @@ std::optional<Response> read_judge_fields(const json& b, deploy::DeployRequest& 
   }
   if (b.contains("at") && b.contains("window"))
     return Response::error(400, "bad_request", "at and window: give one of them", "window");
+  if (b.contains("batch_size")) {
+    if (!b["batch_size"].is_number_integer() || b["batch_size"].get<int64_t>() < 1 ||
+        b["batch_size"].get<int64_t>() > 64)
+      return Response::error(400, "bad_request", "batch_size must be an integer 1..64",
+                             "batch_size");
+    req.batch_size = b["batch_size"].get<int>();
+  }
   if (b.contains("force")) {
     if (!b["force"].is_boolean())
       return Response::error(400, "bad_request", "force must be true or false", "force");
@@ -143,13 +150,15 @@ std::optional<Response> deploy_request_from(const AgentConfig& config, const jso
   if (!st || *st == deploy::Strategy::rollback)
     return Response::error(
         400, "bad_request",
-        "strategy '" + strategy + "' is not one of immediate, blue-green, canary", "strategy");
+        "strategy '" + strategy + "' is not one of immediate, blue-green, canary, rolling",
+        "strategy");
   req.strategy = *st;
   req.keep_old_ms = config.keep_old_ms;
   req.soak_ms = config.soak_ms;
   if (auto bad = read_duration(b, "keep_old", req.keep_old_ms)) return *bad;
   if (auto bad = read_duration(b, "soak", req.soak_ms)) return *bad;
   if (auto bad = read_duration(b, "analysis", req.analysis_ms)) return *bad;
+  if (auto bad = read_duration(b, "batch_interval", req.step_ms)) return *bad;
   if (auto bad = read_duration(b, "step", req.step_ms)) return *bad;
   if (auto bad = read_duration(b, "window_duration", req.window_ms)) return *bad;
   if (auto bad = read_judge_fields(b, req)) return *bad;
@@ -176,7 +185,10 @@ std::optional<Response> deploy_request_from(const AgentConfig& config, const jso
                                                 "window_close",
                                                 "window_duration",
                                                 "window_duration_ms",
-                                                "force"};
+                                                "force",
+                                                "batch_size",
+                                                "batch_interval",
+                                                "batch_interval_ms"};
   for (const auto& [k, v] : b.items())
     if (!kFields.count(k))
       return Response::error(400, "bad_request", "unknown field '" + k + "'", k);

@@ -98,6 +98,16 @@ Status Runtime::push(const std::string& c, Service& s, bool force,
 }
 
 Status Runtime::start(const std::string& c, const std::string& v) {
+  return scale(c, v, -1);
+}
+
+int Runtime::instances(const std::string& c, const std::string& v) {
+  auto def = definition(c, v);
+  return def ? def->instances : 1;
+}
+
+// count < 0: as many as the definition asks for.
+Status Runtime::scale(const std::string& c, const std::string& v, int count) {
   auto def = definition(c, v);
   if (!def) return tl::unexpected(def.error());
   {
@@ -114,7 +124,8 @@ Status Runtime::start(const std::string& c, const std::string& v) {
     s.drain_ms = def->stop.drain_ms;
   }
   const auto tree = engine_.store().version_dir(c, v);
-  for (int i = 0; i < def->instances; ++i) {
+  const int want = count < 0 ? def->instances : std::min(count, def->instances);
+  for (int i = 0; i < want; ++i) {
     service::InstanceKey key{c, v, i};
     auto cur = supervisor_.get(key.id());
     if (cur && cur->state != "exited") continue;  // running (adopted, or started before)
@@ -122,9 +133,10 @@ Status Runtime::start(const std::string& c, const std::string& v) {
     auto started = supervisor_.start(*def, tree, key, false);
     if (!started) return tl::unexpected(started.error().context("starting " + key.id()));
   }
-  // Fewer instances than before (a resumed deployment, an edited definition): the extra stop.
+  // Fewer instances than before (a rolling batch, a resumed deployment, an edited
+  // definition): the extra stop.
   for (const auto& i : instances_of(c, v))
-    if (i.index >= def->instances) MUP_TRY(supervisor_.stop(i.id));
+    if (i.index >= want) MUP_TRY(supervisor_.stop(i.id));
   return {};
 }
 

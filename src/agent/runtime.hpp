@@ -61,6 +61,9 @@ class Runtime : public deploy::DataPlane {
                                     const deploy::Cancel& cancel) override;
   [[nodiscard]] Status stop(const std::string& component, const std::string& version) override;
   void set_restart(const std::string& component, const std::string& version, bool on) override;
+  [[nodiscard]] Status scale(const std::string& component, const std::string& version,
+                             int count) override;
+  int instances(const std::string& component, const std::string& version) override;
   [[nodiscard]] Result<std::map<std::string, rollback::Counts>> counts(
       const std::string& component) override;
   nlohmann::json rollback_policy(const std::string& component, const std::string& version) override;

@@ -384,6 +384,8 @@ void register_agent_commands(CLI::App& app) {
       std::vector<std::string> names;
       std::string version, strategy, keep_old, soak, timeout = "30m", plan_file;
       bool atomic = false;
+      int batch_size = 0;
+      std::string batch_interval;
       std::string steps, analysis, auto_rollback, at, window, window_tz, window_duration,
           window_close;
       double step_seconds = -1, alpha = -1;
@@ -402,8 +404,12 @@ void register_agent_commands(CLI::App& app) {
     cmd->add_flag("--atomic", a->atomic,
                   "Plan: a failure rolls back every deployment of the plan, not only its own");
     cmd->add_option("--version", a->version, "Version (default: the newest the remote offers)");
-    cmd->add_option("--strategy", a->strategy, "immediate (default), blue-green or canary")
-        ->check(CLI::IsMember({"immediate", "blue-green", "canary"}));
+    cmd->add_option("--strategy", a->strategy, "immediate (default), blue-green, canary or rolling")
+        ->check(CLI::IsMember({"immediate", "blue-green", "canary", "rolling"}));
+    cmd->add_option("--batch-size", a->batch_size,
+                    "rolling: instances replaced per batch (default 1)");
+    cmd->add_option("--batch-interval", a->batch_interval,
+                    "rolling: the judge watches each batch this long (default 10s)");
     cmd->add_option("--steps", a->steps,
                     "canary: the new version's weights in percent, e.g. 5,25,50,100 (default)");
     cmd->add_option("--step-seconds", a->step_seconds,
@@ -449,6 +455,8 @@ void register_agent_commands(CLI::App& app) {
       if (!a->analysis.empty()) body["analysis"] = a->analysis;
       if (!a->at.empty()) body["at"] = a->at;
       if (a->force) body["force"] = true;
+      if (a->batch_size > 0) body["batch_size"] = a->batch_size;
+      if (!a->batch_interval.empty()) body["batch_interval"] = a->batch_interval;
       if (!a->window.empty()) body["window"] = a->window;
       if (!a->window_tz.empty()) body["window_tz"] = a->window_tz;
       if (!a->window_duration.empty()) body["window_duration"] = a->window_duration;

@@ -35,6 +35,23 @@ bool has_threshold_trigger(const rollback::Policy& p) {
 
 }  // namespace
 
+std::vector<Batch> rolling_batches(int n_new, int n_old, int batch_size) {
+  std::vector<Batch> out;
+  batch_size = std::max(batch_size, 1);
+  for (int k = batch_size; k < n_new; k += batch_size) {
+    const int old_left = std::max(1, n_old - (n_old * k + n_new - 1) / n_new);
+    out.push_back({k, old_left, (100 * k + n_new / 2) / n_new});
+  }
+  return out;
+}
+
+std::vector<Batch> rolling_batches_of(StepContext& c) {
+  if (c.strategy != Strategy::rolling || c.row.from_version.empty()) return {};
+  return rolling_batches(c.plane.instances(c.row.component, c.row.to_version),
+                         c.plane.instances(c.row.component, c.row.from_version),
+                         static_cast<int>(json_int(c.row.detail, "batch_size", 1)));
+}
+
 Result<rollback::Policy> resolve_policy(StepContext& c) {
   auto base = rollback::policy_from_json(c.plane.rollback_policy(c.row.component, c.row.to_version),
                                          rollback::Policy{});
@@ -63,7 +80,8 @@ Event do_analyze(StepContext& c) {
   const std::string& comp = c.row.component;
   const std::string& neu = c.row.to_version;
   const std::string& old = c.row.from_version;
-  const bool canary = c.strategy == Strategy::canary;
+  const bool canary = c.strategy == Strategy::canary || c.strategy == Strategy::rolling;
+  const std::vector<Batch> batches = rolling_batches_of(c);
   if (c.strategy == Strategy::rollback) return Event::ok;
   const int64_t step_ms =
       canary ? json_int(detail, "step_ms", 10000) : json_int(detail, "analysis_ms", 10000);
@@ -107,21 +125,34 @@ Event do_analyze(StepContext& c) {
   std::map<std::string, rollback::Counts> prev = *first;
 
   std::vector<int> steps = {100};
-  if (canary) {
+  if (c.strategy == Strategy::canary) {
     steps.clear();
     for (const auto& s : detail.value("steps", json::array()))
       if (s.is_number_integer()) steps.push_back(s.get<int>());
     while (!steps.empty() && steps.back() >= 100) steps.pop_back();  // 100: after analysis
+  } else if (c.strategy == Strategy::rolling) {
+    steps.clear();
+    for (const auto& b : batches) steps.push_back(b.weight);
   }
   for (auto i = static_cast<size_t>(json_int(detail, "step", 0)); i < steps.size(); ++i) {
     const int w_new = steps[i];
     if (canary) {
+      if (!batches.empty()) {  // rolling: this batch's new instances ready before traffic
+        if (auto s = c.plane.scale(comp, neu, batches[i].k_new); !s) return event_from(c, s);
+        if (auto s = c.plane.wait_ready(comp, neu, c.cancel); !s) return event_from(c, s);
+      }
       std::map<std::string, int> w{{neu, w_new}, {old, 100 - w_new}};
       if (auto s = c.plane.route(comp, w); !s) return event_from(c, s);
+      if (!batches.empty())
+        if (auto s = c.plane.scale(comp, old, batches[i].k_old); !s) return event_from(c, s);
       detail["traffic"] = w;
       detail["step"] = i;
       detail["judge"] = judge.state_json();
       c.journal();
+    }
+    if (step_ms == 0) {  // no analysis asked for: the next step at once
+      detail["step"] = i + 1;
+      continue;
     }
     const auto start = c.clock.monotonic();
     const auto step_end = start + std::chrono::milliseconds(step_ms);
@@ -180,6 +211,11 @@ Event do_analyze(StepContext& c) {
     }
     detail["judge"] = judge.state_json();
     detail["step"] = i + 1;
+  }
+  if (c.strategy == Strategy::rolling) {  // the last batch: every new instance, ready
+    if (auto s = c.plane.scale(comp, neu, c.plane.instances(comp, neu)); !s)
+      return event_from(c, s);
+    if (auto s = c.plane.wait_ready(comp, neu, c.cancel); !s) return event_from(c, s);
   }
   if (!judge.warnings().empty()) {
     json w = json::array();

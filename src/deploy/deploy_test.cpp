@@ -11,6 +11,7 @@
 
 #include "deploy/deployer.hpp"
 #include "deploy/plan.hpp"
+#include "deploy/steps.hpp"
 #include "state/state_db.hpp"
 #include "test_util.hpp"
 
@@ -113,6 +114,19 @@ class FakePlane : public DataPlane {
     restart[v] = on;
   }
 
+  // Rolling: four instances per version; every scale asked for, "version:count".
+  std::vector<std::string> scales;
+  Status scale(const std::string&, const std::string& v, int n) override {
+    std::lock_guard lk(mu);
+    scales.push_back(v + ":" + std::to_string(n));
+    if (n > 0)
+      running.insert(v);
+    else
+      running.erase(v);
+    return {};
+  }
+  int instances(const std::string&, const std::string&) override { return 4; }
+
   // Traffic, when `clock` is set: each read of the counts is 100 ms of 200 requests/s split by
   // the weights, failing at fail_rate[version] (1% by default), the clock moved on by 100 ms.
   FakeClock* clock = nullptr;
@@ -207,7 +221,11 @@ TEST(DeploymentTable, EveryStateBeforeCommitCanBeLeftAndTheUndoPathAlwaysEnds) {
   EXPECT_EQ(next_state(State::switch_new, Event::error), State::switch_back);
   EXPECT_EQ(parse_strategy("blue-green"), Strategy::blue_green);
   EXPECT_EQ(parse_strategy("canary"), Strategy::canary);
-  EXPECT_FALSE(parse_strategy("rolling")) << "not built yet: refused, not guessed";
+  EXPECT_EQ(parse_strategy("rolling"), Strategy::rolling);
+  EXPECT_FALSE(parse_strategy("shadow")) << "unknown: refused, not guessed";
+  EXPECT_EQ(rolling_batches(4, 4, 1).size(), 3u);
+  EXPECT_EQ(rolling_batches(2, 2, 2).size(), 0u) << "one batch: all at once";
+  EXPECT_EQ(rolling_batches(3, 1, 1)[1].k_old, 1) << "one old instance stays until the end";
   EXPECT_EQ(next_state(State::analyze, Event::rollback), State::switch_back)
       << "a rollback decision leaves the forward path before commit";
 }
@@ -639,6 +657,39 @@ TEST_F(JudgedDeployTest, AMaintenanceWindowStartsTheDeploymentAndItsCloseRollsBa
   auto bad = deployer_->start(later);
   ASSERT_FALSE(bad);
   EXPECT_NE(bad.error().message().find("minute"), std::string::npos);
+}
+
+TEST_F(JudgedDeployTest, RollingReplacesInstancesInBatchesWithTheirShareOfTraffic) {
+  DeployRequest r;
+  r.strategy = Strategy::rolling;
+  r.batch_size = 1;
+  r.step_ms = 3000;
+  auto row = judged(r);
+  EXPECT_EQ(row.state, "committed") << row.reason;
+  using W = std::map<std::string, int>;
+  std::vector<W> seen;
+  for (const auto& w : plane_.routes)
+    if (seen.empty() || seen.back() != w) seen.push_back(w);
+  EXPECT_EQ(seen, (std::vector<W>{W{{"2.0.0", 25}, {"1.0.0", 75}}, W{{"2.0.0", 50}, {"1.0.0", 50}},
+                                  W{{"2.0.0", 75}, {"1.0.0", 25}}, W{{"2.0.0", 100}}}));
+  EXPECT_EQ(plane_.scales,
+            (std::vector<std::string>{"2.0.0:1", "2.0.0:1", "1.0.0:3", "2.0.0:2", "1.0.0:2",
+                                      "2.0.0:3", "1.0.0:1", "2.0.0:4"}));
+  EXPECT_EQ(row.detail["decision"]["against"], "old");
+  EXPECT_EQ(deployment_json(row)["rolling"]["batch_size"], 1);
+  EXPECT_EQ(plane_.running, (std::set<std::string>{"2.0.0"}));
+}
+
+TEST_F(JudgedDeployTest, ABadRollingBatchIsRolledBackWithTheOldSetWhole) {
+  plane_.fail_rate["2.0.0"] = 0.3;
+  DeployRequest r;
+  r.strategy = Strategy::rolling;
+  r.batch_size = 2;
+  r.step_ms = 10000;
+  auto row = judged(r);
+  EXPECT_EQ(row.state, "rolled-back") << row.reason;
+  EXPECT_EQ(plane_.split, (std::map<std::string, int>{{"1.0.0", 100}}));
+  EXPECT_EQ(plane_.running, (std::set<std::string>{"1.0.0"})) << "the old set started again whole";
 }
 
 TEST_F(JudgedDeployTest, ABadPolicyIsRefusedBeforeAnythingStarts) {

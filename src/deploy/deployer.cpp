@@ -88,6 +88,10 @@ nlohmann::json deployment_json(const state::DeploymentRow& row,
     j["rolled_back_at"] = iso_utc(at);
     j["rolled_back_at_ms"] = at;
   }
+  if (d.contains("batch_size"))
+    j["rolling"] = {{"batch_size", json_int(d, "batch_size", 1)},
+                    {"batch", json_int(d, "step", 0)},
+                    {"batch_interval_ms", json_int(d, "step_ms", 0)}};
   if (d.contains("steps") && d["steps"].is_array()) {
     j["canary"] = {{"steps", d["steps"]},
                    {"step", json_int(d, "step", 0)},
@@ -233,6 +237,11 @@ Result<state::DeploymentRow> Deployer::start(const DeployRequest& req) {
                 {"policy", req.policy}};
   if (scheduled) row.detail["scheduled_for_ms"] = scheduled_for_ms;
   if (!window.is_null()) row.detail["window_sched"] = window;
+  if (req.strategy == Strategy::rolling) {
+    if (req.batch_size < 1) return fail(Code::bad_request, "batch_size: at least 1");
+    row.detail["batch_size"] = req.batch_size;
+    row.detail["step_ms"] = req.step_ms;
+  }
   if (req.strategy == Strategy::canary) {
     row.detail["steps"] = req.steps.empty() ? kDefaultCanarySteps : req.steps;
     row.detail["step_ms"] = req.step_ms;

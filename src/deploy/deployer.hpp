@@ -132,6 +132,17 @@ class DataPlane {
                                             const std::string& version, const Cancel& cancel) = 0;
   [[nodiscard]] virtual Status stop(const std::string& component, const std::string& version) = 0;
   virtual void set_restart(const std::string& component, const std::string& version, bool on) = 0;
+  // Rolling: runs instances 0..count-1 of the version and stops the others (restart off for
+  // the new ones, as start()).
+  [[nodiscard]] virtual Status scale(const std::string& component, const std::string& version,
+                                     int count) {
+    return count > 0 ? start(component, version) : stop(component, version);
+  }
+  // How many instances the version's service definition asks for.
+  virtual int instances(const std::string& component, const std::string& version) {
+    (void)component, (void)version;
+    return 1;
+  }
   // Cumulative traffic counts per version of the component (the proxy's statistics); an
   // empty map when the proxy keeps none for it (the judge then has nothing to judge by).
   [[nodiscard]] virtual Result<std::map<std::string, rollback::Counts>> counts(
@@ -164,7 +175,8 @@ struct DeployRequest {
   // The judge (immediate, blue-green: after the switch, before commit; 0: no analysis).
   int64_t analysis_ms = 10000;
   std::vector<int> steps;   // canary: the new version's weights, ascending, ending at 100
-  int64_t step_ms = 10000;  // canary: each step's analysis
+  int64_t step_ms = 10000;  // canary: each step's analysis; rolling: each batch's
+  int batch_size = 1;       // rolling: instances replaced per batch
   // Unix ms to start at (0: now). Later than now: the deployment is `scheduled` until then.
   int64_t scheduled_for_ms = 0;
   // A maintenance window instead (deploy/schedule.hpp): cron expression, time zone, length,

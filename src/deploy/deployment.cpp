@@ -81,6 +81,7 @@ std::string_view strategy_name(Strategy s) {
     case Strategy::blue_green: return "blue-green";
     case Strategy::rollback: return "rollback";
     case Strategy::canary: return "canary";
+    case Strategy::rolling: return "rolling";
   }
   return "unknown";
 }
@@ -90,6 +91,7 @@ std::optional<Strategy> parse_strategy(std::string_view s) {
   if (s == "blue-green") return Strategy::blue_green;
   if (s == "rollback") return Strategy::rollback;
   if (s == "canary") return Strategy::canary;
+  if (s == "rolling") return Strategy::rolling;
   return std::nullopt;
 }
 

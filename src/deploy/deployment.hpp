@@ -17,6 +17,9 @@
 //               -> analyze (each step: weights, then the judge for step_ms; the step index
 //               and the judge's statistics journaled per step) -> drain-old -> stop-old
 //               -> commit -> committed
+//   rolling:    install -> start-new (the first batch of instances) -> wait-ready -> switch
+//               -> analyze (each batch: new instances up to k, ready, weights k/N, old ones
+//               down; then the judge for the batch interval) -> drain-old -> stop-old -> commit
 //   rollback:   like immediate, to the previous version, without analysis; its "install" is
 //               the engine's rollback, and the new set is usually still warm (a weight flip)
 //
@@ -40,7 +43,7 @@
 
 namespace mup::deploy {
 
-enum class Strategy : uint8_t { immediate, blue_green, rollback, canary };
+enum class Strategy : uint8_t { immediate, blue_green, rollback, canary, rolling };
 std::string_view strategy_name(Strategy s);
 std::optional<Strategy> parse_strategy(std::string_view s);
 

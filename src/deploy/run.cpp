@@ -77,6 +77,9 @@ Event do_soak(StepContext& c) {
 // resumed one at the step it was in: analysis routes each step again).
 Event do_switch(StepContext& c) {
   int w_new = 100;
+  const auto batches = rolling_batches_of(c);
+  if (const auto at = static_cast<size_t>(json_int(c.row.detail, "step", 0)); at < batches.size())
+    w_new = batches[at].weight;
   if (c.strategy == Strategy::canary && !c.row.from_version.empty()) {
     const auto& steps = c.row.detail.value("steps", nlohmann::json::array());
     const auto i = static_cast<size_t>(json_int(c.row.detail, "step", 0));
@@ -210,7 +213,11 @@ Event do_state(State s, StepContext& c) {
     case State::scheduled: return do_scheduled(c);
     case State::install: return do_install(c);
     case State::start_new: {
-      auto st = c.plane.start(comp, neu);
+      // Rolling: only the batch it is at (the first, or a resumed one).
+      const auto batches = rolling_batches_of(c);
+      const auto at = static_cast<size_t>(json_int(c.row.detail, "step", 0));
+      auto st = at < batches.size() ? c.plane.scale(comp, neu, batches[at].k_new)
+                                    : c.plane.start(comp, neu);
       if (st) c.plane.set_restart(comp, neu, false);
       return event_from(c, st);
     }

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "core/clock.hpp"
 #include "deploy/deployer.hpp"
@@ -31,6 +32,16 @@ Event event_from(StepContext& c, const Status& s);
 // The version's rollback policy: its mup-service.toml [rollback] with the deployment's
 // overrides (detail "policy").
 [[nodiscard]] Result<rollback::Policy> resolve_policy(StepContext& c);
+
+// Rolling: the batches before the last (which runs every new instance and no old one): the
+// new version's instances k_new, the old one's k_old (at least 1, for the comparison), the
+// new version's weight (its share of instances, in percent).
+struct Batch {
+  int k_new, k_old, weight;
+};
+std::vector<Batch> rolling_batches(int n_new, int n_old, int batch_size);
+// The batches of a rolling deployment from its row (instances from the data plane).
+std::vector<Batch> rolling_batches_of(StepContext& c);
 
 // The analysis state: the judge on the proxy's counts; canary steps. ok, error, abort,
 // rollback (the judge's decision, or a request).
