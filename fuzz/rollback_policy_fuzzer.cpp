@@ -12,6 +12,7 @@
 #include "core/clock.hpp"
 #include "deploy/schedule.hpp"
 #include "rollback/judge.hpp"
+#include "traffic/stats.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
