@@ -1,6 +1,7 @@
 // The agent's API (docs/agent.md): each handler parses, calls one deployer / engine /
 // runtime function, and answers. Errors carry the module code ("deploy.busy") and the field
 // a 400 is about.
+#include <algorithm>
 #include <charconv>
 #include <set>
 
@@ -65,6 +66,18 @@ std::optional<Response> read_judge_fields(const json& b, deploy::DeployRequest& 
       if (!v.is_number_integer())
         return Response::error(400, "bad_request", "steps must be integers 1..100", "steps");
       req.steps.push_back(v.get<int>());
+    }
+  }
+  if (b.contains("pauses")) {
+    if (!b["pauses"].is_array())
+      return Response::error(400, "bad_request", "pauses must be an array of step weights",
+                             "pauses");
+    for (const auto& v : b["pauses"]) {
+      if (!v.is_number_integer() ||
+          std::find(req.steps.begin(), req.steps.end(), v.get<int>()) == req.steps.end())
+        return Response::error(400, "bad_request", "pauses: each must be one of the steps",
+                               "pauses");
+      req.pauses.push_back(v.get<int>());
     }
   }
   if (b.contains("step_seconds")) {
@@ -188,7 +201,8 @@ std::optional<Response> deploy_request_from(const AgentConfig& config, const jso
                                                 "force",
                                                 "batch_size",
                                                 "batch_interval",
-                                                "batch_interval_ms"};
+                                                "batch_interval_ms",
+                                                "pauses"};
   for (const auto& [k, v] : b.items())
     if (!kFields.count(k))
       return Response::error(400, "bad_request", "unknown field '" + k + "'", k);

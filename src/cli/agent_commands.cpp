@@ -411,7 +411,8 @@ void register_agent_commands(CLI::App& app) {
     cmd->add_option("--batch-interval", a->batch_interval,
                     "rolling: the judge watches each batch this long (default 10s)");
     cmd->add_option("--steps", a->steps,
-                    "canary: the new version's weights in percent, e.g. 5,25,50,100 (default)");
+                    "canary: the new version's weights in percent, e.g. 5,25,50,100 (default); "
+                    "a 'p' after one (25p) pauses there until mup promote");
     cmd->add_option("--step-seconds", a->step_seconds,
                     "canary: the analysis of each step, in seconds (default 10)");
     cmd->add_option("--analysis", a->analysis,
@@ -465,20 +466,24 @@ void register_agent_commands(CLI::App& app) {
       if (a->alpha >= 0) body["alpha"] = a->alpha;
       if (!a->auto_rollback.empty()) body["auto_rollback"] = a->auto_rollback == "on";
       if (!a->steps.empty()) {
-        json steps = json::array();
+        json steps = json::array(), pauses = json::array();
         std::string_view rest = a->steps;
         while (!rest.empty()) {
           const auto comma = rest.find(',');
-          const std::string item(rest.substr(0, comma));
+          std::string item(rest.substr(0, comma));
+          const bool pause = !item.empty() && item.back() == 'p';
+          if (pause) item.pop_back();
           int v = 0;
           auto [p, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
           if (ec != std::errc() || p != item.data() + item.size())
             die(make_error(Errc::invalid_argument,
                            "--steps: '" + item + "' is not a percentage (e.g. 5,25,50,100)"));
           steps.push_back(v);
+          if (pause) pauses.push_back(v);
           rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
         }
         body["steps"] = steps;
+        if (!pauses.empty()) body["pauses"] = pauses;
       }
       if (a->names.size() > 1 || !a->plan_file.empty()) {
         if (!a->version.empty())

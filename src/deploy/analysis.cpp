@@ -158,8 +158,18 @@ Event do_analyze(StepContext& c) {
     const auto step_end = start + std::chrono::milliseconds(step_ms);
     const auto give_up = start + std::chrono::milliseconds(step_ms * (1 + kDataWaitFactor));
     uint64_t served_new = 0, served_old = 0;
+    // A manual pause after this step: it waits for mup promote (the judge watching on).
+    bool pause = false;
+    for (const auto& p : detail.value("pauses", json::array()))
+      if (p.is_number_integer() && p.get<int>() == w_new) pause = true;
+    bool paused = false;
     for (;;) {
       const auto req = static_cast<Deployer::Request>(c.request.load());
+      if (req == Deployer::Request::promote && paused) {
+        c.request = 0;  // consumed: the canary goes on to its next step
+        detail.erase("paused");
+        break;
+      }
       if (req == Deployer::Request::promote) {
         detail["decision"] = judge.summary(c.clock.wall_ms(), "pass").to_json();
         detail["decision"]["reason"] = "promoted by request";
@@ -190,7 +200,18 @@ Event do_analyze(StepContext& c) {
         }
       }
       const auto now = c.clock.monotonic();
+      if (now >= step_end && paused) {
+        std::this_thread::sleep_for(c.poll);
+        continue;
+      }
       if (now >= step_end) {
+        if (pause && (judge.enough_data() || judge.rollback())) {
+          paused = true;
+          detail["paused"] = true;
+          detail["judge"] = judge.state_json();
+          c.journal();
+          continue;
+        }
         if (judge.enough_data() || judge.rollback()) break;
         const bool nothing_to_judge = little_traffic &&
                                       served_new + served_old < policy->min_requests &&

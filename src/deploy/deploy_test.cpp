@@ -548,6 +548,39 @@ TEST_F(JudgedDeployTest, CanaryWalksItsStepsWithExactWeightsAndComparesOnTheSame
   EXPECT_EQ(deployment_json(row)["canary"]["step"], 2);
 }
 
+TEST_F(JudgedDeployTest, ACanaryPausesAtAMarkedStepUntilPromoted) {
+  DeployRequest r;
+  r.component = "web";
+  r.soak_ms = 0;
+  r.strategy = Strategy::canary;
+  r.steps = {10, 50, 100};
+  r.pauses = {10};
+  r.step_ms = 12000;  // 10% of 200 req/s: 200 requests (min_requests) take 10 s
+  r.policy = {{"triggers", {{{"metric", "error_rate"}}}}};
+  auto row = deployer_->start(r);
+  ASSERT_TRUE(row) << row.error().message();
+  bool paused = false;
+  for (int i = 0; i < 2000 && !paused; ++i) {
+    auto now = deployer_->get(row->id);
+    paused = now && *now && (**now).detail.value("paused", false);
+    if (!paused) std::this_thread::sleep_for(1ms);
+  }
+  ASSERT_TRUE(paused) << "it waits at 10%";
+  EXPECT_EQ(deployment_json(**deployer_->get(row->id))["canary"]["paused"], true);
+  {
+    std::lock_guard lk(plane_.mu);
+    EXPECT_EQ(plane_.split, (std::map<std::string, int>{{"2.0.0", 10}, {"1.0.0", 90}}));
+  }
+  ASSERT_TRUE(deployer_->promote(row->id));
+  auto done = deployer_->wait(row->id, 30s);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->state, "committed") << done->reason;
+  bool saw_50 = false;
+  for (const auto& w : plane_.routes)
+    saw_50 = saw_50 || w == std::map<std::string, int>{{"2.0.0", 50}, {"1.0.0", 50}};
+  EXPECT_TRUE(saw_50) << "the promote went on to the next step, not straight to 100%";
+}
+
 TEST_F(JudgedDeployTest, ABadCanaryIsRolledBackBeforeItGetsMostOfTheTraffic) {
   plane_.fail_rate["2.0.0"] = 0.3;
   DeployRequest r;
@@ -672,9 +705,8 @@ TEST_F(JudgedDeployTest, RollingReplacesInstancesInBatchesWithTheirShareOfTraffi
     if (seen.empty() || seen.back() != w) seen.push_back(w);
   EXPECT_EQ(seen, (std::vector<W>{W{{"2.0.0", 25}, {"1.0.0", 75}}, W{{"2.0.0", 50}, {"1.0.0", 50}},
                                   W{{"2.0.0", 75}, {"1.0.0", 25}}, W{{"2.0.0", 100}}}));
-  EXPECT_EQ(plane_.scales,
-            (std::vector<std::string>{"2.0.0:1", "2.0.0:1", "1.0.0:3", "2.0.0:2", "1.0.0:2",
-                                      "2.0.0:3", "1.0.0:1", "2.0.0:4"}));
+  EXPECT_EQ(plane_.scales, (std::vector<std::string>{"2.0.0:1", "2.0.0:1", "1.0.0:3", "2.0.0:2",
+                                                     "1.0.0:2", "2.0.0:3", "1.0.0:1", "2.0.0:4"}));
   EXPECT_EQ(row.detail["decision"]["against"], "old");
   EXPECT_EQ(deployment_json(row)["rolling"]["batch_size"], 1);
   EXPECT_EQ(plane_.running, (std::set<std::string>{"2.0.0"}));

@@ -94,6 +94,8 @@ nlohmann::json deployment_json(const state::DeploymentRow& row,
                     {"batch_interval_ms", json_int(d, "step_ms", 0)}};
   if (d.contains("steps") && d["steps"].is_array()) {
     j["canary"] = {{"steps", d["steps"]},
+                   {"pauses", d.value("pauses", nlohmann::json::array())},
+                   {"paused", d.value("paused", false)},
                    {"step", json_int(d, "step", 0)},
                    {"step_ms", json_int(d, "step_ms", 0)}};
   }
@@ -244,6 +246,7 @@ Result<state::DeploymentRow> Deployer::start(const DeployRequest& req) {
   }
   if (req.strategy == Strategy::canary) {
     row.detail["steps"] = req.steps.empty() ? kDefaultCanarySteps : req.steps;
+    row.detail["pauses"] = req.pauses;
     row.detail["step_ms"] = req.step_ms;
   }
   if (req.strategy == Strategy::rollback) {

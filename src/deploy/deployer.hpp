@@ -176,6 +176,7 @@ struct DeployRequest {
   int64_t analysis_ms = 10000;
   std::vector<int> steps;   // canary: the new version's weights, ascending, ending at 100
   int64_t step_ms = 10000;  // canary: each step's analysis; rolling: each batch's
+  std::vector<int> pauses;  // canary: steps (weights) after which it waits for mup promote
   int batch_size = 1;       // rolling: instances replaced per batch
   // Unix ms to start at (0: now). Later than now: the deployment is `scheduled` until then.
   int64_t scheduled_for_ms = 0;

@@ -19,7 +19,7 @@ struct StepContext {
   state::DeploymentRow& row;
   Strategy strategy;
   const Cancel& cancel;
-  const std::atomic<int>& request;
+  std::atomic<int>& request;            // analysis consumes a promote that ends a manual pause
   std::string why;                      // the error of a failed step
   std::function<void()> journal;        // writes the row (and tells listeners) mid-state
   std::chrono::milliseconds poll{100};  // analysis: between reads of the counts
