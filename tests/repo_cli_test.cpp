@@ -78,6 +78,21 @@ TEST_F(RepoCli, RepublishingAVersionIsRefused) {
   EXPECT_NE(r.err.find("immutable"), std::string::npos) << r.err;
 }
 
+TEST_F(RepoCli, ARollbackPolicyTheJudgeCannotReadIsRefusedAtPublish) {
+  write_file(d_ / "bad-policy.json", std::string(R"({"alpha": 0.9})"));
+  auto r = run_mup({"publish", s("repo"), s("v2"), "--keys", s("keys"), "--component", "web",
+                    "--version", "1.0.0", "--type", "service", "--rollback-policy",
+                    s("bad-policy.json")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("alpha"), std::string::npos) << r.err;
+  write_file(d_ / "policy.json",
+             std::string(R"({"alpha": "0.01", "triggers": [{"metric": "error_rate"}]})"));
+  auto good =
+      run_mup({"publish", s("repo"), s("v2"), "--keys", s("keys"), "--component", "web",
+               "--version", "1.0.0", "--type", "service", "--rollback-policy", s("policy.json")});
+  EXPECT_EQ(good.exit_code, 0) << good.err;
+}
+
 TEST_F(RepoCli, UnsatisfiableDependencyIsRefused) {
   auto r = run_mup({"publish", s("repo"), s("v2"), "--keys", s("keys"), "--component", "web",
                     "--version", "1.0.0", "--type", "service", "--depends", "app>=2.0"});

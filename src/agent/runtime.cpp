@@ -324,9 +324,18 @@ Result<std::map<std::string, rollback::Counts>> Runtime::counts(const std::strin
   return out;
 }
 
+// The signed manifest's policy (mup publish --rollback-policy), with the tree's
+// mup-service.toml [rollback] over it. A manifest that cannot be read now (remote away) or
+// whose policy is not one the judge knows (published before it was checked) adds nothing.
 nlohmann::json Runtime::rollback_policy(const std::string& component, const std::string& version) {
+  nlohmann::json policy = nlohmann::json::object();
+  if (auto m = engine_.offer(component, version); m && m->rollback_policy.is_object() &&
+                                                  !m->rollback_policy.empty() &&
+                                                  rollback::policy_from_json(m->rollback_policy))
+    policy = m->rollback_policy;
   auto def = definition(component, version);
-  return def ? def->rollback : nlohmann::json(nullptr);
+  if (def && def->rollback.is_object()) policy.merge_patch(def->rollback);
+  return policy;
 }
 
 bool Runtime::proxy_alive() {

@@ -24,6 +24,7 @@
 #include "delta/rebuild.hpp"
 #include "package/manifest.hpp"
 #include "package/sealed.hpp"
+#include "rollback/judge.hpp"
 #include "transfer/file_server.hpp"
 #include "tuf/clock.hpp"
 #include "tuf/repository.hpp"
@@ -259,6 +260,9 @@ void run_publish(const PublishArgs& a) {
     if (!m.rollback_policy.is_object())
       die(Error(Errc::invalid_argument,
                 a.rollback_policy + " is not a JSON object (the rollback policy)"));
+    // The agent's judge reads it: refused here, naming the field, rather than at deploy time.
+    if (auto p = rollback::policy_from_json(m.rollback_policy); !p)
+      die(p.error().context(a.rollback_policy));
   }
   tuf::SystemClock clock;
   auto repo = must(tuf::Repository::open(a.dir, clock), "opening repository " + a.dir);

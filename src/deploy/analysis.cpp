@@ -53,12 +53,17 @@ std::vector<Batch> rolling_batches_of(StepContext& c) {
 }
 
 Result<rollback::Policy> resolve_policy(StepContext& c) {
+  // Resolved once (it may read the signed manifest from the remote), then kept in the row.
+  if (auto r = c.row.detail.find("policy_resolved"); r != c.row.detail.end())
+    if (auto p = rollback::policy_from_json(*r)) return p;
   auto base = rollback::policy_from_json(c.plane.rollback_policy(c.row.component, c.row.to_version),
                                          rollback::Policy{});
   if (!base)
     return tl::unexpected(base.error().context("in " + c.row.component + " " + c.row.to_version +
                                                "'s mup-service.toml [rollback]"));
-  return rollback::policy_from_json(c.row.detail.value("policy", json::object()), *base);
+  auto p = rollback::policy_from_json(c.row.detail.value("policy", json::object()), *base);
+  if (p) c.row.detail["policy_resolved"] = p->to_json();
+  return p;
 }
 
 namespace {

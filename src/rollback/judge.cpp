@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 
 #include "core/clock.hpp"
@@ -144,9 +145,19 @@ Result<Policy> policy_from_json(const json& j, const Policy& base) {
       if (!v.is_boolean()) return tl::unexpected(bad_field(k, "true or false").error());
       p.automatic = v.get<bool>();
     } else if (k == "alpha") {
-      if (!v.is_number() || !(v.get<double>() > 0 && v.get<double>() < 0.5))
-        return tl::unexpected(bad_field(k, "a number between 0 and 0.5 (e.g. 0.001)").error());
-      p.alpha = v.get<double>();
+      // A number, or a string holding one: signed metadata (TUF canonical JSON) carries no
+      // floating-point values, so a manifest's policy writes "0.001".
+      double a = v.is_number() ? v.get<double>() : -1;
+      if (v.is_string()) {
+        const std::string t = v.get<std::string>();
+        char* end = nullptr;
+        a = std::strtod(t.c_str(), &end);
+        if (t.empty() || end != t.c_str() + t.size()) a = -1;
+      }
+      if (!(a > 0 && a < 0.5))
+        return tl::unexpected(
+            bad_field(k, "a number between 0 and 0.5 (e.g. 0.001, or \"0.001\")").error());
+      p.alpha = a;
     } else if (k == "min_requests") {
       if (!v.is_number_integer() || v.get<int64_t>() < 1)
         return tl::unexpected(bad_field(k, "an integer >= 1").error());
