@@ -97,13 +97,15 @@ Event do_analyze(StepContext& c) {
   }
   if (!canary && step_ms == 0) return Event::ok;
 
+  // The counts first: what the new version serves while the policy is resolved (it may read
+  // the signed manifest from the remote) is judged too.
+  auto first = c.plane.counts(comp);
+  if (!first) return event_from(c, tl::unexpected(first.error()));
   auto policy = resolve_policy(c);
   if (!policy) {
     c.why = policy.error().message();
     return Event::error;
   }
-  auto first = c.plane.counts(comp);
-  if (!first) return event_from(c, tl::unexpected(first.error()));
   // The baseline: what the old version had served when the analysis began (kept for a resume).
   std::optional<rollback::Counts> baseline;
   if (auto b = detail.find("baseline"); b != detail.end()) {
