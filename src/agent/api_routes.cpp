@@ -98,13 +98,13 @@ std::optional<Response> read_judge_fields(const json& b, deploy::DeployRequest& 
                              "at");
     req.scheduled_for_ms = *at;
   }
-  for (const char* f : {"window", "window_tz", "window_close"}) {
+  const std::pair<const char*, std::string*> window_fields[] = {
+      {"window", &req.window}, {"window_tz", &req.window_tz}, {"window_close", &req.window_close}};
+  for (const auto& [f, field] : window_fields) {
     if (!b.contains(f)) continue;
     if (!b[f].is_string())
       return Response::error(400, "bad_request", std::string(f) + " must be a string", f);
-    (std::string(f) == "window"      ? req.window
-     : std::string(f) == "window_tz" ? req.window_tz
-                                     : req.window_close) = b[f].get<std::string>();
+    *field = b[f].get<std::string>();
   }
   if (b.contains("at") && b.contains("window"))
     return Response::error(400, "bad_request", "at and window: give one of them", "window");

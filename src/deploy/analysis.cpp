@@ -85,17 +85,18 @@ Event do_analyze(StepContext& c) {
   const std::string& comp = c.row.component;
   const std::string& neu = c.row.to_version;
   const std::string& old = c.row.from_version;
-  const bool canary = c.strategy == Strategy::canary || c.strategy == Strategy::rolling;
+  // Canary and rolling walk steps (each with its weights, then the judge for step_ms).
+  const bool stepped = c.strategy == Strategy::canary || c.strategy == Strategy::rolling;
   const std::vector<Batch> batches = rolling_batches_of(c);
   if (c.strategy == Strategy::rollback) return Event::ok;
   const int64_t step_ms =
-      canary ? json_int(detail, "step_ms", 10000) : json_int(detail, "analysis_ms", 10000);
+      stepped ? json_int(detail, "step_ms", 10000) : json_int(detail, "analysis_ms", 10000);
   if (old.empty()) {
     detail["decision"] = {{"verdict", "pass"},
                           {"reason", "first deployment: nothing to compare with or go back to"}};
     return Event::ok;
   }
-  if (!canary && step_ms == 0) return Event::ok;
+  if (!stepped && step_ms == 0) return Event::ok;
 
   // The counts first: what the new version serves while the policy is resolved (it may read
   // the signed manifest from the remote) is judged too.
@@ -118,7 +119,7 @@ Event do_analyze(StepContext& c) {
   // needs of the new one.
   const uint64_t old_served = baseline ? baseline->requests : 0;
   const bool little_traffic = first->empty() || old_served < policy->min_requests;
-  if (little_traffic && !canary && !has_threshold_trigger(*policy)) {
+  if (little_traffic && !stepped && !has_threshold_trigger(*policy)) {
     detail["decision"] = {
         {"verdict", "pass"},
         {"reason", "too little traffic to judge by: " + old + " served " +
@@ -143,7 +144,7 @@ Event do_analyze(StepContext& c) {
   }
   for (auto i = static_cast<size_t>(json_int(detail, "step", 0)); i < steps.size(); ++i) {
     const int w_new = steps[i];
-    if (canary) {
+    if (stepped) {
       if (!batches.empty()) {  // rolling: this batch's new instances ready before traffic
         if (auto s = c.plane.scale(comp, neu, batches[i].k_new); !s) return event_from(c, s);
         if (auto s = c.plane.wait_ready(comp, neu, c.cancel); !s) return event_from(c, s);

@@ -68,11 +68,12 @@ Result<json> Deployer::plan(int64_t id) {
 }
 
 void Deployer::run_plan(const std::shared_ptr<PlanRun>& p) {
-  auto index_of = [&](const std::string& c) {
-    for (size_t i = 0; i < p->steps.size(); ++i)
-      if (p->steps[i].req.component == c) return i;
-    return p->steps.size();
-  };
+  // Each step's dependencies as indexes into the plan (validate_plan placed them before it).
+  std::vector<std::vector<size_t>> after(p->steps.size());
+  for (size_t i = 0; i < p->steps.size(); ++i)
+    for (const auto& dep : p->steps[i].after)
+      for (size_t j = 0; j < i; ++j)
+        if (p->steps[j].req.component == dep) after[i].push_back(j);
   bool undoing = false;
   std::string first_failure;
   while (!stopping_) {
@@ -87,13 +88,11 @@ void Deployer::run_plan(const std::shared_ptr<PlanRun>& p) {
           continue;
         }
         std::string blocked, pending;
-        for (const auto& dep : p->steps[i].after) {
-          const auto& d = p->items[index_of(dep)];
+        for (size_t j : after[i]) {
+          const auto& d = p->items[j];
           if (d.state == "committed") continue;
-          if (d.state == "waiting" || d.state == "running")
-            pending = dep;
-          else
-            blocked = dep;
+          (d.state == "waiting" || d.state == "running" ? pending : blocked) =
+              p->steps[j].req.component;
         }
         if (!blocked.empty()) {
           item.state = "skipped";
@@ -156,7 +155,7 @@ void Deployer::run_plan(const std::shared_ptr<PlanRun>& p) {
       lk.unlock();
       auto rb = rollback(p->steps[i].req.component, p->actor.empty() ? "agent" : p->actor,
                          "plan " + std::to_string(p->id) + " is atomic and " + first_failure);
-      std::string outcome = "failed", why;
+      std::string outcome, why;
       if (rb) {
         auto done = wait(rb->id, std::chrono::minutes(10));
         outcome = done && done->state == "rolled-back" ? "rolled-back" : "committed";
