@@ -66,13 +66,13 @@ Result<rollback::Policy> resolve_policy(StepContext& c) {
   return p;
 }
 
-namespace {
-
 rollback::Counts counts_of(const std::map<std::string, rollback::Counts>& all,
                            const std::string& version) {
   auto it = all.find(version);
   return it == all.end() ? rollback::Counts{} : it->second;
 }
+
+namespace {
 
 void record(StepContext& c, const rollback::Decision& d) {
   c.row.detail["decision"] = d.to_json();

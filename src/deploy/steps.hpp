@@ -43,6 +43,10 @@ std::vector<Batch> rolling_batches(int n_new, int n_old, int batch_size);
 // The batches of a rolling deployment from its row (instances from the data plane).
 std::vector<Batch> rolling_batches_of(StepContext& c);
 
+// A version's counts in the data plane's map (zero when it has none).
+rollback::Counts counts_of(const std::map<std::string, rollback::Counts>& all,
+                           const std::string& version);
+
 // The analysis state: the judge on the proxy's counts; canary steps. ok, error, abort,
 // rollback (the judge's decision, or a request).
 Event do_analyze(StepContext& c);

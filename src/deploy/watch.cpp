@@ -4,6 +4,7 @@
 // by the analysis; alarm threshold ln(batches / alpha), so P(a false alarm over the whole
 // watch) <= alpha (rollback/sequential.hpp).
 #include "deploy/deployer.hpp"
+#include "deploy/steps.hpp"
 
 namespace mup::deploy {
 
@@ -26,8 +27,7 @@ void Deployer::watch(state::DeploymentRow& row, int64_t now_ms) {
   }
   auto all = plane_.counts(row.component);
   if (!all) return;
-  auto it = all->find(row.to_version);
-  const rollback::Counts now = it == all->end() ? rollback::Counts{} : it->second;
+  const rollback::Counts now = counts_of(*all, row.to_version);
   Watch& st = watches_[row.id];
   if (!st.primed) {
     const int64_t batches =
