@@ -275,11 +275,33 @@ Status register_routes(Agent::Impl& a) {
       plan.atomic = b["atomic"].get<bool>();
     }
     for (const auto& [k, v] : b.items())
-      if (k != "items" && k != "atomic" && k != "actor")
+      if (k != "items" && k != "atomic" && k != "actor" && k != "start_when")
         return Response::error(400, "bad_request", "unknown field '" + k + "'", k);
+    auto start_when = [](const json& v) -> std::optional<std::string> {
+      if (!v.is_string() || (v != "committed" && v != "healthy")) return std::nullopt;
+      return v.get<std::string>();
+    };
+    if (b.contains("start_when")) {
+      auto w = start_when(b["start_when"]);
+      if (!w)
+        return Response::error(400, "bad_request", "start_when must be committed or healthy",
+                               "start_when");
+      plan.start_when = *w;
+    }
     for (size_t i = 0; i < b["items"].size(); ++i) {
+      json item = b["items"][i];
+      if (item.is_object() && item.contains("start_when")) {
+        auto w = start_when(item["start_when"]);
+        const std::string field = "items[" + std::to_string(i) + "].start_when";
+        if (!w)
+          return Response::error(400, "bad_request", field + " must be committed or healthy",
+                                 field);
+        if (item.contains("component") && item["component"].is_string())
+          plan.start_when_of[item["component"].get<std::string>()] = *w;
+        item.erase("start_when");
+      }
       deploy::DeployRequest req;
-      if (auto bad = deploy_request_from(a.config, b["items"][i], req)) {
+      if (auto bad = deploy_request_from(a.config, item, req)) {
         Response e = *bad;
         if (e.body.contains("error") && e.body["error"].contains("field"))
           e.body["error"]["field"] =

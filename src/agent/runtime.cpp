@@ -2,7 +2,11 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cerrno>
+#include <cstring>
 #include <thread>
+
+#include <sys/statvfs.h>
 
 #include "deploy/deployer.hpp"
 #include "state/state_db.hpp"
@@ -329,7 +333,10 @@ Result<std::map<std::string, rollback::Counts>> Runtime::counts(const std::strin
 // whose policy is not one the judge knows (published before it was checked) adds nothing.
 nlohmann::json Runtime::rollback_policy(const std::string& component, const std::string& version) {
   nlohmann::json policy = nlohmann::json::object();
-  if (auto m = engine_.offer(component, version); m && m->rollback_policy.is_object() &&
+  // The manifest recorded at install (no network); the remote's offer only when there is none.
+  auto m = engine_.installed_manifest(component, version);
+  if (!m) m = engine_.offer(component, version);
+  if (m && m->rollback_policy.is_object() &&
                                                   !m->rollback_policy.empty() &&
                                                   rollback::policy_from_json(m->rollback_policy))
     policy = m->rollback_policy;
@@ -388,8 +395,28 @@ Result<package::Manifest> EngineNode::offer(const std::string& c, const std::str
   return engine_.offer(c, v);
 }
 
+std::vector<Result<package::Manifest>> EngineNode::offers(
+    const std::vector<std::pair<std::string, std::string>>& wanted) {
+  return engine_.offers(wanted);
+}
+
 std::map<std::string, package::Version> EngineNode::active_versions() {
   return engine_.active_versions();
+}
+
+bool EngineNode::installed(const std::string& c, const std::string& v) {
+  return engine_.store().has_version(c, v);
+}
+
+Result<deploy::Node::Space> EngineNode::space() {
+  struct statvfs st {};
+  if (::statvfs(engine_.root().c_str(), &st) != 0)
+    return fail(Errc::io, "statvfs " + engine_.root().string() + ": " + std::strerror(errno));
+  Space s;
+  s.free = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+  const uint64_t total = static_cast<uint64_t>(st.f_blocks) * st.f_frsize;
+  s.reserve = std::min<uint64_t>(total / 20, uint64_t{1} << 30);
+  return s;
 }
 
 std::optional<std::string> EngineNode::previous(const std::string& c) {

@@ -102,7 +102,12 @@ class EngineNode : public deploy::Node {
   std::optional<std::string> previous(const std::string& component) override;
   [[nodiscard]] Result<package::Manifest> offer(const std::string& component,
                                                 const std::string& version) override;
+  [[nodiscard]] std::vector<Result<package::Manifest>> offers(
+      const std::vector<std::pair<std::string, std::string>>& wanted) override;
   std::map<std::string, package::Version> active_versions() override;
+  bool installed(const std::string& component, const std::string& version) override;
+  // statvfs of the node's root; the reserve is 5% of that filesystem, at most 1 GiB.
+  [[nodiscard]] Result<Space> space() override;
 
  private:
   engine::Engine& engine_;

@@ -227,10 +227,11 @@ json plan_body(const std::vector<std::string>& names, const std::string& file, c
     out << toml::json_formatter{t};
     json j = json::parse(out.str(), nullptr, false);
     for (const auto& [k, v] : j.items())
-      if (k != "deploy" && k != "atomic")
+      if (k != "deploy" && k != "atomic" && k != "start_when")
         die(make_error(Errc::invalid_argument,
-                       file + ": " + k + ": unknown key (atomic, [[deploy]])"));
+                       file + ": " + k + ": unknown key (atomic, start_when, [[deploy]])"));
     if (j.contains("atomic")) plan["atomic"] = j["atomic"];
+    if (j.contains("start_when")) plan["start_when"] = j["start_when"];
     if (!j.contains("deploy") || !j["deploy"].is_array())
       die(make_error(Errc::invalid_argument, file + ": no [[deploy]] tables"));
     for (auto item : j["deploy"]) {
@@ -259,6 +260,8 @@ void print_plan(const json& p) {
       after += (after.empty() ? "" : ", ") + x.get<std::string>();
     const std::string dep =
         i.contains("deployment") ? " (deployment " + i["deployment"].dump() + ")" : "";
+    if (!after.empty() && i.value("start_when", "committed") == "healthy")
+      after += " (healthy)";
     std::printf("  %-16s %-10s %-12s%s%s\n", i.value("component", "").c_str(),
                 i.value("version", "").c_str(), i.value("state", "").c_str(),
                 after.empty() ? "" : (" after " + after).c_str(), dep.c_str());
@@ -384,6 +387,7 @@ void register_agent_commands(CLI::App& app) {
       std::vector<std::string> names;
       std::string version, strategy, keep_old, soak, timeout = "30m", plan_file;
       bool atomic = false;
+      std::string start_when;
       int batch_size = 0;
       std::string batch_interval;
       std::string steps, analysis, auto_rollback, at, window, window_tz, window_duration,
@@ -399,10 +403,16 @@ void register_agent_commands(CLI::App& app) {
                     "Component (a service); several (NAME or NAME@VERSION) make a plan, deployed "
                     "in dependency order");
     cmd->add_option("--plan", a->plan_file,
-                    "A plan file (TOML: atomic = true|false, [[deploy]] component = \"a\", "
-                    "version = \"2.0.0\", strategy = ..., any deploy field)");
+                    "A plan file (TOML: atomic = true|false, start_when = ..., [[deploy]] "
+                    "component = \"a\", version = \"2.0.0\", strategy = ..., start_when = ..., "
+                    "any deploy field)");
     cmd->add_flag("--atomic", a->atomic,
                   "Plan: a failure rolls back every deployment of the plan, not only its own");
+    cmd->add_option("--start-when", a->start_when,
+                    "Plan: a deployment starts when its dependencies are committed (default), or "
+                    "healthy: ready and serving all their traffic (their analysis still running; "
+                    "if they then roll back, it is aborted)")
+        ->check(CLI::IsMember({"committed", "healthy"}));
     cmd->add_option("--version", a->version, "Version (default: the newest the remote offers)");
     cmd->add_option("--strategy", a->strategy, "immediate (default), blue-green, canary or rolling")
         ->check(CLI::IsMember({"immediate", "blue-green", "canary", "rolling"}));
@@ -491,6 +501,7 @@ void register_agent_commands(CLI::App& app) {
                          "--version names one version: in a plan write NAME@VERSION"));
         json plan = plan_body(a->names, a->plan_file, body);
         if (a->atomic) plan["atomic"] = true;
+        if (!a->start_when.empty()) plan["start_when"] = a->start_when;
         run_plan(c, plan, a->wait, a->n.json());
         return;
       }

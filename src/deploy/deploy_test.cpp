@@ -796,6 +796,12 @@ class PlanNode : public Node {
       if (auto pv = package::Version::parse(v)) out[c] = *pv;
     return out;
   }
+  std::set<std::string> installed_ids;  // "c@v" installed already
+  Space disk;                           // everything free by default
+  bool installed(const std::string& c, const std::string& v) override {
+    return installed_ids.count(c + "@" + v) > 0;
+  }
+  Result<Space> space() override { return disk; }
 };
 
 // Readiness takes a moment, and records how many deployments waited for it at once.
@@ -813,6 +819,18 @@ class SlowPlane : public FakePlane {
   }
 };
 
+// Component a's old version drains only once `open` (it stays in drain-old, on all traffic,
+// meanwhile).
+class GatePlane : public SlowPlane {
+ public:
+  std::atomic<bool> open{true};
+  Status wait_drained(const std::string& c, const std::string& v, const Cancel& cancel) override {
+    if (c != "a") return SlowPlane::wait_drained(c, v, cancel);
+    while (!open && !cancel) std::this_thread::sleep_for(1ms);
+    return cancel ? fail(Errc::io, "cancelled") : Status{};
+  }
+};
+
 class PlanTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -824,6 +842,11 @@ class PlanTest : public ::testing::Test {
     auto d = Deployer::open(o, node_, plane_);
     ASSERT_TRUE(d) << d.error().message();
     deployer_ = std::move(*d);
+  }
+  // A test that failed with a's drain gated must still end.
+  void TearDown() override {
+    plane_.open = true;
+    deployer_.reset();
   }
   PlanRequest plan_of(std::vector<std::string> components, bool atomic = false) {
     PlanRequest p;
@@ -856,8 +879,21 @@ class PlanTest : public ::testing::Test {
 
   ScratchDir dir_;
   FakeClock clock_;
+  // Waits (up to 5 s) until b was installed.
+  bool b_installed() {
+    for (int i = 0; i < 500; ++i) {
+      {
+        std::lock_guard lk(node_.mu);
+        for (const auto& x : node_.installs)
+          if (x.rfind("b ", 0) == 0) return true;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    return false;
+  }
+
   PlanNode node_;
-  SlowPlane plane_;
+  GatePlane plane_;
   std::unique_ptr<Deployer> deployer_;
 };
 
@@ -920,6 +956,96 @@ TEST_F(PlanTest, AFailureStopsItsDependentsAndAtomicRollsBackTheRest) {
   EXPECT_EQ(state_of(atomic, "a"), "rolled-back");
   EXPECT_EQ(state_of(atomic, "c"), "skipped");
   EXPECT_EQ(node_.active_v["a"], "2.0.0") << "atomic: a went back";
+}
+
+TEST_F(PlanTest, ValidationRefusesAPlanTheDiskCannotHold) {
+  node_.offer_version("a", "2.0.0");
+  node_.offers["a"].back().size = 300 << 20;
+  node_.offer_version("b", "2.0.0");
+  node_.offers["b"].back().size = 200 << 20;
+  node_.disk = {400u << 20, 50u << 20};  // 400 MiB free, 50 MiB reserve
+  auto full = validate_plan(node_, plan_of({"a", "b"}));
+  ASSERT_FALSE(full);
+  const std::string& m = full.error().message();
+  EXPECT_NE(m.find("need 524.3 MB"), std::string::npos) << m;
+  EXPECT_NE(m.find("a@2.0.0 314.6 MB"), std::string::npos) << m;
+  EXPECT_NE(m.find("419.4 MB is free"), std::string::npos) << m;
+  EXPECT_TRUE(node_.installs.empty()) << "refused before anything was installed";
+  // A version installed already needs no space: b is, and a fits beside the reserve.
+  node_.installed_ids.insert("b@2.0.0");
+  EXPECT_TRUE(validate_plan(node_, plan_of({"a", "b"})));
+  // The reserve counts: 360 MiB needed of 400 free with 50 kept is refused.
+  node_.offers["a"].back().size = 360 << 20;
+  EXPECT_FALSE(validate_plan(node_, plan_of({"a", "b"})));
+}
+
+TEST_F(PlanTest, StartWhenHealthyStartsADependentBeforeItsDependencyCommits) {
+  node_.offer_version("a", "2.0.0");
+  node_.offer_version("b", "2.0.0", {"a>=2"});
+  plane_.open = false;  // a stays in drain-old, its new version on all traffic
+  auto committed = plan_of({"a", "b"});
+  auto started = deployer_->start_plan(committed);
+  ASSERT_TRUE(started) << started.error().message();
+  std::this_thread::sleep_for(300ms);
+  {
+    std::lock_guard lk(node_.mu);
+    EXPECT_EQ(node_.installs, std::vector<std::string>{"a 2.0.0"})
+        << "start_when committed: b waits for a's commit";
+  }
+  plane_.open = true;
+  EXPECT_TRUE(b_installed());
+  for (int i = 0; i < 500 && (*deployer_->plan((*started)["id"]))["state"] == "running"; ++i)
+    std::this_thread::sleep_for(10ms);
+
+  node_.offers["a"].clear();
+  node_.offers["b"].clear();
+  node_.installs.clear();
+  node_.offer_version("a", "3.0.0");
+  node_.offer_version("b", "3.0.0", {"a>=3"});
+  plane_.open = false;
+  auto healthy = plan_of({"a", "b"});
+  healthy.start_when = "healthy";
+  auto p = deployer_->start_plan(healthy);
+  ASSERT_TRUE(p) << p.error().message();
+  EXPECT_TRUE(b_installed()) << "b started while a was still draining";
+  auto mid = deployer_->plan((*p)["id"]);
+  ASSERT_TRUE(mid);
+  EXPECT_EQ((*mid)["items"][0]["state"], "running") << "a had not committed yet";
+  EXPECT_EQ((*mid)["items"][1]["start_when"], "healthy");
+  plane_.open = true;
+  for (int i = 0; i < 500 && (*deployer_->plan((*p)["id"]))["state"] == "running"; ++i)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_EQ((*deployer_->plan((*p)["id"]))["state"], "committed");
+}
+
+TEST_F(PlanTest, ADependentStartedOnAHealthyDependencyIsAbortedWhenTheDependencyFails) {
+  node_.offer_version("a", "2.0.0");
+  node_.offer_version("b", "2.1.0", {"a>=2"});
+  plane_.never_ready.insert("2.1.0");  // b stays in wait-ready until cancelled
+  plane_.open = false;
+  auto req = plan_of({"a", "b"});
+  req.start_when_of["b"] = "healthy";
+  auto p = deployer_->start_plan(req);
+  ASSERT_TRUE(p) << p.error().message();
+  ASSERT_TRUE(b_installed());
+  // a, serving all its traffic but not committed yet, is aborted by its operator.
+  auto mid = deployer_->plan((*p)["id"]);
+  ASSERT_TRUE(mid);
+  ASSERT_TRUE(deployer_->abort((*mid)["items"][0]["deployment"].get<int64_t>()));
+  plane_.open = true;  // the drain ends (drains are not cancelled); then the abort is seen
+  nlohmann::json end;
+  for (int i = 0; i < 1000; ++i) {
+    end = *deployer_->plan((*p)["id"]);
+    if (end["state"] != "running") break;
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(end["state"], "failed") << end.dump();
+  EXPECT_NE(state_of(end, "a"), "committed");
+  EXPECT_NE(state_of(end, "b"), "committed");
+  EXPECT_NE(end["items"][1].value("reason", "").find("its dependency a ended"),
+            std::string::npos)
+      << end.dump();
+  EXPECT_EQ(node_.active_v["b"], "1.0.0") << "b's undo restored its old version";
 }
 
 }  // namespace

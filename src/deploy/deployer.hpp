@@ -106,8 +106,28 @@ class Node {
     (void)version;
     return fail(Errc::not_found, "this node reads no offers (for " + component + ")");
   }
+  // offer() for several (component, version) at once, answers in order (a plan's validation:
+  // the engine refreshes each remote's metadata once for all of them).
+  [[nodiscard]] virtual std::vector<Result<package::Manifest>> offers(
+      const std::vector<std::pair<std::string, std::string>>& wanted) {
+    std::vector<Result<package::Manifest>> out;
+    for (const auto& [c, v] : wanted) out.push_back(offer(c, v));
+    return out;
+  }
   // The active version of every component.
   virtual std::map<std::string, package::Version> active_versions() { return {}; }
+  // Whether component@version is installed already (a plan needs no space for it).
+  virtual bool installed(const std::string& component, const std::string& version) {
+    (void)component, (void)version;
+    return false;
+  }
+  // Space for new versions on the node's filesystem: what is free, and the reserve a plan
+  // must leave free (no disk to check: everything free).
+  struct Space {
+    uint64_t free = UINT64_MAX;
+    uint64_t reserve = 0;
+  };
+  [[nodiscard]] virtual Result<Space> space() { return Space{}; }
 };
 
 // The supervisor and the proxy, as a deployment sees them. Every call is idempotent.

@@ -5,28 +5,69 @@
 #include <map>
 #include <set>
 
+#include "core/progress.hpp"
+
 namespace mup::deploy {
+
+namespace {
+
+// Every planned version not installed yet needs its tree's size (hard links from installed
+// versions make it less, the piece cache's compressed copies more: an estimate that names
+// what it counts), and the node's reserve stays free.
+Status check_space(Node& node, const std::map<std::string, package::Manifest>& planned) {
+  uint64_t need = 0;
+  std::string parts;
+  for (const auto& [name, m] : planned) {
+    if (node.installed(name, m.version.str())) continue;
+    need += m.size;
+    parts += (parts.empty() ? "" : ", ") + m.id() + " " + human_bytes(m.size);
+  }
+  if (need == 0) return {};
+  auto space = node.space();
+  if (!space)
+    return fail(Code::bad_request, "plan: cannot tell the free space: " + space.error().message());
+  if (space->free >= space->reserve && need <= space->free - space->reserve) return {};
+  return fail(Code::bad_request,
+              "plan: not enough disk: the new versions need " + human_bytes(need) + " (" + parts +
+                  "), " + human_bytes(space->free) + " is free and " +
+                  human_bytes(space->reserve) +
+                  " stays in reserve (free some space, or deploy fewer at once)");
+}
+
+}  // namespace
 
 Result<std::vector<PlanStep>> validate_plan(Node& node, const PlanRequest& req) {
   if (req.items.empty()) return fail(Code::bad_request, "plan: no deployments in it");
+  auto known_when = [](const std::string& w) { return w == "committed" || w == "healthy"; };
+  if (!known_when(req.start_when))
+    return fail(Code::bad_request,
+                "plan: start_when must be committed or healthy, not '" + req.start_when + "'");
+  for (const auto& [name, w] : req.start_when_of)
+    if (!known_when(w))
+      return fail(Code::bad_request,
+                  "plan: " + name + ": start_when must be committed or healthy, not '" + w + "'");
   std::map<std::string, package::Manifest> planned;
   std::map<std::string, DeployRequest> by_name;
+  std::vector<std::pair<std::string, std::string>> wanted;
   for (const auto& item : req.items) {
     if (item.component.empty()) return fail(Code::bad_request, "plan: an item without component");
-    if (by_name.count(item.component))
+    if (!by_name.emplace(item.component, item).second)
       return fail(Code::bad_request,
                   "plan: " + item.component + " is in the plan twice (one version per component)");
-    auto m = node.offer(item.component, item.version);
-    if (!m)
-      return fail(Code::bad_request, "plan: " + item.component +
-                                         (item.version.empty() ? "" : " " + item.version) + ": " +
-                                         m.error().message());
-    planned.emplace(item.component, *m);
-    DeployRequest r = item;
-    r.version = m->version.str();
-    if (r.actor.empty()) r.actor = req.actor;
-    by_name.emplace(item.component, std::move(r));
+    wanted.emplace_back(item.component, item.version);
   }
+  auto offers = node.offers(wanted);
+  for (size_t i = 0; i < wanted.size(); ++i) {
+    const auto& [name, version] = wanted[i];
+    if (!offers[i])
+      return fail(Code::bad_request, "plan: " + name + (version.empty() ? "" : " " + version) +
+                                         ": " + offers[i].error().message());
+    DeployRequest& r = by_name.at(name);
+    r.version = offers[i]->version.str();
+    if (r.actor.empty()) r.actor = req.actor;
+    planned.emplace(name, std::move(*offers[i]));
+  }
+  MUP_TRY(check_space(node, planned));
   // Dependencies against what will be active once the plan is through.
   auto have = node.active_versions();
   for (const auto& [name, m] : planned) have[name] = m.version;
@@ -60,7 +101,9 @@ Result<std::vector<PlanStep>> validate_plan(Node& node, const PlanRequest& req) 
     for (const auto& d : after[n]) MUP_TRY(visit(d));
     path.pop_back();
     mark[n] = 2;
-    order.push_back({by_name.at(n), after[n]});
+    auto when = req.start_when_of.find(n);
+    order.push_back({by_name.at(n), after[n],
+                     when == req.start_when_of.end() ? req.start_when : when->second});
     return {};
   };
   for (const auto& item : req.items) MUP_TRY(visit(item.component));

@@ -20,6 +20,8 @@ struct Deployer::PlanRun {
                                     // rolled-back, skipped
     int64_t deployment = 0;
     std::string reason;
+    bool serving = false;  // running, its new version on all traffic (deploy/plan.hpp)
+    bool early = false;    // started on a dependency that was healthy, not committed
   };
   std::vector<Item> items;
   std::string state = "running";
@@ -29,6 +31,7 @@ struct Deployer::PlanRun {
       json e = {{"component", steps[i].req.component},
                 {"version", steps[i].req.version},
                 {"after", steps[i].after},
+                {"start_when", steps[i].start_when},
                 {"state", items[i].state}};
       if (items[i].deployment) e["deployment"] = items[i].deployment;
       if (!items[i].reason.empty()) e["reason"] = items[i].reason;
@@ -67,6 +70,25 @@ Result<json> Deployer::plan(int64_t id) {
   return it->second->to_json();
 }
 
+namespace {
+
+// What a step with start_when = "healthy" may start on: its dependency's new version ready and
+// carrying all the component's traffic, past the switch (the analysis may still be running).
+bool serving_all(const state::DeploymentRow& d) {
+  if (d.finished_at_ms) return d.state == "committed";
+  if (d.state != "analyze" && d.state != "drain-old" && d.state != "stop-old" &&
+      d.state != "commit")
+    return false;
+  auto t = d.detail.find("traffic");
+  return t != d.detail.end() && t->is_object() && t->value(d.to_version, 0) == 100;
+}
+
+bool unfinished(const std::string& item_state) {
+  return item_state == "waiting" || item_state == "running";
+}
+
+}  // namespace
+
 void Deployer::run_plan(const std::shared_ptr<PlanRun>& p) {
   // Each step's dependencies as indexes into the plan (validate_plan placed them before it).
   std::vector<std::vector<size_t>> after(p->steps.size());
@@ -87,12 +109,17 @@ void Deployer::run_plan(const std::shared_ptr<PlanRun>& p) {
           item.reason = "the plan is atomic and " + first_failure;
           continue;
         }
+        const bool on_healthy = p->steps[i].start_when == "healthy";
         std::string blocked, pending;
+        bool early = false;
         for (size_t j : after[i]) {
           const auto& d = p->items[j];
           if (d.state == "committed") continue;
-          (d.state == "waiting" || d.state == "running" ? pending : blocked) =
-              p->steps[j].req.component;
+          if (on_healthy && d.state == "running" && d.serving) {
+            early = true;
+            continue;
+          }
+          (unfinished(d.state) ? pending : blocked) = p->steps[j].req.component;
         }
         if (!blocked.empty()) {
           item.state = "skipped";
@@ -110,6 +137,7 @@ void Deployer::run_plan(const std::shared_ptr<PlanRun>& p) {
         if (row) {
           item.state = "running";
           item.deployment = row->id;
+          item.early = early;
           running = true;
         } else if (row.error().is(Code::busy)) {
           waiting = true;  // another deployment of it is ending: try again
@@ -124,9 +152,23 @@ void Deployer::run_plan(const std::shared_ptr<PlanRun>& p) {
         lk.lock();
         if (row && *row && (**row).finished_at_ms) {
           item.state = (**row).state;
-          if (item.state != "committed") item.reason = (**row).reason;
+          item.serving = false;
+          if (item.state != "committed" && item.reason.empty()) item.reason = (**row).reason;
         } else {
+          item.serving = row && *row && serving_all(**row);
           running = true;
+          // Started on a healthy dependency that then did not commit: it relies on a version
+          // that is gone, so it is aborted (its undo path restores its old version).
+          if (item.early)
+            for (size_t j : after[i])
+              if (!unfinished(p->items[j].state) && p->items[j].state != "committed" &&
+                  item.reason.empty()) {
+                item.reason = "its dependency " + p->steps[j].req.component + " ended " +
+                              p->items[j].state + " after it had started on it";
+                lk.unlock();
+                (void)abort(id);
+                lk.lock();
+              }
         }
       }
       if (item.state != "waiting" && item.state != "running" && item.state != "committed" &&

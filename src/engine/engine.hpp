@@ -181,6 +181,14 @@ class Engine {
   // component's remote offers it (deployment plans read dependencies from it).
   [[nodiscard]] Result<package::Manifest> offer(const std::string& component,
                                                 const std::string& version);
+  // offer() for several (component, version) at once, answers in order: one metadata
+  // refresh per remote, however many components it serves (a plan's validation).
+  [[nodiscard]] std::vector<Result<package::Manifest>> offers(
+      const std::vector<std::pair<std::string, std::string>>& wanted);
+  // The signed manifest recorded when component@version was installed (no network);
+  // Code::not_installed when that version is not installed.
+  [[nodiscard]] Result<package::Manifest> installed_manifest(const std::string& component,
+                                                             const std::string& version);
   // The active version of every component (what a plan's dependencies may be met by).
   std::map<std::string, package::Version> active_versions();
 

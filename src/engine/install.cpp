@@ -1,6 +1,7 @@
 // Install: the remote session, the one resolver of what a node must download (check and
 // install both ask it, so their figures agree), the install steps (resolve, fetch, stage),
 // dependency plans (--with-deps as one group), and check.
+#include <algorithm>
 #include <map>
 #include <mutex>
 #include <set>
@@ -388,15 +389,50 @@ Result<InstallReport> install_one(Engine& e, state::StateDb& db, Session& sess, 
 }
 
 Result<package::Manifest> Engine::offer(const std::string& c, const std::string& version) {
+  return std::move(offers({{c, version}}).front());
+}
+
+std::vector<Result<package::Manifest>> Engine::offers(
+    const std::vector<std::pair<std::string, std::string>>& wanted) {
+  std::vector<Result<package::Manifest>> out(wanted.size(),
+                                             fail(Code::not_offered, "not looked up"));
+  auto db = in_->connect();
+  if (!db) {
+    std::fill(out.begin(), out.end(), tl::unexpected(db.error()));
+    return out;
+  }
+  // One metadata refresh per remote, however many components it serves.
+  std::map<std::string, std::vector<size_t>> by_remote;
+  for (size_t i = 0; i < wanted.size(); ++i) {
+    auto remote = pick_remote(*db, wanted[i].first, "");
+    if (remote)
+      by_remote[*remote].push_back(i);
+    else
+      out[i] = tl::unexpected(remote.error());
+  }
+  for (const auto& [remote, items] : by_remote) {
+    auto sess = connect_remote(*this, *db, remote);
+    for (size_t i : items) {
+      if (!sess) {
+        out[i] = tl::unexpected(sess.error());
+        continue;
+      }
+      auto pick = pick_offer(**sess, wanted[i].first, wanted[i].second);
+      out[i] = pick ? Result<package::Manifest>(std::move(pick->first))
+                    : Result<package::Manifest>(tl::unexpected(pick.error()));
+    }
+  }
+  return out;
+}
+
+Result<package::Manifest> Engine::installed_manifest(const std::string& c, const std::string& v) {
   auto db = in_->connect();
   if (!db) return tl::unexpected(db.error());
-  auto remote = pick_remote(*db, c, "");
-  if (!remote) return tl::unexpected(remote.error());
-  auto sess = connect_remote(*this, *db, *remote);
-  if (!sess) return tl::unexpected(sess.error());
-  auto pick = pick_offer(**sess, c, version);
-  if (!pick) return tl::unexpected(pick.error());
-  return pick->first;
+  auto rows = db->versions(c);
+  if (!rows) return tl::unexpected(rows.error());
+  for (const auto& r : *rows)
+    if (r.version == v) return package::Manifest::from_json(r.manifest);
+  return fail(Code::not_installed, c + " " + v + " is not installed on this node");
 }
 
 std::map<std::string, package::Version> Engine::active_versions() {
