@@ -902,6 +902,34 @@ TEST_F(AgentTest, TheJudgeRollsBackABadVersionByItselfWithTheDecisionRecorded) {
   EXPECT_NE(d["reason"].get<std::string>().find("rollback judge"), std::string::npos);
 }
 
+TEST_F(AgentTest, BlueGreenChecksStopABadVersionBeforeAnyUserRequestReachesIt) {
+  start_agent();
+  deploy({"--version", "1.0.0"});
+  Load load(port_);
+  wait_for_requests(load, 300);
+  // 2.7.0 fails half of its requests; its synthetic check asks for "/" ten times per instance.
+  publish("2.7.0", {"--error-rate", "0.5"}, "[[service.check]]\nhttp = \"/\"\ncount = 10\n");
+  json d = deploy({"--version", "2.7.0", "--strategy", "blue-green", "--soak", "200ms"}, 1);
+  EXPECT_EQ(d["state"], "rolled-back") << d.dump();
+  EXPECT_EQ(d["decision"]["algorithm"], "checks") << d.dump();
+  EXPECT_EQ(d["decision"]["new"]["requests"], 20) << "10 attempts on each of 2 instances";
+  EXPECT_GT(d["decision"]["new"]["errors"].get<int>(), 0);
+  EXPECT_EQ(d["decision"]["old"]["errors"], 0) << "1.0.0 passes the same check";
+  EXPECT_EQ(d["checks"][0]["check"], "GET /");
+  EXPECT_EQ(load.failed(), 0) << "no user request reached 2.7.0: " << load.failures();
+  EXPECT_EQ(load.versions().count("2.7.0"), 0u);
+  EXPECT_EQ(served_version(), "1.0.0");
+  // Marked bad: refused by name, and --force installs it again (here with the judge off).
+  auto refused = mup({"deploy", "web", "--version", "2.7.0", "--wait", "--json"});
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE((refused.err + refused.out).find("marked bad"), std::string::npos) << refused.err;
+  json forced = deploy({"--version", "2.7.0", "--strategy", "blue-green", "--soak", "0s", "--force",
+                        "--auto-rollback", "off", "--analysis", "0s"});
+  load.stop();
+  EXPECT_EQ(forced["state"], "committed") << forced.dump();
+  EXPECT_EQ(forced["decision"]["verdict"], "rollback-suppressed") << forced.dump();
+}
+
 TEST_F(AgentTest, ACanaryWalksItsStepsUnderLoadAndCommitsWithoutAFailedRequest) {
   start_agent();
   deploy({"--version", "1.0.0"});

@@ -1,12 +1,12 @@
 #include "agent/runtime.hpp"
 
+#include <sys/statvfs.h>
+
 #include <algorithm>
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <thread>
-
-#include <sys/statvfs.h>
 
 #include "deploy/deployer.hpp"
 #include "state/state_db.hpp"
@@ -336,13 +336,40 @@ nlohmann::json Runtime::rollback_policy(const std::string& component, const std:
   // The manifest recorded at install (no network); the remote's offer only when there is none.
   auto m = engine_.installed_manifest(component, version);
   if (!m) m = engine_.offer(component, version);
-  if (m && m->rollback_policy.is_object() &&
-                                                  !m->rollback_policy.empty() &&
-                                                  rollback::policy_from_json(m->rollback_policy))
+  if (m && m->rollback_policy.is_object() && !m->rollback_policy.empty() &&
+      rollback::policy_from_json(m->rollback_policy))
     policy = m->rollback_policy;
   auto def = definition(component, version);
   if (def && def->rollback.is_object()) policy.merge_patch(def->rollback);
   return policy;
+}
+
+Result<std::vector<deploy::DataPlane::CheckResult>> Runtime::run_checks(
+    const std::string& c, const std::string& defined_by, const std::string& on,
+    const deploy::Cancel& cancel) {
+  auto def = definition(c, defined_by);
+  if (!def) return tl::unexpected(def.error());
+  std::vector<CheckResult> out;
+  if (def->checks.empty()) return out;
+  const auto list = instances_of(c, on);
+  if (list.empty()) return fail(Errc::not_found, "no instance of " + c + " " + on + " to check");
+  for (const auto& check : def->checks) {
+    CheckResult r;
+    r.name = check.name();
+    r.max_failures = static_cast<uint64_t>(check.max_failures);
+    for (const auto& inst : list)
+      for (int k = 0; k < check.count; ++k) {
+        if (cancel) return fail(Errc::io, "cancelled");
+        auto why = supervisor_.probe(inst.id, check.probe);
+        ++r.attempts;
+        if (!why || !why->empty()) {
+          ++r.failures;
+          r.last_error = inst.id + ": " + (why ? *why : why.error().message());
+        }
+      }
+    out.push_back(std::move(r));
+  }
+  return out;
 }
 
 bool Runtime::proxy_alive() {
@@ -352,10 +379,11 @@ bool Runtime::proxy_alive() {
 // --- EngineNode ------------------------------------------------------------------------
 
 Result<deploy::Node::Installed> EngineNode::install(const std::string& c, const std::string& v,
-                                                    const deploy::Cancel& cancel) {
+                                                    const deploy::Cancel& cancel, bool force) {
   engine::InstallOptions o;
   o.version = v;
   o.trial = true;
+  o.force = force;
   o.cancel = &cancel;
   auto r = engine_.install(c, o);
   if (!r) return tl::unexpected(r.error());

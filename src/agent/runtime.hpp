@@ -67,6 +67,10 @@ class Runtime : public deploy::DataPlane {
   [[nodiscard]] Result<std::map<std::string, rollback::Counts>> counts(
       const std::string& component) override;
   nlohmann::json rollback_policy(const std::string& component, const std::string& version) override;
+  [[nodiscard]] Result<std::vector<CheckResult>> run_checks(const std::string& component,
+                                                            const std::string& defined_by,
+                                                            const std::string& on,
+                                                            const deploy::Cancel& cancel) override;
 
  private:
   struct Service {
@@ -94,7 +98,7 @@ class EngineNode : public deploy::Node {
  public:
   explicit EngineNode(engine::Engine& engine) : engine_(engine) {}
   [[nodiscard]] Result<Installed> install(const std::string& component, const std::string& version,
-                                          const deploy::Cancel& cancel) override;
+                                          const deploy::Cancel& cancel, bool force) override;
   [[nodiscard]] Status commit(const std::string& component) override;
   [[nodiscard]] Status rollback(const std::string& component, const std::string& version,
                                 bool restore_state) override;

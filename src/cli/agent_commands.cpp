@@ -138,22 +138,38 @@ void print_deployment(const json& d) {
                 d["keep_old_until"].get<std::string>().c_str(), d.value("component", "").c_str());
 }
 
+// How often a follower asks again: soon after a change (a state often follows another within
+// milliseconds), then less and less often while nothing changes, up to 4 times a second.
+class PollDelay {
+ public:
+  void changed() { delay_ = std::chrono::milliseconds(10); }
+  void sleep() {
+    std::this_thread::sleep_for(delay_);
+    delay_ = std::min<std::chrono::milliseconds>(delay_ * 3 / 2, std::chrono::milliseconds(250));
+  }
+
+ private:
+  std::chrono::milliseconds delay_{10};
+};
+
 // Follows a deployment until it is final, printing its states as they change.
 json wait_final(api::Client& c, int64_t id, bool quiet, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   std::string last;
+  PollDelay delay;
   for (;;) {
     json d = call(c, "GET", "/v1/deployments/" + std::to_string(id));
-    if (!quiet && d.value("state", "") != last) {
+    if (d.value("state", "") != last) {
       last = d.value("state", "");
-      std::fprintf(stderr, "  %s\n", last.c_str());
+      delay.changed();
+      if (!quiet) std::fprintf(stderr, "  %s\n", last.c_str());
     }
     if (d.value("final", false)) return d;
     if (std::chrono::steady_clock::now() > deadline)
       die(Error(Errc::io, "deployment " + std::to_string(id) + " is still " + last + " after " +
                               std::to_string(timeout.count() / 1000) + " s (mup deployments " +
                               std::to_string(id) + ")"));
-    std::this_thread::sleep_for(100ms);
+    delay.sleep();
   }
 }
 
@@ -260,8 +276,7 @@ void print_plan(const json& p) {
       after += (after.empty() ? "" : ", ") + x.get<std::string>();
     const std::string dep =
         i.contains("deployment") ? " (deployment " + i["deployment"].dump() + ")" : "";
-    if (!after.empty() && i.value("start_when", "committed") == "healthy")
-      after += " (healthy)";
+    if (!after.empty() && i.value("start_when", "committed") == "healthy") after += " (healthy)";
     std::printf("  %-16s %-10s %-12s%s%s\n", i.value("component", "").c_str(),
                 i.value("version", "").c_str(), i.value("state", "").c_str(),
                 after.empty() ? "" : (" after " + after).c_str(), dep.c_str());
@@ -289,16 +304,19 @@ void run_plan(api::Client& c, const json& body, bool wait, bool as_json) {
 void follow_plan(api::Client& c, int64_t id, bool as_json) {
   json p;
   std::string last;
+  PollDelay delay;
   for (;;) {
     p = call(c, "GET", "/v1/plans/" + std::to_string(id));
     std::string now;
     for (const auto& i : p.value("items", json::array()))
       now += i.value("component", "") + "=" + i.value("state", "") + " ";
-    if (!as_json && now != last)
-      std::printf("plan %lld: %s\n", static_cast<long long>(id), now.c_str());
+    if (now != last) {
+      delay.changed();
+      if (!as_json) std::printf("plan %lld: %s\n", static_cast<long long>(id), now.c_str());
+    }
     last = now;
     if (p.value("state", "") != "running") break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    delay.sleep();
   }
   if (as_json)
     print_json(p);

@@ -247,7 +247,11 @@ Event do_analyze(StepContext& c) {
     if (auto s = c.plane.wait_ready(comp, neu, c.cancel); !s) return event_from(c, s);
   }
   if (!judge.warnings().empty()) {
+    // After the checks' warnings, if any (blue-green), and the judge's of an earlier run of
+    // this state (a resume) replaced.
     json w = json::array();
+    for (const auto& x : detail.value("warnings", json::array()))
+      if (x.value("algorithm", "") == "checks") w.push_back(x);
     for (const auto& d : judge.warnings()) w.push_back(d.to_json());
     detail["warnings"] = std::move(w);
   }

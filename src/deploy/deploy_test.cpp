@@ -29,8 +29,8 @@ class FakeNode : public Node {
   std::string offered = "2.0.0";
   std::vector<std::string> calls;
 
-  Result<Installed> install(const std::string&, const std::string& version,
-                            const Cancel&) override {
+  Result<Installed> install(const std::string&, const std::string& version, const Cancel&,
+                            bool) override {
     std::lock_guard lk(mu);
     std::string v = version.empty() ? offered : version;
     calls.push_back("install " + v);
@@ -126,6 +126,15 @@ class FakePlane : public DataPlane {
     return {};
   }
   int instances(const std::string&, const std::string&) override { return 4; }
+
+  // Synthetic checks: the results per version checked (none: no checks defined).
+  std::map<std::string, std::vector<CheckResult>> check_results;
+  Result<std::vector<CheckResult>> run_checks(const std::string&, const std::string&,
+                                              const std::string& on, const Cancel&) override {
+    std::lock_guard lk(mu);
+    auto it = check_results.find(on);
+    return it == check_results.end() ? std::vector<CheckResult>{} : it->second;
+  }
 
   // Traffic, when `clock` is set: each read of the counts is 100 ms of 200 requests/s split by
   // the weights, failing at fail_rate[version] (1% by default), the clock moved on by 100 ms.
@@ -283,6 +292,59 @@ TEST_F(DeployTest, BlueGreenKeepsTheOldSetWarmUntilTheWindowCloses) {
   EXPECT_FALSE((**r).detail["window"]["open"].get<bool>());
 }
 
+TEST_F(DeployTest, BlueGreenChecksFailingOnTheNewVersionRollBackBeforeAnyTraffic) {
+  plane_.check_results["2.0.0"] = {{"GET /api", 20, 3, 0, "web@2.0.0#0: GET /api: status 500"}};
+  plane_.check_results["1.0.0"] = {{"GET /api", 20, 0, 0, ""}};
+  auto row = deploy(Strategy::blue_green);
+  EXPECT_EQ(row.state, "rolled-back") << row.reason;
+  EXPECT_NE(row.reason.find("GET /api: 3 of 20 attempts failed"), std::string::npos) << row.reason;
+  for (const auto& w : plane_.routes)
+    EXPECT_EQ(w.count("2.0.0") ? w.at("2.0.0") : 0, 0) << "2.0.0 never got traffic";
+  EXPECT_EQ(plane_.running, (std::set<std::string>{"1.0.0"}));
+  EXPECT_EQ(node_.active_v, "1.0.0");
+  const auto& d = row.detail["decision"];
+  EXPECT_EQ(d["algorithm"], "checks");
+  EXPECT_EQ(d["verdict"], "rollback");
+  EXPECT_EQ(d["new"]["errors"], 3);
+  EXPECT_EQ(d["old"]["requests"], 20);
+  EXPECT_EQ(row.detail["checks"][0]["old"]["failures"], 0);
+  // Marked bad like a judge's rollback.
+  DeployRequest again;
+  again.component = "web";
+  again.version = "2.0.0";
+  again.strategy = Strategy::blue_green;
+  EXPECT_FALSE(deployer_->start(again));
+}
+
+TEST_F(DeployTest, AChecksFailureTheOldVersionSharesIsAWarningNotARollback) {
+  plane_.check_results["2.0.0"] = {{"GET /api", 20, 20, 0, "connect refused"},
+                                   {"GET /healthz", 20, 0, 0, ""}};
+  plane_.check_results["1.0.0"] = {{"GET /api", 20, 20, 0, "connect refused"},
+                                   {"GET /healthz", 20, 0, 0, ""}};
+  auto row = deploy(Strategy::blue_green);
+  EXPECT_EQ(row.state, "committed") << row.reason;
+  ASSERT_TRUE(row.detail["warnings"].is_array());
+  EXPECT_NE(row.detail["warnings"][0]["reason"].get<std::string>().find("fails on 1.0.0 too"),
+            std::string::npos);
+  EXPECT_EQ(row.detail["checks"].size(), 2u);
+}
+
+TEST_F(DeployTest, ChecksWithAutomaticRollbackOffAreRecordedOnly) {
+  plane_.check_results["2.0.0"] = {{"GET /api", 10, 10, 0, "status 503"}};
+  DeployRequest r;
+  r.component = "web";
+  r.strategy = Strategy::blue_green;
+  r.soak_ms = 0;
+  r.policy = {{"automatic", false}};
+  auto row = deployer_->start(r);
+  ASSERT_TRUE(row) << row.error().message();
+  auto done = deployer_->wait(row->id, 20s);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->state, "committed") << done->reason;
+  EXPECT_NE(done->detail.dump().find("automatic rollback is off"), std::string::npos)
+      << done->detail.dump();
+}
+
 TEST_F(DeployTest, RollbackInsideTheWindowIsAWeightFlipToTheWarmSet) {
   auto row = deploy(Strategy::blue_green, 60000);
   ASSERT_EQ(row.state, "committed");
@@ -327,7 +389,7 @@ TEST_F(DeployTest, AbortWhileWaitingForReadinessUndoes) {
 
 TEST_F(DeployTest, AnUnfinishedDeploymentIsResumedFromItsJournaledState) {
   // As an agent killed in drain-old leaves it: engine on 2.0.0 (trial), traffic moved.
-  node_.install("web", "2.0.0", Cancel{false});
+  (void)node_.install("web", "2.0.0", Cancel{false}, false);
   plane_.running.insert("2.0.0");
   plane_.split = {{"2.0.0", 100}};
   {
@@ -353,7 +415,7 @@ TEST_F(DeployTest, AnUnfinishedDeploymentIsResumedFromItsJournaledState) {
 }
 
 TEST_F(DeployTest, AJournalRowThatCannotBeUnderstoodIsRolledBack) {
-  node_.install("web", "2.0.0", Cancel{false});
+  (void)node_.install("web", "2.0.0", Cancel{false}, false);
   plane_.running.insert("2.0.0");
   plane_.split = {{"2.0.0", 100}};
   {
@@ -755,7 +817,8 @@ class PlanNode : public Node {
     for (const auto& d : deps) m.depends.push_back(*package::Dependency::parse(d));
     offers[c].push_back(m);
   }
-  Result<Installed> install(const std::string& c, const std::string& v, const Cancel&) override {
+  Result<Installed> install(const std::string& c, const std::string& v, const Cancel&,
+                            bool) override {
     std::lock_guard lk(mu);
     installs.push_back(c + " " + v);
     Installed r{active_v[c], v};
@@ -1042,8 +1105,7 @@ TEST_F(PlanTest, ADependentStartedOnAHealthyDependencyIsAbortedWhenTheDependency
   EXPECT_EQ(end["state"], "failed") << end.dump();
   EXPECT_NE(state_of(end, "a"), "committed");
   EXPECT_NE(state_of(end, "b"), "committed");
-  EXPECT_NE(end["items"][1].value("reason", "").find("its dependency a ended"),
-            std::string::npos)
+  EXPECT_NE(end["items"][1].value("reason", "").find("its dependency a ended"), std::string::npos)
       << end.dump();
   EXPECT_EQ(node_.active_v["b"], "1.0.0") << "b's undo restored its old version";
 }

@@ -84,6 +84,7 @@ nlohmann::json deployment_json(const state::DeploymentRow& row,
     j["watch"] = std::move(wj);
   }
   if (d.contains("warnings")) j["warnings"] = d["warnings"];
+  if (d.contains("checks")) j["checks"] = d["checks"];
   if (auto at = json_int(d, "rolled_back_at_ms", 0)) {
     j["rolled_back_at"] = iso_utc(at);
     j["rolled_back_at_ms"] = at;
@@ -237,6 +238,7 @@ Result<state::DeploymentRow> Deployer::start(const DeployRequest& req) {
                 {"soak_ms", req.soak_ms},
                 {"analysis_ms", req.analysis_ms},
                 {"policy", req.policy}};
+  if (req.force) row.detail["force"] = true;
   if (scheduled) row.detail["scheduled_for_ms"] = scheduled_for_ms;
   if (!window.is_null()) row.detail["window_sched"] = window;
   if (req.strategy == Strategy::rolling) {

@@ -86,10 +86,11 @@ class Node {
     std::string from_version, to_version;  // from: the active version before (may be empty)
   };
   // Installs and activates `version` (newest when empty) on trial. A version already active
-  // answers {active, active} without doing anything.
+  // answers {active, active} without doing anything. `force`: also a version marked bad
+  // (rolled back from its trial before).
   [[nodiscard]] virtual Result<Installed> install(const std::string& component,
-                                                  const std::string& version,
-                                                  const Cancel& cancel) = 0;
+                                                  const std::string& version, const Cancel& cancel,
+                                                  bool force) = 0;
   [[nodiscard]] virtual Status commit(const std::string& component) = 0;
   // Makes `version` the active one again (the engine's rollback --to); an empty version
   // leaves none active (undo of a first install). `restore_state`: the state snapshot taken
@@ -169,6 +170,22 @@ class DataPlane {
       const std::string& component) {
     (void)component;
     return std::map<std::string, rollback::Counts>{};
+  }
+  // Synthetic checks (blue-green, before the switch): the [[service.check]]s of `defined_by`'s
+  // service definition, each tried its count of times on every instance of `on` (the new
+  // version, and the old one for reference). Empty: the definition has none.
+  struct CheckResult {
+    std::string name;  // "GET /api/x"
+    uint64_t attempts = 0, failures = 0;
+    uint64_t max_failures = 0;  // tolerated
+    std::string last_error;     // of the last failed attempt
+  };
+  [[nodiscard]] virtual Result<std::vector<CheckResult>> run_checks(const std::string& component,
+                                                                    const std::string& defined_by,
+                                                                    const std::string& on,
+                                                                    const Cancel& cancel) {
+    (void)component, (void)defined_by, (void)on, (void)cancel;
+    return std::vector<CheckResult>{};
   }
   // The version's rollback policy (its mup-service.toml [rollback] table; null: none).
   virtual nlohmann::json rollback_policy(const std::string& component, const std::string& version) {

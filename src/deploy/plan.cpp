@@ -29,8 +29,7 @@ Status check_space(Node& node, const std::map<std::string, package::Manifest>& p
   if (space->free >= space->reserve && need <= space->free - space->reserve) return {};
   return fail(Code::bad_request,
               "plan: not enough disk: the new versions need " + human_bytes(need) + " (" + parts +
-                  "), " + human_bytes(space->free) + " is free and " +
-                  human_bytes(space->reserve) +
+                  "), " + human_bytes(space->free) + " is free and " + human_bytes(space->reserve) +
                   " stays in reserve (free some space, or deploy fewer at once)");
 }
 
@@ -102,8 +101,8 @@ Result<std::vector<PlanStep>> validate_plan(Node& node, const PlanRequest& req) 
     path.pop_back();
     mark[n] = 2;
     auto when = req.start_when_of.find(n);
-    order.push_back({by_name.at(n), after[n],
-                     when == req.start_when_of.end() ? req.start_when : when->second});
+    order.push_back(
+        {by_name.at(n), after[n], when == req.start_when_of.end() ? req.start_when : when->second});
     return {};
   };
   for (const auto& item : req.items) MUP_TRY(visit(item.component));

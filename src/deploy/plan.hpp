@@ -16,10 +16,10 @@
 // than committed stops its dependents: those waiting are skipped, those started early on a
 // healthy dependency are aborted (they rely on a version that is gone). With `atomic`, any
 // failure also aborts the running steps and rolls back the committed ones, newest first (a
-// rollback deployment each). A plan ends committed (every step), failed (some did not), or rolled-back (atomic).
-// Plans live in the agent's memory: the deployments they start are journaled and resumed
-// like any other, but a plan's own progress is not (an agent restart ends its runner; the
-// deployments in flight still finish).
+// rollback deployment each). A plan ends committed (every step), failed (some did not), or
+// rolled-back (atomic). Plans live in the agent's memory: the deployments they start are journaled
+// and resumed like any other, but a plan's own progress is not (an agent restart ends its runner;
+// the deployments in flight still finish).
 #pragma once
 
 #include <cstdint>

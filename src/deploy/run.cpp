@@ -46,7 +46,8 @@ Event do_install(StepContext& c) {
   if (!c.row.to_version.empty() && c.node.active(comp) == c.row.to_version &&
       c.row.detail.value("installed", false))
     return Event::ok;
-  auto r = c.node.install(comp, json_str(c.row.detail, "requested_version"), c.cancel);
+  auto r = c.node.install(comp, json_str(c.row.detail, "requested_version"), c.cancel,
+                          c.row.detail.value("force", false));
   if (!r) return event_from(c, tl::unexpected(r.error()));
   if (r->from_version == r->to_version) {
     c.why = comp + " " + r->to_version + " is already the active version";
@@ -60,6 +61,7 @@ Event do_install(StepContext& c) {
 
 Event do_soak(StepContext& c) {
   if (c.strategy != Strategy::blue_green) return Event::skip;
+  if (const Event e = do_checks(c); e != Event::ok) return e;
   const auto until =
       c.clock.monotonic() + std::chrono::milliseconds(json_int(c.row.detail, "soak_ms", 2000));
   while (c.clock.monotonic() < until) {

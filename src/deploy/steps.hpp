@@ -29,6 +29,13 @@ struct StepContext {
 // else error (c.why set).
 Event event_from(StepContext& c, const Status& s);
 
+// Blue-green, before the switch: the new version's [[service.check]]s on its instances and on
+// the old version's (for reference). A check the new version fails beyond its max_failures
+// while the old one passes it is a rollback decision (Event::rollback, detail "decision" with
+// algorithm "checks"); one both fail is a warning. detail "checks" keeps the results (a
+// resumed deployment does not run them again). No checks defined: Event::ok.
+Event do_checks(StepContext& c);
+
 // The version's rollback policy: its mup-service.toml [rollback] with the deployment's
 // overrides (detail "policy").
 [[nodiscard]] Result<rollback::Policy> resolve_policy(StepContext& c);

@@ -47,6 +47,15 @@ nlohmann::json ServiceDef::to_json() const {
       {"limits", limits_json},
       {"source", source},
   };
+  nlohmann::json checks_json = nlohmann::json::array();
+  for (const auto& c : checks)
+    checks_json.push_back({{"kind", ready_kind_name(c.probe.kind)},
+                           {"http", c.probe.http_path},
+                           {"exec", c.probe.exec},
+                           {"timeout_ms", c.probe.timeout_ms},
+                           {"count", c.count},
+                           {"max_failures", c.max_failures}});
+  if (!checks.empty()) j["checks"] = std::move(checks_json);
   if (user) j["user"] = *user;
   if (!rollback.is_null()) j["rollback"] = rollback;
   return j;
@@ -62,15 +71,24 @@ Result<ServiceDef> service_def_from_json(const nlohmann::json& j) {
     d.env = j.at("env").get<std::map<std::string, std::string>>();
     d.workdir = j.at("workdir").get<std::string>();
     if (j.contains("user")) d.user = j.at("user").get<std::string>();
-    const auto& r = j.at("ready");
-    std::string kind = r.at("kind").get<std::string>();
-    d.ready.kind = kind == "http"   ? ReadyCheck::Kind::http
-                   : kind == "exec" ? ReadyCheck::Kind::exec
-                                    : ReadyCheck::Kind::tcp;
-    d.ready.http_path = r.at("http").get<std::string>();
-    d.ready.exec = r.at("exec").get<std::vector<std::string>>();
-    d.ready.timeout_ms = r.at("timeout_ms").get<int64_t>();
-    d.ready.interval_ms = r.at("interval_ms").get<int64_t>();
+    auto probe_from = [](const nlohmann::json& r, ReadyCheck& p) {
+      std::string kind = r.at("kind").get<std::string>();
+      p.kind = kind == "http"   ? ReadyCheck::Kind::http
+               : kind == "exec" ? ReadyCheck::Kind::exec
+                                : ReadyCheck::Kind::tcp;
+      p.http_path = r.at("http").get<std::string>();
+      p.exec = r.at("exec").get<std::vector<std::string>>();
+      p.timeout_ms = r.at("timeout_ms").get<int64_t>();
+    };
+    probe_from(j.at("ready"), d.ready);
+    d.ready.interval_ms = j.at("ready").at("interval_ms").get<int64_t>();
+    for (const auto& c : j.value("checks", nlohmann::json::array())) {
+      SmokeCheck s;
+      probe_from(c, s.probe);
+      s.count = c.at("count").get<int>();
+      s.max_failures = c.at("max_failures").get<int>();
+      d.checks.push_back(std::move(s));
+    }
     const auto& s = j.at("stop");
     d.stop.signal_name = s.at("signal").get<std::string>();
     auto sig = signal_number(d.stop.signal_name);

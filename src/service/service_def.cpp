@@ -116,6 +116,7 @@ class TableReader {
     return std::optional<TableReader>{TableReader(*n->as_table(), qualified(key), source_)};
   }
 
+  const std::string& source() const { return source_; }
   int64_t table_line() const { return static_cast<int64_t>(table_.source().begin.line); }
   std::string qualified(std::string_view key) const {
     if (key.empty()) return path_;
@@ -234,8 +235,10 @@ Result<int64_t> parse_percent(const TableReader& r) {
   return value;
 }
 
-Status read_ready(const TableReader& r, ReadyCheck& ready) {
-  MUP_TRY(r.check_keys({"http", "tcp", "exec", "timeout_ms", "interval_ms"}));
+Status read_ready(const TableReader& r, ReadyCheck& ready,
+                  std::initializer_list<std::string_view> keys = {"http", "tcp", "exec",
+                                                                  "timeout_ms", "interval_ms"}) {
+  MUP_TRY(r.check_keys(keys));
   int kinds = (r.get("http") ? 1 : 0) + (r.get("tcp") ? 1 : 0) + (r.get("exec") ? 1 : 0);
   if (kinds > 1)
     return tl::unexpected(
@@ -274,6 +277,25 @@ Status read_ready(const TableReader& r, ReadyCheck& ready) {
   auto interval = r.opt_int("interval_ms", 1, 60'000);
   if (!interval) return tl::unexpected(interval.error());
   ready.interval_ms = interval->value_or(ready.interval_ms);
+  return {};
+}
+
+Status read_check(const TableReader& r, SmokeCheck& check) {
+  if (!r.get("http") && !r.get("tcp") && !r.get("exec"))
+    return tl::unexpected(
+        r.fail_at(r.table_line(), "", "give one of http, tcp and exec (what to check)"));
+  check.probe.timeout_ms = 2000;
+  // The probe's keys are [service.ready]'s (timeout_ms there allows up to an hour: not here).
+  auto timeout = r.opt_int("timeout_ms", 1, 60'000);
+  if (!timeout) return tl::unexpected(timeout.error());
+  MUP_TRY(
+      read_ready(r, check.probe, {"http", "tcp", "exec", "timeout_ms", "count", "max_failures"}));
+  auto count = r.opt_int("count", 1, 1000);
+  if (!count) return tl::unexpected(count.error());
+  check.count = static_cast<int>(count->value_or(check.count));
+  auto max = r.opt_int("max_failures", 0, 100'000);
+  if (!max) return tl::unexpected(max.error());
+  check.max_failures = static_cast<int>(max->value_or(check.max_failures));
   return {};
 }
 
@@ -332,7 +354,7 @@ Status read_limits(const TableReader& r, Limits& limits) {
 
 Status read_service(const TableReader& r, ServiceDef& def) {
   MUP_TRY(r.check_keys({"exec", "listen", "protocol", "instances", "env", "workdir", "user",
-                        "ready", "stop", "restart", "log", "limits"}));
+                        "ready", "check", "stop", "restart", "log", "limits"}));
   auto exec = r.opt_strings("exec");
   if (!exec) return tl::unexpected(exec.error());
   if (!*exec) return tl::unexpected(r.fail_at(r.table_line(), "exec", "missing (required)"));
@@ -418,10 +440,32 @@ Status read_service(const TableReader& r, ServiceDef& def) {
     if (!sub) return tl::unexpected(sub.error());
     if (*sub) MUP_TRY(s.read(**sub, def));
   }
+  if (const toml::node* checks = r.get("check")) {
+    if (!checks->is_array_of_tables())
+      return tl::unexpected(r.wrong_type("check", "an array of tables ([[service.check]])"));
+    size_t i = 0;
+    for (const toml::node& t : *checks->as_array()) {
+      SmokeCheck c;
+      MUP_TRY(read_check(
+          TableReader(*t.as_table(), r.qualified("check") + "[" + std::to_string(i++) + "]",
+                      r.source()),
+          c));
+      def.checks.push_back(std::move(c));
+    }
+  }
   return {};
 }
 
 }  // namespace
+
+std::string SmokeCheck::name() const {
+  switch (probe.kind) {
+    case ReadyCheck::Kind::http: return "GET " + probe.http_path;
+    case ReadyCheck::Kind::tcp: return "tcp connect";
+    case ReadyCheck::Kind::exec: return "exec " + (probe.exec.empty() ? "" : probe.exec.front());
+  }
+  return "check";
+}
 
 std::string_view protocol_name(Protocol p) {
   return p == Protocol::tcp ? "tcp" : "http";

@@ -27,6 +27,14 @@
 //   [service.log]       max_bytes >= 1024                   1048576
 //   [service.limits]    memory_max "512M" (K/M/G/T, 1024-based) or integer bytes; cpu_max
 //                       "150%" (of one CPU) ; pids_max integer >= 1    (all unset)
+//   [[service.check]]   synthetic checks a blue-green deployment runs on every instance of
+//                       the new version (and of the old, for reference) before the switch;
+//                       any number of them, each one of http = "/path" | tcp = true |
+//                       exec = [argv] as in [service.ready] (exec: exit 0 passes)
+//     count             integer 1..1000, attempts on each instance  10
+//     max_failures      integer 0..100000, failed attempts tolerated
+//                       over all instances                          0
+//     timeout_ms        integer 1..60000, per attempt               2000
 //
 // Paths: exec[0] and ready.exec[0] that are relative resolve in the version's tree and must
 // not contain "." or ".." components (they may not escape the tree); absolute ones (e.g.
@@ -64,6 +72,15 @@ struct ReadyCheck {
   int64_t interval_ms = 100;
 };
 
+// One [[service.check]]: `probe` is tried `count` times on each instance.
+struct SmokeCheck {
+  ReadyCheck probe;  // its timeout_ms is per attempt (default 2000); interval_ms unused
+  int count = 10;
+  int max_failures = 0;
+  // What it does, for messages: "GET /api/x", "tcp connect", "exec bin/smoke".
+  std::string name() const;
+};
+
 struct StopPolicy {
   std::string signal_name = "TERM";
   int signal = 15;  // SIGTERM
@@ -96,6 +113,7 @@ struct ServiceDef {
   std::string workdir = ".";
   std::optional<std::string> user;
   ReadyCheck ready;
+  std::vector<SmokeCheck> checks;
   StopPolicy stop;
   RestartPolicy restart;
   LogPolicy log;

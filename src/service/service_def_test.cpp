@@ -119,6 +119,16 @@ TEST(ServiceDefTest, EveryErrorNamesFileLineAndKey) {
        "must be >= backoff_ms"},
       {head + "[service.log]\nmax_bytes = 10\n", "service.log.max_bytes: must be between 1024"},
       {"[service\n", "mup-service.toml:1:"},
+      {head + "[[service.check]]\ncount = 3\n",
+       "mup-service.toml:4: service.check[0]: give one of http, tcp and exec"},
+      {head + "[[service.check]]\nhttp = \"/a\"\n[[service.check]]\nhttp = \"/b\"\ncount = 0\n",
+       "mup-service.toml:8: service.check[1].count: must be between 1 and 1000"},
+      {head + "[[service.check]]\nhttp = \"/a\"\ninterval_ms = 5\n",
+       "service.check[0].interval_ms: unknown key"},
+      {head + "[[service.check]]\nhttp = \"/a\"\ntimeout_ms = 600000\n",
+       "service.check[0].timeout_ms: must be between 1 and 60000"},
+      {head + "[service.check]\nhttp = \"/a\"\n",
+       "service.check: expected an array of tables ([[service.check]])"},
   };
   for (const auto& c : cases) {
     auto d = parse_service_def(c.text, "mup-service.toml");
@@ -128,6 +138,35 @@ TEST(ServiceDefTest, EveryErrorNamesFileLineAndKey) {
         << "text:\n"
         << c.text << "message: " << d.error().message();
   }
+}
+
+TEST(ServiceDefTest, SyntheticChecks) {
+  ServiceDef d = parse_ok(R"(
+[service]
+exec = ["bin/x"]
+listen = "127.0.0.1:80"
+[[service.check]]
+http = "/api/items?limit=1"
+count = 20
+max_failures = 1
+[[service.check]]
+exec = ["bin/smoke", "--port", "{port}"]
+timeout_ms = 5000
+)");
+  ASSERT_EQ(d.checks.size(), 2u);
+  EXPECT_EQ(d.checks[0].probe.kind, ReadyCheck::Kind::http);
+  EXPECT_EQ(d.checks[0].name(), "GET /api/items?limit=1");
+  EXPECT_EQ(d.checks[0].count, 20);
+  EXPECT_EQ(d.checks[0].max_failures, 1);
+  EXPECT_EQ(d.checks[0].probe.timeout_ms, 2000) << "per attempt, by default";
+  EXPECT_EQ(d.checks[1].name(), "exec bin/smoke");
+  EXPECT_EQ(d.checks[1].count, 10);
+  EXPECT_EQ(d.checks[1].probe.timeout_ms, 5000);
+  EXPECT_EQ(d.ready.kind, ReadyCheck::Kind::tcp) << "checks leave readiness alone";
+  auto back = service_def_from_json(d.to_json());
+  ASSERT_TRUE(back) << back.error().message();
+  EXPECT_EQ(back->to_json(), d.to_json());
+  EXPECT_EQ(back->checks.size(), 2u);
 }
 
 TEST(ServiceDefTest, LoadsFromFile) {

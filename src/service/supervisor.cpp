@@ -320,6 +320,31 @@ Result<InstanceInfo> Supervisor::start(const ServiceDef& def, const stdfs::path&
   return info;
 }
 
+Result<std::string> Supervisor::probe(const std::string& id, const ReadyCheck& check) {
+  int port = 0;
+  std::optional<SpawnSpec> exec_spec;
+  {
+    std::lock_guard lock(impl_->mu);
+    auto it = impl_->instances.find(id);
+    if (it == impl_->instances.end()) return fail(Code::not_found, "no instance " + id);
+    Instance& in = *it->second;
+    if (in.pid == 0) return fail(Code::crashed, "instance " + id + " " + in.last_exit);
+    port = in.port;
+    if (check.kind == ReadyCheck::Kind::exec) {
+      auto spec = impl_->spec_for_locked(in, check.exec);
+      if (!spec) return tl::unexpected(spec.error());
+      spec->cgroup_dir.clear();
+      exec_spec = std::move(*spec);
+    }
+  }
+  switch (check.kind) {
+    case ReadyCheck::Kind::http: return probe_http(port, check.http_path, check.timeout_ms);
+    case ReadyCheck::Kind::tcp: return probe_tcp(port, check.timeout_ms);
+    case ReadyCheck::Kind::exec: return probe_exec(*exec_spec, check.timeout_ms);
+  }
+  return std::string("unknown check");
+}
+
 Status Supervisor::wait_ready(const std::string& id, std::chrono::milliseconds timeout,
                               const std::atomic<bool>* cancel) {
   ReadyCheck ready;

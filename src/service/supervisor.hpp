@@ -138,6 +138,11 @@ class Supervisor {
                                   std::chrono::milliseconds timeout = std::chrono::milliseconds(0),
                                   const std::atomic<bool>* cancel = nullptr);
 
+  // One attempt of `check` on instance `id` (a deployment's [[service.check]]): "" when it
+  // passed, else why not (as the probes of probe.hpp say it). An exec check runs as the
+  // instance's readiness exec does (its environment, workdir and log).
+  [[nodiscard]] Result<std::string> probe(const std::string& id, const ReadyCheck& check);
+
   // Sends stop.signal to the instance's process group, waits up to stop.timeout_ms, then
   // SIGKILLs the group; removes the record. Stopping an unknown id succeeds (idempotent).
   [[nodiscard]] Status stop(const std::string& id);
