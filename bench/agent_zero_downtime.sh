@@ -188,7 +188,10 @@ run_rate() {
     idx=$(((i - 1) % S))
     strategy=${STRATS[idx]}
     flags_of "$strategy"
-    FLAGS+=(--force)  # a version the judge rolled back is marked bad: deployed again anyway
+    # A version the judge rolled back is marked bad; --force is meant to deploy it again.
+    # (With the binaries of 2026-12-02 the engine still refuses it at install, the
+    # deployment ends failed: then every later one to that version fails and is recorded.)
+    FLAGS+=(--force)
     seen[idx]=$((seen[idx] + 1))
     j=${seen[idx]}
     # Kills spread evenly over each strategy's deployments; modes alternate per strategy
