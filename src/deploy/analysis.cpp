@@ -145,6 +145,12 @@ Event do_analyze(StepContext& c) {
   for (auto i = static_cast<size_t>(json_int(detail, "step", 0)); i < steps.size(); ++i) {
     const int w_new = steps[i];
     if (stepped) {
+      // Journaled before the step changes anything: an agent killed in the middle of it
+      // resumes this step (every change below is idempotent), never the one before, which
+      // would stop a new instance just started and restart an old one.
+      detail["step"] = i;
+      detail["judge"] = judge.state_json();
+      c.journal();
       if (!batches.empty()) {  // rolling: this batch's new instances ready before traffic
         if (auto s = c.plane.scale(comp, neu, batches[i].k_new); !s) return event_from(c, s);
         if (auto s = c.plane.wait_ready(comp, neu, c.cancel); !s) return event_from(c, s);
@@ -154,8 +160,6 @@ Event do_analyze(StepContext& c) {
       if (!batches.empty())
         if (auto s = c.plane.scale(comp, old, batches[i].k_old); !s) return event_from(c, s);
       detail["traffic"] = w;
-      detail["step"] = i;
-      detail["judge"] = judge.state_json();
       c.journal();
     }
     if (step_ms == 0) {  // no analysis asked for: the next step at once

@@ -116,7 +116,9 @@ class FakePlane : public DataPlane {
 
   // Rolling: four instances per version; every scale asked for, "version:count".
   std::vector<std::string> scales;
+  std::function<void(const std::string& version, int n)> on_scale;  // before each
   Status scale(const std::string&, const std::string& v, int n) override {
+    if (on_scale) on_scale(v, n);
     std::lock_guard lk(mu);
     scales.push_back(v + ":" + std::to_string(n));
     if (n > 0)
@@ -759,8 +761,18 @@ TEST_F(JudgedDeployTest, RollingReplacesInstancesInBatchesWithTheirShareOfTraffi
   r.strategy = Strategy::rolling;
   r.batch_size = 1;
   r.step_ms = 3000;
+  // What the journal says when each batch stops old instances (a kill there resumes it).
+  std::vector<int64_t> journaled_step;
+  plane_.on_scale = [&](const std::string& v, int) {
+    if (v != "1.0.0") return;
+    auto db = state::StateDb::open(dir_ / "state.db", clock_);
+    auto rows = db ? db->unfinished_deployments() : decltype(db->unfinished_deployments()){};
+    if (rows && !rows->empty()) journaled_step.push_back(rows->front().detail.value("step", -1));
+  };
   auto row = judged(r);
   EXPECT_EQ(row.state, "committed") << row.reason;
+  EXPECT_EQ(journaled_step, (std::vector<int64_t>{0, 1, 2}))
+      << "each batch is journaled before it changes instances";
   using W = std::map<std::string, int>;
   std::vector<W> seen;
   for (const auto& w : plane_.routes)
