@@ -267,6 +267,22 @@ class AgentTest : public ::testing::Test {
     return {};
   }
   std::string served_version() { return http_get(port_, "/").version; }
+  // Publishes `component` (a sample service on `port`) with these dependencies.
+  void publish_as(const std::string& component, const std::string& version, uint16_t port,
+                  const std::vector<std::string>& flags, const std::vector<std::string>& depends,
+                  bool unmet_ok = false) {
+    auto t = make_tree(version + "-" + component, flags);
+    std::string def = slurp((t / "mup-service.toml").string());
+    const std::string from = "127.0.0.1:" + std::to_string(port_);
+    def.replace(def.find(from), from.size(), "127.0.0.1:" + std::to_string(port));
+    write_file(t / "mup-service.toml", def);
+    std::vector<std::string> args = {"publish", s("repo"),     t.string(), "--keys",
+                                     s("keys"), "--component", component,  "--version",
+                                     version,   "--type",      "service"};
+    for (const auto& d : depends) args.insert(args.end(), {"--depends", d});
+    if (unmet_ok) args.push_back("--allow-unmet-deps");
+    ok(args);
+  }
 
   std::string s(const std::string& rel) { return (d_ / rel).string(); }
   static std::string slurp(const std::string& p) {
@@ -816,21 +832,6 @@ TEST_F(AgentTest, APlanDeploysAChainInOrderAndAFailureStopsItsDependents) {
   deploy({"--version", "1.0.0"});
   // db: a second service on its own port; web 2.8.0 needs db >= 2, api 1.0.0 needs web >= 2.8.
   const uint16_t db_port = free_port();
-  auto publish_as = [&](const std::string& component, const std::string& version, uint16_t port,
-                        const std::vector<std::string>& flags,
-                        const std::vector<std::string>& depends, bool unmet_ok = false) {
-    auto t = make_tree(version + "-" + component, flags);
-    std::string def = slurp((t / "mup-service.toml").string());
-    const std::string from = "127.0.0.1:" + std::to_string(port_);
-    def.replace(def.find(from), from.size(), "127.0.0.1:" + std::to_string(port));
-    write_file(t / "mup-service.toml", def);
-    std::vector<std::string> args = {"publish", s("repo"),     t.string(), "--keys",
-                                     s("keys"), "--component", component,  "--version",
-                                     version,   "--type",      "service"};
-    for (const auto& d : depends) args.insert(args.end(), {"--depends", d});
-    if (unmet_ok) args.push_back("--allow-unmet-deps");
-    ok(args);
-  };
   publish_as("db", "2.0.0", db_port, {}, {});
   publish_as("web", "2.8.0", port_, {}, {"db>=2"});
   auto r = mup({"deploy", "web@2.8.0", "db", "--wait", "--json"});
@@ -865,6 +866,29 @@ TEST_F(AgentTest, APlanDeploysAChainInOrderAndAFailureStopsItsDependents) {
   EXPECT_NE(b["state"], "committed") << bad.out;
   EXPECT_EQ(b["items"][0]["state"], "failed") << bad.out;
   EXPECT_EQ(b["items"][1]["state"], "skipped") << bad.out;
+  EXPECT_EQ(served_version(), "2.8.0");
+}
+
+TEST_F(AgentTest, APlanGoesOnAfterTheAgentIsKilledMidPlan) {
+  start_agent();
+  deploy({"--version", "1.0.0"});
+  const uint16_t db_port = free_port();
+  // db takes 1.5 s to be ready: the agent is killed while it waits; web needs it.
+  publish_as("db", "2.0.0", db_port, {"--ready-after-ms", "1500"}, {});
+  publish_as("web", "2.8.0", port_, {}, {"db>=2"});
+  auto r = mup({"deploy", "web@2.8.0", "db", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  const json started = json::parse(r.out);
+  const std::string id = started["id"].dump();
+  std::this_thread::sleep_for(400ms);
+  kill_agent(SIGKILL);
+  start_agent();
+  auto watched = mup({"deployments", "watch", "--plan", id, "--json"});
+  EXPECT_EQ(watched.exit_code, 0) << watched.err << watched.out;
+  json plan = json::parse(watched.out, nullptr, false);
+  EXPECT_EQ(plan["state"], "committed") << watched.out;
+  EXPECT_EQ(plan["items"][1]["component"], "web");
+  EXPECT_EQ(plan["items"][1]["state"], "committed") << "started by the restarted agent";
   EXPECT_EQ(served_version(), "2.8.0");
 }
 

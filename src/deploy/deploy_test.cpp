@@ -1033,6 +1033,54 @@ TEST_F(PlanTest, AFailureStopsItsDependentsAndAtomicRollsBackTheRest) {
   EXPECT_EQ(node_.active_v["a"], "2.0.0") << "atomic: a went back";
 }
 
+TEST_F(PlanTest, APlanGoesOnFromItsJournalAfterTheDeployerRestarts) {
+  node_.offer_version("a", "2.0.0");
+  node_.offer_version("b", "2.0.0", {"a>=2"});
+  plane_.open = false;  // a stays in drain-old
+  auto started = deployer_->start_plan(plan_of({"a", "b"}));
+  ASSERT_TRUE(started) << started.error().message();
+  const int64_t id = (*started)["id"];
+  std::this_thread::sleep_for(200ms);
+  // The agent stops (as a crash would leave it: rows unfinished; a drain is not cut short,
+  // so it is let through), and a new one starts.
+  plane_.open = true;
+  deployer_.reset();
+  {
+    std::lock_guard lk(node_.mu);
+    EXPECT_EQ(node_.installs, std::vector<std::string>{"a 2.0.0"}) << "b had not started";
+  }
+  DeployerOptions o;
+  o.connect = [this] { return state::StateDb::open(dir_ / "state.db", clock_); };
+  o.clock = &clock_;
+  o.analysis_poll = 0ms;
+  auto d = Deployer::open(o, node_, plane_);
+  ASSERT_TRUE(d) << d.error().message();
+  deployer_ = std::move(*d);
+  deployer_->resume_all();
+  nlohmann::json end;
+  for (int i = 0; i < 1000; ++i) {
+    auto j = deployer_->plan(id);
+    ASSERT_TRUE(j) << j.error().message();
+    end = *j;
+    if (end["state"] != "running") break;
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(end["state"], "committed") << end.dump();
+  EXPECT_EQ(node_.installs, (std::vector<std::string>{"a 2.0.0", "b 2.0.0"}))
+      << "b started by the resumed plan, a installed once";
+  EXPECT_EQ(node_.active_v["b"], "2.0.0");
+  // A finished plan is read from the journal by a deployer that did not run it.
+  deployer_.reset();
+  auto again = Deployer::open(o, node_, plane_);
+  ASSERT_TRUE(again);
+  deployer_ = std::move(*again);
+  auto read = deployer_->plan(id);
+  ASSERT_TRUE(read) << read.error().message();
+  EXPECT_EQ((*read)["state"], "committed");
+  EXPECT_EQ((*read)["items"][1]["component"], "b");
+  EXPECT_FALSE(deployer_->plan(id + 1)) << "no such plan";
+}
+
 TEST_F(PlanTest, ValidationRefusesAPlanTheDiskCannotHold) {
   node_.offer_version("a", "2.0.0");
   node_.offers["a"].back().size = 300 << 20;

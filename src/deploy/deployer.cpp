@@ -390,6 +390,7 @@ void Deployer::resume_all() {
     }
     launch(r.id, r.component);
   }
+  resume_plans();
 }
 
 Status Deployer::close_window(state::StateDb& db, state::DeploymentRow& row, const Cancel& cancel) {

@@ -256,7 +256,8 @@ class Deployer {
   [[nodiscard]] Result<state::DeploymentRow> abort(int64_t id);
   // Blue-green: ends the soak now, or (committed) closes the window now.
   [[nodiscard]] Result<state::DeploymentRow> promote(int64_t id);
-  // Every unfinished deployment resumed from its journaled state (agent start).
+  // Every unfinished deployment resumed from its journaled state (agent start), then every
+  // unfinished plan (its runner goes on from its journal: the plans table).
   void resume_all();
   // Closes blue-green windows that expired, and runs the watch after commit: once a second
   // (the agent's loop), the newest committed deployment of each component whose watch is
@@ -278,7 +279,7 @@ class Deployer {
   // The plan's JSON: {"id","atomic","state" (running, committed, failed, rolled-back),
   // "items":[{"component","version","after","state","deployment"?,"reason"?}]}.
   [[nodiscard]] Result<nlohmann::json> start_plan(const PlanRequest& req);
-  [[nodiscard]] Result<nlohmann::json> plan(int64_t id);
+  [[nodiscard]] Result<nlohmann::json> plan(int64_t id);  // running, or from the journal
 
   // What a running deployment was asked to do by someone else (read between states).
   enum class Request : int { none = 0, abort, rollback, promote };
@@ -311,9 +312,9 @@ class Deployer {
   std::map<int64_t, Watch> watches_;  // by deployment id; touched by tick() only
   struct PlanRun;
   void run_plan(const std::shared_ptr<PlanRun>& p);
+  void resume_plans();
   std::map<int64_t, std::shared_ptr<PlanRun>> plans_;  // guarded by mu_
   std::vector<std::thread> plan_threads_;              // guarded by mu_; joined at the end
-  int64_t next_plan_ = 1;
   void notify(const state::DeploymentRow& row);
   template <typename F>
   auto with_reader(F&& read) -> decltype(read(std::declval<state::StateDb&>()));

@@ -109,4 +109,58 @@ Result<std::vector<PlanStep>> validate_plan(Node& node, const PlanRequest& req) 
   return order;
 }
 
+nlohmann::json request_to_json(const DeployRequest& r) {
+  return {{"component", r.component},
+          {"version", r.version},
+          {"strategy", strategy_name(r.strategy)},
+          {"keep_old_ms", r.keep_old_ms},
+          {"soak_ms", r.soak_ms},
+          {"actor", r.actor},
+          {"rollback_of", r.rollback_of},
+          {"reason", r.reason},
+          {"force", r.force},
+          {"analysis_ms", r.analysis_ms},
+          {"steps", r.steps},
+          {"step_ms", r.step_ms},
+          {"pauses", r.pauses},
+          {"batch_size", r.batch_size},
+          {"scheduled_for_ms", r.scheduled_for_ms},
+          {"window", r.window},
+          {"window_tz", r.window_tz},
+          {"window_close", r.window_close},
+          {"window_ms", r.window_ms},
+          {"policy", r.policy}};
+}
+
+Result<DeployRequest> request_from_json(const nlohmann::json& j) {
+  try {
+    DeployRequest r;
+    r.component = j.at("component").get<std::string>();
+    r.version = j.at("version").get<std::string>();
+    auto s = parse_strategy(j.at("strategy").get<std::string>());
+    if (!s) return fail(Errc::corrupt, "unknown strategy " + j.at("strategy").dump());
+    r.strategy = *s;
+    r.keep_old_ms = j.at("keep_old_ms").get<int64_t>();
+    r.soak_ms = j.at("soak_ms").get<int64_t>();
+    r.actor = j.at("actor").get<std::string>();
+    r.rollback_of = j.at("rollback_of").get<int64_t>();
+    r.reason = j.at("reason").get<std::string>();
+    r.force = j.at("force").get<bool>();
+    r.analysis_ms = j.at("analysis_ms").get<int64_t>();
+    r.steps = j.at("steps").get<std::vector<int>>();
+    r.step_ms = j.at("step_ms").get<int64_t>();
+    r.pauses = j.at("pauses").get<std::vector<int>>();
+    r.batch_size = j.at("batch_size").get<int>();
+    r.scheduled_for_ms = j.at("scheduled_for_ms").get<int64_t>();
+    r.window = j.at("window").get<std::string>();
+    r.window_tz = j.at("window_tz").get<std::string>();
+    r.window_close = j.at("window_close").get<std::string>();
+    r.window_ms = j.at("window_ms").get<int64_t>();
+    r.policy = j.at("policy");
+    return r;
+  } catch (const std::exception& e) {
+    return fail(Errc::corrupt, std::string("a journaled deployment request: ") + e.what());
+  }
+}
+
 }  // namespace mup::deploy

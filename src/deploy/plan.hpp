@@ -52,4 +52,8 @@ struct PlanStep {
 
 [[nodiscard]] Result<std::vector<PlanStep>> validate_plan(Node& node, const PlanRequest& req);
 
+// A deployment request as JSON and back (a plan's journal keeps its steps' requests).
+nlohmann::json request_to_json(const DeployRequest& r);
+[[nodiscard]] Result<DeployRequest> request_from_json(const nlohmann::json& j);
+
 }  // namespace mup::deploy

@@ -165,4 +165,82 @@ Result<std::vector<StepRecord>> StateDb::deployment_steps(int64_t id) {
   }
 }
 
+// --- Plans (schema 7).
+
+namespace {
+
+Result<std::vector<PlanRow>> collect_plans(Stmt& st) {
+  std::vector<PlanRow> out;
+  for (;;) {
+    auto row = st.step();
+    if (!row) return tl::unexpected<Error>(std::move(row).error());
+    if (!*row) return out;
+    PlanRow r;
+    r.id = st.col_int(0);
+    r.state = st.col_text(1);
+    auto b = detail::parse_json(st.col_text(2), "body of plan " + std::to_string(r.id));
+    r.body = b ? std::move(*b) : nlohmann::json();  // unreadable: null, the caller's to judge
+    r.created_at_ms = st.col_int(3);
+    r.updated_at_ms = st.col_int(4);
+    r.finished_at_ms = st.col_int(5);
+    out.push_back(std::move(r));
+  }
+}
+
+constexpr const char* kPlanColumns = "id, state, body, created_at, updated_at, finished_at";
+
+}  // namespace
+
+Result<int64_t> StateDb::begin_plan(const PlanRow& row) {
+  auto st = Stmt::prepare(
+      *conn_, "INSERT INTO plans(state, body, created_at, updated_at) VALUES (?, ?, ?, ?)",
+      "begin plan");
+  if (!st) return tl::unexpected<Error>(std::move(st).error());
+  const int64_t now = now_ms();
+  st->bind_text(1, row.state.empty() ? "running" : row.state)
+      .bind_text(2, detail::dump_json(row.body.is_object() ? row.body : nlohmann::json::object()))
+      .bind_int(3, now)
+      .bind_int(4, now);
+  MUP_TRY(st->run());
+  return conn_->last_insert_rowid();
+}
+
+Status StateDb::update_plan(const PlanRow& row) {
+  const std::string what = "update plan " + std::to_string(row.id);
+  auto st = Stmt::prepare(
+      *conn_, "UPDATE plans SET state = ?, body = ?, updated_at = ?, finished_at = ? WHERE id = ?",
+      what);
+  if (!st) return tl::unexpected<Error>(std::move(st).error());
+  st->bind_text(1, row.state)
+      .bind_text(2, detail::dump_json(row.body.is_object() ? row.body : nlohmann::json::object()))
+      .bind_int(3, now_ms())
+      .bind_int(4, row.finished_at_ms)
+      .bind_int(5, row.id);
+  MUP_TRY(st->run());
+  if (conn_->changes() == 0)
+    return fail(Errc::not_found, what + ": no such plan in " + path().string());
+  return {};
+}
+
+Result<std::optional<PlanRow>> StateDb::plan(int64_t id) {
+  auto st =
+      Stmt::prepare(*conn_, std::string("SELECT ") + kPlanColumns + " FROM plans WHERE id = ?",
+                    "read plan " + std::to_string(id));
+  if (!st) return tl::unexpected<Error>(std::move(st).error());
+  st->bind_int(1, id);
+  auto rows = collect_plans(*st);
+  if (!rows) return tl::unexpected<Error>(std::move(rows).error());
+  if (rows->empty()) return std::optional<PlanRow>();
+  return std::optional<PlanRow>(std::move(rows->front()));
+}
+
+Result<std::vector<PlanRow>> StateDb::unfinished_plans() {
+  auto st = Stmt::prepare(
+      *conn_,
+      std::string("SELECT ") + kPlanColumns + " FROM plans WHERE finished_at = 0 ORDER BY id",
+      "list unfinished plans");
+  if (!st) return tl::unexpected<Error>(std::move(st).error());
+  return collect_plans(*st);
+}
+
 }  // namespace mup::state

@@ -164,6 +164,20 @@ CREATE TABLE deployment_steps (
 DROP TABLE deployment_steps;
 DROP TABLE deployments;
 )sql"},
+    {7, "plans", R"sql(
+CREATE TABLE plans (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  state TEXT NOT NULL,
+  body TEXT NOT NULL DEFAULT '{}',
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL,
+  finished_at INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX plans_unfinished ON plans(finished_at);
+)sql",
+     R"sql(
+DROP TABLE plans;
+)sql"},
 };
 
 }  // namespace

@@ -147,6 +147,15 @@ struct DeploymentRow {
   int64_t started_at_ms = 0, updated_at_ms = 0, finished_at_ms = 0;  // 0: running
 };
 
+// One row of `plans` (schema 7): a plan of deployments the agent runs. `body` is the deploy
+// module's (its steps and each item's progress), journaled at every change.
+struct PlanRow {
+  int64_t id = 0;
+  std::string state;  // "running" until it ends
+  nlohmann::json body = nlohmann::json::object();
+  int64_t created_at_ms = 0, updated_at_ms = 0, finished_at_ms = 0;  // 0: running
+};
+
 struct AuditRecord {
   int64_t seq = 0;  // 1, 2, ... without gaps
   int64_t at_ms = 0;
@@ -271,6 +280,11 @@ class StateDb {
                                                                size_t limit = 0);
   [[nodiscard]] Result<std::vector<DeploymentRow>> unfinished_deployments();  // oldest first
   [[nodiscard]] Result<std::vector<StepRecord>> deployment_steps(int64_t id);
+  // --- Plans: begin_plan returns the new id; update_plan writes state, body, finished_at_ms.
+  [[nodiscard]] Result<int64_t> begin_plan(const PlanRow& row);
+  [[nodiscard]] Status update_plan(const PlanRow& row);
+  [[nodiscard]] Result<std::optional<PlanRow>> plan(int64_t id);
+  [[nodiscard]] Result<std::vector<PlanRow>> unfinished_plans();  // oldest first
 
   // --- Audit log.
   // With a key set, each appended record carries the hex signature of its raw 32-byte hash.

@@ -1127,6 +1127,44 @@ TEST(SchemaFixture, EveryReleasedSchemaMigratesWithItsRowsIntact) {
 namespace mup::state {
 namespace {
 
+TEST_F(StateTest, PlansAreJournaledAndTheUnfinishedOnesListed) {
+  StateDb db = open_db();
+  PlanRow p;
+  p.body = {{"atomic", true}, {"items", nlohmann::json::array()}};
+  auto a = db.begin_plan(p);
+  auto b = db.begin_plan(p);
+  ASSERT_TRUE(a && b);
+  EXPECT_LT(*a, *b);
+  auto open = db.unfinished_plans();
+  ASSERT_TRUE(open);
+  ASSERT_EQ(open->size(), 2u);
+  EXPECT_EQ((*open)[0].state, "running");
+  EXPECT_EQ((*open)[0].body["atomic"], true);
+  PlanRow end = (*open)[0];
+  end.state = "committed";
+  end.body["items"] = {{{"state", "committed"}}};
+  end.finished_at_ms = 1234;
+  ASSERT_TRUE(db.update_plan(end));
+  open = db.unfinished_plans();
+  ASSERT_TRUE(open);
+  ASSERT_EQ(open->size(), 1u);
+  EXPECT_EQ((*open)[0].id, *b);
+  auto read = db.plan(*a);
+  ASSERT_TRUE(read && *read);
+  EXPECT_EQ((**read).state, "committed");
+  EXPECT_EQ((**read).finished_at_ms, 1234);
+  EXPECT_EQ((**read).body["items"][0]["state"], "committed");
+  auto none = db.plan(*b + 1);
+  ASSERT_TRUE(none);
+  EXPECT_FALSE(*none);
+  PlanRow ghost;
+  ghost.id = *b + 1;
+  ghost.state = "failed";
+  auto missing = db.update_plan(ghost);
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().code(), Errc::not_found);
+}
+
 TEST_F(StateTest, DeploymentsJournalTheirStatesOneUnfinishedPerComponent) {
   StateDb db = open_db();
   DeploymentRow d;
