@@ -6,17 +6,21 @@
 #     slowest alone (bar <= 1.5x), R rounds, medians.
 #   scheduled: `mup deploy svc0 --at NOW+30s`, the agent SIGKILLed 5 s later and restarted; the
 #     deployment's started_at minus scheduled_for (bar: within 1 s), S runs.
+#   --ready-ms MS: every version needs MS ms after start to be ready (a real service's
+#     start-up; default 0: the sample service is ready in a few ms, and the plan is bound by
+#     the CPU the 20 starts and 10 installs take).
 # Writes bench/results/plan_schedule.md.
-# usage: bench/plan_schedule.sh [BUILD] [--rounds R] [--sched S] [--out FILE]
+# usage: bench/plan_schedule.sh [BUILD] [--rounds R] [--sched S] [--ready-ms MS] [--out FILE]
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
-BUILD_ARG=build ROUNDS=3 SCHED=3 OUT=$HERE/results/plan_schedule.md
+BUILD_ARG=build ROUNDS=3 SCHED=3 READY_MS=0 OUT=$HERE/results/plan_schedule.md
 while [[ $# -gt 0 ]]; do
   case $1 in
     --rounds) ROUNDS=$2; shift 2 ;;
     --sched) SCHED=$2; shift 2 ;;
+    --ready-ms) READY_MS=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
-    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) BUILD_ARG=$1; shift ;;
   esac
@@ -31,7 +35,8 @@ export INSTANCES=2
 for ((s = 0; s < SERVICES; s++)); do
   port=$(ab_free_port)
   for v in 1.0.0 2.0.0; do
-    LISTEN=127.0.0.1:$port "$REPO_ROOT/scripts/make-sample-tree.sh" "$WORK/tree-svc$s-$v" "$v" >/dev/null
+    LISTEN=127.0.0.1:$port "$REPO_ROOT/scripts/make-sample-tree.sh" "$WORK/tree-svc$s-$v" "$v" \
+      --ready-after-ms "$READY_MS" >/dev/null
     ab_publish "$WORK/tree-svc$s-$v" "svc$s" "$v"
   done
 done
@@ -85,12 +90,14 @@ PY
   cur=$v
 done
 
-python3 - "$TSV" "$STSV" >"$OUT" <<'PY'
+python3 - "$TSV" "$STSV" "$READY_MS" "$ROUNDS" "$SCHED" >"$OUT" <<'PY'
 import statistics, sys
 rows = [l.split("\t") for l in open(sys.argv[1]).read().split("\n") if l]
 sched = [l.split("\t") for l in open(sys.argv[2]).read().split("\n") if l]
 print("# Plans and scheduled deployments (bench/plan_schedule.sh)\n")
-print("10 independent services (sample service, 2 instances each), no load, 2 shared cores.\n")
+print(f"`bench/plan_schedule.sh --rounds {sys.argv[4]} --sched {sys.argv[5]} --ready-ms {sys.argv[3]}`: "
+      "10 independent services (sample service, 2 instances each, ready "
+      f"{sys.argv[3]} ms after start), no load, 2 shared cores.\n")
 print("| round | slowest alone (ms) | plan of 10 (ms) | ratio (bar <= 1.5) | plan state |")
 print("|---|---|---|---|---|")
 ratios = []

@@ -910,6 +910,10 @@ class PlanTest : public ::testing::Test {
  protected:
   void SetUp() override {
     for (const char* c : {"a", "b", "c"}) node_.active_v[c] = "1.0.0";
+    open_deployer();
+  }
+  // A deployer on the test's state database (again: as an agent restarted).
+  void open_deployer() {
     DeployerOptions o;
     o.connect = [this] { return state::StateDb::open(dir_ / "state.db", clock_); };
     o.clock = &clock_;
@@ -1049,13 +1053,7 @@ TEST_F(PlanTest, APlanGoesOnFromItsJournalAfterTheDeployerRestarts) {
     std::lock_guard lk(node_.mu);
     EXPECT_EQ(node_.installs, std::vector<std::string>{"a 2.0.0"}) << "b had not started";
   }
-  DeployerOptions o;
-  o.connect = [this] { return state::StateDb::open(dir_ / "state.db", clock_); };
-  o.clock = &clock_;
-  o.analysis_poll = 0ms;
-  auto d = Deployer::open(o, node_, plane_);
-  ASSERT_TRUE(d) << d.error().message();
-  deployer_ = std::move(*d);
+  open_deployer();
   deployer_->resume_all();
   nlohmann::json end;
   for (int i = 0; i < 1000; ++i) {
@@ -1071,9 +1069,7 @@ TEST_F(PlanTest, APlanGoesOnFromItsJournalAfterTheDeployerRestarts) {
   EXPECT_EQ(node_.active_v["b"], "2.0.0");
   // A finished plan is read from the journal by a deployer that did not run it.
   deployer_.reset();
-  auto again = Deployer::open(o, node_, plane_);
-  ASSERT_TRUE(again);
-  deployer_ = std::move(*again);
+  open_deployer();
   auto read = deployer_->plan(id);
   ASSERT_TRUE(read) << read.error().message();
   EXPECT_EQ((*read)["state"], "committed");
