@@ -168,6 +168,17 @@ Result<Key> parse_key(const json& j, std::string_view where) {
   return k;
 }
 
+// The SHA-256 of a key's canonical form: of the whole key object, or of its keytype, scheme
+// and keyval only (implementations differ on whether fields such as keyid_hash_algorithms
+// count; both are the key's own hash).
+std::string core_keyid(const Key& k) {
+  auto c = canonical_json_bytes(
+      json{{"keytype", k.keytype}, {"scheme", k.scheme}, {"keyval", {{"public", k.public_value}}}});
+  return c ? sha256(*c).hex() : std::string();
+}
+
+// TUF 1.0: a key ID is the hash of its key. One that is not could name a key twice (under
+// two IDs) and make one signature count twice toward a threshold: refused, naming it.
 Result<std::map<std::string, Key>> parse_keys(const json& obj, std::string_view where) {
   auto ks = get_object(obj, "keys", where);
   if (!ks) return tl::unexpected(ks.error());
@@ -175,6 +186,10 @@ Result<std::map<std::string, Key>> parse_keys(const json& obj, std::string_view 
   for (const auto& [id, v] : (*ks)->items()) {
     auto k = parse_key(v, std::string(where) + ": key " + id.substr(0, 16));
     if (!k) return tl::unexpected(k.error());
+    if (id != k->keyid() && id != core_keyid(*k))
+      return bad(std::string(where) + ": key ID " + id.substr(0, 16) +
+                 "... is not the SHA-256 of its key (" + core_keyid(*k).substr(0, 16) +
+                 "...): TUF key IDs are the hashes of their keys; refusing it");
     out.emplace(id, std::move(*k));
   }
   return out;
@@ -674,11 +689,13 @@ Status Metadata<T>::sign(const crypto::PrivateKey& key) {
 template <typename T>
 Status Metadata<T>::verify_role(const std::map<std::string, Key>& keys, const Role& role,
                                 std::string_view role_name) const {
+  // Counted per key, not per key ID: one key listed under two IDs counts once.
   std::set<std::string> counted;
   for (const auto& id : role.keyids) {
-    if (counted.count(id)) continue;
     auto kit = keys.find(id);
     if (kit == keys.end()) continue;
+    const std::string key = core_keyid(kit->second);
+    if (counted.count(key)) continue;
     auto sit = std::find_if(signatures_.begin(), signatures_.end(),
                             [&](const Signature& s) { return s.keyid == id; });
     if (sit == signatures_.end()) continue;
@@ -686,7 +703,7 @@ Status Metadata<T>::verify_role(const std::map<std::string, Key>& keys, const Ro
     if (!pk) continue;
     auto sig = crypto::from_hex(sit->sig);
     if (!sig) continue;
-    if (pk->verify(signed_bytes_, *sig)) counted.insert(id);
+    if (pk->verify(signed_bytes_, *sig)) counted.insert(key);
   }
   if (counted.size() < role.threshold)
     return bad("signature check failed for " + std::string(role_name) + " (" +

@@ -171,6 +171,51 @@ TEST(Metadata, ThresholdCountsDistinctValidKeysOnly) {
   EXPECT_FALSE(bad->verify_role(root.keys, root.roles["snapshot"], "snapshot"));
 }
 
+TEST(Metadata, AKeyIdMustBeItsKeysHashAndOneKeyNeverCountsTwice) {
+  auto k1 = testing::new_key(), k2 = testing::new_key();
+  Root root;
+  root.expires = testing::kNow;
+  for (const char* r : {"root", "snapshot", "timestamp", "targets"})
+    root.add_key(r, Key::from_public(k2.public_key()));
+  json j = to_json(root);
+  // k1 under an ID that is not its hash: refused when read.
+  const Key plain = Key::from_public(k1.public_key());
+  json forged = j;
+  forged["keys"][std::string(64, 'a')] = plain.to_json();
+  forged["roles"]["snapshot"]["keyids"].push_back(std::string(64, 'a'));
+  auto refused = root_from_json(forged);
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message().find("is not the SHA-256 of its key"), std::string::npos)
+      << refused.error().message();
+  // k1 with an extra field has two hashes (with and without it), both valid IDs; listed under
+  // both with threshold 2, one key's signature still counts once.
+  Key extra = plain;
+  extra.unrecognized = {{"keyid_hash_algorithms", {"sha256", "sha512"}}};
+  const std::string full_id = extra.keyid(), core_id = plain.keyid();
+  ASSERT_NE(full_id, core_id);
+  json twice = j;
+  twice["keys"][full_id] = extra.to_json();
+  twice["keys"][core_id] = plain.to_json();
+  twice["roles"]["snapshot"]["keyids"] = {full_id, core_id};
+  twice["roles"]["snapshot"]["threshold"] = 2;
+  auto r = root_from_json(twice);
+  ASSERT_TRUE(r) << r.error().message();
+  Snapshot snap;
+  snap.expires = testing::kNow;
+  auto md = Metadata<Snapshot>::from_body(snap);
+  ASSERT_TRUE(md);
+  ASSERT_TRUE(md->sign(k1));
+  json signed_twice = json::parse(md->to_bytes());
+  signed_twice["signatures"].push_back(
+      {{"keyid", full_id}, {"sig", signed_twice["signatures"][0]["sig"]}});
+  auto both = Metadata<Snapshot>::parse(bytes_of(signed_twice.dump()));
+  ASSERT_TRUE(both) << both.error().message();
+  auto s = both->verify_role(r->keys, r->roles["snapshot"], "snapshot");
+  ASSERT_FALSE(s) << "one key, one vote";
+  EXPECT_NE(s.error().message().find("threshold 2, valid 1"), std::string::npos)
+      << s.error().message();
+}
+
 TEST(Metadata, TargetsAndDelegationsParse) {
   json t = {
       {"_type", "targets"},
