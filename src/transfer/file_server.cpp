@@ -1,5 +1,6 @@
 #include "transfer/file_server.hpp"
 
+#include <atomic>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -7,6 +8,7 @@
 #include <condition_variable>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -64,26 +66,49 @@ bool parse_range(std::string_view h, uint64_t size, uint64_t& first, uint64_t& l
   return first <= last && first < size;
 }
 
+// Limits a hostile client meets (see file_server.hpp).
+constexpr size_t kHeaderLimit = 16 << 10;         // request line and headers
+constexpr size_t kTargetLimit = 8 << 10;          // the request target (414 beyond)
+constexpr size_t kChunk = 64 << 10;               // a file body is sent this much at a time
+constexpr auto kIdle = std::chrono::seconds(30);  // no progress this long: closed
+
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket s, const stdfs::path& root) : stream_(std::move(s)), root_(root) {}
+  Session(tcp::socket s, const stdfs::path& root, std::atomic<size_t>& live)
+      : stream_(std::move(s)), root_(root), live_(live) {
+    ++live_;
+  }
+  ~Session() { --live_; }
   void run() { read(); }
 
  private:
   void read() {
-    req_ = {};
-    stream_.expires_after(std::chrono::seconds(60));
-    http::async_read(stream_, buf_, req_,
+    parser_.emplace();
+    parser_->header_limit(kHeaderLimit);
+    parser_->body_limit(0);
+    stream_.expires_after(kIdle);
+    http::async_read(stream_, buf_, *parser_,
                      [self = shared_from_this()](beast::error_code ec, size_t) {
+                       if (ec == http::error::header_limit) return self->too_large();
                        if (ec) return self->close();
                        self->handle();
                      });
   }
 
+  // 414 when the request line alone is over the limit, else 431; then the connection ends.
+  void too_large() {
+    keep_ = false;
+    std::string_view seen(static_cast<const char*>(buf_.data().data()), buf_.size());
+    const bool line = seen.find("\r\n") == std::string_view::npos;
+    error(line ? http::status::uri_too_long : http::status::request_header_fields_too_large,
+          line ? "request target too long" : "request headers too large");
+  }
+
   template <class Body>
   void send(http::response<Body>&& res) {
     auto sp = std::make_shared<http::response<Body>>(std::move(res));
-    bool keep = sp->keep_alive();
+    const bool keep = keep_ && sp->keep_alive();
+    stream_.expires_after(kIdle);
     http::async_write(stream_, *sp,
                       [self = shared_from_this(), sp, keep](beast::error_code ec, size_t) {
                         if (ec || !keep) return self->close();
@@ -92,69 +117,108 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void error(http::status st, const std::string& why) {
-    http::response<http::string_body> res{st, req_.version()};
+    http::response<http::string_body> res{st, 11};
     res.set(http::field::server, "mup");
     res.set(http::field::content_type, "text/plain");
-    res.keep_alive(req_.keep_alive());
+    res.keep_alive(keep_);
     res.body() = why + "\n";
     res.prepare_payload();
     send(std::move(res));
   }
 
   void handle() {
-    if (req_.method() != http::verb::get && req_.method() != http::verb::head)
+    const auto& req = parser_->get();
+    keep_ = req.keep_alive();
+    if (req.method() != http::verb::get && req.method() != http::verb::head)
       return error(http::status::method_not_allowed, "only GET and HEAD");
-    stdfs::path file = resolve(root_, std::string_view(req_.target().data(), req_.target().size()));
+    if (req.target().size() > kTargetLimit) {
+      keep_ = false;
+      return error(http::status::uri_too_long, "request target too long");
+    }
+    stdfs::path file = resolve(root_, std::string_view(req.target().data(), req.target().size()));
     if (file.empty()) return error(http::status::not_found, "not found");
-    beast::error_code ec;
-    http::file_body::value_type body;
-    body.open(file.c_str(), beast::file_mode::scan, ec);
-    if (ec) return error(http::status::not_found, "not found");
-    uint64_t size = body.size();
+    auto in = std::make_shared<std::ifstream>(file, std::ios::binary);
+    std::error_code fec;
+    const uint64_t size = stdfs::file_size(file, fec);
+    if (!*in || fec) return error(http::status::not_found, "not found");
     uint64_t first = 0, last = size ? size - 1 : 0;
     bool ranged = false;
-    if (auto it = req_.find(http::field::range); it != req_.end()) {
+    if (auto it = req.find(http::field::range); it != req.end()) {
       if (!parse_range(std::string_view(it->value().data(), it->value().size()), size, first,
                        last)) {
-        http::response<http::empty_body> res{http::status::range_not_satisfiable, req_.version()};
+        http::response<http::empty_body> res{http::status::range_not_satisfiable, req.version()};
         res.set(http::field::content_range, "bytes */" + std::to_string(size));
-        res.keep_alive(req_.keep_alive());
+        res.keep_alive(keep_);
         res.content_length(0);
         return send(std::move(res));
       }
       ranged = true;
     }
-    if (req_.method() == http::verb::head) {
-      http::response<http::empty_body> res{http::status::ok, req_.version()};
+    if (req.method() == http::verb::head) {
+      http::response<http::empty_body> res{http::status::ok, req.version()};
       res.set(http::field::accept_ranges, "bytes");
       res.content_length(size);
-      res.keep_alive(req_.keep_alive());
+      res.keep_alive(keep_);
       return send(std::move(res));
     }
-    if (!ranged) {
-      http::response<http::file_body> res{std::piecewise_construct,
-                                          std::make_tuple(std::move(body)),
-                                          std::make_tuple(http::status::ok, req_.version())};
-      res.set(http::field::server, "mup");
-      res.set(http::field::content_type, "application/octet-stream");
-      res.set(http::field::accept_ranges, "bytes");
-      res.content_length(size);
-      res.keep_alive(req_.keep_alive());
-      return send(std::move(res));
+    stream_file(std::move(in), ranged, first, size ? last - first + 1 : 0, size, req.version());
+  }
+
+  // The body kChunk at a time from the file (a whole file, or a range): memory per
+  // connection is bounded whatever the file's size, and a client that stops reading is
+  // dropped after kIdle without progress, while a slow one that keeps reading is served.
+  struct Out {
+    http::response<http::buffer_body> res;
+    http::response_serializer<http::buffer_body> sr{res};
+    std::shared_ptr<std::ifstream> in;
+    uint64_t left = 0;
+    std::vector<char> buf = std::vector<char>(kChunk);
+  };
+  void stream_file(std::shared_ptr<std::ifstream> in, bool ranged, uint64_t first, uint64_t len,
+                   uint64_t size, unsigned version) {
+    auto out = std::make_shared<Out>();
+    out->res = http::response<http::buffer_body>(
+        ranged ? http::status::partial_content : http::status::ok, version);
+    out->res.set(http::field::server, "mup");
+    out->res.set(http::field::content_type, "application/octet-stream");
+    out->res.set(http::field::accept_ranges, "bytes");
+    if (ranged)
+      out->res.set(http::field::content_range, "bytes " + std::to_string(first) + "-" +
+                                                   std::to_string(first + len - 1) + "/" +
+                                                   std::to_string(size));
+    out->res.content_length(len);
+    out->res.keep_alive(keep_);
+    out->res.body().data = nullptr;
+    out->res.body().more = true;
+    in->seekg(static_cast<std::streamoff>(first));
+    out->in = std::move(in);
+    out->left = len;
+    stream_.expires_after(kIdle);
+    http::async_write_header(stream_, out->sr,
+                             [self = shared_from_this(), out](beast::error_code ec, size_t) {
+                               if (ec) return self->close();
+                               self->next_chunk(out);
+                             });
+  }
+  void next_chunk(const std::shared_ptr<Out>& out) {
+    const size_t n = static_cast<size_t>(std::min<uint64_t>(out->left, out->buf.size()));
+    if (n > 0) {
+      out->in->read(out->buf.data(), static_cast<std::streamsize>(n));
+      if (out->in->gcount() != static_cast<std::streamsize>(n)) return close();  // shrank
     }
-    // A range: read it into memory (ranges serve resumed pieces, which are bounded).
-    std::ifstream in(file, std::ios::binary);
-    in.seekg(static_cast<std::streamoff>(first));
-    std::string data(static_cast<size_t>(last - first + 1), '\0');
-    in.read(data.data(), static_cast<std::streamsize>(data.size()));
-    http::response<http::string_body> res{http::status::partial_content, req_.version()};
-    res.set(http::field::content_range, "bytes " + std::to_string(first) + "-" +
-                                            std::to_string(last) + "/" + std::to_string(size));
-    res.set(http::field::content_type, "application/octet-stream");
-    res.keep_alive(req_.keep_alive());
-    res.body() = std::move(data);
-    res.prepare_payload();
-    send(std::move(res));
+    out->left -= n;
+    out->res.body().data = n ? out->buf.data() : nullptr;
+    out->res.body().size = n;
+    out->res.body().more = out->left > 0;
+    stream_.expires_after(kIdle);
+    http::async_write(stream_, out->sr,
+                      [self = shared_from_this(), out](beast::error_code ec, size_t) {
+                        if (ec == http::error::need_buffer) ec = {};
+                        if (ec) return self->close();
+                        if (!out->sr.is_done()) return self->next_chunk(out);
+                        if (!self->keep_ || !out->res.keep_alive()) return self->close();
+                        self->read();
+                      });
   }
 
   void close() {
@@ -164,8 +228,10 @@ class Session : public std::enable_shared_from_this<Session> {
 
   beast::tcp_stream stream_;
   const stdfs::path& root_;
+  std::atomic<size_t>& live_;
   beast::flat_buffer buf_;
-  http::request<http::empty_body> req_;
+  std::optional<http::request_parser<http::empty_body>> parser_;
+  bool keep_ = true;
 };
 
 }  // namespace
@@ -174,16 +240,44 @@ struct FileServer::Impl {
   stdfs::path root;
   asio::io_context ioc;
   tcp::acceptor acceptor{ioc};
+  asio::steady_timer retry{ioc};
   std::vector<std::thread> threads;
   std::string host;
   std::mutex mu;
   std::condition_variable cv;
   bool stopped = false;
+  std::atomic<size_t> live{0};
+  std::atomic<size_t> max_connections{512};
+  std::chrono::milliseconds backoff{0};
 
+  // Accepting goes on after errors: out of descriptors (a connection flood) waits a moment,
+  // longer each time (up to 1 s), and tries again, so the server answers once the flood
+  // ends. Over max_connections a connection gets 503 and is closed.
   void accept() {
     acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket s) {
-      if (ec) return;  // acceptor closed
-      std::make_shared<Session>(std::move(s), root)->run();
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) return;  // stopped
+      if (ec) {
+        backoff = std::min<std::chrono::milliseconds>(
+            std::max<std::chrono::milliseconds>(backoff * 2, std::chrono::milliseconds(10)),
+            std::chrono::seconds(1));
+        retry.expires_after(backoff);
+        retry.async_wait([this](beast::error_code e) {
+          if (!e) accept();
+        });
+        return;
+      }
+      backoff = std::chrono::milliseconds(0);
+      if (live.load() >= max_connections) {
+        auto sock = std::make_shared<tcp::socket>(std::move(s));
+        static const std::string busy =
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        asio::async_write(*sock, asio::buffer(busy), [sock](beast::error_code, size_t) {
+          beast::error_code e;
+          sock->shutdown(tcp::socket::shutdown_both, e);
+        });
+      } else {
+        std::make_shared<Session>(std::move(s), root, live)->run();
+      }
       accept();
     });
   }
@@ -228,6 +322,10 @@ Result<std::unique_ptr<FileServer>> FileServer::start(const stdfs::path& root,
 
 FileServer::~FileServer() {
   stop();
+}
+
+void FileServer::set_max_connections(size_t n) {
+  impl_->max_connections = n;
 }
 
 uint16_t FileServer::port() const {

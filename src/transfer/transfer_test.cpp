@@ -3,11 +3,15 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <csignal>
 #include <thread>
+#include <vector>
 
 #include "test_util.hpp"
 #include "transfer/fetcher.hpp"
@@ -23,7 +27,12 @@ std::string raw_request(uint16_t port, const std::string& request) {
   a.sin_family = AF_INET;
   a.sin_port = htons(port);
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return "";
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    ::close(fd);
+    return "";
+  }
+  timeval tv{3, 0};  // a server that never answers fails the test, not hangs it
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   (void)!::write(fd, request.data(), request.size());
   std::string out;
   char buf[4096];
@@ -148,6 +157,98 @@ TEST_F(Transfer, ServerAnswersRanges) {
       server_->port(),
       "GET /a/file.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=200000-\r\nConnection: close\r\n\r\n");
   EXPECT_NE(bad.find(" 416 "), std::string::npos);
+  // An open range over several 64 KiB chunks comes whole.
+  auto tail = raw_request(
+      server_->port(),
+      "GET /a/file.bin HTTP/1.1\r\nHost: x\r\nRange: bytes=1000-\r\nConnection: close\r\n\r\n");
+  ASSERT_NE(tail.find("\r\n\r\n"), std::string::npos);
+  EXPECT_EQ(tail.substr(tail.find("\r\n\r\n") + 4), std::string(data.begin() + 1000, data.end()));
+}
+
+TEST_F(Transfer, ServerAnswers414And431AndGoesOnServing) {
+  auto long_target = raw_request(
+      server_->port(), "GET /" + std::string(20000, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_NE(long_target.find(" 414 "), std::string::npos) << long_target.substr(0, 60);
+  auto target_9k = raw_request(server_->port(),
+                               "GET /" + std::string(9000, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_NE(target_9k.find(" 414 "), std::string::npos) << target_9k.substr(0, 60);
+  auto big_headers = raw_request(server_->port(), "GET /a/file.bin HTTP/1.1\r\nHost: x\r\nX-Pad: " +
+                                                      std::string(20000, 'b') + "\r\n\r\n");
+  EXPECT_NE(big_headers.find(" 431 "), std::string::npos) << big_headers.substr(0, 60);
+  auto fine = raw_request(server_->port(),
+                          "GET /a/file.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_NE(fine.find(" 200 "), std::string::npos);
+  EXPECT_EQ(fine.size() - fine.find("\r\n\r\n") - 4, 100000u) << "the whole file, streamed";
+}
+
+TEST_F(Transfer, ServerRefusesConnectionsOverItsLimitWith503) {
+  server_->set_max_connections(2);
+  std::vector<int> idle;
+  for (int i = 0; i < 2; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(server_->port());
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+    idle.push_back(fd);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // both accepted
+  auto third = raw_request(server_->port(), "GET /a/file.bin HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_NE(third.find(" 503 "), std::string::npos) << third.substr(0, 60);
+  for (int fd : idle) ::close(fd);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  auto after = raw_request(server_->port(),
+                           "GET /a/file.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_NE(after.find(" 200 "), std::string::npos) << "served again once they left";
+}
+
+// A connection flood that exhausts the server's file descriptors (RLIMIT_NOFILE 64 in a
+// child process) must not stop it for good: once the flood ends, it answers again.
+TEST(TransferServer, KeepsAcceptingAfterRunningOutOfDescriptors) {
+  test::ScratchDir dir;
+  test::write_file(dir / "root/f", std::string("hello"));
+  int pfd[2];
+  ASSERT_EQ(::pipe(pfd), 0);
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    rlimit rl{64, 64};
+    ::setrlimit(RLIMIT_NOFILE, &rl);
+    auto s = FileServer::start(dir / "root", "127.0.0.1:0");
+    uint16_t port = s ? (*s)->port() : 0;
+    (void)!::write(pfd[1], &port, sizeof port);
+    if (s) (*s)->wait();
+    ::_exit(0);
+  }
+  uint16_t port = 0;
+  ASSERT_EQ(::read(pfd[0], &port, sizeof port), static_cast<ssize_t>(sizeof port));
+  ASSERT_NE(port, 0);
+  std::vector<int> flood;
+  for (int i = 0; i < 200; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0)
+      flood.push_back(fd);
+    else
+      ::close(fd);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the server hits EMFILE
+  for (int fd : flood) ::close(fd);
+  std::string answer;
+  for (int i = 0; i < 50 && answer.find(" 200 ") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    answer = raw_request(port, "GET /f HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  }
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  ::close(pfd[0]);
+  ::close(pfd[1]);
+  EXPECT_NE(answer.find(" 200 "), std::string::npos)
+      << "flood of " << flood.size() << " connections; then: " << answer.substr(0, 60);
 }
 
 TEST(TransferBadServers, EndlessDataStopsAtTheLimit) {
