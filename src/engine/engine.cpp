@@ -48,7 +48,7 @@ std::string Engine::Internals::boot_id() const {
 
 std::unique_ptr<transfer::Fetcher> Engine::Internals::fetcher() const {
   if (e.opts_.make_fetcher) return e.opts_.make_fetcher();
-  return std::make_unique<transfer::HttpFetcher>();
+  return std::make_unique<transfer::HttpFetcher>(transfer::http_options_from_env());
 }
 
 void Engine::Internals::emit(json event) const {

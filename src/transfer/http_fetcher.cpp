@@ -1,5 +1,8 @@
 #include <curl/curl.h>
 
+#include <algorithm>
+#include <climits>
+#include <cstdlib>
 #include <mutex>
 #include <string>
 
@@ -58,7 +61,20 @@ Result<std::vector<uint8_t>> HttpFetcher::fetch(const std::string& url, uint64_t
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, opts_.connect_timeout_s);
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, opts_.low_speed_bytes_per_s);
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, opts_.low_speed_time_s);
-  if (opts_.total_timeout_s > 0) curl_easy_setopt(c, CURLOPT_TIMEOUT, opts_.total_timeout_s);
+  // The deadline: the whole fetch at the minimum average rate (slow retrieval), or the
+  // configured total, whichever comes first.
+  long deadline_ms = opts_.total_timeout_s > 0 ? opts_.total_timeout_s * 1000 : 0;
+  bool by_rate = false;
+  if (opts_.min_average_bytes_per_s > 0 && max_bytes < (uint64_t{1} << 50)) {
+    const uint64_t ms = static_cast<uint64_t>(opts_.connect_timeout_s) * 1000 +
+                        static_cast<uint64_t>(opts_.deadline_grace_ms) +
+                        max_bytes * 1000 / opts_.min_average_bytes_per_s;
+    if (deadline_ms == 0 || ms < static_cast<uint64_t>(deadline_ms)) {
+      deadline_ms = static_cast<long>(std::min<uint64_t>(ms, LONG_MAX));
+      by_rate = true;
+    }
+  }
+  if (deadline_ms > 0) curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, deadline_ms);
   // A server that states a length above the limit is refused before any body is read.
   if (max_bytes < static_cast<uint64_t>(INT64_MAX))
     curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(max_bytes));
@@ -66,8 +82,21 @@ Result<std::vector<uint8_t>> HttpFetcher::fetch(const std::string& url, uint64_t
   long status = 0;
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
   if (body.too_long || rc == CURLE_FILESIZE_EXCEEDED)
-    return fail(Errc::corrupt, url + " is longer than the " + std::to_string(max_bytes) +
-                                   " bytes allowed; refusing it (endless data?)");
+    return fail(Errc::corrupt,
+                url + " sends more than the " + std::to_string(max_bytes) +
+                    " bytes expected (its signed length, or the size limit): a substituted, "
+                    "corrupt or endless response; refusing it");
+  curl_off_t elapsed_us = 0;
+  curl_easy_getinfo(c, CURLINFO_TOTAL_TIME_T, &elapsed_us);
+  if (rc == CURLE_OPERATION_TIMEDOUT && by_rate && elapsed_us / 1000 + 100 >= deadline_ms) {
+    curl_off_t speed = 0;
+    curl_easy_getinfo(c, CURLINFO_SPEED_DOWNLOAD_T, &speed);
+    return fail(Errc::io, url + ": too slow: " + std::to_string(body.data.size()) + " bytes in " +
+                              std::to_string(deadline_ms) + " ms (" + std::to_string(speed) +
+                              " bytes/s; the minimum average is " +
+                              std::to_string(opts_.min_average_bytes_per_s) +
+                              ", $MUP_MIN_RATE); check the network or the mirror and retry");
+  }
   if (rc == CURLE_OPERATION_TIMEDOUT)
     return fail(Errc::io, url + ": the transfer stalled or timed out (" + std::string(errbuf) +
                               "); check the network or the server and retry");
@@ -82,6 +111,16 @@ Result<std::vector<uint8_t>> HttpFetcher::fetch(const std::string& url, uint64_t
   if (status >= 400)
     return fail(Errc::io, url + ": the server answered HTTP " + std::to_string(status));
   return std::move(body.data);
+}
+
+HttpOptions http_options_from_env() {
+  HttpOptions o;
+  if (const char* v = std::getenv("MUP_MIN_RATE"); v && *v) {
+    char* end = nullptr;
+    const unsigned long long n = std::strtoull(v, &end, 10);
+    if (end && *end == '\0') o.min_average_bytes_per_s = n;
+  }
+  return o;
 }
 
 std::string percent_encode(std::string_view s) {

@@ -276,6 +276,70 @@ TEST(TransferBadServers, StalledTransferTimesOut) {
   EXPECT_NE(r.error().message().find("stalled"), std::string::npos) << r.error().message();
 }
 
+// Slow retrieval above the low-speed floor: 20 bytes a second of a 2,000-byte body. The
+// floor (1 byte/s here) never fires; the deadline from the minimum average rate does.
+TEST(TransferBadServers, ATrickleAboveTheFloorMeetsTheDeadline) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  ::listen(fd, 4);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  std::atomic<bool> stop{false};
+  std::thread server([&] {
+    int c = ::accept(fd, nullptr, nullptr);
+    if (c < 0) return;
+    char buf[4096];
+    (void)!::read(c, buf, sizeof buf);
+    const std::string head = "HTTP/1.1 200 OK\r\nContent-Length: 2000\r\n\r\n";
+    (void)!::write(c, head.data(), head.size());
+    for (int i = 0; i < 2000 && !stop; ++i) {
+      if (::write(c, "x", 1) < 0) break;
+      ::usleep(50000);
+    }
+    ::close(c);
+  });
+  HttpOptions o;
+  o.connect_timeout_s = 1;
+  o.low_speed_bytes_per_s = 1;
+  o.low_speed_time_s = 30;
+  o.min_average_bytes_per_s = 2000;  // 2,000 bytes: a deadline of 1 s + 0.5 s + 1 s
+  o.deadline_grace_ms = 500;
+  HttpFetcher f(o);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = f.fetch("http://127.0.0.1:" + std::to_string(ntohs(a.sin_port)) + "/x", 2000);
+  const auto took = std::chrono::steady_clock::now() - t0;
+  stop = true;
+  ::shutdown(fd, SHUT_RDWR);
+  ::close(fd);
+  server.join();
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), Errc::io);
+  EXPECT_NE(r.error().message().find("too slow"), std::string::npos) << r.error().message();
+  EXPECT_NE(r.error().message().find("MUP_MIN_RATE"), std::string::npos);
+  EXPECT_LT(took, std::chrono::seconds(20)) << "not the 100 s the trickle would take";
+}
+
+TEST(TransferBadServers, ASubstitutedLongerPieceIsNamedSo) {
+  BadServer s("HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n" + std::string(5000, 'y'), false, 0);
+  HttpFetcher f;
+  auto r = f.fetch(s.url(), 1000);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), Errc::corrupt);
+  EXPECT_NE(r.error().message().find("substituted"), std::string::npos) << r.error().message();
+}
+
+TEST(HttpOptions, TheMinimumRateComesFromTheEnvironment) {
+  ::setenv("MUP_MIN_RATE", "12345", 1);
+  EXPECT_EQ(http_options_from_env().min_average_bytes_per_s, 12345u);
+  ::setenv("MUP_MIN_RATE", "fast", 1);
+  EXPECT_EQ(http_options_from_env().min_average_bytes_per_s, HttpOptions{}.min_average_bytes_per_s)
+      << "not a number: the default";
+  ::unsetenv("MUP_MIN_RATE");
+}
+
 TEST(TransferBadServers, ConnectionRefusedIsIo) {
   HttpFetcher f({.connect_timeout_s = 2});
   auto r = f.fetch("http://127.0.0.1:1/x", 100);
