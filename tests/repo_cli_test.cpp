@@ -166,6 +166,25 @@ TEST_F(RepoCli, KeyRotationAndExpiryKeepTheChainVerifiable) {
   EXPECT_EQ(after["updates"][0]["available"], "1.2.0");
 }
 
+// Rotating a role's keys re-signs that role's current metadata at once: nodes go on without
+// a publish or an expire in between (the repository was unusable until one, before).
+TEST_F(RepoCli, ARotatedRoleIsReSignedAtOnceAndTheRepositoryVerifies) {
+  install_v1_on_node();
+  auto server = transfer::FileServer::start(d_ / "repo", "127.0.0.1:0");
+  ASSERT_TRUE(server);
+  ok({"check", "--repo", (*server)->base_url(), "--trusted-root", s("repo/metadata/1.root.json"),
+      "--root", s("node")});
+  for (const char* role : {"timestamp", "snapshot", "targets"}) {
+    SCOPED_TRACE(role);
+    auto r = ok({"repo", "rotate-key", s("repo"), "--keys", s("keys"), "--role", role});
+    EXPECT_NE(r.out.find("re-signed by the new keys"), std::string::npos) << r.out;
+    auto v = nlohmann::json::parse(ok({"repo", "verify", s("repo"), "--json"}).out);
+    EXPECT_TRUE(v["ok"]) << v.dump();
+    auto c = ok({"check", "--repo", (*server)->base_url(), "--root", s("node"), "--json"});
+    EXPECT_EQ(nlohmann::json::parse(c.out)["updates"].size(), 1u) << c.out;
+  }
+}
+
 TEST_F(RepoCli, CheckWithoutATrustedRootRefuses) {
   auto server = transfer::FileServer::start(d_ / "repo", "127.0.0.1:0");
   auto r = run_mup({"check", "--repo", (*server)->base_url(), "--root", s("node")});

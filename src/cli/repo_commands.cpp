@@ -463,6 +463,23 @@ void run_repo_sign(const std::string& dir, const std::string& keydir, const std:
   std::printf("signed the current %s metadata with %zu key(s)\n", role.c_str(), keys[role].size());
 }
 
+// Every command that rewrites metadata ends with the offline verification; a failure says
+// what to do (the command's own change is written: the repository is in that state).
+void verify_after(const std::string& dir, const std::string& what) {
+  tuf::SystemClock clock;
+  auto r = tuf::Repository::verify(dir, clock);
+  if (!r) die(r.error().context("verifying the repository after " + what));
+  for (const auto& w : r->warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  if (r->ok()) return;
+  for (const auto& p : r->problems) std::fprintf(stderr, "PROBLEM: %s\n", p.c_str());
+  std::fprintf(stderr,
+               "mup: the repository does not verify after %s: nodes will refuse it. Fix what "
+               "is listed (mup repo expire DIR --role ROLE re-signs a role; mup repo verify "
+               "DIR checks again) before serving it.\n",
+               what.c_str());
+  throw CliExit{1};
+}
+
 void run_repo_rotate(const std::string& dir, const std::string& keydir, const std::string& role,
                      uint32_t threshold, uint32_t count, const std::string& key_type) {
   tuf::SystemClock clock;
@@ -473,8 +490,8 @@ void run_repo_rotate(const std::string& dir, const std::string& keydir, const st
   for (uint32_t i = 0; i < std::max(count, threshold); ++i) {
     fresh.push_back(must(crypto::PrivateKey::generate(parse_key_type(key_type))));
     pubs.push_back(fresh.back().public_key());
-    if (role == "root")
-      repo.add_signer("root", fresh.back());  // root N+1 is signed by old and new keys
+    // root N+1 is signed by old and new keys; another role's metadata by its new keys
+    repo.add_signer(role, fresh.back());
   }
   must(repo.rotate_keys(role, pubs, threshold), "rotating " + role + " keys");
   // Keep the old key files (renamed) so that the rotation can be audited, and store the new ones.
@@ -484,9 +501,11 @@ void run_repo_rotate(const std::string& dir, const std::string& keydir, const st
       stdfs::rename(e.path(), e.path().parent_path() / ("retired-" + name));
   }
   for (const auto& k : fresh) save_key(keydir, role, k);
-  std::printf("rotated %s keys: root is now v%llu; old keys kept as %s/retired-%s.*.pem\n",
-              role.c_str(), static_cast<unsigned long long>(repo.root().version), keydir.c_str(),
-              role.c_str());
+  std::printf("rotated %s keys: root is now v%llu%s; old keys kept as %s/retired-%s.*.pem\n",
+              role.c_str(), static_cast<unsigned long long>(repo.root().version),
+              role == "root" ? "" : (", " + role + " re-signed by the new keys").c_str(),
+              keydir.c_str(), role.c_str());
+  verify_after(dir, "rotating " + role + " keys");
 }
 
 void run_repo_expire(const std::string& dir, const std::string& keydir, const std::string& role) {
@@ -495,6 +514,7 @@ void run_repo_expire(const std::string& dir, const std::string& keydir, const st
   add_signers(repo, keydir);
   must(repo.refresh_expiry(role), "refreshing the expiry of " + role);
   std::printf("refreshed the expiry of %s\n", role.c_str());
+  verify_after(dir, "refreshing " + role);
 }
 
 void run_keygen(const std::string& device, const std::string& out) {

@@ -394,12 +394,31 @@ Status Repository::rotate_keys(const std::string& role,
   if (threshold < 1 || new_keys.size() < threshold)
     return fail(Errc::invalid_argument, "rotate_keys: threshold " + std::to_string(threshold) +
                                             " needs at least that many keys");
+  // The role's current metadata is re-signed by the new keys right after the new root (a
+  // client that reads root N+1 would refuse metadata signed by the old ones): their private
+  // halves must be signers already, a threshold of them, or nothing is written.
+  if (role != "root") {
+    std::set<std::string> fresh;
+    for (const auto& k : new_keys) fresh.insert(Key::from_public(k).keyid());
+    uint32_t have = 0;
+    if (auto it = signers_.find(role); it != signers_.end())
+      for (const auto& key : it->second)
+        have += fresh.count(Key::from_public(key.public_key()).keyid()) ? 1 : 0;
+    if (have < threshold)
+      return fail(Errc::invalid_argument,
+                  "rotate_keys: " + std::to_string(have) + " of the new " + role +
+                      " keys can sign here, the threshold is " + std::to_string(threshold) +
+                      " (add their private keys as signers first); nothing written");
+  }
   Root body = root_.body();
   for (const auto& id : std::vector<std::string>(body.roles.at(role).keyids))
     body.remove_key(role, id);
   for (const auto& k : new_keys) body.add_key(role, Key::from_public(k));
   body.roles[role].threshold = threshold;
-  return write_new_root(std::move(body));
+  MUP_TRY(write_new_root(std::move(body)));
+  if (role == "root") return {};
+  return refresh_expiry(role).map_error(
+      [&](Error e) { return e.context("re-signing " + role + " with its new keys"); });
 }
 
 Status Repository::refresh_expiry(const std::string& role) {

@@ -131,8 +131,11 @@ class Repository {
   // Root rotation: writes root N+1 in which `role` (a top-level role) is signed by
   // `new_keys` with `threshold`. Root N+1 must be signed by a threshold of root N's root
   // keys and of its own (give both old and new private keys with add_signer("root")).
-  // Rotating timestamp or snapshot keys makes clients delete their copies of those
-  // roles (fast-forward recovery); the next publish() signs with the new keys.
+  // Any other role's current metadata is then re-signed by the new keys (targets: also
+  // snapshot and timestamp; snapshot: also timestamp), so the repository stays usable: the
+  // new keys' private halves must have been given with add_signer(role), a threshold of
+  // them, or nothing is written. Rotating timestamp or snapshot keys makes clients delete
+  // their copies of those roles (fast-forward recovery).
   [[nodiscard]] Status rotate_keys(const std::string& role,
                                    const std::vector<crypto::PublicKey>& new_keys,
                                    uint32_t threshold);

@@ -133,10 +133,15 @@ TEST(Repository, RootRotationAndFastForwardRecoveryReachClients) {
   EXPECT_EQ(repo->root().version, 2u);
 
   // Timestamp keys rotated: clients drop their timestamp and accept the new chain.
+  // The new key must be able to sign: without it nothing is written.
   auto new_ts = new_key();
-  ASSERT_TRUE(repo->rotate_keys("timestamp", {new_ts.public_key()}, 1));
+  auto unsigned_rotation = repo->rotate_keys("timestamp", {new_ts.public_key()}, 1);
+  ASSERT_FALSE(unsigned_rotation);
+  EXPECT_NE(unsigned_rotation.error().message().find("nothing written"), std::string::npos);
+  EXPECT_EQ(repo->root().version, 2u);
   repo->add_signer("timestamp", new_ts);
-  ASSERT_TRUE(repo->publish());
+  ASSERT_TRUE(repo->rotate_keys("timestamp", {new_ts.public_key()}, 1));
+  // No publish needed: the current timestamp was re-signed with the new key.
   auto u = f.updater();
   ASSERT_TRUE(u);
   ASSERT_TRUE(u->refresh()) << u->refresh().error().message();
