@@ -83,6 +83,11 @@ struct EngineOptions {
   const Clock* clock = nullptr;
   std::function<std::string()> boot_id;
   bool recover = true;  // false: open without recovering (tests of recovery itself)
+  // Package types whose trees may carry setuid or setgid files or world-writable entries
+  // (a signed tree with a 04755 file would otherwise give any holder of a publisher key
+  // root on every node). nullopt: $MUP_ALLOW_SPECIAL_MODES (comma-separated types, e.g.
+  // "kernel"), else none: such a tree is refused at install, naming the files.
+  std::optional<std::vector<package::PackageType>> allow_special_modes;
 };
 
 struct InstallOptions {
@@ -146,6 +151,7 @@ class Engine {
   ~Engine();
 
   const std::filesystem::path& root() const { return root_; }
+  const EngineOptions& options() const { return opts_; }
   const RecoveryReport& recovery() const { return recovery_; }
   std::filesystem::path state_dir(const std::string& component) const {
     return root_ / "state" / component;

@@ -7,6 +7,7 @@
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <thread>
@@ -374,6 +375,38 @@ TEST_F(EngineTest, TrialIsCommittedOrRolledBackAndARestartFollowsThePolicy) {
   auto c = e->commit("app");
   ASSERT_FALSE(c);
   EXPECT_TRUE(is(c.error(), Code::not_on_trial));
+}
+
+// A signed tree with a setuid file or a world-writable directory: refused at install, naming
+// them, unless the node allows such modes for the package's type (here: kernel).
+TEST_F(EngineTest, SetuidAndWorldWritableEntriesNeedTheNodesConsent) {
+  write_file(d_ / "s1/bin/tool", random_bytes(1000, 9));
+  stdfs::permissions(d_ / "s1/bin/tool", static_cast<stdfs::perms>(04755));
+  stdfs::create_directories(d_ / "s1/spool");
+  stdfs::permissions(d_ / "s1/spool", static_cast<stdfs::perms>(0777));
+  for (const char* type : {"application", "kernel"})
+    ok({"publish", s("repo"), s("s1"), "--keys", s("keys"), "--component",
+        std::string(type) == "kernel" ? "kern" : "suid", "--version", "1.0.0", "--type", type});
+  ::unsetenv("MUP_ALLOW_SPECIAL_MODES");
+  auto e = open();
+  auto r = e->install("suid", {});
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(is(r.error(), Code::policy)) << r.error().message();
+  EXPECT_NE(r.error().message().find("bin/tool (setuid 4755)"), std::string::npos)
+      << r.error().message();
+  EXPECT_NE(r.error().message().find("spool (world-writable 0777)"), std::string::npos);
+  EXPECT_EQ(active("suid"), "");
+  EXPECT_FALSE(stdfs::exists(d_ / "node/components/suid/1.0.0")) << "nothing staged";
+  EXPECT_FALSE(e->install("kern", {})) << "not allowed for kernels either by default";
+
+  ::setenv("MUP_ALLOW_SPECIAL_MODES", "kernel", 1);
+  auto k = e->install("kern", {});
+  ASSERT_TRUE(k) << k.error().message();
+  struct stat st {};
+  ASSERT_EQ(::stat((d_ / "node/components/kern/1.0.0/bin/tool").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 04755u) << "the allowed type keeps its modes";
+  EXPECT_FALSE(e->install("suid", {})) << "an application still may not";
+  ::unsetenv("MUP_ALLOW_SPECIAL_MODES");
 }
 
 TEST_F(EngineTest, WithDepsIsOneGroupThatFailsWhole) {

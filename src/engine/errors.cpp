@@ -11,7 +11,8 @@ Errc errc_of(Code c) {
     case Code::dependency_cycle:
     case Code::ambiguous_remote:
     case Code::not_on_trial:
-    case Code::bad_version: return Errc::invalid_argument;
+    case Code::bad_version:
+    case Code::policy: return Errc::invalid_argument;
     case Code::no_remote:
     case Code::not_offered:
     case Code::not_installed:
@@ -52,6 +53,7 @@ std::string_view code_name(Code c) {
     case Code::busy: return "busy";
     case Code::no_snapshot: return "no_snapshot";
     case Code::unknown_journal: return "unknown_journal";
+    case Code::policy: return "policy";
   }
   return "unknown";
 }

@@ -28,6 +28,7 @@ enum class Code : int {
   busy,                // another process works on the component
   no_snapshot,         // no snapshot to restore
   unknown_journal,     // a journal entry that could not be understood (rolled back)
+  policy,              // the node's policy refuses the package (setuid files, ...)
 };
 
 const ErrorCategory& engine_category();

@@ -173,12 +173,53 @@ bool fetch_applies(Work& w) {
   return w.op.kind() == OpKind::install && w.session != nullptr;
 }
 
+// The node's policy on special modes: setuid/setgid bits and world-writable files or
+// directories only in trees of the types the node allows (EngineOptions).
+Status check_special_modes(const std::vector<package::PackageType>& allowed,
+                           const package::Manifest& m, const chunk::TreeIndex& idx) {
+  if (std::find(allowed.begin(), allowed.end(), m.type) != allowed.end()) return {};
+  std::vector<std::string> found;
+  for (const auto& e : idx.entries) {
+    if (e.type == chunk::EntryType::symlink) continue;
+    std::string what;
+    if (e.mode & 04000) what += "setuid ";
+    if (e.mode & 02000) what += "setgid ";
+    if (e.mode & 0002) what += "world-writable ";
+    if (what.empty()) continue;
+    char mode[8];
+    std::snprintf(mode, sizeof mode, "%04o", e.mode & 07777);
+    found.push_back(e.path + " (" + what + mode + ")");
+  }
+  if (found.empty()) return {};
+  std::string list;
+  for (size_t i = 0; i < found.size() && i < 5; ++i) list += (i ? ", " : "") + found[i];
+  if (found.size() > 5) list += " and " + std::to_string(found.size() - 5) + " more";
+  return fail(Code::policy, m.id() + " (" + std::string(package::type_name(m.type)) + ") carries " +
+                                list +
+                                "; this node allows such modes only for the types in "
+                                "$MUP_ALLOW_SPECIAL_MODES (e.g. kernel); nothing was installed");
+}
+
+std::vector<package::PackageType> special_modes_allowed(const EngineOptions& o) {
+  if (o.allow_special_modes) return *o.allow_special_modes;
+  std::vector<package::PackageType> out;
+  const char* env = std::getenv("MUP_ALLOW_SPECIAL_MODES");
+  std::string_view rest = env ? env : "";
+  while (!rest.empty()) {
+    const size_t comma = rest.find(',');
+    if (auto t = package::parse_type(rest.substr(0, comma))) out.push_back(*t);
+    rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+  }
+  return out;
+}
+
 Result<Event> fetch_step(Work& w) {
   const package::Manifest& m = *w.manifest;
   const std::string& c = w.op.component();
   auto res = resolve_download(w.e, *w.session, m, w.op.intent().target_path, w.device_key,
                               w.install_threads);
   if (!res) return tl::unexpected(res.error());
+  MUP_TRY(check_special_modes(special_modes_allowed(w.e.options()), m, *res->index));
   w.resolved.emplace(std::move(*res));
   Resolved& r = *w.resolved;
   w.report.bytes_fetched += r.index_bytes;
