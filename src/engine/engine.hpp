@@ -88,6 +88,9 @@ struct EngineOptions {
   // root on every node). nullopt: $MUP_ALLOW_SPECIAL_MODES (comma-separated types, e.g.
   // "kernel"), else none: such a tree is refused at install, naming the files.
   std::optional<std::vector<package::PackageType>> allow_special_modes;
+  // Seam: bytes free for the node's root (default: statvfs of the root). An install checks
+  // what staging needs against it, keeping 5% of the filesystem (at most 1 GiB) in reserve.
+  std::function<Result<uint64_t>()> free_bytes;
 };
 
 struct InstallOptions {

@@ -149,6 +149,7 @@ class EngineTest : public ::testing::Test {
     };
     o.clock = &clock_;
     o.boot_id = [this] { return boot_; };
+    o.free_bytes = free_bytes_;
     auto e = Engine::open(d_ / "node", std::move(o));
     EXPECT_TRUE(e) << e.error().message();
     return std::move(*e);
@@ -168,6 +169,7 @@ class EngineTest : public ::testing::Test {
   std::unique_ptr<transfer::FileServer> server_;
   FakeClock clock_{system_clock().wall_ms()};  // TUF expiry is checked against it
   std::string boot_ = "boot-1";
+  std::function<Result<uint64_t>()> free_bytes_;  // empty: the real free space
 };
 
 TEST_F(EngineTest, InstallGoesThroughTheActivatorAndRecordsOneOperation) {
@@ -407,6 +409,25 @@ TEST_F(EngineTest, SetuidAndWorldWritableEntriesNeedTheNodesConsent) {
   EXPECT_EQ(st.st_mode & 07777, 04755u) << "the allowed type keeps its modes";
   EXPECT_FALSE(e->install("suid", {})) << "an application still may not";
   ::unsetenv("MUP_ALLOW_SPECIAL_MODES");
+}
+
+// The space staging needs is checked before anything is written: "needs X, Y free".
+TEST_F(EngineTest, AnInstallTheDiskCannotHoldIsRefusedBeforeWritingAnything) {
+  free_bytes_ = [] { return Result<uint64_t>(100'000); };
+  auto e = open();
+  auto r = e->install("app", {});
+  ASSERT_FALSE(r);
+  EXPECT_TRUE(is(r.error(), Code::no_space)) << r.error().message();
+  const std::string& m = r.error().message();
+  EXPECT_NE(m.find("needs 623.6 kB (320.0 kB of files to write"), std::string::npos) << m;
+  EXPECT_NE(m.find("100.0 kB is free"), std::string::npos) << m;
+  EXPECT_NE(m.find("nothing was written"), std::string::npos) << m;
+  EXPECT_EQ(active(), "");
+  EXPECT_FALSE(stdfs::exists(d_ / "node/components/app/2.0.0"));
+  free_bytes_ = [] { return Result<uint64_t>(uint64_t{10} << 30); };
+  auto roomy = open();
+  auto ok2 = roomy->install("app", {});
+  EXPECT_TRUE(ok2) << ok2.error().message();
 }
 
 TEST_F(EngineTest, WithDepsIsOneGroupThatFailsWhole) {

@@ -1,6 +1,8 @@
 // Install: the remote session, the one resolver of what a node must download (check and
 // install both ask it, so their figures agree), the install steps (resolve, fetch, stage),
 // dependency plans (--with-deps as one group), and check.
+#include <sys/statvfs.h>
+
 #include <algorithm>
 #include <map>
 #include <mutex>
@@ -9,6 +11,7 @@
 #include "core/fault.hpp"
 #include "core/fs.hpp"
 #include "core/parallel.hpp"
+#include "core/progress.hpp"
 #include "core/sha256.hpp"
 #include "engine/internal.hpp"
 #include "transfer/fetcher.hpp"
@@ -213,6 +216,39 @@ std::vector<package::PackageType> special_modes_allowed(const EngineOptions& o) 
   return out;
 }
 
+// Before anything is written: the manifest's size must be the index's, and the node must
+// have room for what staging writes (the files not hard-linked from installed versions, and
+// the pieces to download), with a reserve left free.
+Status check_size_and_space(Engine& e, const package::Manifest& m, const Resolved& r) {
+  const uint64_t tree = r.index->total_file_bytes();
+  if (m.size != tree)
+    return fail(Code::integrity, m.id() + ": its manifest says " + std::to_string(m.size) +
+                                     " bytes, its tree index " + std::to_string(tree) +
+                                     "; refusing it");
+  const uint64_t reused = r.plan ? std::min(r.plan->reused_bytes, tree) : 0;
+  const uint64_t write = tree - reused, need = write + r.todo_bytes;
+  uint64_t free = 0, reserve = 0;
+  if (e.options().free_bytes) {
+    auto f = e.options().free_bytes();
+    if (!f) return tl::unexpected(f.error());
+    free = *f;
+    reserve = std::min<uint64_t>(free / 20, uint64_t{1} << 30);
+  } else {
+    struct statvfs st {};
+    if (::statvfs(e.root().c_str(), &st) != 0) return {};  // cannot tell: the writes will
+    free = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+    reserve = std::min<uint64_t>(static_cast<uint64_t>(st.f_blocks) * st.f_frsize / 20,
+                                 uint64_t{1} << 30);
+  }
+  if (free >= reserve && need <= free - reserve) return {};
+  return fail(Code::no_space,
+              "installing " + m.id() + " needs " + human_bytes(need) + " (" + human_bytes(write) +
+                  " of files to write after hard links, " + human_bytes(r.todo_bytes) +
+                  " of pieces to download), " + human_bytes(free) + " is free on " +
+                  e.root().string() + " and " + human_bytes(reserve) +
+                  " stays in reserve; nothing was written (mup gc frees old versions)");
+}
+
 Result<Event> fetch_step(Work& w) {
   const package::Manifest& m = *w.manifest;
   const std::string& c = w.op.component();
@@ -220,6 +256,7 @@ Result<Event> fetch_step(Work& w) {
                               w.install_threads);
   if (!res) return tl::unexpected(res.error());
   MUP_TRY(check_special_modes(special_modes_allowed(w.e.options()), m, *res->index));
+  MUP_TRY(check_size_and_space(w.e, m, *res));
   w.resolved.emplace(std::move(*res));
   Resolved& r = *w.resolved;
   w.report.bytes_fetched += r.index_bytes;
