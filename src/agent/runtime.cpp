@@ -1,11 +1,7 @@
 #include "agent/runtime.hpp"
 
-#include <sys/statvfs.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <chrono>
-#include <cstring>
 #include <thread>
 
 #include "deploy/deployer.hpp"
@@ -437,14 +433,9 @@ bool EngineNode::installed(const std::string& c, const std::string& v) {
 }
 
 Result<deploy::Node::Space> EngineNode::space() {
-  struct statvfs st {};
-  if (::statvfs(engine_.root().c_str(), &st) != 0)
-    return fail(Errc::io, "statvfs " + engine_.root().string() + ": " + std::strerror(errno));
-  Space s;
-  s.free = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
-  const uint64_t total = static_cast<uint64_t>(st.f_blocks) * st.f_frsize;
-  s.reserve = std::min<uint64_t>(total / 20, uint64_t{1} << 30);
-  return s;
+  auto d = engine_.disk_space();
+  if (!d) return tl::unexpected(d.error());
+  return Space{d->free, d->reserve};
 }
 
 std::optional<std::string> EngineNode::previous(const std::string& c) {

@@ -110,7 +110,7 @@ class EngineNode : public deploy::Node {
       const std::vector<std::pair<std::string, std::string>>& wanted) override;
   std::map<std::string, package::Version> active_versions() override;
   bool installed(const std::string& component, const std::string& version) override;
-  // statvfs of the node's root; the reserve is 5% of that filesystem, at most 1 GiB.
+  // The engine's disk_space(): free bytes and the reserve (5%, at most 1 GiB).
   [[nodiscard]] Result<Space> space() override;
 
  private:

@@ -155,6 +155,12 @@ class Engine {
 
   const std::filesystem::path& root() const { return root_; }
   const EngineOptions& options() const { return opts_; }
+  // Space on the node's filesystem for new versions: what is free, and the reserve that must
+  // stay free (5% of the filesystem, at most 1 GiB). Installs and the agent's plans check it.
+  struct DiskSpace {
+    uint64_t free = 0, reserve = 0;
+  };
+  [[nodiscard]] Result<DiskSpace> disk_space() const;
   const RecoveryReport& recovery() const { return recovery_; }
   std::filesystem::path state_dir(const std::string& component) const {
     return root_ / "state" / component;

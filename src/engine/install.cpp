@@ -4,6 +4,8 @@
 #include <sys/statvfs.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <set>
@@ -227,19 +229,9 @@ Status check_size_and_space(Engine& e, const package::Manifest& m, const Resolve
                                      "; refusing it");
   const uint64_t reused = r.plan ? std::min(r.plan->reused_bytes, tree) : 0;
   const uint64_t write = tree - reused, need = write + r.todo_bytes;
-  uint64_t free = 0, reserve = 0;
-  if (e.options().free_bytes) {
-    auto f = e.options().free_bytes();
-    if (!f) return tl::unexpected(f.error());
-    free = *f;
-    reserve = std::min<uint64_t>(free / 20, uint64_t{1} << 30);
-  } else {
-    struct statvfs st {};
-    if (::statvfs(e.root().c_str(), &st) != 0) return {};  // cannot tell: the writes will
-    free = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
-    reserve = std::min<uint64_t>(static_cast<uint64_t>(st.f_blocks) * st.f_frsize / 20,
-                                 uint64_t{1} << 30);
-  }
+  auto space = e.disk_space();
+  if (!space) return {};  // cannot tell: the writes will
+  const uint64_t free = space->free, reserve = space->reserve;
   if (free >= reserve && need <= free - reserve) return {};
   return fail(Code::no_space,
               "installing " + m.id() + " needs " + human_bytes(need) + " (" + human_bytes(write) +
@@ -247,6 +239,24 @@ Status check_size_and_space(Engine& e, const package::Manifest& m, const Resolve
                   " of pieces to download), " + human_bytes(free) + " is free on " +
                   e.root().string() + " and " + human_bytes(reserve) +
                   " stays in reserve; nothing was written (mup gc frees old versions)");
+}
+
+Result<Engine::DiskSpace> Engine::disk_space() const {
+  DiskSpace d;
+  if (opts_.free_bytes) {
+    auto f = opts_.free_bytes();
+    if (!f) return tl::unexpected(f.error());
+    d.free = *f;
+    d.reserve = std::min<uint64_t>(d.free / 20, uint64_t{1} << 30);
+    return d;
+  }
+  struct statvfs st {};
+  if (::statvfs(root_.c_str(), &st) != 0)
+    return fail(Errc::io, "statvfs " + root_.string() + ": " + std::strerror(errno));
+  d.free = static_cast<uint64_t>(st.f_bavail) * st.f_frsize;
+  d.reserve =
+      std::min<uint64_t>(static_cast<uint64_t>(st.f_blocks) * st.f_frsize / 20, uint64_t{1} << 30);
+  return d;
 }
 
 Result<Event> fetch_step(Work& w) {
