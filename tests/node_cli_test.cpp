@@ -113,6 +113,48 @@ TEST_F(NodeCli, CorruptPieceOnTheServerChangesNothing) {
   expect_consistent(d_ / "node", "after a corrupt piece");
 }
 
+// Issue 11 item 1: index deltas are not TUF targets. One whose header and zstd frame claim
+// 2 GiB made the node allocate 2 GiB, and under a 1 GiB address-space limit it aborted with
+// std::bad_alloc (exit 134). Its stated size must now be the manifest's signed index_body_size, so
+// it is refused before decompression and the node fetches the full (signed) index instead.
+TEST_F(NodeCli, AHostileIndexDeltaClaiming2GiBIsRefusedUnderAMemoryLimit) {
+  ok({"install", "app", "--version", "1.0.0", "--root", s("node")});
+  const uint64_t claim = uint64_t{1} << 31;
+  std::vector<uint8_t> hostile = {'M', 'U', 'P', 'X', 0};
+  for (uint64_t v = claim;; v >>= 7) {  // varint
+    if (v < 0x80) {
+      hostile.push_back(static_cast<uint8_t>(v));
+      break;
+    }
+    hostile.push_back(static_cast<uint8_t>(v | 0x80));
+  }
+  // A zstd frame whose header states 2 GiB (single segment, 8-byte content size), then one
+  // RLE block of 1,000 zeros: 17 bytes that a decoder sizing its output by the header
+  // allocates 2 GiB for.
+  const uint8_t frame_header[] = {0x28, 0xb5, 0x2f, 0xfd, 0xe0};
+  hostile.insert(hostile.end(), std::begin(frame_header), std::end(frame_header));
+  for (int i = 0; i < 8; ++i) hostile.push_back(static_cast<uint8_t>(claim >> (8 * i)));
+  const uint32_t block = 1u | (1u << 1) | (1000u << 3);  // last, RLE, 1,000 bytes
+  for (int i = 0; i < 3; ++i) hostile.push_back(static_cast<uint8_t>(block >> (8 * i)));
+  hostile.push_back(0);
+  int replaced = 0;
+  for (auto& e : stdfs::recursive_directory_iterator(d_ / "repo/indexes"))
+    if (e.is_regular_file()) {
+      write_file(e.path(), hostile);
+      ++replaced;
+    }
+  ASSERT_EQ(replaced, 1);
+#if defined(__SANITIZE_ADDRESS__)
+  const std::string limit;  // ASan reserves terabytes of shadow: no address-space limit
+#else
+  const std::string limit = "ulimit -v 1048576;";
+#endif
+  auto r = mup({"install", "app", "--json"}, "node", limit);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(active_is("v2"));
+  expect_consistent(d_ / "node", "after a hostile index delta");
+}
+
 TEST_F(NodeCli, DependenciesAreCheckedAndInstalledInOrder) {
   write_file(d_ / "db/bin/db", random_bytes(1000, 7));
   ok({"publish", s("repo"), s("db"), "--keys", s("keys"), "--component", "db", "--version", "2.1.0",

@@ -241,9 +241,7 @@ Result<std::vector<uint8_t>> make_index_delta(std::span<const uint8_t> base_file
 
 Result<std::vector<uint8_t>> apply_index_delta(std::span<const uint8_t> base_file,
                                                std::span<const uint8_t> delta,
-                                               const Digest& target_sha256) {
-  auto base = TreeIndex::unframe(base_file);
-  if (!base) return tl::unexpected(base.error().context("base index"));
+                                               const Digest& target_sha256, uint64_t body_size) {
   ByteReader r(delta);
   auto magic = r.bytes(4);
   uint8_t flags = r.u8();
@@ -251,6 +249,12 @@ Result<std::vector<uint8_t>> apply_index_delta(std::span<const uint8_t> base_fil
   if (r.failed() || !std::equal(magic.begin(), magic.end(), kDeltaMagic) || size > kMaxBody ||
       (flags & ~kFlagSingleFile) != 0)
     return fail(Errc::corrupt, "index delta has a bad header");
+  if (size != body_size)
+    return fail(Errc::corrupt, "index delta states a body of " + std::to_string(size) +
+                                   " bytes where the signed manifest says " +
+                                   std::to_string(body_size) + "; fetch the full index");
+  auto base = TreeIndex::unframe(base_file);
+  if (!base) return tl::unexpected(base.error().context("base index"));
   auto raw = zstd::decompress(delta.subspan(r.position()), static_cast<size_t>(size), base->raw);
   if (!raw) return tl::unexpected(raw.error().context("index delta"));
   auto file = TreeIndex::frame(*raw, (flags & kFlagSingleFile) != 0);
@@ -259,6 +263,17 @@ Result<std::vector<uint8_t>> apply_index_delta(std::span<const uint8_t> base_fil
                 "the index rebuilt from a delta does not match its SHA-256 (corrupt delta, or "
                 "another zstd version); fetch the full index");
   return file;
+}
+
+Result<uint64_t> index_body_size(std::span<const uint8_t> index_file) {
+  ByteReader hdr(index_file);
+  auto magic = hdr.bytes(4);
+  hdr.u8();
+  hdr.u8();
+  uint64_t body_size = hdr.varint();
+  if (hdr.failed() || !std::equal(magic.begin(), magic.end(), kMagic) || body_size > kMaxBody)
+    return tl::unexpected(bad("bad header"));
+  return body_size;
 }
 
 std::string index_delta_rel_path(const Digest& base_sha256, const Digest& target_sha256) {

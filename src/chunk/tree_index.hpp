@@ -100,11 +100,20 @@ class TreeIndex {
 // varint body size | zstd frame), stored at indexes/<2 hex>/<base sha>-<target sha>. The
 // rebuilt index file must hash to `target_sha256` (the digest the repository signs), else
 // the node fetches the full index.
+//
+// An index delta is not a TUF target: only what it rebuilds is signed. `body_size` is the
+// target's uncompressed body size from signed metadata (the manifest's index_body_size): a
+// delta stating another size is refused before anything is decompressed, and decompression
+// never produces more, so a hostile delta cannot make the node allocate more than the honest
+// index needs.
 [[nodiscard]] Result<std::vector<uint8_t>> make_index_delta(std::span<const uint8_t> base_file,
                                                             std::span<const uint8_t> target_file);
 [[nodiscard]] Result<std::vector<uint8_t>> apply_index_delta(std::span<const uint8_t> base_file,
                                                              std::span<const uint8_t> delta,
-                                                             const Digest& target_sha256);
+                                                             const Digest& target_sha256,
+                                                             uint64_t body_size);
+// The body size an index file's header states (what a publisher signs as index_body_size).
+[[nodiscard]] Result<uint64_t> index_body_size(std::span<const uint8_t> index_file);
 std::string index_delta_rel_path(const Digest& base_sha256, const Digest& target_sha256);
 
 // Checks one relative path: non-empty, no leading '/', no "", "." or ".." component, no NUL,

@@ -345,6 +345,7 @@ void run_publish(const PublishArgs& a) {
   must(store.sync());
   m.size = idx.total_file_bytes();
   m.index_sha256 = sha256(idx_file).hex();
+  m.index_body_size = must(chunk::index_body_size(idx_file));
   package::SealStats sealed;
   if (enc) {
     // Pieces first, durable, then the signed metadata that names them.

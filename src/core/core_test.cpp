@@ -2,6 +2,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <zstd.h>
 
 #include <atomic>
 #include <cstdlib>
@@ -112,6 +113,54 @@ TEST(Zstd, PrefixDeltaNeedsTheSamePrefix) {
   auto back = zstd::decompress(*z, target.size(), base);
   ASSERT_TRUE(back);
   EXPECT_EQ(*back, target);
+}
+
+// decompress_to() streams: the output arrives in pieces of at most 1 MiB, whatever its size.
+TEST(Zstd, StreamingDecompressionDeliversBoundedPieces) {
+  auto base = test::random_bytes(100000, 4);
+  std::vector<uint8_t> target(5 << 20, 1);
+  std::copy(base.begin(), base.end(), target.begin() + 1000);
+  auto z = zstd::compress_with_prefix(target, base, 3);
+  ASSERT_TRUE(z);
+  std::vector<uint8_t> out;
+  size_t largest = 0;
+  ASSERT_TRUE(zstd::decompress_to(*z, target.size(), base, [&](std::span<const uint8_t> b) {
+    largest = std::max(largest, b.size());
+    out.insert(out.end(), b.begin(), b.end());
+    return Status{};
+  }));
+  EXPECT_EQ(out, target);
+  EXPECT_LE(largest, size_t{1} << 20);
+  auto none = [](std::span<const uint8_t>) { return Status{}; };
+  EXPECT_FALSE(zstd::decompress_to(*z, target.size() - 1, base, none)) << "longer than allowed";
+  std::vector<uint8_t> truncated(z->begin(), z->end() - 10);
+  EXPECT_FALSE(zstd::decompress_to(truncated, target.size(), base, none));
+  EXPECT_FALSE(zstd::decompress_to(test::random_bytes(100, 5), 1000, base, none));
+}
+
+// A frame may ask the decoder for a window of up to 2 GiB; against a small base no honest
+// delta needs more than prefix_window_log_max(), so a larger one is refused before it is
+// allocated.
+TEST(Zstd, AFrameAskingForAWindowBeyondItsPrefixIsRefused) {
+  auto base = test::random_bytes(4096, 6);
+  std::vector<uint8_t> data(1000, 9);
+  ZSTD_CCtx* c = ZSTD_createCCtx();
+  ZSTD_CCtx_setParameter(c, ZSTD_c_windowLog, 31);  // no pledged size: the window stays 2 GiB
+  std::vector<uint8_t> out(ZSTD_compressBound(data.size()) + 64);
+  ZSTD_outBuffer ob{out.data(), out.size(), 0};
+  ZSTD_inBuffer ib{data.data(), data.size(), 0};
+  ZSTD_compressStream2(c, &ob, &ib, ZSTD_e_continue);  // not ZSTD_e_end: the size stays unknown
+  ZSTD_inBuffer none{nullptr, 0, 0};
+  ASSERT_EQ(ZSTD_compressStream2(c, &ob, &none, ZSTD_e_end), 0u);
+  ZSTD_freeCCtx(c);
+  out.resize(ob.pos);
+  auto r =
+      zstd::decompress_to(out, 1 << 20, base, [](std::span<const uint8_t>) { return Status{}; });
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code(), Errc::corrupt);
+  EXPECT_NE(r.error().message().find("window"), std::string::npos) << r.error().message();
+  EXPECT_EQ(zstd::prefix_window_log_max(4096), 27);
+  EXPECT_EQ(zstd::prefix_window_log_max(size_t{1} << 30), 31);
 }
 
 TEST(Fs, AtomicWriteReplacesAndLeavesNoTemp) {

@@ -1,6 +1,7 @@
 #include "core/zstd.hpp"
 
 #include <zstd.h>
+#include <zstd_errors.h>
 
 #include <algorithm>
 #include <memory>
@@ -49,7 +50,8 @@ Result<std::vector<uint8_t>> compress_with_prefix(std::span<const uint8_t> in,
   std::unique_ptr<ZSTD_CCtx, CctxDeleter> cctx(ZSTD_createCCtx());
   ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_compressionLevel, level);
   ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_checksumFlag, 0);
-  int wlog = window_log_for(prefix.size() + in.size());
+  int wlog = std::min(window_log_for(prefix.size() + in.size()),
+                      prefix.empty() ? kMaxWindowLog : prefix_window_log_max(prefix.size()));
   ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_windowLog, std::max(wlog, 10));
   if (prefix.size() > (size_t{1} << 24))
     ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_enableLongDistanceMatching, 1);
@@ -60,6 +62,10 @@ Result<std::vector<uint8_t>> compress_with_prefix(std::span<const uint8_t> in,
       return fail(Errc::internal, std::string("zstd prefix: ") + ZSTD_getErrorName(r));
   }
   return run_compress(cctx.get(), in);
+}
+
+int prefix_window_log_max(size_t prefix_size) {
+  return std::min(kMaxWindowLog, std::max(27, window_log_for(prefix_size) + 1));
 }
 
 Result<std::vector<uint8_t>> decompress(std::span<const uint8_t> in, size_t max_size,
@@ -102,6 +108,46 @@ Result<std::vector<uint8_t>> decompress(std::span<const uint8_t> in, size_t max_
   if (ib.pos != ib.size) return fail(Errc::corrupt, "trailing bytes after the zstd frame");
   out.resize(ob.pos);
   return out;
+}
+
+Status decompress_to(std::span<const uint8_t> in, uint64_t max_size,
+                     std::span<const uint8_t> prefix, const Sink& sink) {
+  unsigned long long stated = ZSTD_getFrameContentSize(in.data(), in.size());
+  if (stated == ZSTD_CONTENTSIZE_ERROR) return fail(Errc::corrupt, "not a zstd frame");
+  if (stated != ZSTD_CONTENTSIZE_UNKNOWN && stated > max_size)
+    return fail(Errc::corrupt, "zstd frame claims " + std::to_string(stated) +
+                                   " bytes, more than the " + std::to_string(max_size) +
+                                   " expected");
+  std::unique_ptr<ZSTD_DCtx, DctxDeleter> dctx(ZSTD_createDCtx());
+  const int wmax = prefix_window_log_max(prefix.size());
+  ZSTD_DCtx_setParameter(dctx.get(), ZSTD_d_windowLogMax, wmax);
+  if (!prefix.empty()) {
+    size_t r = ZSTD_DCtx_refPrefix(dctx.get(), prefix.data(), prefix.size());
+    if (ZSTD_isError(r))
+      return fail(Errc::internal, std::string("zstd prefix: ") + ZSTD_getErrorName(r));
+  }
+  std::vector<uint8_t> out(size_t{1} << 20);
+  ZSTD_inBuffer ib{in.data(), in.size(), 0};
+  uint64_t total = 0;
+  size_t r = 1;
+  while (r != 0) {
+    ZSTD_outBuffer ob{out.data(), out.size(), 0};
+    r = ZSTD_decompressStream(dctx.get(), &ob, &ib);
+    if (ZSTD_getErrorCode(r) == ZSTD_error_frameParameter_windowTooLarge)
+      return fail(Errc::corrupt, "zstd frame asks for a window above 2^" + std::to_string(wmax) +
+                                     " bytes (the most a delta against " +
+                                     std::to_string(prefix.size()) + " bytes needs)");
+    if (ZSTD_isError(r)) return fail(Errc::corrupt, std::string("zstd: ") + ZSTD_getErrorName(r));
+    total += ob.pos;
+    if (total > max_size)
+      return fail(Errc::corrupt,
+                  "zstd frame expands beyond the " + std::to_string(max_size) + " bytes expected");
+    if (ob.pos > 0) MUP_TRY(sink(std::span<const uint8_t>(out.data(), ob.pos)));
+    if (r != 0 && ib.pos == ib.size && ob.pos < ob.size)
+      return fail(Errc::corrupt, "zstd frame is truncated");
+  }
+  if (ib.pos != ib.size) return fail(Errc::corrupt, "trailing bytes after the zstd frame");
+  return {};
 }
 
 }  // namespace mup::zstd

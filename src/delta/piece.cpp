@@ -84,11 +84,16 @@ Status apply_piece(std::span<const uint8_t> piece, uint8_t expected_kind,
     case DeltaKind::tensor: return tensor::apply(base, payload, target_size, sink);
     case DeltaKind::puff: return puff::apply(base, payload, target_size, sink);
     case DeltaKind::zstd_patch: {
-      auto out = zstd::decompress(payload, static_cast<size_t>(target_size), base);
-      if (!out) return tl::unexpected(out.error());
-      if (out->size() != target_size)
+      // Streamed: memory is the decoder's window, bounded by the base's size, never by the
+      // target's (a 1 TB target would otherwise be decompressed whole in memory).
+      uint64_t got = 0;
+      MUP_TRY(zstd::decompress_to(payload, target_size, base, [&](std::span<const uint8_t> b) {
+        got += b.size();
+        return sink(b);
+      }));
+      if (got != target_size)
         return fail(Errc::corrupt, "zstd delta gives a file of the wrong size");
-      return sink(*out);
+      return {};
     }
   }
   return fail(Errc::unsupported,

@@ -78,12 +78,14 @@ uint64_t index_fetch_bytes(std::span<const uint8_t> target_index_file,
                            const chunk::ChunkStore& store) {
   uint64_t best = target_index_file.size();
   Digest target = sha256(target_index_file);
+  auto body = chunk::index_body_size(target_index_file);
+  if (!body) return best;
   for (const auto& held : held_indexes) {
     std::string rel = chunk::index_delta_rel_path(sha256(held), target);
     if (!store.has_blob(rel)) continue;
     auto delta = store.get_blob(rel, target_index_file.size());
     if (!delta || delta->size() >= best) continue;
-    if (chunk::apply_index_delta(held, *delta, target)) best = delta->size();
+    if (chunk::apply_index_delta(held, *delta, target, *body)) best = delta->size();
   }
   return best;
 }

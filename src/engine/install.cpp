@@ -99,14 +99,15 @@ Result<Resolved> resolve_download(Engine& e, Session& s, const package::Manifest
     if (!k) return tl::unexpected(k.error());
     r.key = *k;
   }
-  // The index: a delta from the active version's when the repository has one.
-  if (!r.key && !from.empty() && info->file.hashes.count("sha256")) {
+  // The index: a delta from the active version's when the repository has one and the
+  // manifest signs the body size that bounds it (issue 11 item 1).
+  if (!r.key && !from.empty() && m.index_body_size > 0 && info->file.hashes.count("sha256")) {
     auto held = fs::read_file(st.index_path(c, from), 64 << 20);
     auto target_sha = Digest::from_hex(info->file.hashes.at("sha256"));
     if (held && target_sha) {
       std::string rel = chunk::index_delta_rel_path(sha256(*held), *target_sha);
       if (auto d = s.fetcher->fetch(s.url + "/" + rel, info->file.length)) {
-        if (auto full = chunk::apply_index_delta(*held, *d, *target_sha)) {
+        if (auto full = chunk::apply_index_delta(*held, *d, *target_sha, m.index_body_size)) {
           r.index_bytes = d->size();
           r.index_file = std::move(*full);
         }

@@ -122,6 +122,7 @@ json Manifest::to_json() const {
             {"strategy", strategy},
             {"rollback_policy", rollback_policy},
             {"delta_from", delta_from}};
+  if (index_body_size > 0) j["index_body_size"] = index_body_size;
   if (!encryption.is_null()) j["encryption"] = encryption;
   return j;
 }
@@ -180,6 +181,11 @@ Result<Manifest> Manifest::from_json(const json& j) {
   auto index = str("index");
   if (!index) return tl::unexpected(index.error());
   m.index_target = *index;
+  if (auto it = j.find("index_body_size"); it != j.end()) {
+    if (!it->is_number_unsigned() || it->get<uint64_t>() == 0)
+      return tl::unexpected(bad("\"index_body_size\" is not a positive integer"));
+    m.index_body_size = it->get<uint64_t>();
+  }
   auto strategy = str("strategy");
   if (!strategy) return tl::unexpected(strategy.error());
   if (std::find(std::begin(kStrategies), std::end(kStrategies), *strategy) == std::end(kStrategies))

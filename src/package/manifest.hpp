@@ -48,7 +48,11 @@ struct Manifest {
   uint64_t size = 0;         // bytes of the installed tree
   std::string index_sha256;  // checksum: SHA-256 of the tree index (hex)
   std::string index_target;  // TUF target path of the tree index
-  std::string strategy;      // one of kStrategies
+  // Uncompressed size of the tree index's body ("index_body_size"; 0 when a publisher before
+  // it did not sign one): the bound on an index delta's output. Without it a node fetches
+  // the full index.
+  uint64_t index_body_size = 0;
+  std::string strategy;  // one of kStrategies
   nlohmann::json rollback_policy = nlohmann::json::object();
   std::vector<std::string> delta_from;  // versions a node can update from by delta
   // null (a plain package), or {"scheme": "mup-sealed-v1", "recipients": [{"key_id":
