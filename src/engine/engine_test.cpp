@@ -12,6 +12,7 @@
 #include <atomic>
 #include <thread>
 
+#include "crypto/crypto.hpp"
 #include "engine/events.hpp"
 #include "engine/operation.hpp"
 #include "snapshot/snapshot_store.hpp"
@@ -20,6 +21,8 @@
 #include "test_util.hpp"
 #include "transfer/fetcher.hpp"
 #include "transfer/file_server.hpp"
+#include "tuf/clock.hpp"
+#include "tuf/repository.hpp"
 
 namespace mup::engine {
 namespace {
@@ -428,6 +431,51 @@ TEST_F(EngineTest, AnInstallTheDiskCannotHoldIsRefusedBeforeWritingAnything) {
   auto roomy = open();
   auto ok2 = roomy->install("app", {});
   EXPECT_TRUE(ok2) << ok2.error().message();
+}
+
+// Issue 11 item 11: a version whose signed manifest the node refuses used to be reported
+// as "not in remote origin (it has 1.0.0, 2.0.0)". It is named, with why it is refused.
+TEST_F(EngineTest, AVersionWithARefusedManifestIsNamedWithTheReason) {
+  tuf::SystemClock clock;
+  auto repo = tuf::Repository::open(d_ / "repo", clock);
+  ASSERT_TRUE(repo) << repo.error().message();
+  for (const auto& e : stdfs::directory_iterator(d_ / "keys")) {
+    if (e.path().extension() != ".pem") continue;
+    auto pem = test::read_file(e.path());
+    auto key =
+        crypto::PrivateKey::from_pem({reinterpret_cast<const char*>(pem.data()), pem.size()});
+    ASSERT_TRUE(key);
+    std::string name = e.path().filename().string();
+    repo->add_signer(name.substr(0, name.find('.')), std::move(*key));
+  }
+  const tuf::Targets* t = repo->targets();
+  ASSERT_TRUE(t);
+  json bad = t->targets.at("app/2.0.0/tree.idx").custom;
+  bad["version"] = "3.0.0";
+  bad["id"] = "app@3.0.0";
+  bad["strategy"] = "sideways";  // not a strategy this node knows
+  const std::string junk = "not an index";
+  ASSERT_TRUE(repo->add_target("app/3.0.0/tree.idx",
+                               {reinterpret_cast<const uint8_t*>(junk.data()), junk.size()}, bad));
+  ASSERT_TRUE(repo->publish());
+
+  auto e = open();
+  InstallOptions o;
+  o.version = "3.0.0";
+  auto r = e->install("app", o);
+  ASSERT_FALSE(r);
+  const std::string msg = r.error().message();
+  EXPECT_NE(msg.find("app 3.0.0 is in remote origin but its manifest is refused"),
+            std::string::npos)
+      << msg;
+  EXPECT_NE(msg.find("sideways"), std::string::npos) << msg;
+  EXPECT_EQ(msg.find("not in remote"), std::string::npos) << msg;
+  EXPECT_EQ(active(), "");
+  // The versions whose manifests are valid still install.
+  o.version = "";
+  auto latest = e->install("app", o);
+  ASSERT_TRUE(latest) << latest.error().message();
+  EXPECT_EQ(active(), "2.0.0");
 }
 
 TEST_F(EngineTest, WithDepsIsOneGroupThatFailsWhole) {
