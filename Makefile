@@ -7,6 +7,9 @@ CMAKE_ARGS ?=
 
 FUZZ_BUILD   ?= build-fuzz
 FUZZ_SECONDS ?= 20
+# Every target runs under this memory limit (libFuzzer's -rss_limit_mb, which also caps
+# single allocations): hostile input must not make mup allocate what it states.
+FUZZ_RSS_MB  ?= 1024
 
 .PHONY: deps build demo test test-asan fuzz bench format format-check clean
 
@@ -34,7 +37,7 @@ test-asan: deps
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --test-dir $(ASAN_BUILD) --output-on-failure -j $(JOBS) -LE soak
 
-# Each libFuzzer target for FUZZ_SECONDS (clang, ASan+UBSan), from an empty corpus.
+# Each libFuzzer target for FUZZ_SECONDS under FUZZ_RSS_MB (clang, ASan+UBSan), from an empty corpus.
 fuzz: deps
 	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DMUP_SANITIZE=ON -DMUP_BUILD_FUZZ=ON -DMUP_BUILD_TESTS=OFF -DMUP_BUILD_BENCH=OFF \
@@ -42,7 +45,7 @@ fuzz: deps
 	ninja -C $(FUZZ_BUILD) -j $(JOBS) $$(cd fuzz && ls *_fuzzer.cpp | sed 's/.cpp$$//')
 	for f in fuzz/*_fuzzer.cpp; do n=$$(basename $$f .cpp); mkdir -p $(FUZZ_BUILD)/corpus/$$n; \
 	  echo "fuzzing $$n for $(FUZZ_SECONDS)s"; \
-	  $(FUZZ_BUILD)/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) $(FUZZ_BUILD)/corpus/$$n \
+	  $(FUZZ_BUILD)/fuzz/$$n -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=$(FUZZ_RSS_MB) $(FUZZ_BUILD)/corpus/$$n \
 	    > $(FUZZ_BUILD)/$$n.log 2>&1 || { tail -40 $(FUZZ_BUILD)/$$n.log; exit 1; }; \
 	  tail -1 $(FUZZ_BUILD)/$$n.log; done
 
