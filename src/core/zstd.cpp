@@ -68,21 +68,37 @@ int prefix_window_log_max(size_t prefix_size) {
   return std::min(kMaxWindowLog, std::max(27, window_log_for(prefix_size) + 1));
 }
 
-Result<std::vector<uint8_t>> decompress(std::span<const uint8_t> in, size_t max_size,
-                                        std::span<const uint8_t> prefix) {
+namespace {
+using Dctx = std::unique_ptr<ZSTD_DCtx, DctxDeleter>;
+
+// A decoder for one frame whose stated content size (or ZSTD_CONTENTSIZE_UNKNOWN) is within
+// max_size, with its window capped and `prefix` referenced.
+Result<std::pair<Dctx, unsigned long long>> open_frame(std::span<const uint8_t> in,
+                                                       uint64_t max_size,
+                                                       std::span<const uint8_t> prefix,
+                                                       int window_log_max) {
   unsigned long long stated = ZSTD_getFrameContentSize(in.data(), in.size());
   if (stated == ZSTD_CONTENTSIZE_ERROR) return fail(Errc::corrupt, "not a zstd frame");
   if (stated != ZSTD_CONTENTSIZE_UNKNOWN && stated > max_size)
     return fail(Errc::corrupt, "zstd frame claims " + std::to_string(stated) +
                                    " bytes, more than the " + std::to_string(max_size) +
                                    " expected");
-  std::unique_ptr<ZSTD_DCtx, DctxDeleter> dctx(ZSTD_createDCtx());
-  ZSTD_DCtx_setParameter(dctx.get(), ZSTD_d_windowLogMax, kMaxWindowLog);
+  Dctx dctx(ZSTD_createDCtx());
+  ZSTD_DCtx_setParameter(dctx.get(), ZSTD_d_windowLogMax, window_log_max);
   if (!prefix.empty()) {
     size_t r = ZSTD_DCtx_refPrefix(dctx.get(), prefix.data(), prefix.size());
     if (ZSTD_isError(r))
       return fail(Errc::internal, std::string("zstd prefix: ") + ZSTD_getErrorName(r));
   }
+  return std::pair<Dctx, unsigned long long>(std::move(dctx), stated);
+}
+}  // namespace
+
+Result<std::vector<uint8_t>> decompress(std::span<const uint8_t> in, size_t max_size,
+                                        std::span<const uint8_t> prefix) {
+  auto frame = open_frame(in, max_size, prefix, kMaxWindowLog);
+  if (!frame) return tl::unexpected(frame.error());
+  auto& [dctx, stated] = *frame;
   size_t cap = stated != ZSTD_CONTENTSIZE_UNKNOWN ? static_cast<size_t>(stated) : max_size;
   std::vector<uint8_t> out(cap);
   ZSTD_inBuffer ib{in.data(), in.size(), 0};
@@ -112,20 +128,10 @@ Result<std::vector<uint8_t>> decompress(std::span<const uint8_t> in, size_t max_
 
 Status decompress_to(std::span<const uint8_t> in, uint64_t max_size,
                      std::span<const uint8_t> prefix, const Sink& sink) {
-  unsigned long long stated = ZSTD_getFrameContentSize(in.data(), in.size());
-  if (stated == ZSTD_CONTENTSIZE_ERROR) return fail(Errc::corrupt, "not a zstd frame");
-  if (stated != ZSTD_CONTENTSIZE_UNKNOWN && stated > max_size)
-    return fail(Errc::corrupt, "zstd frame claims " + std::to_string(stated) +
-                                   " bytes, more than the " + std::to_string(max_size) +
-                                   " expected");
-  std::unique_ptr<ZSTD_DCtx, DctxDeleter> dctx(ZSTD_createDCtx());
   const int wmax = prefix_window_log_max(prefix.size());
-  ZSTD_DCtx_setParameter(dctx.get(), ZSTD_d_windowLogMax, wmax);
-  if (!prefix.empty()) {
-    size_t r = ZSTD_DCtx_refPrefix(dctx.get(), prefix.data(), prefix.size());
-    if (ZSTD_isError(r))
-      return fail(Errc::internal, std::string("zstd prefix: ") + ZSTD_getErrorName(r));
-  }
+  auto frame = open_frame(in, max_size, prefix, wmax);
+  if (!frame) return tl::unexpected(frame.error());
+  auto& dctx = frame->first;
   std::vector<uint8_t> out(size_t{1} << 20);
   ZSTD_inBuffer ib{in.data(), in.size(), 0};
   uint64_t total = 0;
