@@ -959,12 +959,14 @@ TEST_F(AgentTest, ACanaryWalksItsStepsUnderLoadAndCommitsWithoutAFailedRequest) 
   deploy({"--version", "1.0.0"});
   Load load(port_);
   wait_for_requests(load, 500);
-  json d = deploy({"--version", "2.0.0", "--strategy", "canary", "--steps", "20,50,100",
-                   "--step-seconds", "1"});
+  // Weights and step time such that even a loaded sanitizer build (~100 requests/s from this
+  // closed-loop client) gives the canary the judge's 200-request minimum at every step.
+  json d = deploy({"--version", "2.0.0", "--strategy", "canary", "--steps", "50,80,100",
+                   "--step-seconds", "2"});
   load.stop();
   EXPECT_EQ(d["state"], "committed") << d.dump();
   EXPECT_EQ(d["strategy"], "canary");
-  EXPECT_EQ(d["canary"]["steps"], json::array({20, 50, 100}));
+  EXPECT_EQ(d["canary"]["steps"], json::array({50, 80, 100}));
   EXPECT_EQ(d["decision"]["verdict"], "pass") << d.dump();
   EXPECT_EQ(d["decision"]["against"], "old") << "compared on the same traffic";
   EXPECT_EQ(load.failed(), 0) << load.failures();
