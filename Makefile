@@ -9,7 +9,7 @@ FUZZ_BUILD   ?= build-fuzz
 FUZZ_SECONDS ?= 20
 # Every target runs under this memory limit (libFuzzer's -rss_limit_mb, which also caps
 # single allocations): hostile input must not make mup allocate what it states.
-FUZZ_RSS_MB  ?= 1024
+FUZZ_RSS_MB  ?= 2048
 
 .PHONY: deps build demo test test-asan fuzz bench format format-check clean
 
