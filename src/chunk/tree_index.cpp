@@ -137,24 +137,43 @@ std::vector<uint8_t> TreeIndex::frame(std::span<const uint8_t> raw, bool single_
   return out.take();
 }
 
-Result<TreeIndex::Body> TreeIndex::unframe(std::span<const uint8_t> bytes) {
+namespace {
+// An index file's header: "MUPI" | version | flags | varint body size; `position` is where
+// the zstd frame starts.
+struct Header {
+  uint8_t flags = 0;
+  uint64_t body_size = 0;
+  size_t position = 0;
+};
+
+Result<Header> read_header(std::span<const uint8_t> bytes) {
   ByteReader hdr(bytes);
   auto magic = hdr.bytes(4);
   if (hdr.failed() || !std::equal(magic.begin(), magic.end(), kMagic))
     return tl::unexpected(bad("not a mup tree index (bad magic)"));
   uint8_t version = hdr.u8();
-  if (version != kFormatVersion)
+  if (version != TreeIndex::kFormatVersion)
     return fail(Errc::unsupported, "tree index format version " + std::to_string(version) +
                                        " is not supported by this mup (knows " +
-                                       std::to_string(kFormatVersion) + "); upgrade mup");
-  uint8_t flags = hdr.u8();
-  uint64_t body_size = hdr.varint();
-  if (hdr.failed() || body_size > kMaxBody || (flags & ~kFlagSingleFile) != 0)
+                                       std::to_string(TreeIndex::kFormatVersion) +
+                                       "); upgrade mup");
+  Header h;
+  h.flags = hdr.u8();
+  h.body_size = hdr.varint();
+  if (hdr.failed() || h.body_size > kMaxBody || (h.flags & ~kFlagSingleFile) != 0)
     return tl::unexpected(bad("bad header"));
-  auto raw = zstd::decompress(bytes.subspan(hdr.position()), static_cast<size_t>(body_size));
+  h.position = hdr.position();
+  return h;
+}
+}  // namespace
+
+Result<TreeIndex::Body> TreeIndex::unframe(std::span<const uint8_t> bytes) {
+  auto h = read_header(bytes);
+  if (!h) return tl::unexpected(h.error());
+  auto raw = zstd::decompress(bytes.subspan(h->position), static_cast<size_t>(h->body_size));
   if (!raw) return tl::unexpected(raw.error().context("tree index body"));
-  if (raw->size() != body_size) return tl::unexpected(bad("body size differs from header"));
-  return Body{std::move(*raw), (flags & kFlagSingleFile) != 0};
+  if (raw->size() != h->body_size) return tl::unexpected(bad("body size differs from header"));
+  return Body{std::move(*raw), (h->flags & kFlagSingleFile) != 0};
 }
 
 Result<TreeIndex> TreeIndex::parse(std::span<const uint8_t> bytes) {
@@ -266,14 +285,9 @@ Result<std::vector<uint8_t>> apply_index_delta(std::span<const uint8_t> base_fil
 }
 
 Result<uint64_t> index_body_size(std::span<const uint8_t> index_file) {
-  ByteReader hdr(index_file);
-  auto magic = hdr.bytes(4);
-  hdr.u8();
-  hdr.u8();
-  uint64_t body_size = hdr.varint();
-  if (hdr.failed() || !std::equal(magic.begin(), magic.end(), kMagic) || body_size > kMaxBody)
-    return tl::unexpected(bad("bad header"));
-  return body_size;
+  auto h = read_header(index_file);
+  if (!h) return tl::unexpected(h.error());
+  return h->body_size;
 }
 
 std::string index_delta_rel_path(const Digest& base_sha256, const Digest& target_sha256) {
