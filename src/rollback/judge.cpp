@@ -252,6 +252,10 @@ json Decision::to_json() const {
   if (metric != Metric::error_rate) {
     j["bound_ms"] = bound_ms;
     j["new"]["slow"] = new_bad;
+    if (beside_statistic) {
+      j["old"]["slow"] = old_bad;
+      j["statistic_beside"] = std::isfinite(*beside_statistic) ? *beside_statistic : -1e300;
+    }
   }
   return j;
 }
@@ -292,6 +296,7 @@ void Judge::setup(Check& c, const Counts* old_reference) const {
     if (!c.bound) return;
     c.test_alpha = c.alpha;
     c.one.emplace(1 - quantile_of(m));
+    if (old_reference) c.beside.emplace();
     return;
   }
   if (old_reference) {
@@ -346,15 +351,31 @@ void Judge::observe_check(Check& c, int64_t now_ms, const Counts& neu, const Cou
     c.two->observe(n1, x1, n0, x0);
   } else if (c.one) {
     c.one->observe(n1, x1);
+    if (c.beside && old) {
+      auto [n0, x0] = bad_of(*old, t.metric, c.bound);
+      c.beside->observe(n1, x1, n0, x0);
+    }
   } else {
     return;
   }
-  const double stat = c.two ? c.two->log_e_value() : c.one->log_e_value();
-  if (stat >= std::log(1 / c.test_alpha)) {
+  const double limit = std::log(1 / c.test_alpha);
+  bool crossed = false;
+  if (c.two) {
+    crossed = c.two->log_e_value() >= limit;
+  } else {
+    // Latched: "ever crossed" is what Ville's inequality bounds.
+    c.one_crossed = c.one_crossed || c.one->log_e_value() >= limit;
+    c.beside_crossed = c.beside_crossed || (c.beside && c.beside->log_e_value() >= limit);
+    crossed = c.one_crossed && (c.beside_crossed || !c.beside || !old);
+  }
+  if (crossed) {
     Decision d = decision_of(c, now_ms, "rollback");
-    d.reason = "the new version is worse than " +
-               std::string(c.two ? "the old one on the same traffic" : "the old one's baseline") +
-               " on " + std::string(metric_name(t.metric)) + " (sequential test, alpha " +
+    const std::string against =
+        c.two              ? "the old one on the same traffic"
+        : c.beside_crossed ? "the old one's baseline and than the old one on the same traffic"
+                           : "the old one's baseline";
+    d.reason = "the new version is worse than " + against + " on " +
+               std::string(metric_name(t.metric)) + " (sequential test, alpha " +
                std::to_string(c.test_alpha) + ")";
     fire(c, std::move(d));
   }
@@ -434,6 +455,10 @@ Decision Judge::decision_of(const Check& c, int64_t now_ms, std::string verdict)
       d.old_errors = baseline_->failed;
     }
     d.new_bad = c.one->x();
+    if (c.beside) {
+      d.beside_statistic = c.beside->log_e_value();
+      d.old_bad = c.beside->x_old();
+    }
   } else {
     d.statistic = 0;
   }
@@ -451,7 +476,10 @@ Decision Judge::summary(int64_t now_ms, std::string verdict) const {
     if (c.trigger.algorithm == Algorithm::threshold)
       ratio = c.trigger.threshold > 0 ? c.last_value / c.trigger.threshold : 0;
     else if (c.two || c.one)
-      ratio = (c.two ? c.two->log_e_value() : c.one->log_e_value()) / std::log(1 / c.test_alpha);
+      ratio = (c.two ? c.two->log_e_value()
+                     : std::min(c.one->log_e_value(),
+                                c.beside ? c.beside->log_e_value() : c.one->log_e_value())) /
+              std::log(1 / c.test_alpha);
     else
       continue;
     if (ratio > best_ratio) best_ratio = ratio, best = &c;
@@ -479,6 +507,11 @@ json Judge::state_json() const {
       e["lr"] = s->log_lr;
       e["n"] = {s->n_new, s->x_new, s->n_old, s->x_old};
       if (c.one) e["p0u"] = c.one->p0u();
+    }
+    if (c.beside) {
+      const TestState b = c.beside->state();
+      e["beside"] = {{"lr", b.log_lr}, {"n", {b.n_new, b.x_new, b.n_old, b.x_old}}};
+      e["crossed"] = {c.one_crossed, c.beside_crossed};
     }
     checks.push_back(std::move(e));
   }
@@ -516,6 +549,17 @@ Judge Judge::restore(Policy policy, std::optional<Counts> baseline, const json& 
         c.test_alpha = latency ? c.alpha : c.alpha * (1 - 1 / kBaselineShare);
         c.one.emplace(e.at("p0u").get<double>());
         if (!c.one->restore(s)) return fresh;
+        if (latency && e.contains("beside")) {
+          const json& b = e.at("beside");
+          const json& bn = b.at("n");
+          c.beside.emplace();
+          if (!c.beside->restore({b.at("lr").get<std::vector<double>>(), bn.at(0).get<uint64_t>(),
+                                  bn.at(1).get<uint64_t>(), bn.at(2).get<uint64_t>(),
+                                  bn.at(3).get<uint64_t>()}))
+            return fresh;
+          c.one_crossed = e.at("crossed").at(0).get<bool>();
+          c.beside_crossed = e.at("crossed").at(1).get<bool>();
+        }
       }
     }
     j.new_total_.requests = state.at("new").at(0).get<uint64_t>();

@@ -11,7 +11,14 @@
 //     to a histogram bound (up to 41% above: the buckets are 2^(1/2) apart); a new version
 //     whose q-quantile is at most b has at most a fraction 1-q of requests slower than b, so
 //     a BaselineTest of H0: p <= 1-q on the share of slower requests. The tolerance keeps
-//     sub-millisecond noise (a cold instance, a load change) from ever rolling back.
+//     sub-millisecond noise from ever rolling back. A node slower than when the baseline
+//     was recorded (a busy node, another tenant) also reads as "slower than b": so while
+//     the old version serves beside the new one (a canary or rolling step), a second test
+//     must agree, a TwoSampleTest on the shares of both sides' requests slower than b, on
+//     the same traffic, which a load change moves alike. Each test latches once it crossed
+//     its threshold; the rollback needs both (an intersection-union test: valid at alpha
+//     when either null holds, since it can reject only if each test did). Alone (immediate,
+//     blue-green), only the baseline test judges the latency, load changes included.
 //     alpha is split across the critical sequential triggers (Bonferroni; an error-rate
 //     trigger weighs 4, a latency one 1), and an error-rate baseline test spends a quarter
 //     of its share on the baseline's confidence bound, so the probability of rolling back a
@@ -92,10 +99,11 @@ struct Decision {
   Algorithm algorithm = Algorithm::sequential;
   Metric metric = Metric::error_rate;
   bool against_baseline = false;
-  double statistic = 0;  // sequential: ln e-value; threshold: the window's value
-  double threshold = 0;  // sequential: ln(1/alpha share); threshold: the limit
-  double alpha = 0;      // the trigger's share (sequential)
-  double bound_ms = 0;   // latency: the bound "slow" is measured against
+  double statistic = 0;                    // sequential: ln e-value; threshold: the window's value
+  double threshold = 0;                    // sequential: ln(1/alpha share); threshold: the limit
+  double alpha = 0;                        // the trigger's share (sequential)
+  double bound_ms = 0;                     // latency: the bound "slow" is measured against
+  std::optional<double> beside_statistic;  // latency beside the old version: its test
   uint64_t new_requests = 0, new_errors = 0, new_bad = 0;
   uint64_t old_requests = 0, old_errors = 0, old_bad = 0;
   int64_t decided_at_ms = 0;
@@ -135,6 +143,9 @@ class Judge {
     bool two_sample = false;
     std::optional<TwoSampleTest> two;
     std::optional<BaselineTest> one;
+    // Latency beside the old version: the same bound on both sides, on the same traffic.
+    std::optional<TwoSampleTest> beside;
+    bool one_crossed = false, beside_crossed = false;
     std::optional<size_t> bound;  // latency: histogram bucket index; bad = slower than its bound
     Counts window;                // threshold: counts of the current window
     int64_t window_start_ms = -1;
