@@ -1,8 +1,12 @@
 // Publisher to node through the mup binary: repo init, publish (with deltas), repo verify,
 // a real HTTP server on 127.0.0.1, and check; plus what tampering does to each.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "test_util.hpp"
 #include "transfer/file_server.hpp"
@@ -76,6 +80,70 @@ TEST_F(RepoCli, RepublishingAVersionIsRefused) {
                     "--version", "1.1.0", "--type", "service"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("immutable"), std::string::npos) << r.err;
+}
+
+// A publish killed before its pieces were synced, then a power cut: pieces torn under their
+// final names. The next publish of that content is told the earlier one did not finish,
+// reads back what it reuses, stores the torn pieces again, and a node rebuilds the tree.
+TEST_F(RepoCli, APublishAfterOneThatDidNotFinishStoresTornPiecesAgain) {
+  write_file(d_ / "v3/bin/tool", random_bytes(400000, 7));
+  write_file(d_ / "v3/etc/tool.conf", text_bytes(30000, 8));
+  std::set<stdfs::path> before;
+  for (auto& e : stdfs::recursive_directory_iterator(d_ / "repo/chunks"))
+    if (e.is_regular_file()) before.insert(e.path());
+  const std::vector<std::string> publish = {"publish", s("repo"),     s("v3"),      "--keys",
+                                            s("keys"), "--component", "tool",       "--version",
+                                            "1.0.0",   "--type",      "application"};
+  auto killed = run_mup(publish, "MUP_FAULT_AT=pack.before_sync MUP_FAULT_ACTION=kill");
+  ASSERT_NE(killed.exit_code, 0) << killed.err;
+  // What the power cut leaves: the new pieces empty or cut short.
+  int torn = 0;
+  for (auto& e : stdfs::recursive_directory_iterator(d_ / "repo/chunks")) {
+    if (!e.is_regular_file() || before.count(e.path())) continue;
+    const auto bytes = read_file(e.path());
+    const size_t keep = torn % 2 == 0 ? 0 : bytes.size() / 2;
+    write_file(e.path(), std::vector<uint8_t>(bytes.begin(), bytes.begin() + keep));
+    ++torn;
+  }
+  ASSERT_GE(torn, 2);
+  auto again = run_mup(publish);
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_NE(again.err.find("did not finish"), std::string::npos) << again.err;
+  EXPECT_FALSE(stdfs::exists(d_ / "repo/.mup-batch-incomplete"));
+  stdfs::path idx;
+  for (auto& e : stdfs::directory_iterator(d_ / "repo/targets/tool/1.0.0")) idx = e.path();
+  ASSERT_FALSE(idx.empty());
+  ok({"unpack", idx.string(), "--store", s("repo"), "--out", s("out3"), "-q"});
+  std::string why;
+  EXPECT_TRUE(trees_equal(d_ / "v3", d_ / "out3", &why)) << why;
+  // A publish that finished leaves nothing to check: the next one is not told.
+  write_file(d_ / "v4/bin/tool", random_bytes(400000, 9));
+  auto next = run_mup({"publish", s("repo"), s("v4"), "--keys", s("keys"), "--component", "tool",
+                       "--version", "1.1.0", "--type", "application"});
+  ASSERT_EQ(next.exit_code, 0) << next.err;
+  EXPECT_EQ(next.err.find("did not finish"), std::string::npos) << next.err;
+}
+
+// Two publishers of one repository would sign competing metadata versions: the second is
+// refused while the first holds the repository, and nothing changes.
+TEST_F(RepoCli, ASecondPublishWhileOneRunsIsRefused) {
+  write_file(d_ / "v3/bin/tool", random_bytes(200000, 7));
+  // This process holds the repository the way a running publish does.
+  const int fd =
+      ::open((d_ / "repo/.mup-publish.lock").c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::flock(fd, LOCK_EX), 0);
+  const auto targets_before = read_file(d_ / "repo/metadata/timestamp.json");
+  auto r = run_mup({"publish", s("repo"), s("v3"), "--keys", s("keys"), "--component", "tool",
+                    "--version", "1.0.0", "--type", "application"});
+  ::close(fd);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("a publish"), std::string::npos) << r.err;
+  EXPECT_EQ(read_file(d_ / "repo/metadata/timestamp.json"), targets_before);
+  EXPECT_FALSE(stdfs::exists(d_ / "repo/targets/tool"));
+  // Released: it goes through.
+  ok({"publish", s("repo"), s("v3"), "--keys", s("keys"), "--component", "tool", "--version",
+      "1.0.0", "--type", "application"});
 }
 
 TEST_F(RepoCli, ARollbackPolicyTheJudgeCannotReadIsRefusedAtPublish) {

@@ -61,10 +61,15 @@ Status ChunkStore::write_object(const stdfs::path& final_path,
 }
 
 Result<uint64_t> ChunkStore::put_chunk(const Digest& id, std::span<const uint8_t> plain, int level,
-                                       bool replace) const {
+                                       Existing existing) const {
   stdfs::path p = chunk_path(id);
   struct stat st {};
-  if (!replace && ::stat(p.c_str(), &st) == 0) return static_cast<uint64_t>(st.st_size);
+  if (existing != Existing::replace && ::stat(p.c_str(), &st) == 0) {
+    if (existing == Existing::keep) return static_cast<uint64_t>(st.st_size);
+    if (get_chunk(id, static_cast<uint32_t>(plain.size())))
+      return static_cast<uint64_t>(st.st_size);
+    // Torn by a crash (or damaged): stored again below, atomically.
+  }
   auto z = zstd::compress(plain, level);
   if (!z) return tl::unexpected(z.error().context("compressing chunk " + id.short_hex()));
   MUP_TRY(write_object(p, *z));
@@ -101,6 +106,23 @@ bool ChunkStore::has_blob(const std::string& rel) const {
 
 Status ChunkStore::sync() const {
   return fs::sync_filesystem(root_);
+}
+
+Result<bool> ChunkStore::begin_batch() const {
+  std::error_code ec;
+  const bool unfinished = stdfs::exists(batch_marker(), ec);
+  if (!unfinished) {
+    static constexpr uint8_t kNote[] = "a batch of objects is being written\n";
+    MUP_TRY(fs::write_file_atomic(batch_marker(), std::span(kNote, sizeof kNote - 1), 0644));
+  }
+  return unfinished;
+}
+
+Status ChunkStore::end_batch() const {
+  MUP_TRY(sync());
+  if (::unlink(batch_marker().c_str()) != 0 && errno != ENOENT)
+    return fail_errno("remove", batch_marker().string(), errno);
+  return fs::fsync_dir(root_);
 }
 
 }  // namespace mup::chunk

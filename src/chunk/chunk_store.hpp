@@ -33,11 +33,16 @@ class ChunkStore {
   bool has_chunk(const Digest& id) const;
   // Compressed size on disk, or not_found.
   [[nodiscard]] Result<uint64_t> stored_size(const Digest& id) const;
-  // Stores `plain` (whose SHA-256 is `id`) compressed at `level` unless already present
-  // (with `replace`, rewrites it atomically: same content, other compression). Returns the
-  // stored (compressed) size.
+  // What put_chunk does with a chunk already stored under its id.
+  enum class Existing {
+    keep,     // reuse it as it is
+    replace,  // rewrite it atomically (same content, other compression)
+    verify,   // reuse it if it reads back as its content, else rewrite it (after a crash)
+  };
+  // Stores `plain` (whose SHA-256 is `id`) compressed at `level` unless already present (see
+  // Existing). Returns the stored (compressed) size.
   [[nodiscard]] Result<uint64_t> put_chunk(const Digest& id, std::span<const uint8_t> plain,
-                                           int level, bool replace = false) const;
+                                           int level, Existing existing = Existing::keep) const;
   // Reads, decompresses and verifies the chunk; `plain_size` is the size the index states.
   [[nodiscard]] Result<std::vector<uint8_t>> get_chunk(const Digest& id, uint32_t plain_size) const;
 
@@ -50,6 +55,17 @@ class ChunkStore {
 
   // Makes every object written so far durable (syncfs on the store's filesystem).
   [[nodiscard]] Status sync() const;
+
+  // Batches that survive a power cut, for one writer at a time (the publisher holds its
+  // lock). Objects are renamed into place before the batch's sync, so after a power cut an
+  // object under its final name may be empty or torn, and a later writer that reuses it by
+  // name would sign an index naming bad bytes. begin_batch() durably records that a batch is
+  // being written and answers whether an earlier batch never reached end_batch(): then the
+  // writer must check what it reuses (Existing::verify). end_batch() syncs, then clears the
+  // record.
+  [[nodiscard]] Result<bool> begin_batch() const;
+  [[nodiscard]] Status end_batch() const;
+  std::filesystem::path batch_marker() const { return root_ / ".mup-batch-incomplete"; }
 
  private:
   explicit ChunkStore(std::filesystem::path root) : root_(std::move(root)) {}

@@ -22,6 +22,7 @@
 #include "delta/packer.hpp"
 #include "delta/planner.hpp"
 #include "delta/rebuild.hpp"
+#include "engine/locks.hpp"
 #include "package/manifest.hpp"
 #include "package/sealed.hpp"
 #include "rollback/judge.hpp"
@@ -264,6 +265,13 @@ void run_publish(const PublishArgs& a) {
     if (auto p = rollback::policy_from_json(m.rollback_policy); !p)
       die(p.error().context(a.rollback_policy));
   }
+  // One publisher per repository at a time (two would sign competing metadata versions).
+  std::error_code ec;
+  if (!stdfs::is_directory(a.dir, ec))
+    die(Error(Errc::not_found, "no repository at " + a.dir + " (create one with mup repo init)"));
+  auto publishing = must(engine::LockFile::try_acquire(stdfs::path(a.dir) / ".mup-publish.lock",
+                                                       engine::LockFile::Mode::exclusive,
+                                                       "repository " + a.dir + " (a publish)"));
   tuf::SystemClock clock;
   auto repo = must(tuf::Repository::open(a.dir, clock), "opening repository " + a.dir);
   add_signers(repo, a.keydir);
@@ -294,6 +302,11 @@ void run_publish(const PublishArgs& a) {
   // Base versions for deltas: rebuilt into temp space from the store that holds their plain
   // pieces (the repository's, or the plain store for an encrypted base).
   delta::PackOptions o;
+  // A publish killed or cut off by a power loss may have left torn pieces under their final
+  // names: this one reads back every piece it reuses.
+  o.verify_reused = must(store.begin_batch(), "recording the publish in " + store.root().string());
+  if (o.verify_reused && !a.json)
+    std::fprintf(stderr, "an earlier publish did not finish: checking the pieces it reuses\n");
   std::vector<fs::TempDir> base_dirs;
   std::vector<std::vector<uint8_t>> base_files;
   for (const auto& bv : a.delta_from) {
@@ -349,7 +362,7 @@ void run_publish(const PublishArgs& a) {
   package::SealStats sealed;
   if (enc) {
     // Pieces first, durable, then the signed metadata that names them.
-    sealed = must(package::seal_pieces(idx, m.component, enc->key, store, a.dir),
+    sealed = must(package::seal_pieces(idx, m.component, enc->key, store, a.dir, o.verify_reused),
                   "sealing the pieces of " + m.id());
     m.encryption = must(package::make_encryption(enc->key, enc->recipients));
     auto sealed_idx = must(package::seal_index(m, enc->key, idx_file));
@@ -358,6 +371,7 @@ void run_publish(const PublishArgs& a) {
     must(repo.add_target(m.index_target, idx_file, m.to_json()));
   }
   must(repo.publish(), "signing the new metadata");
+  must(store.end_batch());
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (a.json) {
     json out = {{"id", m.id()},

@@ -10,6 +10,7 @@
 
 #include "chunk/fastcdc.hpp"
 #include "chunk/tree_scan.hpp"
+#include "core/fault.hpp"
 #include "core/fs.hpp"
 #include "core/parallel.hpp"
 #include "core/progress.hpp"
@@ -66,9 +67,12 @@ Status chunk_files(const stdfs::path& src, bool single_file, std::vector<Entry>&
 // Phase B: stores every chunk the store lacks (or, with `upgrade`, rewrites exactly the
 // chunks in it at `level`), then refreshes every chunk ref's stored size. Returns the ids
 // this call wrote.
-Result<std::unordered_set<Digest>> store_chunks(
-    std::vector<Entry>& entries, std::vector<FileWork>& work, const chunk::ChunkStore& store,
-    int level, unsigned threads, const std::unordered_set<Digest>* upgrade, Progress& progress) {
+Result<std::unordered_set<Digest>> store_chunks(std::vector<Entry>& entries,
+                                                std::vector<FileWork>& work,
+                                                const chunk::ChunkStore& store, int level,
+                                                unsigned threads,
+                                                const std::unordered_set<Digest>* upgrade,
+                                                bool verify_reused, Progress& progress) {
   struct Job {
     size_t work;
     size_t chunk;
@@ -92,7 +96,11 @@ Result<std::unordered_set<Digest>> store_chunks(
     }
     wrote[j] = replace || !store.has_chunk(c.id);
     auto data = w.map.bytes().subspan(w.offsets[jobs[j].chunk], c.size);
-    auto size = store.put_chunk(c.id, data, level, replace);
+    using E = chunk::ChunkStore::Existing;
+    auto size = store.put_chunk(c.id, data, level,
+                                replace         ? E::replace
+                                : verify_reused ? E::verify
+                                                : E::keep);
     if (!size) return tl::unexpected(size.error());
     stored[j] = static_cast<uint32_t>(*size);
     progress.add(c.size);
@@ -120,7 +128,7 @@ Status upgrade_undeltaed_chunks(std::vector<Entry>& entries, std::vector<FileWor
       if (written.count(c.id)) upgrade.insert(c.id);
   }
   if (upgrade.empty()) return {};
-  auto r = store_chunks(entries, work, store, level, threads, &upgrade, progress);
+  auto r = store_chunks(entries, work, store, level, threads, &upgrade, false, progress);
   if (!r) return tl::unexpected(r.error());
   return {};
 }
@@ -292,7 +300,8 @@ Result<TreeIndex> pack(const stdfs::path& src, const chunk::ChunkStore& store,
   std::unordered_set<Digest> written;
   {
     Progress p("storing chunks", total, opts.progress);
-    auto w = store_chunks(idx.entries, work, store, opts.level, threads, nullptr, p);
+    auto w =
+        store_chunks(idx.entries, work, store, opts.level, threads, nullptr, opts.verify_reused, p);
     if (!w) return tl::unexpected(w.error());
     written = std::move(*w);
   }
@@ -313,6 +322,7 @@ Result<TreeIndex> pack(const stdfs::path& src, const chunk::ChunkStore& store,
     }
   }
   for (const Entry& e : idx.entries) st.chunks += e.chunks.size();
+  MUP_TRY(fault::point("pack.before_sync"));  // a power cut here may leave torn pieces
   MUP_TRY(store.sync());
   MUP_TRY(idx.validate());
   if (stats) *stats = st;

@@ -37,6 +37,9 @@ struct PackOptions {
   int delta_level = 19;
   unsigned threads = 0;  // 0 = default_threads()
   bool progress = false;
+  // Chunks already in the store are read back and checked before they are reused (a torn
+  // one is stored again): after a writer that did not finish (ChunkStore::begin_batch).
+  bool verify_reused = false;
   std::vector<BaseTree> bases;
 };
 

@@ -423,7 +423,7 @@ std::string sealed_rel_path(const std::string& component, const crypto::AesKey& 
 
 Result<SealStats> seal_pieces(const chunk::TreeIndex& index, const std::string& component,
                               const crypto::AesKey& key, const chunk::ChunkStore& plain,
-                              const stdfs::path& repo_dir, unsigned threads) {
+                              const stdfs::path& repo_dir, bool verify_reused, unsigned threads) {
   MUP_TRY(validate_component_name(component));
   auto pieces = referenced_pieces(index);
   std::atomic<uint64_t> written{0}, written_bytes{0}, reused{0}, reused_bytes{0};
@@ -437,8 +437,13 @@ Result<SealStats> seal_pieces(const chunk::TreeIndex& index, const std::string& 
         struct stat st {};
         // Same name = same piece of this component (HMAC under its key): keep what an
         // earlier version sealed, unless its size says it was sealed from other bytes.
+        auto intact = [&] {
+          if (!verify_reused) return true;
+          auto bytes = fs::read_file(dst, want);
+          return bytes && crypto::open(key, *bytes, bytes_of(p.rel_path)).has_value();
+        };
         if (::stat(dst.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
-            static_cast<uint64_t>(st.st_size) == want) {
+            static_cast<uint64_t>(st.st_size) == want && intact()) {
           ++reused;
           reused_bytes += want;
           return {};

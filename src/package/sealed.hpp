@@ -165,12 +165,14 @@ struct SealStats {
 // Seals every piece `index` names from `plain` into repo_dir/sealed/<component>/...; a
 // sealed file already there with the expected size is kept (deduplication). Pieces are
 // checked against the index first (size; delta pieces also SHA-256). Written files are
-// durable when this returns (one syncfs).
+// durable when this returns (one syncfs). With `verify_reused` (an earlier publish did not
+// finish: ChunkStore::begin_batch), a kept file must also open under the key, else it is
+// sealed again.
 [[nodiscard]] Result<SealStats> seal_pieces(const chunk::TreeIndex& index,
                                             const std::string& component, const crypto::AesKey& key,
                                             const chunk::ChunkStore& plain,
                                             const std::filesystem::path& repo_dir,
-                                            unsigned threads = 0);
+                                            bool verify_reused = false, unsigned threads = 0);
 // The TUF target of an encrypted package: seal(key, index_file, aad = "index:" + m.id()).
 [[nodiscard]] Result<std::vector<uint8_t>> seal_index(const Manifest& m, const crypto::AesKey& key,
                                                       std::span<const uint8_t> index_file);

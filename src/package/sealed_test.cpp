@@ -114,6 +114,24 @@ TEST_F(Sealed, AnAlteredByteOfASealedPieceIsCorruptNamingThePiece) {
   EXPECT_EQ(piece_download_path(plain, nullptr, p.rel_path), p.rel_path);
 }
 
+// A power cut can leave a sealed piece of the right size holding other bytes (zeros): kept
+// by its size alone, sealed again when the publish checks what it reuses.
+TEST_F(Sealed, AfterAnUnfinishedPublishAPieceOfTheRightSizeThatDoesNotOpenIsResealed) {
+  ASSERT_TRUE(seal_pieces(index_, "app", key_, *plain_, repo()));
+  const PieceRef p = referenced_pieces(index_).front();
+  stdfs::path f = repo() / sealed_rel_path("app", key_, p.rel_path);
+  test::write_file(f, std::vector<uint8_t>(test::read_file(f).size(), 0));
+  auto trusting = seal_pieces(index_, "app", key_, *plain_, repo());
+  ASSERT_TRUE(trusting);
+  EXPECT_EQ(trusting->written, 0u);
+  EXPECT_FALSE(open_piece(m_, &key_, p.rel_path, test::read_file(f)));
+  auto checking = seal_pieces(index_, "app", key_, *plain_, repo(), true);
+  ASSERT_TRUE(checking);
+  EXPECT_EQ(checking->written, 1u);
+  EXPECT_EQ(checking->reused, referenced_pieces(index_).size() - 1);
+  EXPECT_TRUE(open_piece(m_, &key_, p.rel_path, test::read_file(f)));
+}
+
 TEST_F(Sealed, ResealsAPieceWhoseSealedSizeIsWrong) {
   ASSERT_TRUE(seal_pieces(index_, "app", key_, *plain_, repo()));
   const PieceRef p = referenced_pieces(index_).front();
