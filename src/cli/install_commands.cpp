@@ -334,11 +334,19 @@ void register_install_commands(CLI::App& app) {
     auto a = std::make_shared<A>();
     auto* cmd = app.add_subcommand(
         "gc",
-        "Remove old versions and unused fetched pieces (never the active, previous or "
-        "pinned version)");
+        "Remove old versions, their automatic snapshots and fetched pieces the installed trees "
+        "already hold (never the active, previous or pinned version)");
     cmd->add_option("--keep", a->o.keep, "Versions to keep per component (default 2)");
     cmd->add_option("--max-bytes", a->o.max_bytes, "Then remove the oldest until this fits");
-    cmd->add_flag("--dry-run", a->o.dry_run, "Say what would be removed");
+    cmd->add_option("--snapshots-keep", a->o.snapshots_keep,
+                    "Automatic snapshots kept per component besides the newest of each kept "
+                    "version (default 2)");
+    cmd->add_option("--snapshot-max-bytes", a->o.snapshot_max_bytes,
+                    "Those within this many bytes per component (default: no cap)");
+    cmd->add_option("--unfinished-piece-age", a->o.unfinished_piece_age_s,
+                    "Seconds the pieces of an unfinished install are kept for its resume "
+                    "(default 86400)");
+    cmd->add_flag("--dry-run", a->o.dry_run, "List everything that would be removed");
     add_node_options(cmd, a->n);
     cmd->callback([a] {
       auto node = open_node(a->n);
@@ -350,16 +358,26 @@ void register_install_commands(CLI::App& app) {
                     {"bytes_freed", r.bytes_freed},
                     {"pieces_removed", r.pieces_removed},
                     {"piece_bytes_freed", r.piece_bytes_freed},
+                    {"pieces", r.pieces},
+                    {"snapshots_removed", r.snapshots_removed},
+                    {"snapshot_bytes_freed", r.snapshot_bytes_freed},
                     {"bytes_after", r.bytes_after},
                     {"dry_run", a->o.dry_run}});
         return;
       }
-      std::printf("%s %zu version(s) (%s) and %llu cached piece(s) (%s); %s installed remain\n",
-                  a->o.dry_run ? "would remove" : "removed", r.removed.size(),
-                  human_bytes(r.bytes_freed).c_str(),
-                  static_cast<unsigned long long>(r.pieces_removed),
-                  human_bytes(r.piece_bytes_freed).c_str(), human_bytes(r.bytes_after).c_str());
-      for (const auto& x : removed) std::printf("  %s\n", x.get<std::string>().c_str());
+      std::printf(
+          "%s %zu version(s) (%s), %zu snapshot(s) (%s) and %llu cached piece(s) (%s); %s "
+          "installed remain\n",
+          a->o.dry_run ? "would remove" : "removed", r.removed.size(),
+          human_bytes(r.bytes_freed).c_str(), r.snapshots_removed.size(),
+          human_bytes(r.snapshot_bytes_freed).c_str(),
+          static_cast<unsigned long long>(r.pieces_removed),
+          human_bytes(r.piece_bytes_freed).c_str(), human_bytes(r.bytes_after).c_str());
+      for (const auto& x : removed) std::printf("  version  %s\n", x.get<std::string>().c_str());
+      for (const auto& x : r.snapshots_removed) std::printf("  snapshot %s\n", x.c_str());
+      // Every piece when asked what would go; a count otherwise (there may be thousands).
+      if (a->o.dry_run)
+        for (const auto& x : r.pieces) std::printf("  piece    %s\n", x.c_str());
     });
   }
 

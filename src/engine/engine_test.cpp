@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <map>
+#include <set>
 #include <thread>
 
 #include "crypto/crypto.hpp"
@@ -219,6 +221,63 @@ class FlakyFetcher : public transfer::Fetcher {
  private:
   transfer::HttpFetcher real_;
 };
+
+// Every install snapshots the state first; gc keeps, per component, the newest snapshot of
+// each version it keeps (what a rollback to it restores), then the newest snapshots_keep
+// others, never one a user took; a dry run lists the same ids and removes none.
+TEST_F(EngineTest, GcKeepsTheSnapshotsARollbackNeedsAndRemovesTheRest) {
+  stdfs::copy(d_ / "v2", d_ / "v3", stdfs::copy_options::recursive);
+  write_file(d_ / "v3/etc/app.conf", text_bytes(20000, 3));
+  stdfs::copy(d_ / "v3", d_ / "v4", stdfs::copy_options::recursive);
+  write_file(d_ / "v4/etc/app.conf", text_bytes(20000, 4));
+  publish("v3", "app", "3.0.0", {});
+  publish("v4", "app", "4.0.0", {});
+  auto e = open();
+  write_file(e->state_dir("app") / "db", text_bytes(5000, 6));
+  for (const char* v : {"1.0.0", "2.0.0", "3.0.0", "4.0.0"}) {
+    InstallOptions o;
+    o.version = v;
+    ASSERT_TRUE(e->install("app", o));
+    clock_.advance(std::chrono::seconds(2));
+  }
+  ASSERT_TRUE(e->snapshot_create("app", "mine"));
+  auto ids = [&] {
+    std::map<std::string, std::string> out;  // label -> id
+    auto list = e->snapshots().list("app");
+    EXPECT_TRUE(list);
+    if (list)
+      for (const auto& s : *list) out[s.label] = s.id;
+    return out;
+  };
+  const auto all = ids();
+  ASSERT_EQ(all.size(), 5u);
+  store::GcOptions o;
+  o.keep = 2;  // 4.0.0 (active) and 3.0.0 (previous)
+  o.snapshots_keep = 0;
+  o.dry_run = true;
+  auto dry = e->gc(o);
+  ASSERT_TRUE(dry) << dry.error().message();
+  EXPECT_EQ(ids(), all) << "a dry run removes nothing";
+  const std::set<std::string> expect = {all.at("before install of 1.0.0"),
+                                        all.at("before install of 2.0.0"),
+                                        all.at("before install of 3.0.0")};
+  EXPECT_EQ(std::set<std::string>(dry->snapshots_removed.begin(), dry->snapshots_removed.end()),
+            expect);
+  o.dry_run = false;
+  auto r = e->gc(o);
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(std::set<std::string>(r->snapshots_removed.begin(), r->snapshots_removed.end()),
+            expect);
+  auto left = ids();
+  EXPECT_EQ(left.size(), 2u);
+  EXPECT_TRUE(left.count("mine")) << "a user's snapshot stays";
+  EXPECT_TRUE(left.count("before install of 4.0.0")) << "3.0.0's state, for a rollback to it";
+  // The state database agrees with the disk, and the rollback restores that snapshot.
+  auto v = e->versions("app");
+  ASSERT_TRUE(v);
+  ASSERT_TRUE(e->rollback("app", std::nullopt, true)) << "rollback to 3.0.0 with its state";
+  EXPECT_EQ(active(), "3.0.0");
+}
 
 TEST_F(EngineTest, ADroppedDownloadResumesWithOnlyTheMissingPiecesThroughTheFetcherSeam) {
   FlakyFetcher::pieces = 0;

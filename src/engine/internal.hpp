@@ -131,6 +131,10 @@ State run(Work& w, State start);
 // Reconciles the database rows of `component` with the disk: component pointers,
 // installed versions, snapshots. Inside the caller's transaction.
 [[nodiscard]] Status reconcile(Engine& e, state::StateDb& db, const std::string& component);
+// gc's snapshot retention (store::GcOptions): what it removes goes into `rep`; with dry_run
+// nothing is removed. `rep.removed` names the versions gc removes (or would).
+[[nodiscard]] Status collect_snapshots(Engine& e, state::StateDb& db, const store::GcOptions& o,
+                                       store::GcReport& rep);
 // The component row's trial fields from a version row and the intent.
 [[nodiscard]] Status recover_all(Engine& e, RecoveryReport& report);
 

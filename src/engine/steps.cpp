@@ -7,6 +7,7 @@
 // leave nothing behind; when one of them fails, the operation is NOT finished: it stays
 // running in the journal and the next command's recovery tries again (the disk is not yet
 // as the history would say).
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <set>
@@ -224,6 +225,7 @@ Result<Event> commit_step(Work& w) {
         for (const auto& [cc, v] : w.gc_report.removed) removed.push_back(cc + "@" + v);
         audit["removed"] = removed;
         audit["bytes_freed"] = w.gc_report.bytes_freed;
+        audit["snapshots_removed"] = w.gc_report.snapshots_removed;
       }
       break;
     case OpKind::snapshot_create: audit["snapshot"] = in.snapshot; break;
@@ -307,8 +309,80 @@ Result<Event> collect_step(Work& w) {
   auto r = w.e.store().gc(w.gc);
   if (!r) return tl::unexpected(r.error());
   w.gc_report = std::move(*r);
+  MUP_TRY(collect_snapshots(w.e, w.db, w.gc, w.gc_report));
   return Event::ok;
 }
+
+}  // namespace
+
+namespace {
+
+// Bytes only this snapshot holds (files with no other link: later snapshots hard-link the
+// files that did not change).
+uint64_t unique_bytes(const stdfs::path& dir) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (auto it = stdfs::recursive_directory_iterator(dir, ec);
+       !ec && it != stdfs::recursive_directory_iterator(); it.increment(ec)) {
+    struct stat st {};
+    if (::lstat(it->path().c_str(), &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1)
+      total += static_cast<uint64_t>(st.st_size);
+  }
+  return total;
+}
+
+}  // namespace
+
+Status collect_snapshots(Engine& e, state::StateDb& db, const store::GcOptions& o,
+                         store::GcReport& rep) {
+  auto& snaps = e.snapshots();
+  std::set<std::string> members;  // of system snapshots: removed with their group only
+  auto systems = snaps.list_system();
+  if (!systems) return tl::unexpected(systems.error());
+  for (const auto& sys : *systems)
+    for (const auto& m : sys.members) members.insert(m.id);
+  std::set<std::pair<std::string, std::string>> gone(rep.removed.begin(), rep.removed.end());
+  auto comps = e.store().components();
+  if (!comps) return tl::unexpected(comps.error());
+  std::vector<snapshot::SnapshotInfo> doomed;
+  for (const auto& c : *comps) {
+    auto list = snaps.list(c);
+    if (!list) return tl::unexpected(list.error());
+    auto vs = e.store().versions(c);
+    if (!vs) return tl::unexpected(vs.error());
+    std::set<std::string> kept_versions;
+    for (const auto& v : *vs)
+      if (!gone.count({c, v})) kept_versions.insert(v);
+    std::set<std::string> has_newest;  // kept versions whose newest snapshot is kept
+    size_t kept = 0;
+    uint64_t kept_bytes = 0;
+    for (auto it = list->rbegin(); it != list->rend(); ++it) {  // newest first
+      const auto& s = *it;
+      const bool automatic = s.label.rfind("before ", 0) == 0;
+      if (members.count(s.id) || !automatic) continue;
+      if (kept_versions.count(s.version) && has_newest.insert(s.version).second) continue;
+      if (kept < o.snapshots_keep &&
+          (o.snapshot_max_bytes == 0 || kept_bytes + s.bytes <= o.snapshot_max_bytes)) {
+        ++kept;
+        kept_bytes += s.bytes;
+        continue;
+      }
+      doomed.push_back(s);
+    }
+  }
+  for (const auto& s : doomed) {
+    rep.snapshots_removed.push_back(s.id);
+    rep.snapshot_bytes_freed += unique_bytes(s.path);
+    if (o.dry_run) continue;
+    MUP_TRY(fault::point("engine.gc.snapshot"));
+    MUP_TRY(snaps.remove(s.id));
+    auto deleted = db.delete_snapshot(s.id);
+    if (!deleted) return tl::unexpected(deleted.error());
+  }
+  return {};
+}
+
+namespace {
 
 Result<Event> no_op(Work&) {
   return Event::ok;

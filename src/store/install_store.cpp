@@ -6,12 +6,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <map>
 #include <mutex>
 
 #include "core/fault.hpp"
 #include "core/fs.hpp"
 #include "core/sha256.hpp"
+#include "delta/piece.hpp"
 #include "package/semver.hpp"
 
 namespace mup::store {
@@ -373,17 +375,30 @@ Result<GcReport> InstallStore::gc(const GcOptions& opts) {
     }
     doomed.insert(doomed.end(), gone.begin(), gone.end());
   }
-  // What the kept versions hold, to count the bytes freed and the pieces still useful.
+  // What the kept versions hold, to count the bytes freed.
   std::set<std::pair<std::string, std::string>> doomed_set;
   for (const auto& d : doomed) doomed_set.insert({d.component, d.version});
   std::set<std::pair<dev_t, ino_t>> kept_inodes;
-  std::set<Digest> kept_chunks;
-  for (const auto& [c, v] : kept) {
-    if (doomed_set.count({c, v})) continue;
-    kept_dirs.push_back(version_dir(c, v));
-    if (auto idx = load_index(c, v))
-      for (const auto& e : idx->entries)
-        for (const auto& ch : e.chunks) kept_chunks.insert(ch.id);
+  for (const auto& [c, v] : kept)
+    if (!doomed_set.count({c, v})) kept_dirs.push_back(version_dir(c, v));
+  // The pieces every installed version (kept or not) is made of: the installed trees are the
+  // seeds of the next install, so their pieces are dead weight in the cache.
+  std::set<std::string> installed_pieces;
+  {
+    std::vector<std::pair<std::string, std::string>> all = kept;
+    for (const auto& d : doomed) all.push_back({d.component, d.version});
+    for (const auto& [c, v] : all) {
+      auto bytes = fs::read_file(index_path(c, v), uint64_t{2} << 30);  // local, written by us
+      if (!bytes) continue;
+      installed_pieces.insert(sha256(*bytes).hex());  // index deltas end "-<target index sha>"
+      auto idx = chunk::TreeIndex::parse(*bytes);
+      if (!idx) continue;
+      for (const auto& e : idx->entries) {
+        for (const auto& ch : e.chunks) installed_pieces.insert(ch.id.hex());
+        for (const auto& d : e.deltas)
+          installed_pieces.insert(delta::piece_rel_path(d.base, e.digest));
+      }
+    }
   }
   rep.bytes_after = tree_bytes(kept_dirs, kept_inodes);
   for (const auto& d : doomed) {
@@ -395,25 +410,33 @@ Result<GcReport> InstallStore::gc(const GcOptions& opts) {
       MUP_TRY(remove_version(d.component, d.version));
     }
   }
-  // Fetched pieces: installed trees are the seeds of the next install, so cached pieces
-  // are only worth keeping for chunks a kept version's index names (an install that
-  // failed half way keeps its pieces until the next gc).
+  // Fetched pieces: those an installed version is made of go (its tree holds the bytes);
+  // the others belong to an install that did not finish, and stay for its resume until
+  // they are unfinished_piece_age_s old.
+  const auto now = std::chrono::system_clock::now();
   for (const char* sub : {"chunks", "deltas", "indexes"}) {
     std::error_code ec;
     std::vector<std::pair<stdfs::path, uint64_t>> unused;
     for (auto it = stdfs::recursive_directory_iterator(root_ / sub, ec);
          !ec && it != stdfs::recursive_directory_iterator(); it.increment(ec)) {
-      if (!it->is_regular_file()) continue;
-      if (std::string(sub) == "chunks") {
-        auto id = Digest::from_hex(it->path().filename().string());
-        if (id && kept_chunks.count(*id)) continue;
-      }
-      unused.push_back({it->path(), it->file_size()});
+      struct stat st {};
+      if (::lstat(it->path().c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+      const std::string name = it->path().filename().string();
+      const std::string rel = it->path().lexically_relative(root_).string();
+      const bool installed =
+          std::string(sub) == "chunks" ? installed_pieces.count(name) > 0
+          : std::string(sub) == "deltas"
+              ? installed_pieces.count(rel) > 0
+              : name.size() > 64 && installed_pieces.count(name.substr(name.size() - 64)) > 0;
+      const auto age = now - std::chrono::system_clock::from_time_t(st.st_mtime);
+      if (!installed && age < std::chrono::seconds(opts.unfinished_piece_age_s)) continue;
+      unused.push_back({it->path(), static_cast<uint64_t>(st.st_size)});
     }
     for (const auto& [p, sz] : unused) {
       if (!opts.dry_run && ::unlink(p.c_str()) != 0) continue;
       ++rep.pieces_removed;
       rep.piece_bytes_freed += sz;
+      rep.pieces.push_back(p.lexically_relative(root_).string());
     }
   }
   return rep;

@@ -40,13 +40,25 @@ struct GcOptions {
   size_t keep = 2;         // versions kept per component (newest installed first)
   uint64_t max_bytes = 0;  // then remove more (oldest first) until the store fits; 0: no cap
   bool dry_run = false;
+  // Fetched pieces no installed version names are what an unfinished install resumes from:
+  // kept this long after they were fetched (seconds), then removed.
+  int64_t unfinished_piece_age_s = 24 * 3600;
+  // Snapshots (Engine::gc): per component, the newest snapshot of each kept version is
+  // kept (a rollback to it restores it); of the other automatic snapshots ("before ..."),
+  // the newest snapshots_keep, within snapshot_max_bytes (0: no cap). Snapshots a user
+  // took (mup snapshot create) and members of system snapshots are never collected.
+  size_t snapshots_keep = 2;
+  uint64_t snapshot_max_bytes = 0;
 };
 
 struct GcReport {
   std::vector<std::pair<std::string, std::string>> removed;  // component, version
   uint64_t bytes_freed = 0;                                  // tree bytes not shared with kept
   uint64_t pieces_removed = 0, piece_bytes_freed = 0;        // fetched-piece cache
+  std::vector<std::string> pieces;                           // their paths, under the store
   uint64_t bytes_after = 0;                                  // installed bytes that remain
+  std::vector<std::string> snapshots_removed;                // ids (Engine::gc)
+  uint64_t snapshot_bytes_freed = 0;
 };
 
 class InstallStore {

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+
 #include "core/fs.hpp"
 #include "delta/packer.hpp"
 #include "test_util.hpp"
@@ -121,6 +123,49 @@ TEST_F(InstallStoreTest, GcKeepsActivePreviousAndPinned) {
   EXPECT_EQ(*st_->versions("app"), (std::vector<std::string>{"2.0.0", "3.0.0"}));
   EXPECT_TRUE(st_->verify("app", "2.0.0"));  // its hard links survived 1.0.0's removal
   EXPECT_TRUE(st_->verify("app", "3.0.0"));
+}
+
+// The piece cache after installs: what an installed version is made of goes (its tree is
+// the seed of the next install); pieces no installed version names belong to an install
+// that did not finish and stay for its resume until they are old. --dry-run lists exactly
+// what a real run removes, and removes nothing.
+TEST_F(InstallStoreTest, GcDropsPiecesTheInstalledTreesHoldAndKeepsAnUnfinishedInstalls) {
+  install(*st_, dir_ / "src1", "1.0.0", {});
+  install(*st_, dir_ / "src2", "2.0.0", {st_->version_dir("app", "1.0.0")});
+  ASSERT_TRUE(st_->activate("app", "2.0.0"));
+  // An install that did not finish: a piece fetched for it, named by no installed index.
+  const auto extra = test::random_bytes(70000, 9);
+  ASSERT_TRUE(st_->pieces().put_chunk(sha256(extra), extra, 3));
+  const std::string extra_rel =
+      st_->pieces().chunk_path(sha256(extra)).lexically_relative(st_->pieces().root()).string();
+  auto count_chunks = [&] {
+    size_t n = 0;
+    for (auto& e : stdfs::recursive_directory_iterator(st_->pieces().root() / "chunks"))
+      n += e.is_regular_file() ? 1 : 0;
+    return n;
+  };
+  const size_t before = count_chunks();
+  ASSERT_GT(before, 2u);
+  auto dry = st_->gc({.keep = 2, .dry_run = true});
+  ASSERT_TRUE(dry) << dry.error().message();
+  EXPECT_EQ(count_chunks(), before) << "a dry run removes nothing";
+  EXPECT_EQ(dry->pieces.size(), before - 1);
+  EXPECT_EQ(std::count(dry->pieces.begin(), dry->pieces.end(), extra_rel), 0);
+  auto r = st_->gc({.keep = 2});
+  ASSERT_TRUE(r) << r.error().message();
+  EXPECT_EQ(r->pieces, dry->pieces);
+  EXPECT_EQ(r->pieces_removed, before - 1);
+  EXPECT_EQ(count_chunks(), 1u) << "only the unfinished install's piece";
+  EXPECT_TRUE(st_->verify("app", "1.0.0"));
+  EXPECT_TRUE(st_->verify("app", "2.0.0"));
+  // The next install still works from the trees alone.
+  install(*st_, dir_ / "src3", "3.0.0", {st_->version_dir("app", "2.0.0")});
+  EXPECT_TRUE(st_->verify("app", "3.0.0"));
+  // Once old enough, the unfinished install's pieces go too.
+  auto old = st_->gc({.keep = 3, .unfinished_piece_age_s = 0});
+  ASSERT_TRUE(old);
+  EXPECT_EQ(std::count(old->pieces.begin(), old->pieces.end(), extra_rel), 1);
+  EXPECT_EQ(count_chunks(), 0u);
 }
 
 TEST_F(InstallStoreTest, RecoverRemovesTempsAndOrphanIndexes) {
