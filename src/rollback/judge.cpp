@@ -495,6 +495,23 @@ Decision Judge::summary(int64_t now_ms, std::string verdict) const {
   return d;
 }
 
+namespace {
+
+// A test's state in the saved judge: {"lr": [...], "n": [n_new, x_new, n_old, x_old]} (the
+// keys sit in the check's own object for its main test, in "beside" for the latency one).
+void put_test_state(json& e, const TestState& s) {
+  e["lr"] = s.log_lr;
+  e["n"] = {s.n_new, s.x_new, s.n_old, s.x_old};
+}
+
+TestState test_state_of(const json& e) {  // throws json::exception (restore() catches it)
+  const json& n = e.at("n");
+  return {e.at("lr").get<std::vector<double>>(), n.at(0).get<uint64_t>(), n.at(1).get<uint64_t>(),
+          n.at(2).get<uint64_t>(), n.at(3).get<uint64_t>()};
+}
+
+}  // namespace
+
 json Judge::state_json() const {
   json checks = json::array();
   for (const auto& c : checks_) {
@@ -504,13 +521,11 @@ json Judge::state_json() const {
     if (c.two) s = c.two->state();
     if (c.one) s = c.one->state();
     if (s) {
-      e["lr"] = s->log_lr;
-      e["n"] = {s->n_new, s->x_new, s->n_old, s->x_old};
+      put_test_state(e, *s);
       if (c.one) e["p0u"] = c.one->p0u();
     }
     if (c.beside) {
-      const TestState b = c.beside->state();
-      e["beside"] = {{"lr", b.log_lr}, {"n", {b.n_new, b.x_new, b.n_old, b.x_old}}};
+      put_test_state(e["beside"], c.beside->state());
       e["crossed"] = {c.one_crossed, c.beside_crossed};
     }
     checks.push_back(std::move(e));
@@ -537,9 +552,7 @@ Judge Judge::restore(Policy policy, std::optional<Counts> baseline, const json& 
         if (*c.bound >= traffic::kLatencyBounds) return fresh;
       }
       if (!e.contains("lr")) continue;
-      const json& n = e.at("n");
-      TestState s{e.at("lr").get<std::vector<double>>(), n.at(0).get<uint64_t>(),
-                  n.at(1).get<uint64_t>(), n.at(2).get<uint64_t>(), n.at(3).get<uint64_t>()};
+      const TestState s = test_state_of(e);
       if (!e.contains("p0u")) {
         c.test_alpha = c.alpha;
         c.two.emplace();
@@ -550,13 +563,8 @@ Judge Judge::restore(Policy policy, std::optional<Counts> baseline, const json& 
         c.one.emplace(e.at("p0u").get<double>());
         if (!c.one->restore(s)) return fresh;
         if (latency && e.contains("beside")) {
-          const json& b = e.at("beside");
-          const json& bn = b.at("n");
           c.beside.emplace();
-          if (!c.beside->restore({b.at("lr").get<std::vector<double>>(), bn.at(0).get<uint64_t>(),
-                                  bn.at(1).get<uint64_t>(), bn.at(2).get<uint64_t>(),
-                                  bn.at(3).get<uint64_t>()}))
-            return fresh;
+          if (!c.beside->restore(test_state_of(e.at("beside")))) return fresh;
           c.one_crossed = e.at("crossed").at(0).get<bool>();
           c.beside_crossed = e.at("crossed").at(1).get<bool>();
         }
