@@ -16,6 +16,7 @@
 #include "chunk/chunk_store.hpp"
 #include "chunk/tree_index.hpp"
 #include "cli/commands.hpp"
+#include "cli/repo_roles.hpp"
 #include "core/fs.hpp"
 #include "core/progress.hpp"
 #include "crypto/crypto.hpp"
@@ -159,9 +160,9 @@ std::string index_target(const std::string& component, const std::string& versio
 }
 
 // The bytes of a published tree index, read from the repository and checked against its
-// signed target entry.
-std::vector<uint8_t> read_index_target(const tuf::Repository& repo, const std::string& path) {
-  const tuf::Targets* t = repo.targets();
+// signed target entry in `t` (the role that lists it).
+std::vector<uint8_t> read_index_target(const tuf::Repository& repo, const tuf::Targets* t,
+                                       const std::string& path) {
   auto it = t->targets.find(path);
   if (it == t->targets.end())
     die(Error(Errc::not_found, path + " is not published in " + repo.dir().string()));
@@ -276,17 +277,19 @@ void run_publish(const PublishArgs& a) {
   auto repo = must(tuf::Repository::open(a.dir, clock), "opening repository " + a.dir);
   add_signers(repo, a.keydir);
   m.index_target = index_target(m.component, m.version.str());
-  const tuf::Targets* targets = repo.targets();
+  // The component's own role (delegated on its first publish): all this publish reads and
+  // rewrites of the targets metadata besides the dependencies' roles.
+  bool role_created = false;
+  const std::string role = must(ensure_component_role(repo, m.component, &role_created));
+  const tuf::Targets* targets = must(repo.load_targets(role));
   if (targets->targets.count(m.index_target))
     die(Error(Errc::already_exists,
               m.id() + " is already published; versions are immutable, publish a new "
                        "version"));
   // Dependencies must be satisfiable by what the repository offers.
-  std::map<std::string, std::vector<package::Version>> offered;
-  for (const auto& [path, tf] : targets->targets) {
-    auto man = package::Manifest::from_json(tf.custom);
-    if (man) offered[man->component].push_back(man->version);
-  }
+  std::vector<std::string> dep_names;
+  for (const auto& d : m.depends) dep_names.push_back(d.name);
+  auto offered = must(offered_versions(repo, dep_names), "reading the dependencies' roles");
   for (const auto& d : m.depends) {
     bool ok = false;
     for (const auto& v : offered[d.name]) ok = ok || d.constraint.matches(v);
@@ -312,7 +315,7 @@ void run_publish(const PublishArgs& a) {
   for (const auto& bv : a.delta_from) {
     auto v = must(package::Version::parse(bv), "--delta-from");
     std::string base_target = index_target(m.component, v.str());
-    auto bytes = read_index_target(repo, base_target);
+    auto bytes = read_index_target(repo, targets, base_target);
     auto base_m = must(package::Manifest::from_json(targets->targets.at(base_target).custom),
                        "manifest of " + base_target);
     std::optional<chunk::ChunkStore> base_store;
@@ -366,9 +369,9 @@ void run_publish(const PublishArgs& a) {
                   "sealing the pieces of " + m.id());
     m.encryption = must(package::make_encryption(enc->key, enc->recipients));
     auto sealed_idx = must(package::seal_index(m, enc->key, idx_file));
-    must(repo.add_target(m.index_target, sealed_idx, m.to_json()));
+    must(repo.add_target(m.index_target, sealed_idx, m.to_json(), role));
   } else {
-    must(repo.add_target(m.index_target, idx_file, m.to_json()));
+    must(repo.add_target(m.index_target, idx_file, m.to_json(), role));
   }
   must(repo.publish(), "signing the new metadata");
   must(store.end_batch());
@@ -384,6 +387,9 @@ void run_publish(const PublishArgs& a) {
                 {"delta_bytes", st.delta_bytes},
                 {"encrypted", bool(enc)},
                 {"targets_version", repo.targets()->version},
+                {"role", role},
+                {"role_version", repo.targets(role)->version},
+                {"role_created", role_created},
                 {"snapshot_version", repo.snapshot().version},
                 {"timestamp_version", repo.timestamp().version},
                 {"seconds", secs}};
@@ -554,6 +560,13 @@ void run_keygen(const std::string& device, const std::string& out) {
 
 }  // namespace
 
+// For repo_prune.cpp.
+void add_repo_signers(tuf::Repository& repo, const stdfs::path& keydir) {
+  add_signers(repo, keydir);
+}
+void verify_repo_after(const std::string& dir, const std::string& what) { verify_after(dir, what); }
+void register_repo_prune(CLI::App& repo);
+
 void register_repo_commands(CLI::App& app) {
   auto* repo =
       app.add_subcommand("repo", "Create, check, sign and serve a signed (TUF) repository");
@@ -612,6 +625,7 @@ void register_repo_commands(CLI::App& app) {
   exp->add_option("--keys", ra->keydir)->required();
   exp->add_option("--role", ra->role, "root|targets|snapshot|timestamp")->required();
   exp->callback([ra] { run_repo_expire(ra->dir, ra->keydir, ra->role); });
+  register_repo_prune(*repo);
 
   auto pa = std::make_shared<PublishArgs>();
   auto* pub =

@@ -23,19 +23,46 @@ namespace mup::engine {
 namespace stdfs = std::filesystem;
 using nlohmann::json;
 
-std::vector<std::pair<package::Manifest, std::string>> Session::offers(
-    const std::string& component, std::vector<std::string>* refused) const {
+namespace {
+
+// Where a component's targets are: "<component>/<version>/tree.idx" (what publish writes).
+std::string component_prefix(const std::string& component) { return component + "/"; }
+
+}  // namespace
+
+Result<std::vector<std::pair<package::Manifest, std::string>>> Session::offers(
+    const std::string& component, std::vector<std::string>* refused) {
+  auto found = updater->targets_with_prefix(component_prefix(component));
+  if (!found) return tl::unexpected(found.error().context("reading what offers " + component));
   std::vector<std::pair<package::Manifest, std::string>> out;
-  for (const auto& [path, tf] : updater->targets()->targets) {
-    auto m = package::Manifest::from_json(tf.custom);
+  for (const auto& info : *found) {
+    const json& custom = info.file.custom;
+    auto m = package::Manifest::from_json(custom);
     if (m) {
-      if (m->component == component) out.push_back({std::move(*m), path});
-    } else if (refused && json_str(tf.custom, "component") == component) {
-      refused->push_back(json_str(tf.custom, "version", path) + ": " + m.error().message());
+      if (m->component == component) out.push_back({std::move(*m), info.path});
+    } else if (refused && json_str(custom, "component") == component) {
+      refused->push_back(json_str(custom, "version", info.path) + ": " + m.error().message());
     }
   }
   std::sort(out.begin(), out.end(),
             [](const auto& a, const auto& b) { return a.first.version < b.first.version; });
+  return out;
+}
+
+Result<std::map<std::string, std::pair<package::Manifest, std::string>>> Session::newest(
+    const std::string& component) {
+  auto found =
+      updater->targets_with_prefix(component.empty() ? "" : component_prefix(component));
+  if (!found) return tl::unexpected(found.error().context("reading what the remote offers"));
+  std::map<std::string, std::pair<package::Manifest, std::string>> out;
+  for (const auto& info : *found) {
+    auto m = package::Manifest::from_json(info.file.custom);
+    if (!m) continue;  // not a package (or from a newer mup): skip it
+    if (!component.empty() && m->component != component) continue;
+    auto it = out.find(m->component);
+    if (it == out.end() || it->second.first.version < m->version)
+      out[m->component] = {std::move(*m), info.path};
+  }
   return out;
 }
 
@@ -350,9 +377,11 @@ namespace {
 using Offer = std::pair<package::Manifest, std::string>;
 
 // The version of `c` to install: `version`, or the newest offered.
-Result<Offer> pick_offer(const Session& s, const std::string& c, const std::string& version) {
+Result<Offer> pick_offer(Session& s, const std::string& c, const std::string& version) {
   std::vector<std::string> refused;
-  auto offers = s.offers(c, &refused);
+  auto listed = s.offers(c, &refused);
+  if (!listed) return tl::unexpected(listed.error());
+  const auto& offers = *listed;
   if (!version.empty()) {
     for (const auto& o : offers)
       if (o.first.version.str() == version) return o;
@@ -384,7 +413,7 @@ std::map<std::string, package::Version> active_versions(Engine& e) {
 }
 
 // Dependencies first, each once; a cycle is named, never followed.
-Status plan_deps(const Session& s, const Offer& top,
+Status plan_deps(Session& s, const Offer& top,
                  const std::map<std::string, package::Version>& have, std::vector<Offer>& order,
                  std::vector<std::string>& path, std::set<std::string>& placed) {
   const package::Manifest& m = top.first;
@@ -393,7 +422,9 @@ Status plan_deps(const Session& s, const Offer& top,
     auto it = have.find(d.name);
     if (it != have.end() && d.constraint.matches(it->second)) continue;
     std::optional<Offer> pick;
-    for (const auto& o : s.offers(d.name))
+    auto offers = s.offers(d.name);
+    if (!offers) return tl::unexpected(offers.error());
+    for (const auto& o : *offers)
       if (d.constraint.matches(o.first.version)) pick = o;
     if (!pick)
       return fail(Code::unmet_dependencies, "dependency " + d.str() + " of " + m.id() +
@@ -646,15 +677,9 @@ Result<json> Engine::check(const CheckOptions& o) {
     if (!dk) return tl::unexpected(dk.error().context("--device-key"));
     device = *dk;
   }
-  std::map<std::string, Offer> newest;
-  for (const auto& [path, tf] : sess->updater->targets()->targets) {
-    auto m = package::Manifest::from_json(tf.custom);
-    if (!m) continue;  // not a package (or from a newer mup): skip it
-    if (!o.component.empty() && m->component != o.component) continue;
-    auto it = newest.find(m->component);
-    if (it == newest.end() || it->second.first.version < m->version)
-      newest[m->component] = {*m, path};
-  }
+  auto listed = sess->newest(o.component);
+  if (!listed) return tl::unexpected(listed.error());
+  const std::map<std::string, Offer>& newest = *listed;
   auto have = active_versions();
   json rows = json::array();
   for (const auto& [name, entry] : newest) {

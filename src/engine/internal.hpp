@@ -54,9 +54,14 @@ struct Session {
 
   // Every package manifest of `component` the remote offers, with its target path, oldest
   // first; `refused` gets "version: why" for targets of the component whose manifest does
-  // not parse.
-  std::vector<std::pair<package::Manifest, std::string>> offers(
-      const std::string& component, std::vector<std::string>* refused = nullptr) const;
+  // not parse. Reads the targets under "<component>/" wherever the delegations put them,
+  // fetching only the roles that may list them (one per component in a mup repository).
+  [[nodiscard]] Result<std::vector<std::pair<package::Manifest, std::string>>> offers(
+      const std::string& component, std::vector<std::string>* refused = nullptr);
+  // The newest version of every component the remote offers (all roles), or of
+  // `component` alone when it is not empty.
+  [[nodiscard]] Result<std::map<std::string, std::pair<package::Manifest, std::string>>> newest(
+      const std::string& component = "");
 };
 
 [[nodiscard]] Result<std::unique_ptr<Session>> connect_remote(Engine& e, state::StateDb& db,

@@ -393,6 +393,20 @@ bool DelegatedRole::is_delegated_path(std::string_view target_path) const {
   return false;
 }
 
+bool DelegatedRole::may_delegate_prefix(std::string_view prefix) const {
+  if (!paths) return path_hash_prefixes.has_value();
+  for (const auto& pattern : *paths) {
+    size_t i = 0;
+    for (; i < pattern.size() && i < prefix.size(); ++i) {
+      char c = pattern[i];
+      if (c == '*' || c == '?' || c == '[') return true;
+      if (c != prefix[i]) break;
+    }
+    if (i == prefix.size()) return true;
+  }
+  return false;
+}
+
 Status MetaFile::verify(std::span<const uint8_t> data, std::string_view what) const {
   return verify_length_and_hashes(data, length, hashes, what);
 }

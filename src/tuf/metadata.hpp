@@ -63,6 +63,10 @@ struct DelegatedRole : Role {
   // (shell-style: '*' and '?' never match '/', "[...]" classes, same number of
   // '/'-separated parts), or the hex sha256 of the path starts with a hash prefix.
   bool is_delegated_path(std::string_view target_path) const;
+  // True when this role may be trusted for some path that starts with `prefix` (a paths
+  // pattern whose literal start agrees with it, or any hash prefixes): whether a search
+  // for such paths must visit the role. Conservative: wildcards count as matching.
+  bool may_delegate_prefix(std::string_view prefix) const;
   bool operator==(const DelegatedRole&) const = default;
 };
 

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <set>
 #include <system_error>
 
 #include "core/fs.hpp"
@@ -104,6 +105,70 @@ const Targets* Repository::targets(const std::string& role) const {
   return it == targets_.end() ? nullptr : &it->second.staged;
 }
 
+Result<Repository::TargetsRole*> Repository::load_role(const std::string& role) {
+  if (auto it = targets_.find(role); it != targets_.end()) return &it->second;
+  auto m = snapshot_.body().meta.find(role + ".json");
+  if (m == snapshot_.body().meta.end())
+    return fail(Errc::not_found, "no targets role \"" + role + "\" in " + dir_.string() +
+                                     " (snapshot v" + std::to_string(snapshot_.body().version) +
+                                     " names none)");
+  auto t = read_metadata<Targets>(metadata_path(role, m->second.version));
+  if (!t) return tl::unexpected(Error(t.error()).context("loading targets role " + role));
+  Targets staged = t->body();
+  auto [it, added] =
+      targets_.emplace(role, TargetsRole{std::move(*t), std::move(staged), false, true});
+  return &it->second;
+}
+
+Result<const Targets*> Repository::load_targets(const std::string& role) {
+  auto r = load_role(role);
+  if (!r) return tl::unexpected(r.error());
+  return &(*r)->staged;
+}
+
+Status Repository::load_all_roles() {
+  for (const auto& name : targets_roles()) MUP_TRY(load_role(name));
+  return {};
+}
+
+std::vector<std::string> Repository::delegated_roles(const std::string& delegator) const {
+  std::vector<std::string> out;
+  const Targets* t = targets(delegator);
+  if (t && t->delegations)
+    for (const auto& r : t->delegations->roles) out.push_back(r.name);
+  return out;
+}
+
+std::vector<std::string> Repository::targets_roles() const {
+  std::set<std::string> names;
+  for (const auto& [file, meta] : snapshot_.body().meta)
+    if (file.size() > 5 && file.compare(file.size() - 5, 5, ".json") == 0)
+      names.insert(file.substr(0, file.size() - 5));
+  for (const auto& [name, t] : targets_) names.insert(name);
+  names.erase("targets");
+  std::vector<std::string> out{"targets"};
+  out.insert(out.end(), names.begin(), names.end());
+  return out;
+}
+
+Result<size_t> Repository::move_targets(const std::string& prefix, const std::string& from,
+                                        const std::string& to) {
+  auto src = load_role(from);
+  if (!src) return tl::unexpected(src.error());
+  auto dst = load_role(to);
+  if (!dst) return tl::unexpected(dst.error());
+  size_t n = 0;
+  auto& entries = (*src)->staged.targets;
+  for (auto it = entries.lower_bound(prefix);
+       it != entries.end() && it->first.compare(0, prefix.size(), prefix) == 0;) {
+    (*dst)->staged.targets[it->first] = std::move(it->second);
+    it = entries.erase(it);
+    ++n;
+  }
+  if (n) (*src)->dirty = (*dst)->dirty = true;
+  return n;
+}
+
 Result<std::pair<const std::map<std::string, Key>*, const Role*>> Repository::role_keys(
     const std::string& role) const {
   if (is_top_level(role)) return std::make_pair(&root_.body().keys, &root_.body().roles.at(role));
@@ -131,15 +196,19 @@ Result<Metadata<T>> Repository::sign_new(T body, const std::string& role,
     if (!rk) return tl::unexpected(rk.error());
     checks.push_back(*rk);
   }
-  if (auto it = signers_.find(role); it != signers_.end()) {
-    for (const auto& key : it->second) {
-      std::string id = Key::from_public(key.public_key()).keyid();
-      bool listed = std::any_of(checks.begin(), checks.end(), [&](const auto& c) {
-        return std::find(c.second->keyids.begin(), c.second->keyids.end(), id) !=
-               c.second->keyids.end();
-      });
-      if (listed) MUP_TRY(md->sign(key));
-    }
+  // A delegated role may be signed by the targets keys too, when its delegation lists them.
+  std::vector<const crypto::PrivateKey*> candidates;
+  for (const std::string& from : {role, std::string(is_top_level(role) ? "" : "targets")})
+    if (auto it = signers_.find(from); it != signers_.end())
+      for (const auto& key : it->second) candidates.push_back(&key);
+  std::set<std::string> signed_by;
+  for (const crypto::PrivateKey* key : candidates) {
+    std::string id = Key::from_public(key->public_key()).keyid();
+    bool listed = std::any_of(checks.begin(), checks.end(), [&](const auto& c) {
+      return std::find(c.second->keyids.begin(), c.second->keyids.end(), id) !=
+             c.second->keyids.end();
+    });
+    if (listed && signed_by.insert(id).second) MUP_TRY(md->sign(*key));
   }
   for (const auto& [keys, r] : checks) {
     if (auto s = md->verify_role(*keys, *r, role); !s)
@@ -232,32 +301,27 @@ Result<Repository> Repository::open(const stdfs::path& dir, const Clock& clock,
       repo.metadata_path("snapshot", repo.timestamp_.body().snapshot_meta.version));
   if (!snap) return tl::unexpected(snap.error());
   repo.snapshot_ = std::move(*snap);
-  for (const auto& [file, meta] : repo.snapshot_.body().meta) {
-    if (file.size() < 6 || file.substr(file.size() - 5) != ".json") continue;
-    std::string role = file.substr(0, file.size() - 5);
-    auto t = read_metadata<Targets>(repo.metadata_path(role, meta.version));
-    if (!t) return tl::unexpected(t.error());
-    Targets staged = t->body();
-    repo.targets_[role] = TargetsRole{std::move(*t), std::move(staged), false, true};
-  }
-  if (!repo.targets_.count("targets"))
+  // Delegated roles are loaded when first needed (load_role).
+  if (!repo.snapshot_.body().meta.count("targets.json"))
     return fail(Errc::corrupt, "snapshot names no targets.json: not a complete repository");
+  if (auto t = repo.load_role("targets"); !t) return tl::unexpected(t.error());
   return repo;
 }
 
 Status Repository::add_target(const std::string& target_path, std::span<const uint8_t> content,
                               const nlohmann::json& custom, const std::string& role) {
   MUP_TRY(check_target_path(target_path));
-  auto it = targets_.find(role);
-  if (it == targets_.end()) return fail(Errc::not_found, "no targets role \"" + role + "\"");
+  auto loaded = load_role(role);
+  if (!loaded) return tl::unexpected(loaded.error());
+  TargetsRole& tr = **loaded;
   if (!custom.is_null() && !custom.is_object())
     return fail(Errc::invalid_argument, "custom data of " + target_path + " must be an object");
   TargetFile f = TargetFile::for_data(content, custom);
   stdfs::path p = target_file_path(dir_, target_path, f, root_.body().consistent_snapshot);
   MUP_TRY(fs::create_dirs(p.parent_path()));
   MUP_TRY(fs::write_file_atomic(p, content));
-  it->second.staged.targets[target_path] = std::move(f);
-  it->second.dirty = true;
+  tr.staged.targets[target_path] = std::move(f);
+  tr.dirty = true;
   return {};
 }
 
@@ -269,18 +333,19 @@ Status Repository::add_target_file(const std::string& target_path, const stdfs::
 }
 
 Status Repository::remove_target(const std::string& target_path, const std::string& role) {
-  auto it = targets_.find(role);
-  if (it == targets_.end() || !it->second.staged.targets.erase(target_path))
+  auto loaded = load_role(role);
+  if (!loaded || !(*loaded)->staged.targets.erase(target_path))
     return fail(Errc::not_found, "role " + role + " has no target " + target_path);
-  it->second.dirty = true;
+  (*loaded)->dirty = true;
   return {};
 }
 
 Status Repository::add_delegation(const std::string& delegator, const DelegatedRole& role,
                                   const std::vector<crypto::PublicKey>& keys) {
-  auto it = targets_.find(delegator);
-  if (it == targets_.end()) return fail(Errc::not_found, "no targets role \"" + delegator + "\"");
-  if (is_top_level(role.name) || targets_.count(role.name) || role.name.empty())
+  auto loaded = load_role(delegator);
+  if (!loaded) return tl::unexpected(loaded.error());
+  if (is_top_level(role.name) || targets_.count(role.name) ||
+      snapshot_.body().meta.count(role.name + ".json") || role.name.empty())
     return fail(Errc::invalid_argument, "cannot delegate to \"" + role.name + "\": name in use");
   // Role names become file names that any static HTTP server must find: keep them to
   // characters that need no percent-encoding (clients accept any name; we write safe ones).
@@ -295,7 +360,7 @@ Status Repository::add_delegation(const std::string& delegator, const DelegatedR
     return fail(Errc::invalid_argument, "delegation " + role.name + ": threshold " +
                                             std::to_string(role.threshold) +
                                             " needs that many keys");
-  Targets& parent = it->second.staged;
+  Targets& parent = (*loaded)->staged;
   if (!parent.delegations) parent.delegations.emplace();
   DelegatedRole r = role;
   r.keyids.clear();
@@ -306,7 +371,7 @@ Status Repository::add_delegation(const std::string& delegator, const DelegatedR
     if (std::find(r.keyids.begin(), r.keyids.end(), id) == r.keyids.end()) r.keyids.push_back(id);
   }
   parent.delegations->roles.push_back(std::move(r));
-  it->second.dirty = true;
+  (*loaded)->dirty = true;
   TargetsRole child;
   child.staged.expires = clock_->now() + expiry_.targets_s;
   child.dirty = true;
@@ -317,6 +382,12 @@ Status Repository::add_delegation(const std::string& delegator, const DelegatedR
 
 Status Repository::publish() {
   const int64_t now = clock_->now();
+  // A changed role's keys are in its delegator, which may not be loaded (nested delegation).
+  for (const auto& [name, t] : targets_)
+    if (t.dirty && !role_keys(name)) {
+      MUP_TRY(load_all_roles());
+      break;
+    }
   // Sign every changed role first: nothing is written unless all of them can be.
   std::vector<std::pair<std::string, Metadata<Targets>>> signed_roles;
   for (auto& [name, t] : targets_) {
@@ -349,9 +420,13 @@ Status Repository::write_snapshot_and_timestamp(bool new_snapshot) {
     Snapshot s = snapshot_.body();
     s.version += 1;
     s.expires = now + expiry_.snapshot_s;
-    s.meta.clear();
-    for (const auto& [name, t] : targets_)
-      if (t.on_disk) s.meta[name + ".json"].version = t.md.body().version;
+    // Roles never loaded stay at the versions the snapshot named.
+    for (const auto& [name, t] : targets_) {
+      if (!t.on_disk) continue;
+      MetaFile f;
+      f.version = t.md.body().version;
+      s.meta[name + ".json"] = std::move(f);
+    }
     auto md = sign_new(std::move(s), "snapshot");
     if (!md) return tl::unexpected(md.error());
     snap = std::move(*md);
@@ -410,6 +485,8 @@ Status Repository::rotate_keys(const std::string& role,
                       " keys can sign here, the threshold is " + std::to_string(threshold) +
                       " (add their private keys as signers first); nothing written");
   }
+  if (role == "targets") MUP_TRY(load_all_roles());
+  const Role old = root_.body().roles.at(role);
   Root body = root_.body();
   for (const auto& id : std::vector<std::string>(body.roles.at(role).keyids))
     body.remove_key(role, id);
@@ -417,17 +494,77 @@ Status Repository::rotate_keys(const std::string& role,
   body.roles[role].threshold = threshold;
   MUP_TRY(write_new_root(std::move(body)));
   if (role == "root") return {};
+  if (role == "targets") redelegate_to_new_targets_keys(old, root_.body());
   return refresh_expiry(role).map_error(
       [&](Error e) { return e.context("re-signing " + role + " with its new keys"); });
+}
+
+// Delegations that trusted exactly the old targets keys (mup's per-component roles) trust
+// the new ones instead, and their roles are re-signed: a retired targets key signs nothing
+// a client would accept any more.
+void Repository::redelegate_to_new_targets_keys(const Role& old_targets, const Root& new_root) {
+  TargetsRole& top = targets_.at("targets");
+  if (!top.staged.delegations) return;
+  Delegations& d = *top.staged.delegations;
+  const Role& fresh = new_root.roles.at("targets");
+  const std::set<std::string> old_ids(old_targets.keyids.begin(), old_targets.keyids.end());
+  for (DelegatedRole& r : d.roles) {
+    if (std::set<std::string>(r.keyids.begin(), r.keyids.end()) != old_ids) continue;
+    r.keyids = fresh.keyids;
+    r.threshold = fresh.threshold;
+    for (const auto& id : fresh.keyids) d.keys[id] = new_root.keys.at(id);
+    if (auto it = targets_.find(r.name); it != targets_.end()) it->second.dirty = true;
+    top.dirty = true;
+  }
+  std::set<std::string> used;
+  for (const DelegatedRole& r : d.roles) used.insert(r.keyids.begin(), r.keyids.end());
+  std::erase_if(d.keys, [&](const auto& kv) { return !used.count(kv.first); });
+}
+
+Result<std::vector<stdfs::path>> Repository::unneeded_metadata(uint64_t keep_snapshots) const {
+  std::vector<stdfs::path> out;
+  if (!root_.body().consistent_snapshot) return out;
+  const uint64_t current = snapshot_.body().version;
+  const uint64_t oldest = current > keep_snapshots ? current - keep_snapshots + 1 : 1;
+  std::set<std::string> needed;
+  for (uint64_t v = oldest; v <= current; ++v) {
+    stdfs::path sp = metadata_path("snapshot", v);
+    auto snap = v == current ? Result<Metadata<Snapshot>>(snapshot_) : read_metadata<Snapshot>(sp);
+    if (!snap) {
+      if (snap.error().code() == Errc::not_found) continue;  // pruned before
+      return tl::unexpected(snap.error().context("reading a snapshot the prune keeps"));
+    }
+    needed.insert(sp.filename().string());
+    for (const auto& [file, meta] : snap->body().meta)
+      if (file.size() > 5)
+        needed.insert(
+            metadata_path(file.substr(0, file.size() - 5), meta.version).filename().string());
+  }
+  std::error_code ec;
+  for (const auto& e : stdfs::directory_iterator(dir_ / "metadata", ec)) {
+    std::string n = e.path().filename().string();
+    size_t dot = n.find('.');
+    if (dot == std::string::npos || dot == 0 || n.size() < 6 ||
+        n.compare(n.size() - 5, 5, ".json") != 0)
+      continue;
+    if (!std::all_of(n.begin(), n.begin() + dot, [](char c) { return c >= '0' && c <= '9'; }))
+      continue;
+    if (n.compare(dot, std::string::npos, ".root.json") == 0 || needed.count(n)) continue;
+    out.push_back(e.path());
+  }
+  if (ec)
+    return fail(Errc::io, "listing " + (dir_ / "metadata").string() + ": " + ec.message());
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 Status Repository::refresh_expiry(const std::string& role) {
   if (role == "root") return write_new_root(root_.body());
   if (role == "timestamp") return write_snapshot_and_timestamp(false);
   if (role == "snapshot") return write_snapshot_and_timestamp(true);
-  auto it = targets_.find(role);
-  if (it == targets_.end()) return fail(Errc::not_found, "no role \"" + role + "\"");
-  it->second.dirty = true;
+  auto loaded = load_role(role);
+  if (!loaded) return tl::unexpected(loaded.error());
+  (*loaded)->dirty = true;
   return publish();
 }
 
@@ -458,6 +595,8 @@ Status Repository::sign_existing(const std::string& role, const crypto::PrivateK
     // The snapshot's bytes changed: the timestamp must state the new length and hash.
     return write_snapshot_and_timestamp(false);
   }
+  if (auto loaded = load_role(role); !loaded) return tl::unexpected(loaded.error());
+  if (!role_keys(role)) MUP_TRY(load_all_roles());
   auto rk = role_keys(role);
   if (!rk) return tl::unexpected(rk.error());
   auto it = targets_.find(role);

@@ -10,7 +10,10 @@
 // (with consistent_snapshot off: DIR/metadata/<role>.json and DIR/targets/<path>).
 //
 // Ownership: a Repository holds the current metadata of DIR in memory and the private
-// keys it was given (`add_signer`); it never writes a private key anywhere. Changes to
+// keys it was given (`add_signer`); it never writes a private key anywhere. Delegated
+// targets roles are read from disk when first asked for (load_targets, add_target ...), so
+// opening and publishing cost what the touched roles weigh, not the whole repository; the
+// snapshot keeps naming the roles never loaded, at the versions it named. Changes to
 // targets are staged in memory and reach the disk on publish(), which writes new versions
 // in the order a client can never observe half-done: target files, delegated targets,
 // targets, snapshot, then timestamp last (each file atomically). Every write signs with
@@ -77,7 +80,8 @@ class Repository {
   [[nodiscard]] static Result<Repository> init(const std::filesystem::path& dir,
                                                const InitOptions& options, const Clock& clock);
   // Loads the current metadata of an existing repository (newest root; the snapshot the
-  // timestamp names; the targets and delegated roles that snapshot names). No signers.
+  // timestamp names; the top-level targets it names; delegated roles later, on demand).
+  // No signers.
   [[nodiscard]] static Result<Repository> open(const std::filesystem::path& dir, const Clock& clock,
                                                ExpiryPolicy expiry = {});
 
@@ -92,14 +96,24 @@ class Repository {
   // Gives the repository a private key to sign `role` with ("root", "targets",
   // "snapshot", "timestamp" or a delegated role name). Keys whose id the role does not
   // list are kept but not used, so after a rotation old and new keys can both be given.
+  // A delegated role is signed by its own signers and by the "targets" signers its
+  // delegation lists (mup delegates each component to the targets keys).
   void add_signer(const std::string& role, crypto::PrivateKey key);
 
   const std::filesystem::path& dir() const { return dir_; }
   const Root& root() const { return root_.body(); }
   const Timestamp& timestamp() const { return timestamp_.body(); }
   const Snapshot& snapshot() const { return snapshot_.body(); }
-  // The current (possibly staged) body of a targets role; nullptr if there is none.
+  // The current (possibly staged) body of a targets role; nullptr if there is none or it
+  // is a delegated role not loaded yet (load_targets loads it).
   const Targets* targets(const std::string& role = "targets") const;
+  // The body of a targets role, read from disk at the version the snapshot names when not
+  // loaded yet. Errc::not_found when the snapshot names no such role (and none is staged).
+  [[nodiscard]] Result<const Targets*> load_targets(const std::string& role);
+  // The names of the roles `delegator` delegates to, in priority order (empty if none).
+  std::vector<std::string> delegated_roles(const std::string& delegator = "targets") const;
+  // Every targets role the current snapshot names or that is staged ("targets" first).
+  std::vector<std::string> targets_roles() const;
 
   // --- Staged changes, written by publish() ---
 
@@ -117,6 +131,11 @@ class Repository {
   // (clients holding an older snapshot may still fetch them).
   [[nodiscard]] Status remove_target(const std::string& target_path,
                                      const std::string& role = "targets");
+  // Moves every target whose path starts with `prefix` from role `from` to role `to`
+  // (entries as they are: same length, hashes and custom data; no file is rewritten).
+  // Returns how many moved.
+  [[nodiscard]] Result<size_t> move_targets(const std::string& prefix, const std::string& from,
+                                            const std::string& to);
   // Delegates from `delegator` (a targets role) to a new role signed by `keys`; appends
   // it to the delegator's list (lowest priority) and creates its empty targets metadata.
   [[nodiscard]] Status add_delegation(const std::string& delegator, const DelegatedRole& role,
@@ -142,6 +161,13 @@ class Repository {
   // Writes a new version of `role` with expiry now + policy (root: a new root version;
   // targets roles: then snapshot and timestamp too; snapshot: then timestamp).
   [[nodiscard]] Status refresh_expiry(const std::string& role);
+  // The metadata files under DIR/metadata that no kept snapshot needs: every
+  // N.snapshot.json older than the newest `keep_snapshots` snapshot versions, and every
+  // N.<targets role>.json that none of those snapshots names. Root files and timestamp.json
+  // are always kept. Empty without consistent snapshots (files are replaced in place).
+  [[nodiscard]] Result<std::vector<std::filesystem::path>> unneeded_metadata(
+      uint64_t keep_snapshots) const;
+
   // Adds `key`'s signature to the current version of `role` on disk, in place (for
   // signing by several parties, one at a time). The key must belong to the role (for
   // root: to the current or previous root's root role).
@@ -161,6 +187,9 @@ class Repository {
   };
 
   std::filesystem::path metadata_path(std::string_view role, uint64_t version) const;
+  [[nodiscard]] Result<TargetsRole*> load_role(const std::string& role);
+  [[nodiscard]] Status load_all_roles();
+  void redelegate_to_new_targets_keys(const Role& old_targets, const Root& new_root);
   [[nodiscard]] Result<std::pair<const std::map<std::string, Key>*, const Role*>> role_keys(
       const std::string& role) const;
   template <typename T>
@@ -178,7 +207,7 @@ class Repository {
   Metadata<Root> root_;
   Metadata<Timestamp> timestamp_;
   Metadata<Snapshot> snapshot_;
-  std::map<std::string, TargetsRole> targets_;  // "targets" and delegated roles
+  std::map<std::string, TargetsRole> targets_;  // "targets" and the delegated roles loaded
 };
 
 }  // namespace mup::tuf

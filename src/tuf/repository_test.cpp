@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "test_util.hpp"
 #include "transfer/file_server.hpp"
 #include "tuf/test_repo.hpp"
@@ -200,6 +202,191 @@ TEST(Repository, DelegationsAndMultiPartySigning) {
   EXPECT_TRUE(signed_again) << signed_again.error().message();
   EXPECT_FALSE(repo->sign_existing("targets", dev));  // not a targets key
   EXPECT_TRUE(Repository::verify(f.repo_dir, f.clock)->ok());
+}
+
+// Counts what a client downloads, by URL, through the real HTTP fetcher.
+class CountingFetcher : public transfer::Fetcher {
+ public:
+  Result<std::vector<uint8_t>> fetch(const std::string& url, uint64_t max_bytes) override {
+    auto r = real_.fetch(url, max_bytes);
+    std::string name = url.substr(url.rfind('/') + 1);
+    if (r) {
+      fetched.push_back(name);
+      bytes += r->size();
+    }
+    return r;
+  }
+  std::vector<std::string> fetched;
+  uint64_t bytes = 0;
+
+ private:
+  transfer::HttpFetcher real_;
+};
+
+// One role per component, delegated by targets for "<c>/*/*", signed by the targets key.
+Status add_component(Repository& repo, const crypto::PrivateKey& targets_key,
+                     const std::string& c) {
+  DelegatedRole r;
+  r.name = c;
+  r.terminating = true;
+  r.paths = std::vector<std::string>{c + "/*/*"};
+  return repo.add_delegation("targets", r, {targets_key.public_key()});
+}
+
+TEST(Repository, APublishToOneComponentRoleLeavesTheOthersUntouched) {
+  Fixture f;
+  auto repo = f.init();
+  ASSERT_TRUE(repo);
+  for (const char* c : {"a", "b"}) ASSERT_TRUE(add_component(*repo, f.targets_key, c));
+  ASSERT_TRUE(repo->add_target("a/1.0.0/tree.idx", bytes_of("a1"), {{"v", 1}}, "a"));
+  ASSERT_TRUE(repo->add_target("b/1.0.0/tree.idx", bytes_of("b1"), {{"v", 1}}, "b"));
+  ASSERT_TRUE(repo->publish());  // delegated roles signed by the targets signer
+  auto a_file = test::read_file(f.repo_dir / "metadata/1.a.json");
+
+  // As the CLI does: reopen, add to b only. Role a is never read, nor rewritten.
+  auto again = Repository::open(f.repo_dir, f.clock);
+  ASSERT_TRUE(again);
+  again->add_signer("targets", f.targets_key);
+  again->add_signer("snapshot", f.snapshot_key);
+  again->add_signer("timestamp", f.timestamp_key);
+  ASSERT_TRUE(again->add_target("b/1.1.0/tree.idx", bytes_of("b2"), {{"v", 2}}, "b"));
+  ASSERT_TRUE(again->publish());
+  EXPECT_EQ(again->targets("a"), nullptr);  // not loaded
+  EXPECT_EQ(again->targets()->version, 2u);  // top-level targets not rewritten
+  EXPECT_TRUE(std::filesystem::exists(f.repo_dir / "metadata/2.b.json"));
+  EXPECT_FALSE(std::filesystem::exists(f.repo_dir / "metadata/2.a.json"));
+  EXPECT_FALSE(std::filesystem::exists(f.repo_dir / "metadata/3.targets.json"));
+  EXPECT_EQ(test::read_file(f.repo_dir / "metadata/1.a.json"), a_file);
+  EXPECT_EQ(again->snapshot().meta.at("a.json").version, 1u);
+  EXPECT_EQ(again->snapshot().meta.at("b.json").version, 2u);
+  auto rep = Repository::verify(f.repo_dir, f.clock);
+  ASSERT_TRUE(rep);
+  EXPECT_TRUE(rep->ok()) << rep->problems.front();
+  EXPECT_EQ(rep->target_count, 3u);
+
+  // Metadata no snapshot from the current one on needs: the older snapshots, the first
+  // targets and b v1; never a root nor the current files.
+  auto old = again->unneeded_metadata(1);
+  ASSERT_TRUE(old);
+  std::set<std::string> names;
+  for (const auto& p : *old) names.insert(p.filename().string());
+  EXPECT_EQ(names, (std::set<std::string>{"1.snapshot.json", "2.snapshot.json", "1.targets.json",
+                                          "1.b.json"}));
+  auto keep2 = again->unneeded_metadata(2);
+  ASSERT_TRUE(keep2);
+  EXPECT_EQ(keep2->size(), 2u);  // 1.snapshot.json, 1.targets.json
+}
+
+TEST(Repository, AClientAskingAboutOneComponentFetchesItsRoleOnly) {
+  Fixture f;
+  auto repo = f.init();
+  ASSERT_TRUE(repo);
+  for (const char* c : {"a", "b", "c"}) {
+    ASSERT_TRUE(add_component(*repo, f.targets_key, c));
+    for (int v = 0; v < 3; ++v)
+      ASSERT_TRUE(repo->add_target(std::string(c) + "/1." + std::to_string(v) + ".0/tree.idx",
+                                   bytes_of(std::string(c) + std::to_string(v)), {{"v", v}}, c));
+  }
+  ASSERT_TRUE(repo->add_target("legacy/1.0.0/tree.idx", bytes_of("l"), {{"v", 0}}));
+  ASSERT_TRUE(repo->publish());
+  f.start_client();
+  CountingFetcher counting;
+  UpdaterConfig c;
+  c.metadata_dir = f.client_dir / "metadata";
+  c.metadata_base_url = f.server->base_url() + "/metadata";
+  c.target_base_url = f.server->base_url() + "/targets";
+  auto u = Updater::create(c, counting, f.clock);
+  ASSERT_TRUE(u);
+  auto b = u->targets_with_prefix("b/");
+  ASSERT_TRUE(b) << b.error().message();
+  ASSERT_EQ(b->size(), 3u);
+  EXPECT_EQ((*b)[0].path, "b/1.0.0/tree.idx");
+  EXPECT_EQ((*b)[0].role, "b");
+  // The root probe (2.root.json) is a 404 and not counted.
+  EXPECT_EQ(counting.fetched, (std::vector<std::string>{"timestamp.json", "2.snapshot.json",
+                                                        "2.targets.json", "1.b.json"}));
+  // Targets kept in top-level targets (an older layout) are listed too.
+  auto legacy = u->targets_with_prefix("legacy/");
+  ASSERT_TRUE(legacy);
+  ASSERT_EQ(legacy->size(), 1u);
+  EXPECT_EQ(legacy->front().role, "targets");
+  EXPECT_EQ(counting.fetched.size(), 4u);
+  // Everything: every role, once.
+  auto all = u->targets_with_prefix("");
+  ASSERT_TRUE(all);
+  EXPECT_EQ(all->size(), 10u);
+  EXPECT_EQ(counting.fetched.size(), 6u);
+}
+
+TEST(Repository, ATamperedOrForeignSignedComponentRoleIsRefused) {
+  Fixture f;
+  auto repo = f.init();
+  ASSERT_TRUE(repo);
+  for (const char* c : {"a", "b"}) ASSERT_TRUE(add_component(*repo, f.targets_key, c));
+  ASSERT_TRUE(repo->add_target("a/1.0.0/tree.idx", bytes_of("a1"), {{"v", 1}}, "a"));
+  ASSERT_TRUE(repo->add_target("b/1.0.0/tree.idx", bytes_of("b1"), {{"v", 1}}, "b"));
+  ASSERT_TRUE(repo->publish());
+  f.start_client();
+  // One byte of b's role changed (its target's length): the signature no longer holds.
+  auto path = f.repo_dir / "metadata/1.b.json";
+  auto bytes = test::read_file(path);
+  std::string text(bytes.begin(), bytes.end());
+  auto at = text.find("\"length\":2");
+  ASSERT_NE(at, std::string::npos) << text;
+  text[at + 9] = '3';
+  test::write_file(path, text);
+  auto u = f.updater();
+  ASSERT_TRUE(u);
+  auto b = u->targets_with_prefix("b/");
+  ASSERT_FALSE(b);
+  EXPECT_NE(b.error().message().find("1.b.json"), std::string::npos) << b.error().message();
+  EXPECT_FALSE(std::filesystem::exists(f.client_dir / "metadata/b.json"));  // not trusted
+  EXPECT_TRUE(u->targets_with_prefix("a/"));  // the other component is unaffected
+  EXPECT_FALSE(Repository::verify(f.repo_dir, f.clock)->ok());
+
+  // Signed by a key the delegation does not list (e.g. another component's publisher).
+  auto stranger = new_key();
+  auto body = Metadata<Targets>::parse(bytes);
+  ASSERT_TRUE(body);
+  auto forged = Metadata<Targets>::from_body(body->body());
+  ASSERT_TRUE(forged);
+  ASSERT_TRUE(forged->sign(stranger));
+  test::write_file(path, forged->to_bytes());
+  auto u2 = f.updater();
+  ASSERT_TRUE(u2);
+  EXPECT_FALSE(u2->targets_with_prefix("b/"));
+}
+
+TEST(Repository, RotatingTheTargetsKeysReSignsTheComponentRoles) {
+  Fixture f;
+  auto repo = f.init();
+  ASSERT_TRUE(repo);
+  ASSERT_TRUE(add_component(*repo, f.targets_key, "a"));
+  ASSERT_TRUE(repo->add_target("a/1.0.0/tree.idx", bytes_of("a1"), {{"v", 1}}, "a"));
+  ASSERT_TRUE(repo->publish());
+  auto again = Repository::open(f.repo_dir, f.clock);
+  ASSERT_TRUE(again);
+  for (const auto& k : f.root_keys) again->add_signer("root", k);
+  again->add_signer("targets", f.targets_key);
+  again->add_signer("snapshot", f.snapshot_key);
+  again->add_signer("timestamp", f.timestamp_key);
+  auto fresh = new_key();
+  again->add_signer("targets", fresh);
+  ASSERT_TRUE(again->rotate_keys("targets", {fresh.public_key()}, 1));
+  const Delegations& d = *again->targets()->delegations;
+  std::string fresh_id = Key::from_public(fresh.public_key()).keyid();
+  EXPECT_EQ(d.roles.at(0).keyids, std::vector<std::string>{fresh_id});
+  EXPECT_EQ(d.keys.size(), 1u);  // the retired key is gone
+  EXPECT_TRUE(std::filesystem::exists(f.repo_dir / "metadata/2.a.json"));
+  auto rep = Repository::verify(f.repo_dir, f.clock);
+  ASSERT_TRUE(rep);
+  EXPECT_TRUE(rep->ok()) << rep->problems.front();
+  f.start_client();
+  auto u = f.updater();
+  ASSERT_TRUE(u);
+  auto a = u->targets_with_prefix("a/");
+  ASSERT_TRUE(a) << a.error().message();
+  EXPECT_EQ(a->size(), 1u);
 }
 
 }  // namespace

@@ -276,7 +276,11 @@ Status Updater::update_targets_role(const std::string& role, const std::string& 
   if (auto it = targets_.find(role); it != targets_.end()) {
     // Loaded before in this session, maybe through another delegator: it must satisfy
     // this delegator too (no authority inherited from another path).
-    return it->second.verify_role(*keys, *signing, name + " (as delegated by " + delegator + ")");
+    if (verified_via_.count({role, delegator})) return {};
+    MUP_TRY(
+        it->second.verify_role(*keys, *signing, name + " (as delegated by " + delegator + ")"));
+    verified_via_.insert({role, delegator});
+    return {};
   }
   auto meta_it = snapshot_->body().meta.find(name);
   if (meta_it == snapshot_->body().meta.end())
@@ -289,6 +293,7 @@ Status Updater::update_targets_role(const std::string& role, const std::string& 
                                             *signing, name);
       local && local->body().version == want.version && !local->body().is_expired(now)) {
     targets_.emplace(role, std::move(*local));
+    verified_via_.insert({role, delegator});
     return {};
   }
 
@@ -314,6 +319,7 @@ Status Updater::update_targets_role(const std::string& role, const std::string& 
                " (freeze attack?); refusing it");
   MUP_TRY(persist(role, *bytes));
   targets_.emplace(role, std::move(*md));
+  verified_via_.insert({role, delegator});
   return {};
 }
 
@@ -350,6 +356,44 @@ Result<TargetInfo> Updater::get_targetinfo(const std::string& target_path) {
     for (auto it = children.rbegin(); it != children.rend(); ++it) stack.push_back(*it);
   }
   return fail(Errc::not_found, "target " + target_path + " is not listed by any trusted role");
+}
+
+// Candidates from every role that may list paths with `prefix`, then each confirmed by the
+// search a single lookup does, so that listing and lookup never disagree.
+Result<std::vector<TargetInfo>> Updater::targets_with_prefix(const std::string& prefix) {
+  MUP_TRY(refresh());
+  struct Visit {
+    std::string role, delegator;
+  };
+  std::vector<Visit> stack{{"targets", "root"}};
+  std::set<std::string> visited, candidates;
+  // Each role is visited once and must be in the snapshot: its size bounds the walk.
+  const size_t limit = std::max<size_t>(config_.max_delegations, snapshot_->body().meta.size());
+  while (!stack.empty() && visited.size() < limit) {
+    Visit v = std::move(stack.back());
+    stack.pop_back();
+    if (!visited.insert(v.role).second) continue;
+    auto s = update_targets_role(v.role, v.delegator);
+    if (!s) return tl::unexpected(Error(s.error()).context("listing targets under " + prefix));
+    const Targets& t = targets_.at(v.role).body();
+    for (auto it = t.targets.lower_bound(prefix);
+         it != t.targets.end() && it->first.compare(0, prefix.size(), prefix) == 0; ++it)
+      candidates.insert(it->first);
+    if (!t.delegations) continue;
+    const auto& roles = t.delegations->roles;
+    for (auto it = roles.rbegin(); it != roles.rend(); ++it)
+      if (it->may_delegate_prefix(prefix)) stack.push_back({it->name, v.role});
+  }
+  std::vector<TargetInfo> out;
+  for (const auto& path : candidates) {
+    auto info = get_targetinfo(path);
+    if (info) {
+      out.push_back(std::move(*info));
+    } else if (info.error().code() != Errc::not_found) {
+      return tl::unexpected(info.error());
+    }
+  }
+  return out;
 }
 
 bool Updater::is_cached(const TargetInfo& info, const std::filesystem::path& file) const {

@@ -74,6 +74,12 @@ class Updater {
   // Errc::not_found when no trusted role lists it.
   [[nodiscard]] Result<TargetInfo> get_targetinfo(const std::string& target_path);
 
+  // Every target whose path starts with `prefix` (e.g. "web/"; "" for all), each as
+  // get_targetinfo() would find it (role priority, terminating delegations, path patterns):
+  // only the roles whose delegation may list such paths are fetched, so asking about one
+  // component of a repository with a role per component fetches that role alone.
+  [[nodiscard]] Result<std::vector<TargetInfo>> targets_with_prefix(const std::string& prefix);
+
   // True when `file` exists and matches `info` by length and every hash.
   bool is_cached(const TargetInfo& info, const std::filesystem::path& file) const;
 
@@ -112,6 +118,9 @@ class Updater {
   std::optional<Metadata<Timestamp>> timestamp_;
   std::optional<Metadata<Snapshot>> snapshot_;
   std::map<std::string, Metadata<Targets>> targets_;  // "targets" and delegated roles
+  // (role, delegator) pairs whose signatures were checked: a role reached again through the
+  // same delegator is not verified twice.
+  std::set<std::pair<std::string, std::string>> verified_via_;
 };
 
 }  // namespace mup::tuf

@@ -1,0 +1,184 @@
+// Metadata that scales with what changed, through the mup binary and a real HTTP server on
+// 127.0.0.1: one delegated role per component (a publish rewrites that role only; a node
+// asking about one component fetches that role only), and repo prune (keeps the newest N,
+// verifies, and a node that is behind still installs the newest).
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "test_util.hpp"
+#include "transfer/file_server.hpp"
+
+namespace mup::test {
+namespace {
+
+using nlohmann::json;
+
+class RepoScale : public ::testing::Test {
+ protected:
+  void SetUp() override { ok({"repo", "init", s("repo"), "--keys", s("keys")}); }
+  std::string s(const std::string& rel) { return (d_ / rel).string(); }
+  RunResult ok(const std::vector<std::string>& args) {
+    auto r = run_mup(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err << r.out;
+    return r;
+  }
+  // A small tree for component c at version v (each version changes one file).
+  json publish(const std::string& c, const std::string& v, std::vector<std::string> extra = {}) {
+    std::string src = "src-" + c + "-" + v;
+    write_file(d_ / src / "bin/tool", random_bytes(60000, 7));
+    write_file(d_ / src / "etc/version", c + " " + v + "\n");
+    std::vector<std::string> args = {"publish", s("repo"),     s(src), "--keys",  s("keys"),
+                                     "--json",  "--component", c,      "--version", v,
+                                     "--type",  "application"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    auto r = ok(args);
+    return json::parse(r.out, nullptr, false);
+  }
+  std::set<std::string> metadata_files() {
+    std::set<std::string> out;
+    for (auto& e : stdfs::directory_iterator(d_ / "repo/metadata"))
+      out.insert(e.path().filename().string());
+    return out;
+  }
+  size_t files_under(const std::string& rel) {
+    size_t n = 0;
+    for (auto& e : stdfs::recursive_directory_iterator(d_ / rel)) n += e.is_regular_file();
+    return n;
+  }
+  void serve() {
+    auto server = transfer::FileServer::start(d_ / "repo", "127.0.0.1:0");
+    ASSERT_TRUE(server);
+    server_ = std::move(*server);
+  }
+  ScratchDir d_;
+  std::unique_ptr<transfer::FileServer> server_;
+};
+
+TEST_F(RepoScale, APublishOfOneComponentRewritesItsRoleOnly) {
+  auto a = publish("a", "1.0.0");
+  EXPECT_EQ(a["role"], "a");
+  EXPECT_EQ(a["role_created"], true);
+  auto b = publish("b", "1.0.0");
+  EXPECT_EQ(b["role_created"], true);
+  const auto a_role = read_file(d_ / "repo/metadata/1.a.json");
+  const auto before = metadata_files();
+  auto b2 = publish("b", "1.1.0", {"--delta-from", "1.0.0"});
+  EXPECT_EQ(b2["role"], "b");
+  EXPECT_EQ(b2["role_created"], false);
+  EXPECT_EQ(b2["role_version"], 2);
+  EXPECT_EQ(b2["targets_version"], b["targets_version"]);  // no new delegation: untouched
+  auto after = metadata_files();
+  std::set<std::string> added;
+  for (const auto& f : after)
+    if (!before.count(f)) added.insert(f);
+  EXPECT_EQ(added, (std::set<std::string>{"2.b.json", std::to_string(b2["snapshot_version"].get<int>()) +
+                                                          ".snapshot.json"}));
+  EXPECT_EQ(read_file(d_ / "repo/metadata/1.a.json"), a_role);
+  // Dependencies are read from the other component's role.
+  publish("c", "1.0.0", {"--depends", "a>=1.0"});
+  auto unmet = run_mup({"publish", s("repo"), s("src-c-1.0.0"), "--keys", s("keys"), "--component",
+                        "c", "--version", "1.1.0", "--type", "application", "--depends", "b>=2"});
+  EXPECT_EQ(unmet.exit_code, 1);
+  EXPECT_NE(unmet.err.find("dependency b>=2"), std::string::npos) << unmet.err;
+  ok({"repo", "verify", s("repo")});
+}
+
+TEST_F(RepoScale, ACheckOfOneComponentFetchesItsRoleOnly) {
+  publish("a", "1.0.0");
+  publish("a", "1.1.0");
+  publish("b", "1.0.0");
+  publish("b", "2.0.0");
+  serve();
+  auto r = ok({"check", "--repo", server_->base_url(), "--trusted-root",
+               s("repo/metadata/1.root.json"), "--root", s("node"), "--component", "b", "--json"});
+  auto j = json::parse(r.out, nullptr, false);
+  ASSERT_EQ(j["updates"].size(), 1u) << r.out;
+  EXPECT_EQ(j["updates"][0]["component"], "b");
+  EXPECT_EQ(j["updates"][0]["available"], "2.0.0");
+  std::set<std::string> trusted;
+  for (auto& e : stdfs::directory_iterator(d_ / "node/tuf"))
+    trusted.insert(e.path().filename().string());
+  EXPECT_EQ(trusted, (std::set<std::string>{"root.json", "timestamp.json", "snapshot.json",
+                                            "targets.json", "b.json"}));
+  // Without --component: every role, every component.
+  r = ok({"check", "--repo", server_->base_url(), "--root", s("node"), "--json"});
+  j = json::parse(r.out, nullptr, false);
+  EXPECT_EQ(j["components_offered"], 2);
+  ASSERT_EQ(j["updates"].size(), 2u);
+  EXPECT_EQ(j["updates"][0]["available"], "1.1.0");
+  EXPECT_TRUE(stdfs::exists(d_ / "node/tuf/a.json"));
+}
+
+TEST_F(RepoScale, PruneKeepsTheNewestAndANodeBehindInstallsTheNewest) {
+  publish("app", "1.0.0");
+  for (int v = 1; v < 5; ++v)
+    publish("app", "1." + std::to_string(v) + ".0",
+            {"--delta-from", "1." + std::to_string(v - 1) + ".0"});
+  publish("other", "1.0.0");
+  serve();
+  ok({"remote", "add", "origin", server_->base_url(), "--trusted-root",
+      s("repo/metadata/1.root.json"), "--root", s("node")});
+  ok({"install", "app", "--version", "1.0.0", "--root", s("node")});
+
+  // --dry-run lists everything and changes nothing.
+  const auto meta_before = metadata_files();
+  const size_t chunks_before = files_under("repo/chunks") + files_under("repo/deltas");
+  auto dry = ok({"repo", "prune", s("repo"), "--keys", s("keys"), "--keep", "2", "--dry-run",
+                 "--json"});
+  auto plan = json::parse(dry.out, nullptr, false);
+  ASSERT_EQ(plan["versions"].size(), 3u) << dry.out;
+  EXPECT_EQ(plan["versions"][0]["version"], "1.0.0");
+  EXPECT_EQ(plan["versions"][2]["version"], "1.2.0");
+  EXPECT_EQ(plan["indexes"].size(), 3u);
+  EXPECT_FALSE(plan["metadata"].empty());
+  EXPECT_FALSE(plan["pieces"].empty());
+  EXPECT_EQ(metadata_files(), meta_before);
+  EXPECT_EQ(files_under("repo/chunks") + files_under("repo/deltas"), chunks_before);
+
+  // --older-than: every version is younger than a day, none goes.
+  auto young = json::parse(ok({"repo", "prune", s("repo"), "--keys", s("keys"), "--keep", "1",
+                               "--older-than", "1d", "--dry-run", "--json"})
+                               .out,
+                           nullptr, false);
+  EXPECT_TRUE(young["versions"].empty());
+
+  auto real = json::parse(
+      ok({"repo", "prune", s("repo"), "--keys", s("keys"), "--keep", "2", "--json"}).out, nullptr,
+      false);
+  EXPECT_EQ(real["versions"], plan["versions"]);
+  EXPECT_EQ(real["pieces"], plan["pieces"]);
+  for (const auto& f : plan["metadata"])
+    EXPECT_FALSE(stdfs::exists(d_ / "repo" / f["path"].get<std::string>())) << f;
+  EXPECT_LT(files_under("repo/chunks") + files_under("repo/deltas"), chunks_before);
+  ok({"repo", "verify", s("repo")});
+  // The snapshot current before the prune is still there, with what it names.
+  size_t snapshots = 0;
+  for (const auto& f : metadata_files()) snapshots += f.find(".snapshot.json") != f.npos;
+  EXPECT_EQ(snapshots, 2u);
+
+  // The node on 1.0.0 (pruned) sees 1.3.0 and 1.4.0 and installs the newest over HTTP.
+  auto check = json::parse(ok({"check", "--root", s("node"), "--json"}).out, nullptr, false);
+  ASSERT_FALSE(check["updates"].empty()) << check.dump();
+  EXPECT_EQ(check["updates"][0]["available"], "1.4.0");
+  ok({"install", "app", "--root", s("node")});
+  EXPECT_EQ(stdfs::read_symlink(d_ / "node/components/app/current").string(), "1.4.0");
+  std::string why;
+  EXPECT_TRUE(trees_equal(d_ / "node/components/app/1.4.0", d_ / "src-app-1.4.0", &why)) << why;
+  auto gone = run_mup({"install", "app", "--version", "1.1.0", "--root", s("node")});
+  EXPECT_NE(gone.exit_code, 0);
+  EXPECT_NE(gone.err.find("it has 1.3.0, 1.4.0"), std::string::npos) << gone.err;
+
+  // A second prune right after has no version to drop; the repository still verifies.
+  auto again = json::parse(
+      ok({"repo", "prune", s("repo"), "--keys", s("keys"), "--keep", "2", "--json"}).out, nullptr,
+      false);
+  EXPECT_TRUE(again["versions"].empty());
+  ok({"repo", "verify", s("repo")});
+  auto bad = run_mup({"repo", "prune", s("repo"), "--keys", s("keys"), "--keep", "0"});
+  EXPECT_EQ(bad.exit_code, 1);
+}
+
+}  // namespace
+}  // namespace mup::test
