@@ -507,15 +507,16 @@ TEST_F(EngineTest, AVersionWithARefusedManifestIsNamedWithTheReason) {
     std::string name = e.path().filename().string();
     repo->add_signer(name.substr(0, name.find('.')), std::move(*key));
   }
-  const tuf::Targets* t = repo->targets();
-  ASSERT_TRUE(t);
-  json bad = t->targets.at("app/2.0.0/tree.idx").custom;
+  auto t = repo->load_targets("app");  // the component's delegated role
+  ASSERT_TRUE(t) << t.error().message();
+  json bad = (*t)->targets.at("app/2.0.0/tree.idx").custom;
   bad["version"] = "3.0.0";
   bad["id"] = "app@3.0.0";
   bad["strategy"] = "sideways";  // not a strategy this node knows
   const std::string junk = "not an index";
   ASSERT_TRUE(repo->add_target("app/3.0.0/tree.idx",
-                               {reinterpret_cast<const uint8_t*>(junk.data()), junk.size()}, bad));
+                               {reinterpret_cast<const uint8_t*>(junk.data()), junk.size()}, bad,
+                               "app"));
   ASSERT_TRUE(repo->publish());
 
   auto e = open();

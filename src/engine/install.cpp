@@ -59,9 +59,10 @@ Result<std::map<std::string, std::pair<package::Manifest, std::string>>> Session
     auto m = package::Manifest::from_json(info.file.custom);
     if (!m) continue;  // not a package (or from a newer mup): skip it
     if (!component.empty() && m->component != component) continue;
-    auto it = out.find(m->component);
+    const std::string name = m->component;
+    auto it = out.find(name);
     if (it == out.end() || it->second.first.version < m->version)
-      out[m->component] = {std::move(*m), info.path};
+      out[name] = {std::move(*m), info.path};
   }
   return out;
 }
