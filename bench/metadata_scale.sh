@@ -11,7 +11,10 @@
 #     holds afterwards, root.json excluded: it was given out of band); bar: <= 20 KB;
 #   - repository metadata bytes on disk vs the live metadata (root chain + timestamp + the
 #     snapshot the timestamp names + every role it names), before and after
-#     `mup repo prune --keep 3`; bar after prune: <= 2x. The node check is repeated after it.
+#     `mup repo prune --keep 3`, and after a second prune (the next scheduled run, past the
+#     grace: simulated with --grace 0s; the first keeps the files of the snapshots it and the
+#     last publish replaced, for nodes reading them at that moment);
+#     bar after prune: <= 2x. The node check is repeated after each.
 #
 # usage: bench/metadata_scale.sh [--quick] [--components K] [--versions V]
 #   --quick: 10 x 10. Default 100 x 100 (10,000 publishes).
@@ -117,6 +120,11 @@ IFS=, read -r PRUNE_S PRUNE_RSS < "$WORK/prune.time"
 "$MUP" repo verify "$REPO" > "$WORK/verify.txt"
 read -r DISK_AFTER LIVE_AFTER FILES_AFTER < <(metadata_bytes)
 CHECK_AFTER=$(node_check_bytes after)
+log "pruning again, past the grace (--grace 0s): the replaced snapshots' files go"
+"$MUP" repo prune "$REPO" --keys "$KEYS" --keep 3 --grace 0s --json > "$WORK/prune2.json"
+"$MUP" repo verify "$REPO" > "$WORK/verify2.txt"
+read -r DISK_AFTER2 LIVE_AFTER2 FILES_AFTER2 < <(metadata_bytes)
+CHECK_AFTER2=$(node_check_bytes after2)
 
 python3 - "$TSV" "$K" "$V" "$OUT" "$WORK" <<EOF
 import json, statistics, sys
@@ -127,8 +135,10 @@ first, last = slice(0, K), slice(len(rows) - K, len(rows))
 med = lambda xs: statistics.median(xs)
 t1, t2 = med(secs[first]), med(secs[last]); r1, r2 = med(rss[first]), med(rss[last])
 prune = json.load(open(f"{work}/prune.json"))
-cb, fb = "$CHECK_BEFORE".split("|"); ca, fa = "$CHECK_AFTER".split("|")
+prune2 = json.load(open(f"{work}/prune2.json"))
+cb, fb = "$CHECK_BEFORE".split("|"); ca, fa = "$CHECK_AFTER".split("|"); c2, f2 = "$CHECK_AFTER2".split("|")
 disk_b, live_b, disk_a, live_a = $DISK_BEFORE, $LIVE_BEFORE, $DISK_AFTER, $LIVE_AFTER
+disk_2, live_2 = $DISK_AFTER2, $LIVE_AFTER2
 verdict = lambda ok: "**pass**" if ok else "**FAIL**"
 # Trend: median publish time per tenth of the run.
 tenth = max(1, len(rows) // 10)
@@ -146,16 +156,18 @@ lines = [
  f"| single publish time (s) | {secs[0]:.3f} | {secs[-1]:.3f} | {secs[-1]/secs[0]:.2f} | |",
  f"| single publish max RSS (KiB) | {rss[0]} | {rss[-1]} | {rss[-1]/rss[0]:.2f} | |",
  f"| the component's role file (bytes) | {role[0]} | {role[-1]} | | grows with that component's versions only |",
- "", "| repository metadata | before prune | after \`repo prune --keep 3\` | bar |", "|---|---|---|---|",
- f"| on disk (bytes) | {disk_b:,} | {disk_a:,} | |",
- f"| live: root chain + timestamp + current snapshot + the roles it names (bytes) | {live_b:,} | {live_a:,} | |",
- f"| disk / live | {disk_b/live_b:.2f} | {disk_a/live_a:.2f} | <= 2 after prune {verdict(disk_a <= 2 * live_a)} |",
- f"| files in metadata/ | {$FILES_BEFORE} | {$FILES_AFTER} | |",
- f"| a fresh node's \`mup check --component comp-1 --json\`: metadata downloaded (bytes) | {int(cb):,} | {int(ca):,} | <= 20 KB {verdict(int(cb) <= 20000)} before, {verdict(int(ca) <= 20000)} after |",
+ "", "| repository metadata | before prune | after \`repo prune --keep 3\` | after a second prune (\`--grace 0s\`) | bar |", "|---|---|---|---|---|",
+ f"| on disk (bytes) | {disk_b:,} | {disk_a:,} | {disk_2:,} | |",
+ f"| live: root chain + timestamp + current snapshot + the roles it names (bytes) | {live_b:,} | {live_a:,} | {live_2:,} | |",
+ f"| disk / live | {disk_b/live_b:.2f} | {disk_a/live_a:.2f} | {disk_2/live_2:.2f} | <= 2 after prune: {verdict(disk_a <= 2 * live_a)} after one, {verdict(disk_2 <= 2 * live_2)} after the second |",
+ f"| files in metadata/ | {$FILES_BEFORE} | {$FILES_AFTER} | {$FILES_AFTER2} | |",
+ f"| a fresh node's \`mup check --component comp-1 --json\`: metadata downloaded (bytes) | {int(cb):,} | {int(ca):,} | {int(c2):,} | <= 20 KB (20,480): {verdict(int(cb) <= 20480)} before, {verdict(int(ca) <= 20480)} after |",
  "", f"Files the node fetched (besides the root.json it was given): before prune \`{fb.strip()}\`, after \`{fa.strip()}\`.",
  f"Prune: {len(prune['versions'])} versions, {len(prune['metadata'])} metadata files "
  f"({prune['metadata_bytes']:,} bytes), {len(prune['indexes'])} tree indexes, {len(prune['pieces'])} pieces "
- f"({prune['piece_bytes']:,} bytes) removed in $PRUNE_S s (max RSS $PRUNE_RSS KiB); \`mup repo verify\` passed after it.",
+ f"({prune['piece_bytes']:,} bytes) removed in $PRUNE_S s (max RSS $PRUNE_RSS KiB); \`mup repo verify\` passed after it. "
+ f"The second prune dropped {len(prune2['versions'])} versions and removed {len(prune2['metadata'])} metadata files "
+ f"({prune2['metadata_bytes']:,} bytes): those only the snapshot before the first prune named.",
  "", "Trend (median per tenth of the run):", "", "| from publish # | median time (s) | median max RSS (KiB) |", "|---|---|---|",
 ] + [f"| {n} | {t:.3f} | {r:.0f} |" for n, t, r in trend]
 open(out, "w").write("\n".join(lines) + "\n")

@@ -16,6 +16,11 @@ namespace {
 
 using nlohmann::json;
 
+std::string text_of(const stdfs::path& p) {
+  auto b = read_file(p);
+  return std::string(b.begin(), b.end());
+}
+
 class RepoScale : public ::testing::Test {
  protected:
   void SetUp() override { ok({"repo", "init", s("repo"), "--keys", s("keys")}); }
@@ -147,6 +152,7 @@ TEST_F(RepoScale, PruneKeepsTheNewestAndANodeBehindInstallsTheNewest) {
                            nullptr, false);
   EXPECT_TRUE(young["versions"].empty());
 
+  const auto ts_before = json::parse(text_of(d_ / "repo/metadata/timestamp.json"));
   auto real = json::parse(
       ok({"repo", "prune", s("repo"), "--keys", s("keys"), "--keep", "2", "--json"}).out, nullptr,
       false);
@@ -156,10 +162,19 @@ TEST_F(RepoScale, PruneKeepsTheNewestAndANodeBehindInstallsTheNewest) {
     EXPECT_FALSE(stdfs::exists(d_ / "repo" / f["path"].get<std::string>())) << f;
   EXPECT_LT(files_under("repo/chunks") + files_under("repo/deltas"), chunks_before);
   ok({"repo", "verify", s("repo")});
-  // The snapshot current before the prune is still there, with what it names.
-  size_t snapshots = 0;
-  for (const auto& f : metadata_files()) snapshots += f.find(".snapshot.json") != f.npos;
-  EXPECT_EQ(snapshots, 2u);
+  // A node that read timestamp.json just before the prune finds the snapshot it names and
+  // every role that snapshot names; so does one that read it before the last publish (it
+  // was replaced within the grace).
+  const int current = ts_before["signed"]["meta"]["snapshot.json"]["version"];
+  for (int v : {current, current - 1}) {
+    auto snap = json::parse(text_of(d_ / "repo/metadata" /
+                                                   (std::to_string(v) + ".snapshot.json")));
+    for (auto& [name, meta] : snap["signed"]["meta"].items())
+      EXPECT_TRUE(stdfs::exists(d_ / "repo/metadata" /
+                                (std::to_string(meta["version"].get<int>()) + "." + name)))
+          << name;
+  }
+  EXPECT_FALSE(stdfs::exists(d_ / "repo/metadata" / (std::to_string(current - 2) + ".snapshot.json")));
 
   // The node on 1.0.0 (pruned) sees 1.3.0 and 1.4.0 and installs the newest over HTTP.
   auto check = json::parse(ok({"check", "--root", s("node"), "--json"}).out, nullptr, false);
@@ -173,12 +188,20 @@ TEST_F(RepoScale, PruneKeepsTheNewestAndANodeBehindInstallsTheNewest) {
   EXPECT_NE(gone.exit_code, 0);
   EXPECT_NE(gone.err.find("it has 1.3.0, 1.4.0"), std::string::npos) << gone.err;
 
-  // A second prune right after has no version to drop; the repository still verifies.
-  auto again = json::parse(
-      ok({"repo", "prune", s("repo"), "--keys", s("keys"), "--keep", "2", "--json"}).out, nullptr,
-      false);
+  // A later prune (past the grace) has no version to drop and leaves the live metadata only.
+  auto again = json::parse(ok({"repo", "prune", s("repo"), "--keys", s("keys"), "--keep", "2",
+                               "--grace", "0s", "--json"})
+                               .out,
+                           nullptr, false);
   EXPECT_TRUE(again["versions"].empty());
+  EXPECT_FALSE(again["metadata"].empty());
+  size_t snapshots = 0;
+  for (const auto& f : metadata_files()) snapshots += f.find(".snapshot.json") != f.npos;
+  EXPECT_EQ(snapshots, 1u);
   ok({"repo", "verify", s("repo")});
+  auto last = json::parse(ok({"check", "--root", s("node"), "--json"}).out);
+  ASSERT_EQ(last["updates"].size(), 1u);  // app is up to date
+  EXPECT_EQ(last["updates"][0]["component"], "other");
   auto bad = run_mup({"repo", "prune", s("repo"), "--keys", s("keys"), "--keep", "0"});
   EXPECT_EQ(bad.exit_code, 1);
 }

@@ -5,10 +5,12 @@
 //     (with --older-than, only those published longer ago than that; the newest is never
 //     dropped); the changed roles, snapshot and timestamp are re-signed.
 //  2. metadata files: every N.snapshot.json and N.<role>.json that neither the snapshot
-//     current when the prune started nor the one it writes names. A node that read
-//     timestamp.json just before the prune still finds the snapshot and the roles it names;
-//     one that is behind by more reads the current timestamp and goes through the current
-//     snapshot (TUF's client never needs an old snapshot). Roots and timestamp.json stay.
+//     current when the prune started, nor the one before it if it was replaced less than
+//     --grace ago (default 10 minutes: a publish just before), nor the one the prune writes
+//     names. A node that read timestamp.json just before the prune (or the publish before
+//     it) still finds the snapshot and the roles it names; one that is behind by more reads
+//     the current timestamp and goes through the current snapshot (TUF's client never needs
+//     an old snapshot). Roots and timestamp.json stay.
 //  3. files: tree indexes (DIR/targets) no remaining target lists, and pieces (chunks/,
 //     deltas/, indexes/, sealed/) no remaining version's index references. Sealed pieces are
 //     named with the component's data key: a component whose encrypted index no key in
@@ -49,7 +51,7 @@ void verify_repo_after(const std::string& dir, const std::string& what);
 namespace {
 
 struct PruneArgs {
-  std::string dir, keydir, older_than;
+  std::string dir, keydir, older_than, grace = "10m";
   uint32_t keep = 0;
   bool dry_run = false, json = false;
 };
@@ -66,7 +68,7 @@ Result<int64_t> parse_age_seconds(std::string_view text) {
                 : unit == "w"               ? 7 * 86400
                                             : 0;
   if (text.empty() || ec != std::errc() || n < 0 || mul == 0 || n > INT64_MAX / mul)
-    return fail(Errc::invalid_argument, "--older-than '" + std::string(text) +
+    return fail(Errc::invalid_argument, "'" + std::string(text) +
                                             "' is not a duration (use e.g. 3600s, 90m, 12h, "
                                             "30d, 2w)");
   return n * mul;
@@ -119,7 +121,7 @@ Status drop_versions(tuf::Repository& repo, const PruneArgs& a, int64_t now, Pru
   std::optional<int64_t> min_age;
   if (!a.older_than.empty()) {
     auto s = parse_age_seconds(a.older_than);
-    if (!s) return tl::unexpected(s.error());
+    if (!s) return tl::unexpected(s.error().context("--older-than"));
     min_age = *s;
   }
   for (const auto& role : repo.targets_roles()) {
@@ -291,6 +293,7 @@ void print_plan(const PrunePlan& plan, const PruneArgs& a, const tuf::Repository
     json out = {{"dry_run", a.dry_run},
                 {"keep", a.keep},
                 {"older_than", a.older_than},
+                {"grace", a.grace},
                 {"versions", versions},
                 {"metadata", files_json(plan.metadata, dir)},
                 {"indexes", files_json(plan.indexes, dir)},
@@ -335,9 +338,15 @@ void run_repo_prune(const PruneArgs& a) {
   auto repo = must(tuf::Repository::open(a.dir, clock), "opening repository " + a.dir);
   add_repo_signers(repo, a.keydir);
   PrunePlan plan;
-  // The files no snapshot from the current one on needs: computed before the new snapshot
-  // is written, so the snapshot current now (a node may be reading it) keeps its files.
-  for (auto& p : must(repo.unneeded_metadata(1), "listing old metadata"))
+  // The files no snapshot from the current one on needs (and from the one before, when it
+  // was replaced within the grace): computed before the new snapshot is written, so the
+  // snapshot current now (a node may be reading it) keeps its files.
+  const int64_t grace = must(parse_age_seconds(a.grace), "--grace");
+  const int64_t replaced_at = published_at(stdfs::path(a.dir) / "metadata" /
+                                           (std::to_string(repo.snapshot().version) +
+                                            ".snapshot.json"));
+  const uint64_t keep_snapshots = clock.now() - replaced_at < grace ? 2 : 1;
+  for (auto& p : must(repo.unneeded_metadata(keep_snapshots), "listing old metadata"))
     plan.metadata.push_back({p, file_size_or_zero(p)});
   must(drop_versions(repo, a, clock.now(), plan), "choosing the versions to drop");
   auto ref = must(remaining_references(repo, a.keydir, plan.notes), "reading what remains");
@@ -371,6 +380,10 @@ void register_repo_prune(CLI::App& repo) {
   prune->add_option("--keep", a->keep, "Versions of each component to keep (>= 1)")->required();
   prune->add_option("--older-than", a->older_than,
                     "Drop a version only if published longer ago than this (e.g. 30d, 12h)");
+  prune->add_option("--grace", a->grace,
+                    "Keep the metadata of the snapshot before the current one if it was "
+                    "replaced less than this ago (nodes may be reading it)")
+      ->capture_default_str();
   prune->add_flag("--dry-run", a->dry_run, "List what would be removed; change nothing");
   prune->add_flag("--json", a->json, "Print JSON");
   prune->callback([a] { run_repo_prune(*a); });
