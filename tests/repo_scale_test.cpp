@@ -4,8 +4,8 @@
 // verifies, and a node that is behind still installs the newest).
 #include <gtest/gtest.h>
 
-#include <nlohmann/json.hpp>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <set>
 
 #include "test_util.hpp"
@@ -37,9 +37,9 @@ class RepoScale : public ::testing::Test {
     for (size_t i = 0; i < 64; ++i) tool[(std::hash<std::string>{}(c + v) + i * 811) % 60000] ^= 1;
     write_file(d_ / src / "bin/tool", tool);
     write_file(d_ / src / "etc/version", c + " " + v + "\n");
-    std::vector<std::string> args = {"publish", s("repo"),     s(src), "--keys",  s("keys"),
-                                     "--json",  "--component", c,      "--version", v,
-                                     "--type",  "application"};
+    std::vector<std::string> args = {"publish",   s("repo"), s(src),        "--keys",
+                                     s("keys"),   "--json",  "--component", c,
+                                     "--version", v,         "--type",      "application"};
     args.insert(args.end(), extra.begin(), extra.end());
     auto r = ok(args);
     return json::parse(r.out, nullptr, false);
@@ -82,8 +82,9 @@ TEST_F(RepoScale, APublishOfOneComponentRewritesItsRoleOnly) {
   std::set<std::string> added;
   for (const auto& f : after)
     if (!before.count(f)) added.insert(f);
-  EXPECT_EQ(added, (std::set<std::string>{"2.b.json", std::to_string(b2["snapshot_version"].get<int>()) +
-                                                          ".snapshot.json"}));
+  EXPECT_EQ(added,
+            (std::set<std::string>{
+                "2.b.json", std::to_string(b2["snapshot_version"].get<int>()) + ".snapshot.json"}));
   EXPECT_EQ(read_file(d_ / "repo/metadata/1.a.json"), a_role);
   // Dependencies are read from the other component's role.
   publish("c", "1.0.0", {"--depends", "a>=1.0"});
@@ -133,8 +134,8 @@ TEST_F(RepoScale, PruneKeepsTheNewestAndANodeBehindInstallsTheNewest) {
   // --dry-run lists everything and changes nothing.
   const auto meta_before = metadata_files();
   const size_t chunks_before = files_under("repo/chunks") + files_under("repo/deltas");
-  auto dry = ok({"repo", "prune", s("repo"), "--keys", s("keys"), "--keep", "2", "--dry-run",
-                 "--json"});
+  auto dry =
+      ok({"repo", "prune", s("repo"), "--keys", s("keys"), "--keep", "2", "--dry-run", "--json"});
   auto plan = json::parse(dry.out, nullptr, false);
   ASSERT_EQ(plan["versions"].size(), 3u) << dry.out;
   EXPECT_EQ(plan["versions"][0]["version"], "1.0.0");
@@ -167,14 +168,14 @@ TEST_F(RepoScale, PruneKeepsTheNewestAndANodeBehindInstallsTheNewest) {
   // was replaced within the grace).
   const int current = ts_before["signed"]["meta"]["snapshot.json"]["version"];
   for (int v : {current, current - 1}) {
-    auto snap = json::parse(text_of(d_ / "repo/metadata" /
-                                                   (std::to_string(v) + ".snapshot.json")));
+    auto snap = json::parse(text_of(d_ / "repo/metadata" / (std::to_string(v) + ".snapshot.json")));
     for (auto& [name, meta] : snap["signed"]["meta"].items())
       EXPECT_TRUE(stdfs::exists(d_ / "repo/metadata" /
                                 (std::to_string(meta["version"].get<int>()) + "." + name)))
           << name;
   }
-  EXPECT_FALSE(stdfs::exists(d_ / "repo/metadata" / (std::to_string(current - 2) + ".snapshot.json")));
+  EXPECT_FALSE(
+      stdfs::exists(d_ / "repo/metadata" / (std::to_string(current - 2) + ".snapshot.json")));
 
   // The node on 1.0.0 (pruned) sees 1.3.0 and 1.4.0 and installs the newest over HTTP.
   auto check = json::parse(ok({"check", "--root", s("node"), "--json"}).out, nullptr, false);

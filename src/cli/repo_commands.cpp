@@ -564,7 +564,9 @@ void run_keygen(const std::string& device, const std::string& out) {
 void add_repo_signers(tuf::Repository& repo, const stdfs::path& keydir) {
   add_signers(repo, keydir);
 }
-void verify_repo_after(const std::string& dir, const std::string& what) { verify_after(dir, what); }
+void verify_repo_after(const std::string& dir, const std::string& what) {
+  verify_after(dir, what);
+}
 void register_repo_prune(CLI::App& repo);
 
 void register_repo_commands(CLI::App& app) {

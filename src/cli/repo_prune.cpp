@@ -149,15 +149,15 @@ Status drop_versions(tuf::Repository& repo, const PruneArgs& a, int64_t now, Pru
 // What the remaining versions reference: their target files and their pieces.
 struct Referenced {
   std::set<stdfs::path> target_files;
-  std::unordered_set<std::string> pieces;           // rel paths under DIR
-  std::unordered_set<std::string> index_shas;       // plain index sha256 (hex)
-  std::set<std::string> sealed_components_kept;     // no key opened one of their indexes
-  std::unordered_set<std::string> sealed_pieces;    // "sealed/<c>/hh/<name>"
+  std::unordered_set<std::string> pieces;         // rel paths under DIR
+  std::unordered_set<std::string> index_shas;     // plain index sha256 (hex)
+  std::set<std::string> sealed_components_kept;   // no key opened one of their indexes
+  std::unordered_set<std::string> sealed_pieces;  // "sealed/<c>/hh/<name>"
 };
 
 Status add_version_references(const tuf::Repository& repo, const std::string& keydir,
-                              const std::string& path, const tuf::TargetFile& tf,
-                              Referenced& ref, std::vector<std::string>& notes) {
+                              const std::string& path, const tuf::TargetFile& tf, Referenced& ref,
+                              std::vector<std::string>& notes) {
   stdfs::path file = target_file(repo, path, tf);
   ref.target_files.insert(file);
   auto m = package::Manifest::from_json(tf.custom);
@@ -321,8 +321,7 @@ void print_plan(const PrunePlan& plan, const PruneArgs& a, const tuf::Repository
       a.dry_run ? "prune would remove" : "pruned", plan.versions.size(), plan.metadata.size(),
       human_bytes(plan.bytes(plan.metadata)).c_str(), plan.indexes.size(),
       human_bytes(plan.bytes(plan.indexes)).c_str(), plan.pieces.size(),
-      human_bytes(plan.bytes(plan.pieces)).c_str(),
-      a.dry_run ? " (dry run: nothing changed)" : "");
+      human_bytes(plan.bytes(plan.pieces)).c_str(), a.dry_run ? " (dry run: nothing changed)" : "");
 }
 
 void run_repo_prune(const PruneArgs& a) {
@@ -342,9 +341,9 @@ void run_repo_prune(const PruneArgs& a) {
   // was replaced within the grace): computed before the new snapshot is written, so the
   // snapshot current now (a node may be reading it) keeps its files.
   const int64_t grace = must(parse_age_seconds(a.grace), "--grace");
-  const int64_t replaced_at = published_at(stdfs::path(a.dir) / "metadata" /
-                                           (std::to_string(repo.snapshot().version) +
-                                            ".snapshot.json"));
+  const int64_t replaced_at =
+      published_at(stdfs::path(a.dir) / "metadata" /
+                   (std::to_string(repo.snapshot().version) + ".snapshot.json"));
   const uint64_t keep_snapshots = clock.now() - replaced_at < grace ? 2 : 1;
   for (auto& p : must(repo.unneeded_metadata(keep_snapshots), "listing old metadata"))
     plan.metadata.push_back({p, file_size_or_zero(p)});
@@ -380,9 +379,10 @@ void register_repo_prune(CLI::App& repo) {
   prune->add_option("--keep", a->keep, "Versions of each component to keep (>= 1)")->required();
   prune->add_option("--older-than", a->older_than,
                     "Drop a version only if published longer ago than this (e.g. 30d, 12h)");
-  prune->add_option("--grace", a->grace,
-                    "Keep the metadata of the snapshot before the current one if it was "
-                    "replaced less than this ago (nodes may be reading it)")
+  prune
+      ->add_option("--grace", a->grace,
+                   "Keep the metadata of the snapshot before the current one if it was "
+                   "replaced less than this ago (nodes may be reading it)")
       ->capture_default_str();
   prune->add_flag("--dry-run", a->dry_run, "List what would be removed; change nothing");
   prune->add_flag("--json", a->json, "Print JSON");

@@ -47,8 +47,7 @@ Result<std::string> ensure_component_role(tuf::Repository& repo, const std::stri
   return role;
 }
 
-Result<const tuf::Targets*> component_targets(tuf::Repository& repo,
-                                              const std::string& component) {
+Result<const tuf::Targets*> component_targets(tuf::Repository& repo, const std::string& component) {
   std::string role = component_role_name(component);
   if (role != "targets" && !is_delegated(repo, role)) role = "targets";
   return repo.load_targets(role);

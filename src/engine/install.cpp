@@ -26,7 +26,9 @@ using nlohmann::json;
 namespace {
 
 // Where a component's targets are: "<component>/<version>/tree.idx" (what publish writes).
-std::string component_prefix(const std::string& component) { return component + "/"; }
+std::string component_prefix(const std::string& component) {
+  return component + "/";
+}
 
 }  // namespace
 
@@ -51,8 +53,7 @@ Result<std::vector<std::pair<package::Manifest, std::string>>> Session::offers(
 
 Result<std::map<std::string, std::pair<package::Manifest, std::string>>> Session::newest(
     const std::string& component) {
-  auto found =
-      updater->targets_with_prefix(component.empty() ? "" : component_prefix(component));
+  auto found = updater->targets_with_prefix(component.empty() ? "" : component_prefix(component));
   if (!found) return tl::unexpected(found.error().context("reading what the remote offers"));
   std::map<std::string, std::pair<package::Manifest, std::string>> out;
   for (const auto& info : *found) {
@@ -414,9 +415,9 @@ std::map<std::string, package::Version> active_versions(Engine& e) {
 }
 
 // Dependencies first, each once; a cycle is named, never followed.
-Status plan_deps(Session& s, const Offer& top,
-                 const std::map<std::string, package::Version>& have, std::vector<Offer>& order,
-                 std::vector<std::string>& path, std::set<std::string>& placed) {
+Status plan_deps(Session& s, const Offer& top, const std::map<std::string, package::Version>& have,
+                 std::vector<Offer>& order, std::vector<std::string>& path,
+                 std::set<std::string>& placed) {
   const package::Manifest& m = top.first;
   path.push_back(m.id());
   for (const auto& d : m.depends) {

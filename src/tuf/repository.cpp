@@ -552,8 +552,7 @@ Result<std::vector<stdfs::path>> Repository::unneeded_metadata(uint64_t keep_sna
     if (n.compare(dot, std::string::npos, ".root.json") == 0 || needed.count(n)) continue;
     out.push_back(e.path());
   }
-  if (ec)
-    return fail(Errc::io, "listing " + (dir_ / "metadata").string() + ": " + ec.message());
+  if (ec) return fail(Errc::io, "listing " + (dir_ / "metadata").string() + ": " + ec.message());
   std::sort(out.begin(), out.end());
   return out;
 }

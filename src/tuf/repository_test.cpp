@@ -251,7 +251,7 @@ TEST(Repository, APublishToOneComponentRoleLeavesTheOthersUntouched) {
   again->add_signer("timestamp", f.timestamp_key);
   ASSERT_TRUE(again->add_target("b/1.1.0/tree.idx", bytes_of("b2"), {{"v", 2}}, "b"));
   ASSERT_TRUE(again->publish());
-  EXPECT_EQ(again->targets("a"), nullptr);  // not loaded
+  EXPECT_EQ(again->targets("a"), nullptr);   // not loaded
   EXPECT_EQ(again->targets()->version, 2u);  // top-level targets not rewritten
   EXPECT_TRUE(std::filesystem::exists(f.repo_dir / "metadata/2.b.json"));
   EXPECT_FALSE(std::filesystem::exists(f.repo_dir / "metadata/2.a.json"));

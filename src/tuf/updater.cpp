@@ -277,8 +277,7 @@ Status Updater::update_targets_role(const std::string& role, const std::string& 
     // Loaded before in this session, maybe through another delegator: it must satisfy
     // this delegator too (no authority inherited from another path).
     if (verified_via_.count({role, delegator})) return {};
-    MUP_TRY(
-        it->second.verify_role(*keys, *signing, name + " (as delegated by " + delegator + ")"));
+    MUP_TRY(it->second.verify_role(*keys, *signing, name + " (as delegated by " + delegator + ")"));
     verified_via_.insert({role, delegator});
     return {};
   }
