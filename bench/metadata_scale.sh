@@ -16,8 +16,9 @@
 #     last publish replaced, for nodes reading them at that moment);
 #     bar after prune: <= 2x. The node check is repeated after each.
 #
-# usage: bench/metadata_scale.sh [--quick] [--components K] [--versions V]
-#   --quick: 10 x 10. Default 100 x 100 (10,000 publishes).
+# usage: bench/metadata_scale.sh [--quick] [--components K] [--versions V] [--until HH:MM]
+#   --quick: 10 x 10. Default 100 x 100 (10,000 publishes). --until: stop publishing after
+#   the version round that passes this UTC time (the report says how many were done).
 # env: MUP (default build/src/cli/mup), OUT (default bench/results/metadata_scale.md),
 #      WORK (default a temp dir, removed unless KEEP_WORK=1)
 # needs: GNU time (/usr/bin/time, Debian package "time"), python3.
@@ -32,6 +33,7 @@ while [ $# -gt 0 ]; do
     --quick) K=10 V=10 ;;
     --components) K=$2; shift ;;
     --versions) V=$2; shift ;;
+    --until) UNTIL=$(date -u -d "$2" +%s); shift ;;
     *) echo "usage: $0 [--quick] [--components K] [--versions V]" >&2; exit 2 ;;
   esac
   shift
@@ -68,11 +70,14 @@ for ((v = 1; v <= V; v++)); do
       --component "$c" --version "$ver" --type application --json > "$WORK/pub.json"
     n=$((n + 1))
     IFS=, read -r secs rss < "$WORK/time"
-    rv=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["role_version"])' "$WORK/pub.json")
+    rv=$(sed -n 's/.*"role_version": \([0-9]*\).*/\1/p' "$WORK/pub.json")
     printf '%d\t%s\t%s\t%s\t%s\t%d\n' "$n" "$c" "$ver" "$secs" "$rss" \
       "$(stat -c %s "$REPO/metadata/$rv.$c.json")" >> "$TSV"
   done
   log "version 1.$v.0 of every component published ($n publishes, $(( $(date +%s) - START ))s)"
+  if [ -n "${UNTIL:-}" ] && [ "$(date -u +%s)" -ge "$UNTIL" ] && [ "$v" -lt "$V" ]; then
+    log "stopping after $v of $V versions (--until)"; PLANNED_V=$V; V=$v; break
+  fi
 done
 
 # Live metadata (root chain + timestamp + the current snapshot + what it names) vs disk.
@@ -126,9 +131,10 @@ log "pruning again, past the grace (--grace 0s): the replaced snapshots' files g
 read -r DISK_AFTER2 LIVE_AFTER2 FILES_AFTER2 < <(metadata_bytes)
 CHECK_AFTER2=$(node_check_bytes after2)
 
-python3 - "$TSV" "$K" "$V" "$OUT" "$WORK" <<EOF
+python3 - "$TSV" "$K" "$V" "$OUT" "$WORK" "${PLANNED_V:-$V}" <<EOF
 import json, statistics, sys
 tsv, K, V, out, work = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+planned = int(sys.argv[6])
 rows = [l.rstrip("\n").split("\t") for l in open(tsv)][1:]
 secs = [float(r[3]) for r in rows]; rss = [int(r[4]) for r in rows]; role = [int(r[5]) for r in rows]
 first, last = slice(0, K), slice(len(rows) - K, len(rows))
@@ -146,10 +152,12 @@ trend = [(i * tenth + 1, med(secs[i * tenth:(i + 1) * tenth]), med(rss[i * tenth
          for i in range(len(rows) // tenth)]
 lines = [
  "# Metadata that scales with what changed (issue 12 item 1)", "",
- f"Command: \`bench/metadata_scale.sh{' --quick' if (K, V) == (10, 10) else ''}"
- f"{'' if (K, V) in ((10, 10), (100, 100)) else f' --components {K} --versions {V}'}\` "
+ f"Command: \`bench/metadata_scale.sh{' --quick' if (K, planned) == (10, 10) else ''}"
+ f"{'' if (K, planned) in ((10, 10), (100, 100)) else f' --components {K} --versions {planned}'}"
+ f"{' --until ...' if planned != V else ''}\` "
  f"({K} components x {V} versions = {len(rows)} publishes of a small tree: a 4 KiB file that "
- "changes per version and a 16 KiB one that does not; release build, 2 shared cores).", "",
+ "changes per version and a 16 KiB one that does not; release build, 2 shared cores)"
+ + (f"; **stopped by --until after {V} of the {planned} versions** per component" if planned != V else "") + ".", "",
  "| measure | first | last | ratio | bar |", "|---|---|---|---|---|",
  f"| publish time, median of {K} publishes (s) | {t1:.3f} | {t2:.3f} | {t2/t1:.2f} | <= 1.2 {verdict(t2 <= 1.2 * t1)} |",
  f"| publish max RSS, median of {K} (KiB) | {r1:.0f} | {r2:.0f} | {r2/r1:.2f} | <= 1.2 {verdict(r2 <= 1.2 * r1)} |",
