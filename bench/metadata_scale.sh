@@ -33,7 +33,10 @@ while [ $# -gt 0 ]; do
     --quick) K=10 V=10 ;;
     --components) K=$2; shift ;;
     --versions) V=$2; shift ;;
-    --until) UNTIL=$(date -u -d "$2" +%s); shift ;;
+    --until)  # the next such time (tomorrow's when today's has passed)
+      UNTIL=$(date -u -d "$2" +%s)
+      [ "$UNTIL" -gt "$(date -u +%s)" ] || UNTIL=$((UNTIL + 86400))
+      shift ;;
     *) echo "usage: $0 [--quick] [--components K] [--versions V]" >&2; exit 2 ;;
   esac
   shift

@@ -8,8 +8,11 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "crypto/crypto.hpp"
 #include "test_util.hpp"
 #include "transfer/file_server.hpp"
+#include "tuf/clock.hpp"
+#include "tuf/repository.hpp"
 
 namespace mup::test {
 namespace {
@@ -205,6 +208,63 @@ TEST_F(RepoScale, PruneKeepsTheNewestAndANodeBehindInstallsTheNewest) {
   EXPECT_EQ(last["updates"][0]["component"], "other");
   auto bad = run_mup({"repo", "prune", s("repo"), "--keys", s("keys"), "--keep", "0"});
   EXPECT_EQ(bad.exit_code, 1);
+}
+
+// A repository written before component roles (app's versions in top-level targets): nodes
+// read it, and the next publish of app moves them into app's new role, once.
+TEST_F(RepoScale, TargetsInTopLevelTargetsAreReadAndMoveToTheComponentRoleOnItsNextPublish) {
+  // app 1.0.0 as an older publisher wrote it: the same target entry, in top-level targets.
+  ScratchDir other;
+  ok({"repo", "init", (other / "repo").string(), "--keys", (other / "keys").string()});
+  write_file(other / "src/bin/tool", random_bytes(30000, 3));
+  ok({"publish", (other / "repo").string(), (other / "src").string(), "--keys",
+      (other / "keys").string(), "--component", "app", "--version", "1.0.0", "--type",
+      "application"});
+  tuf::SystemClock clock;
+  auto donor = tuf::Repository::open(other / "repo", clock);
+  ASSERT_TRUE(donor);
+  auto app_role = donor->load_targets("app");
+  ASSERT_TRUE(app_role);
+  const tuf::TargetFile tf = (*app_role)->targets.at("app/1.0.0/tree.idx");
+  auto index = read_file(other / "repo/targets/app/1.0.0" / (tf.hashes.at("sha256") + ".tree.idx"));
+  auto legacy = tuf::Repository::open(d_ / "repo", clock);
+  ASSERT_TRUE(legacy);
+  for (auto& e : stdfs::directory_iterator(d_ / "keys")) {
+    if (e.path().extension() != ".pem") continue;
+    auto pem = read_file(e.path());
+    auto key =
+        crypto::PrivateKey::from_pem({reinterpret_cast<const char*>(pem.data()), pem.size()});
+    ASSERT_TRUE(key);
+    std::string name = e.path().filename().string();
+    legacy->add_signer(name.substr(0, name.find('.')), std::move(*key));
+  }
+  ASSERT_TRUE(legacy->add_target("app/1.0.0/tree.idx", index, tf.custom));
+  ASSERT_TRUE(legacy->publish());
+  serve();
+  auto c = json::parse(
+      ok({"check", "--repo", server_->base_url(), "--trusted-root", s("repo/metadata/1.root.json"),
+          "--root", s("node"), "--component", "app", "--json"})
+          .out);
+  ASSERT_EQ(c["updates"].size(), 1u);
+  EXPECT_EQ(c["updates"][0]["available"], "1.0.0");
+
+  auto p = publish("app", "1.1.0");
+  EXPECT_EQ(p["role_created"], true);
+  auto moved = tuf::Repository::open(d_ / "repo", clock);
+  ASSERT_TRUE(moved);
+  EXPECT_TRUE(moved->targets()->targets.empty());
+  auto role = moved->load_targets("app");
+  ASSERT_TRUE(role);
+  EXPECT_EQ((*role)->targets.size(), 2u);
+  EXPECT_EQ((*role)->targets.at("app/1.0.0/tree.idx"), tf);  // the entry as it was
+  ok({"repo", "verify", s("repo")});
+  c = json::parse(ok({"check", "--root", s("node"), "--repo", server_->base_url(), "--json"}).out);
+  ASSERT_EQ(c["updates"].size(), 1u);
+  EXPECT_EQ(c["updates"][0]["available"], "1.1.0");
+  auto again = run_mup({"publish", s("repo"), s("src-app-1.1.0"), "--keys", s("keys"),
+                        "--component", "app", "--version", "1.0.0", "--type", "application"});
+  EXPECT_EQ(again.exit_code, 1);  // still known as published, from its new role
+  EXPECT_NE(again.err.find("already published"), std::string::npos) << again.err;
 }
 
 }  // namespace

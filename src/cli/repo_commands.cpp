@@ -625,7 +625,9 @@ void register_repo_commands(CLI::App& app) {
   auto* exp = repo->add_subcommand("expire", "Re-sign a role with a fresh expiry date");
   exp->add_option("DIR", ra->dir)->required();
   exp->add_option("--keys", ra->keydir)->required();
-  exp->add_option("--role", ra->role, "root|targets|snapshot|timestamp")->required();
+  exp->add_option("--role", ra->role,
+                  "root|targets|snapshot|timestamp, or a component (its delegated role)")
+      ->required();
   exp->callback([ra] { run_repo_expire(ra->dir, ra->keydir, ra->role); });
   register_repo_prune(*repo);
 
