@@ -10,12 +10,17 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::span<const uint8_t> in(data, size);
   mup::chunk::PackSegment seg{0, size, mup::sha256(in)};
-  uint64_t handed = 0;
-  seg.chunks = size > 6 ? data[5] : 1;
+  // The node's list: three pieces of sizes taken from the input.
+  std::vector<mup::package::PieceRef> pieces(3);
+  for (size_t i = 0; i < pieces.size(); ++i) {
+    pieces[i].rel_path = "chunks/aa/" + std::to_string(i);
+    pieces[i].stored_size = size > i ? data[i] : 0;
+  }
+  seg.chunks = 3;
   (void)mup::package::read_bundle_segment(
-      in, seg, [&](const std::string&, std::span<const uint8_t> b) -> mup::Status {
-        handed += b.size();
-        if (handed > size) __builtin_trap();
+      in, seg, pieces,
+      [&](const mup::package::PieceRef& p, std::span<const uint8_t> b) -> mup::Status {
+        if (b.size() != p.stored_size) __builtin_trap();
         return {};
       });
   // Two chunks the index would name, of sizes taken from the input.

@@ -98,13 +98,14 @@ TEST_F(NodeCli, FullDiskDuringStagingKeepsTheOldVersion) {
 
 TEST_F(NodeCli, CorruptPieceOnTheServerChangesNothing) {
   ok({"install", "app", "--version", "1.0.0", "--root", s("node")});
-  // Corrupt every delta and chunk the repository holds that 1.0.0 does not use.
-  for (auto& e : stdfs::recursive_directory_iterator(d_ / "repo/deltas")) {
-    if (!e.is_regular_file()) continue;
-    auto b = read_file(e.path());
-    b[b.size() / 2] ^= 0xff;
-    write_file(e.path(), b);
-  }
+  // Corrupt every delta the repository holds, alone and in the update bundle.
+  for (const char* dir : {"repo/deltas", "repo/bundles"})
+    for (auto& e : stdfs::recursive_directory_iterator(d_ / dir)) {
+      if (!e.is_regular_file()) continue;
+      auto b = read_file(e.path());
+      b[b.size() / 2] ^= 0xff;
+      write_file(e.path(), b);
+    }
   auto r = mup({"install", "app"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("does not match"), std::string::npos) << r.err;

@@ -368,9 +368,8 @@ void run_publish(const PublishArgs& a) {
   uint64_t bundle_bytes = 0;
   for (size_t b = 0; b < o.bases.size() && !enc && !a.no_bundles; ++b) {
     const delta::BaseTree& base = o.bases[b];
-    auto plan = must(delta::plan(idx, 0, std::vector<delta::IndexedSeed>{{base.tree, &base.index}}),
-                     "planning the update bundle from " + m.delta_from[b]);
-    auto pieces = package::pieces_to_fetch(idx, plan);
+    auto pieces = must(package::bundle_pieces(idx, base.tree, base.index),
+                       "planning the update bundle from " + m.delta_from[b]);
     if (pieces.empty()) continue;
     package::Bundle bundle{m.delta_from[b],
                            must(package::write_bundle(pieces, store),

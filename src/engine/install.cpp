@@ -10,6 +10,7 @@
 #include <mutex>
 #include <set>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "core/fault.hpp"
 #include "core/fs.hpp"
@@ -134,11 +135,15 @@ void choose_segments(const package::Manifest& m, Resolved& r) {
 // node that holds only that version lacks exactly its pieces; one that resumes, or holds
 // other versions too, may lack less: then its pieces one by one). The pieces are assumed to
 // be the bundle's (what they are is known once it is read; any it lacks are fetched after).
-void choose_bundle(const package::Manifest& m, const std::string& from, Resolved& r) {
-  if (r.key || from.empty() || r.todo.empty()) return;
+void choose_bundle(const package::Manifest& m, const std::string& from,
+                   const stdfs::path& from_tree, const chunk::TreeIndex* from_index, Resolved& r) {
+  if (r.key || from.empty() || from_index == nullptr || r.todo.empty()) return;
   for (const package::Bundle& b : m.bundles) {
     if (b.from != from || r.todo_bytes * 10 < b.bytes() * 9) continue;
+    auto pieces = package::bundle_pieces(*r.index, from_tree, *from_index);
+    if (!pieces || !package::bundle_spans(b.segments, *pieces)) return;
     r.bundle = b.segments;
+    r.bundle_pieces = std::move(*pieces);
     r.todo_bytes = b.bytes();
     return;
   }
@@ -227,7 +232,10 @@ Result<Resolved> resolve_download(Engine& e, Session& s, const package::Manifest
   // todo_bytes above counts the pieces the cache lacks, each with its overhead).
   if (r.key) package::add_seal_overhead(*r.index, *r.plan);
   r.cache_bytes = r.todo_bytes;
-  choose_bundle(m, from, r);
+  const chunk::TreeIndex* from_index = nullptr;
+  if (!from.empty() && !seeds.empty() && seeds.front().tree == st.version_dir(c, from))
+    from_index = seeds.front().index;
+  choose_bundle(m, from, st.version_dir(c, from), from_index, r);
   if (r.bundle.empty()) choose_segments(m, r);
   // A node with nothing would download the index and the cold pack when that is smaller.
   uint64_t pack_bytes = 0;
@@ -398,8 +406,9 @@ Result<Event> fetch_step(Work& w) {
     return {};
   };
   // An update bundle segment: the pieces of it the node lacks are verified and cached.
-  std::unordered_map<std::string, const package::PieceRef*> lacking;
-  for (const auto& p : r.todo) lacking.emplace(p.rel_path, &p);
+  std::unordered_set<std::string> lacking;
+  for (const auto& p : r.todo) lacking.insert(p.rel_path);
+  auto spans = package::bundle_spans(r.bundle, r.bundle_pieces);
   auto fetch_bundle_segment = [&](size_t i) -> Status {
     if (cancel && cancel->load())
       return fail(Code::cancelled, "install of " + m.id() + " cancelled");
@@ -408,12 +417,12 @@ Result<Event> fetch_step(Work& w) {
     auto got = get(rel, seg.size);
     if (!got) return tl::unexpected(got.error().context("downloading " + rel));
     MUP_TRY(package::read_bundle_segment(
-        *got, seg, [&](const std::string& piece_rel, std::span<const uint8_t> bytes) -> Status {
-          auto it = lacking.find(piece_rel);
-          if (it == lacking.end()) return {};
-          MUP_TRY(package::verify_piece(*it->second, bytes));
+        *got, seg, (*spans)[i],
+        [&](const package::PieceRef& p, std::span<const uint8_t> bytes) -> Status {
+          if (!lacking.count(p.rel_path)) return {};
+          MUP_TRY(package::verify_piece(p, bytes));
           MUP_TRY(fault::point("install.piece"));
-          return w.e.store().pieces().put_blob(piece_rel, bytes);
+          return w.e.store().pieces().put_blob(p.rel_path, bytes);
         }));
     done(seg.size, got->size());
     return {};
@@ -448,7 +457,8 @@ Result<Event> fetch_step(Work& w) {
                {"message", std::string(what) + " failed (" + failed.error().message() +
                                "); fetching its pieces one by one"}});
   };
-  Status ok = try_parallel_for(r.bundle.size(), seg_workers, fetch_bundle_segment);
+  Status ok = spans ? try_parallel_for(r.bundle.size(), seg_workers, fetch_bundle_segment)
+                    : Status(tl::unexpected(spans.error()));
   if (!ok && !is(ok.error(), Code::cancelled)) {
     fall_back(ok, "the update bundle");
     ok = {};

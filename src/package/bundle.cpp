@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "core/bytes.hpp"
+#include "delta/planner.hpp"
 
 namespace mup::package {
 
@@ -10,18 +11,24 @@ namespace {
 
 constexpr char kMagic[4] = {'M', 'U', 'P', 'B'};
 constexpr uint8_t kVersion = 1;
-constexpr size_t kMaxRelPath = 512;
+
+// What a segment's header names: its pieces (path and stored size), in order.
+Digest list_digest(std::span<const PieceRef> pieces) {
+  Sha256 h;
+  for (const PieceRef& p : pieces) {
+    const std::string line = p.rel_path + " " + std::to_string(p.stored_size) + "\n";
+    h.update(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(line.data()), line.size()));
+  }
+  return h.finish();
+}
 
 Result<chunk::PackSegment> write_segment(std::span<const PieceRef> pieces,
                                          const chunk::ChunkStore& store) {
   ByteWriter w;
-  w.bytes(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(kMagic), 4));
+  for (char c : kMagic) w.u8(static_cast<uint8_t>(c));
   w.u8(kVersion);
   w.varint(pieces.size());
-  for (const PieceRef& p : pieces) {
-    w.str(p.rel_path);
-    w.varint(p.stored_size);
-  }
+  w.digest(list_digest(pieces));
   for (const PieceRef& p : pieces) {
     auto bytes = store.get_blob(p.rel_path, p.stored_size);
     if (!bytes) return tl::unexpected(bytes.error().context("writing an update bundle"));
@@ -45,6 +52,14 @@ std::string bundle_segment_rel_path(const Digest& sha256) {
   return "bundles/" + hex.substr(0, 2) + "/" + hex;
 }
 
+Result<std::vector<PieceRef>> bundle_pieces(const chunk::TreeIndex& index,
+                                            const std::filesystem::path& base_tree,
+                                            const chunk::TreeIndex& base_index) {
+  auto plan = delta::plan(index, 0, std::vector<delta::IndexedSeed>{{base_tree, &base_index}});
+  if (!plan) return tl::unexpected(plan.error());
+  return pieces_to_fetch(index, *plan);
+}
+
 Result<std::vector<chunk::PackSegment>> write_bundle(std::span<const PieceRef> pieces,
                                                      const chunk::ChunkStore& store,
                                                      uint64_t segment_bytes) {
@@ -64,8 +79,24 @@ Result<std::vector<chunk::PackSegment>> write_bundle(std::span<const PieceRef> p
   return out;
 }
 
+Result<std::vector<std::span<const PieceRef>>> bundle_spans(
+    std::span<const chunk::PackSegment> segments, std::span<const PieceRef> pieces) {
+  std::vector<std::span<const PieceRef>> out;
+  size_t next = 0;
+  for (const auto& seg : segments) {
+    if (seg.chunks > pieces.size() - next) break;
+    out.push_back(pieces.subspan(next, seg.chunks));
+    next += seg.chunks;
+  }
+  if (out.size() != segments.size() || next != pieces.size())
+    return fail(Errc::corrupt, "the update bundle's segments hold other pieces than the " +
+                                   std::to_string(pieces.size()) + " this node needs");
+  return out;
+}
+
 Status read_bundle_segment(std::span<const uint8_t> segment,
-                           const chunk::PackSegment& signed_segment, const PieceSink& sink) {
+                           const chunk::PackSegment& signed_segment,
+                           std::span<const PieceRef> pieces, const PieceSink& sink) {
   const std::string name = "update bundle segment " + signed_segment.sha256.hex().substr(0, 16);
   if (segment.size() != signed_segment.size || sha256(segment) != signed_segment.sha256)
     return fail(Errc::corrupt, name + " does not match its signed size and SHA-256 (" +
@@ -74,22 +105,16 @@ Status read_bundle_segment(std::span<const uint8_t> segment,
   auto magic = r.bytes(4);
   const uint8_t version = r.u8();
   const uint64_t count = r.varint();
-  if (r.failed() || std::memcmp(magic.data(), kMagic, 4) != 0 || version != kVersion ||
-      count != signed_segment.chunks || count > segment.size())
+  const Digest listed = r.digest();
+  if (r.failed() || std::memcmp(magic.data(), kMagic, 4) != 0 || version != kVersion)
     return fail(Errc::corrupt, name + " has no valid header");
-  std::vector<std::pair<std::string, uint64_t>> entries;
-  entries.reserve(count);
   uint64_t body = 0;
-  for (uint64_t i = 0; i < count; ++i) {
-    std::string rel = r.str(kMaxRelPath);
-    const uint64_t size = r.varint();
-    if (r.failed() || size > segment.size() || (body += size) > segment.size())
-      return fail(Errc::corrupt, name + ": its header does not describe its bytes");
-    entries.emplace_back(std::move(rel), size);
-  }
-  if (body != r.remaining())
-    return fail(Errc::corrupt, name + ": its header does not describe its bytes");
-  for (const auto& [rel, size] : entries) MUP_TRY(sink(rel, r.bytes(size)));
+  for (const PieceRef& p : pieces) body += p.stored_size;
+  if (count != pieces.size() || listed != list_digest(pieces) || body != r.remaining())
+    return fail(Errc::corrupt, name +
+                                   " holds other pieces than this node's plan from the same "
+                                   "version (a publisher with another planner)");
+  for (const PieceRef& p : pieces) MUP_TRY(sink(p, r.bytes(p.stored_size)));
   return {};
 }
 

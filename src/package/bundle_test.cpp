@@ -34,53 +34,48 @@ TEST(Bundle, SegmentsHoldThePiecesAsStoredInOrder) {
   for (const auto& seg : *segs) {
     auto bytes = fx.store.get_blob(bundle_segment_rel_path(seg.sha256), seg.size);
     ASSERT_TRUE(bytes);
-    auto st = read_bundle_segment(*bytes, seg, [&](const std::string& rel, auto b) -> Status {
-      EXPECT_EQ(rel, fx.pieces[n].rel_path);
-      EXPECT_EQ(std::vector<uint8_t>(b.begin(), b.end()), fx.stored[n]);
-      EXPECT_TRUE(verify_piece(fx.pieces[n], b));
-      ++n;
-      return {};
-    });
+    auto spans = *bundle_spans(*segs, fx.pieces);
+    auto st = read_bundle_segment(
+        *bytes, seg, spans[&seg - segs->data()], [&](const PieceRef& p, auto b) -> Status {
+          EXPECT_EQ(p.rel_path, fx.pieces[n].rel_path);
+          EXPECT_EQ(std::vector<uint8_t>(b.begin(), b.end()), fx.stored[n]);
+          EXPECT_TRUE(verify_piece(fx.pieces[n], b));
+          ++n;
+          return {};
+        });
     EXPECT_TRUE(st) << st.error().message();
   }
   EXPECT_EQ(n, fx.pieces.size());
 }
 
-// The signed size and SHA-256 come first; a header that does not describe the segment's bytes
-// (a publisher's bug or key) is refused before any piece is handed on.
-TEST(Bundle, AnAlteredSegmentOrALyingHeaderIsRefused) {
+// The signed size and SHA-256 come first; a segment whose header names another list of
+// pieces (a publisher whose planner chose otherwise) is refused before any piece is handed on.
+TEST(Bundle, AnAlteredSegmentOrAnotherListIsRefused) {
   Fixture fx(3);
   auto segs = *write_bundle(fx.pieces, fx.store);
   ASSERT_EQ(segs.size(), 1u);
   auto bytes = *fx.store.get_blob(bundle_segment_rel_path(segs[0].sha256), segs[0].size);
   int handed = 0;
-  auto sink = [&](const std::string&, std::span<const uint8_t>) -> Status {
+  auto sink = [&](const PieceRef&, std::span<const uint8_t>) -> Status {
     ++handed;
     return {};
   };
   auto flipped = bytes;
   flipped.back() ^= 1;
-  auto r = read_bundle_segment(flipped, segs[0], sink);
+  auto r = read_bundle_segment(flipped, segs[0], fx.pieces, sink);
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message().find("does not match its signed size"), std::string::npos);
 
-  auto lying = [&](uint64_t count, uint64_t size0) {
-    ByteWriter w;
-    for (char ch : std::string("MUPB\x01")) w.u8(static_cast<uint8_t>(ch));
-    w.varint(count);
-    w.str("chunks/aa/x");
-    w.varint(size0);
-    for (int i = 0; i < 100; ++i) w.u8(7);
-    auto b = w.take();
-    chunk::PackSegment seg{static_cast<uint32_t>(count), b.size(), sha256(b)};
-    return read_bundle_segment(b, seg, sink);
-  };
-  EXPECT_TRUE(lying(1, 100));
-  EXPECT_FALSE(lying(1, 99)) << "bytes left over";
-  EXPECT_FALSE(lying(1, 101)) << "a piece longer than the segment";
-  EXPECT_FALSE(lying(1, uint64_t{1} << 62));
-  EXPECT_FALSE(lying(2, 100)) << "more pieces than the header holds";
-  EXPECT_EQ(handed, 1) << "only the honest segment's piece";
+  auto other = fx.pieces;
+  std::swap(other[0], other[1]);
+  r = read_bundle_segment(bytes, segs[0], other, sink);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message().find("holds other pieces"), std::string::npos);
+  EXPECT_FALSE(read_bundle_segment(bytes, segs[0], std::span(fx.pieces).first(2), sink));
+  EXPECT_FALSE(bundle_spans(segs, std::span(fx.pieces).first(2)));
+  EXPECT_EQ(handed, 0);
+  EXPECT_TRUE(read_bundle_segment(bytes, segs[0], fx.pieces, sink));
+  EXPECT_EQ(handed, 3);
 }
 
 }  // namespace
