@@ -98,19 +98,135 @@ TEST_F(NodeCli, FullDiskDuringStagingKeepsTheOldVersion) {
 
 TEST_F(NodeCli, CorruptPieceOnTheServerChangesNothing) {
   ok({"install", "app", "--version", "1.0.0", "--root", s("node")});
-  // Corrupt every delta and chunk the repository holds that 1.0.0 does not use.
-  for (auto& e : stdfs::recursive_directory_iterator(d_ / "repo/deltas")) {
-    if (!e.is_regular_file()) continue;
-    auto b = read_file(e.path());
-    b[b.size() / 2] ^= 0xff;
-    write_file(e.path(), b);
-  }
+  // Corrupt every delta the repository holds, alone and in the update bundle.
+  for (const char* dir : {"repo/deltas", "repo/bundles"})
+    for (auto& e : stdfs::recursive_directory_iterator(d_ / dir)) {
+      if (!e.is_regular_file()) continue;
+      auto b = read_file(e.path());
+      b[b.size() / 2] ^= 0xff;
+      write_file(e.path(), b);
+    }
   auto r = mup({"install", "app"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("does not match"), std::string::npos) << r.err;
   EXPECT_TRUE(active_is("v1"));
   EXPECT_FALSE(stdfs::exists(d_ / "node/components/app/2.0.0"));
   expect_consistent(d_ / "node", "after a corrupt piece");
+}
+
+// Issue 12 item 3: cold packs. A tree of many compressible files, published as "docs" with
+// a cold pack of several segments and as "docs-plain" without one; v2 changes two files.
+class ColdPackCli : public NodeCli {
+ protected:
+  void SetUp() override {
+    NodeCli::SetUp();
+    for (int i = 0; i < 40; ++i)
+      write_file(d_ / "t1/doc" / (std::to_string(i) + ".txt"),
+                 text_bytes(30000, static_cast<uint64_t>(100 + i)));
+    stdfs::copy(d_ / "t1", d_ / "t2", stdfs::copy_options::recursive);
+    for (int i = 3; i < 13; ++i)
+      write_file(d_ / "t2/doc" / (std::to_string(i) + ".txt"),
+                 text_bytes(30000, static_cast<uint64_t>(7000 + i)));
+    write_file(d_ / "t2/doc/new.txt", text_bytes(5000, 7004));
+    publish_as("docs", "t1", "1.0.0", {"--cold-pack-segment", "300000"});
+    publish_as("docs", "t2", "2.0.0", {"--cold-pack-segment", "300000", "--delta-from", "1.0.0"});
+    publish_as("docs-plain", "t1", "1.0.0", {"--no-cold-pack"});
+  }
+  void publish_as(const std::string& c, const std::string& src, const std::string& v,
+                  std::vector<std::string> extra) {
+    std::vector<std::string> args = {"publish",     s("repo"), s(src),      "--keys", s("keys"),
+                                     "--component", c,         "--version", v,        "--type",
+                                     "application", "--json"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    ok(args);
+  }
+  json install(const std::string& c, const std::string& v, const std::string& env = "",
+               const std::string& node = "node") {
+    auto r = mup({"install", c, "--version", v, "--json"}, node, env);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    auto pos = r.out.rfind("{\"event\":\"result\"");
+    if (pos == std::string::npos) return json();
+    return json::parse(r.out.substr(pos))["install"];
+  }
+  json check_row(const std::string& c) {
+    auto j = mup_json({"check", "--component", c});
+    return j["updates"].empty() ? json() : j["updates"][0];
+  }
+};
+
+TEST_F(ColdPackCli, AColdInstallFetchesTheColdPackAndAnUpdateOnlyWhatChanged) {
+  auto row = check_row("docs");  // 2.0.0, for a node without docs
+  EXPECT_GE(row["pack_segments"].get<size_t>(), 3u) << row.dump();
+  EXPECT_EQ(row["pieces"].get<size_t>(), 0u) << "every chunk comes from the pack";
+  // On a node of its own: the nodes' piece caches would share chunks.
+  ok({"remote", "add", "origin", server_->base_url(), "--trusted-root",
+      s("repo/metadata/1.root.json"), "--root", s("node2")});
+  uint64_t before = server_->requests();
+  auto plain = install("docs-plain", "1.0.0", "", "node2");
+  const uint64_t plain_requests = server_->requests() - before;
+  before = server_->requests();
+  auto docs = install("docs", "1.0.0");
+  const uint64_t pack_requests = server_->requests() - before;
+  EXPECT_LT(docs["bytes_fetched"].get<uint64_t>() * 10, plain["bytes_fetched"].get<uint64_t>() * 9)
+      << docs.dump() << " vs " << plain.dump();
+  EXPECT_LT(pack_requests * 4, plain_requests) << pack_requests << " vs " << plain_requests;
+  std::string why;
+  EXPECT_TRUE(trees_equal(d_ / "node/components/docs/current", d_ / "t1", &why)) << why;
+
+  // An update from the held version: what changed, in one update bundle.
+  row = check_row("docs");
+  EXPECT_EQ(row["bundle_segments"].get<size_t>(), 1u) << row.dump();
+  EXPECT_EQ(row["pack_segments"].get<size_t>(), 0u) << row.dump();
+  before = server_->requests();
+  auto up = install("docs", "2.0.0");
+  const uint64_t update_requests = server_->requests() - before;
+  EXPECT_EQ(up["bytes_fetched"], row["download_bytes"]);
+  EXPECT_LT(up["bytes_fetched"].get<uint64_t>() * 3, docs["bytes_fetched"].get<uint64_t>());
+  // Metadata (root probe, timestamp, snapshot, targets), the index delta, the bundle.
+  EXPECT_LE(update_requests, 6u);
+  EXPECT_TRUE(trees_equal(d_ / "node/components/docs/current", d_ / "t2", &why)) << why;
+  expect_consistent(d_ / "node", "after cold and incremental installs");
+}
+
+// A segment with other bytes (or none: a mirror that lacks it) is refused, and the pieces it
+// would have brought come one by one, each verified.
+TEST_F(ColdPackCli, ACorruptSegmentIsRefusedAndItsPiecesComeOneByOne) {
+  for (const char* dir : {"repo/packs", "repo/bundles"})
+    for (auto& e : stdfs::recursive_directory_iterator(d_ / dir)) {
+      if (!e.is_regular_file()) continue;
+      auto b = read_file(e.path());
+      b[b.size() / 2] ^= 0xff;
+      write_file(e.path(), b);
+    }
+  for (const char* v : {"1.0.0", "2.0.0"}) {
+    auto r = mup({"install", "docs", "--version", v, "--json"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.out.find("\"event\":\"warning\""), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("does not match its signed size and SHA-256"), std::string::npos);
+  }
+  std::string why;
+  EXPECT_TRUE(trees_equal(d_ / "node/components/docs/current", d_ / "t2", &why)) << why;
+  expect_consistent(d_ / "node", "after corrupt segments");
+  // A mirror without the bundles (404).
+  stdfs::remove_all(d_ / "repo/bundles");
+  ok({"remote", "add", "origin", server_->base_url(), "--trusted-root",
+      s("repo/metadata/1.root.json"), "--root", s("node2")});
+  ok({"install", "docs", "--version", "1.0.0", "--root", s("node2")});
+  auto r = mup({"install", "docs", "--version", "2.0.0", "--json"}, "node2");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"event\":\"warning\""), std::string::npos) << r.out;
+  EXPECT_TRUE(trees_equal(d_ / "node2/components/docs/current", d_ / "t2", &why)) << why;
+}
+
+TEST_F(ColdPackCli, AColdInstallKilledInThePackResumesFromTheChunksItCached) {
+  auto k = mup({"install", "docs", "--version", "1.0.0", "--connections", "1"}, "node",
+               "MUP_FAULT_AT=install.piece MUP_FAULT_ACTION=kill MUP_FAULT_AFTER=25");
+  EXPECT_EQ(k.exit_code, 137) << k.err;
+  auto j = install("docs", "1.0.0");
+  EXPECT_GT(j["bytes_cached"].get<uint64_t>(), 0u) << j.dump();
+  std::string why;
+  EXPECT_TRUE(trees_equal(d_ / "node/components/docs/current", d_ / "t1", &why)) << why;
+  expect_consistent(d_ / "node", "after a resumed cold install");
 }
 
 // Issue 11 item 1: index deltas are not TUF targets. One whose header and zstd frame claim

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "chunk/chunk_store.hpp"
+#include "chunk/cold_pack.hpp"
 #include "chunk/tree_index.hpp"
 #include "cli/commands.hpp"
 #include "cli/repo_roles.hpp"
@@ -24,6 +25,7 @@
 #include "delta/planner.hpp"
 #include "delta/rebuild.hpp"
 #include "engine/locks.hpp"
+#include "package/bundle.hpp"
 #include "package/manifest.hpp"
 #include "package/sealed.hpp"
 #include "rollback/judge.hpp"
@@ -153,6 +155,8 @@ struct PublishArgs {
   std::vector<std::string> encrypt_to;  // device public key files
   std::string plain_store;              // default KEYDIR/plain-store
   bool allow_unmet = false, json = false, rotate_data_key = false;
+  bool no_cold_pack = false, no_bundles = false;
+  chunk::ColdPackOptions cold_pack;
 };
 
 std::string index_target(const std::string& component, const std::string& version) {
@@ -362,6 +366,32 @@ void run_publish(const PublishArgs& a) {
   m.size = idx.total_file_bytes();
   m.index_sha256 = sha256(idx_file).hex();
   m.index_body_size = must(chunk::index_body_size(idx_file));
+  // Update bundles: for each --delta-from version, what a node holding only it downloads (the
+  // node's own planner against that version), in a few large files.
+  uint64_t bundle_bytes = 0;
+  for (size_t b = 0; b < o.bases.size() && !enc && !a.no_bundles; ++b) {
+    const delta::BaseTree& base = o.bases[b];
+    auto pieces = must(package::bundle_pieces(idx, base.tree, base.index),
+                       "planning the update bundle from " + m.delta_from[b]);
+    if (pieces.empty()) continue;
+    package::Bundle bundle{m.delta_from[b],
+                           must(package::write_bundle(pieces, store),
+                                "writing the update bundle from " + m.delta_from[b])};
+    bundle_bytes += bundle.bytes();
+    m.bundles.push_back(std::move(bundle));
+  }
+  // The cold pack: what a node holding little of this version downloads (not for encrypted
+  // packages: their pieces are sealed one by one).
+  uint64_t cold_pack_bytes = 0;
+  if (!enc && !a.no_cold_pack) {
+    chunk::ColdPackOptions co = a.cold_pack;
+    co.verify_reused = o.verify_reused;
+    if (!a.json)
+      std::fprintf(stderr, "writing the cold pack (zstd -%d, %s segments)...\n", co.level,
+                   human_bytes(co.segment_bytes).c_str());
+    m.pack = must(chunk::write_cold_pack(idx, store, co), "writing the cold pack of " + m.id());
+    for (const auto& seg : m.pack) cold_pack_bytes += seg.size;
+  }
   package::SealStats sealed;
   if (enc) {
     // Pieces first, durable, then the signed metadata that names them.
@@ -385,6 +415,10 @@ void run_publish(const PublishArgs& a) {
                 {"new_chunk_bytes", st.new_chunk_bytes},
                 {"deltas", st.deltas},
                 {"delta_bytes", st.delta_bytes},
+                {"cold_pack_segments", m.pack.size()},
+                {"cold_pack_bytes", cold_pack_bytes},
+                {"bundles", m.bundles.size()},
+                {"bundle_bytes", bundle_bytes},
                 {"encrypted", bool(enc)},
                 {"targets_version", repo.targets()->version},
                 {"role", role},
@@ -407,13 +441,14 @@ void run_publish(const PublishArgs& a) {
     return;
   }
   std::printf(
-      "published %s (%s, %s, %llu files, %s): %llu new chunks (%s), %llu deltas (%s); targets "
-      "v%llu, "
-      "snapshot v%llu, timestamp v%llu, in %.2fs\n",
+      "published %s (%s, %s, %llu files, %s): %llu new chunks (%s), %llu deltas (%s), cold pack "
+      "%s; targets v%llu, snapshot v%llu, timestamp v%llu, in %.2fs\n",
       m.id().c_str(), a.type.c_str(), m.strategy.c_str(), static_cast<unsigned long long>(st.files),
       human_bytes(m.size).c_str(), static_cast<unsigned long long>(st.new_chunks),
       human_bytes(st.new_chunk_bytes).c_str(), static_cast<unsigned long long>(st.deltas),
-      human_bytes(st.delta_bytes).c_str(), static_cast<unsigned long long>(repo.targets()->version),
+      human_bytes(st.delta_bytes).c_str(),
+      m.pack.empty() ? "none" : human_bytes(cold_pack_bytes).c_str(),
+      static_cast<unsigned long long>(repo.targets()->version),
       static_cast<unsigned long long>(repo.snapshot().version),
       static_cast<unsigned long long>(repo.timestamp().version), secs);
   if (enc) {
@@ -659,6 +694,19 @@ void register_repo_commands(CLI::App& app) {
                 "Give the component a new data key (automatic when a recipient is dropped)");
   pub->add_flag("--allow-unmet-deps", pa->allow_unmet,
                 "Publish even if no published version satisfies a dependency");
+  pub->add_flag("--no-cold-pack", pa->no_cold_pack,
+                "Do not write the cold pack (solid segments for nodes that hold little of "
+                "this version)");
+  pub->add_flag("--no-bundles", pa->no_bundles,
+                "Do not write update bundles (the pieces an update from each --delta-from "
+                "version needs, in a few large files)");
+  pub->add_option("--cold-pack-level", pa->cold_pack.level, "zstd level of the cold pack")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 22));
+  pub->add_option("--cold-pack-segment", pa->cold_pack.segment_bytes,
+                  "Plain bytes per cold pack segment (cut at chunk boundaries)")
+      ->capture_default_str()
+      ->check(CLI::Range(uint64_t{1} << 16, uint64_t{1} << 27));
   pub->add_flag("--json", pa->json, "Print a JSON summary");
   pub->callback([pa] { run_publish(*pa); });
 

@@ -64,6 +64,17 @@ Result<std::vector<uint8_t>> compress_with_prefix(std::span<const uint8_t> in,
   return run_compress(cctx.get(), in);
 }
 
+Result<std::vector<uint8_t>> compress_solid(std::span<const uint8_t> in, int level) {
+  std::unique_ptr<ZSTD_CCtx, CctxDeleter> cctx(ZSTD_createCCtx());
+  ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_compressionLevel, level);
+  ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_checksumFlag, 0);
+  ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_windowLog,
+                         std::min(window_log_for(in.size()), prefix_window_log_max(0)));
+  ZSTD_CCtx_setParameter(cctx.get(), ZSTD_c_enableLongDistanceMatching, 1);
+  ZSTD_CCtx_setPledgedSrcSize(cctx.get(), in.size());
+  return run_compress(cctx.get(), in);
+}
+
 int prefix_window_log_max(size_t prefix_size) {
   return std::min(kMaxWindowLog, std::max(27, window_log_for(prefix_size) + 1));
 }

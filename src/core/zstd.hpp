@@ -20,6 +20,10 @@ namespace mup::zstd {
 [[nodiscard]] Result<std::vector<uint8_t>> compress_with_prefix(std::span<const uint8_t> in,
                                                                 std::span<const uint8_t> prefix,
                                                                 int level);
+// One frame over `in` whose window covers all of it, with long-distance matching: what a
+// solid archive (tar | zstd --long) gets from matches far apart. Decoding needs a window of
+// the input's size (at most prefix_window_log_max(0), 128 MiB, for inputs up to that).
+[[nodiscard]] Result<std::vector<uint8_t>> compress_solid(std::span<const uint8_t> in, int level);
 [[nodiscard]] Result<std::vector<uint8_t>> decompress(std::span<const uint8_t> in, size_t max_size,
                                                       std::span<const uint8_t> prefix = {});
 

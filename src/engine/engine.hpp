@@ -132,6 +132,8 @@ struct DownloadPlan {
   uint64_t cached_bytes = 0;    // pieces the cache holds already
   uint64_t full_bytes = 0;      // index + every piece
   size_t pieces = 0;            // pieces to download
+  size_t pack_segments = 0;     // cold pack segments to download (each one request)
+  size_t bundle_segments = 0;   // update bundle segments to download (each one request)
 };
 
 struct CheckOptions {

@@ -280,6 +280,8 @@ TEST_F(EngineTest, GcKeepsTheSnapshotsARollbackNeedsAndRemovesTheRest) {
 }
 
 TEST_F(EngineTest, ADroppedDownloadResumesWithOnlyTheMissingPiecesThroughTheFetcherSeam) {
+  // Piece by piece: without a cold pack (its segments resume as a whole, tests/node_cli_test).
+  publish("v1", "piecewise", "1.0.0", {"--no-cold-pack"});
   FlakyFetcher::pieces = 0;
   FlakyFetcher::fail_after = 2;
   EngineOptions o;
@@ -290,13 +292,13 @@ TEST_F(EngineTest, ADroppedDownloadResumesWithOnlyTheMissingPiecesThroughTheFetc
   ASSERT_TRUE(e);
   InstallOptions io;
   io.version = "1.0.0";
-  auto r = (*e)->install("app", io);
+  auto r = (*e)->install("piecewise", io);
   ASSERT_FALSE(r);
   EXPECT_NE(r.error().message().find("network down"), std::string::npos) << r.error().message();
-  EXPECT_EQ(active(), "");
+  EXPECT_EQ(active("piecewise"), "");
   FlakyFetcher::pieces = 0;
   FlakyFetcher::fail_after = -1;
-  auto again = (*e)->install("app", io);
+  auto again = (*e)->install("piecewise", io);
   ASSERT_TRUE(again) << again.error().message();
   EXPECT_GT(again->bytes_cached, 0u) << "the two verified pieces came from the cache";
   int resumed = FlakyFetcher::pieces.load();
@@ -306,7 +308,7 @@ TEST_F(EngineTest, ADroppedDownloadResumesWithOnlyTheMissingPiecesThroughTheFetc
   ASSERT_TRUE(fresh);
   ASSERT_TRUE(
       (*fresh)->add_remote("origin", server_->base_url(), d_ / "repo/metadata/1.root.json"));
-  ASSERT_TRUE((*fresh)->install("app", io));
+  ASSERT_TRUE((*fresh)->install("piecewise", io));
   EXPECT_EQ(resumed + 2, FlakyFetcher::pieces.load());
 }
 

@@ -9,6 +9,8 @@
 #include <map>
 #include <mutex>
 #include <set>
+#include <unordered_map>
+#include <unordered_set>
 
 #include "core/fault.hpp"
 #include "core/fs.hpp"
@@ -16,6 +18,7 @@
 #include "core/progress.hpp"
 #include "core/sha256.hpp"
 #include "engine/internal.hpp"
+#include "package/bundle.hpp"
 #include "transfer/fetcher.hpp"
 
 namespace mup::engine {
@@ -106,8 +109,76 @@ DownloadPlan Resolved::summary() const {
   d.cached_bytes = cached_bytes;
   d.full_bytes = plan ? plan->full_bytes : 0;
   d.pieces = todo.size();
+  d.pack_segments = segments.size();
+  d.bundle_segments = bundle.size();
   return d;
 }
+
+namespace {
+
+// What one request is worth in bytes when choosing between a segment and its chunks one by
+// one: a segment is fetched when it costs no more than the chunks it replaces plus this much
+// per chunk request it saves.
+constexpr uint64_t kRequestBytes = 1024;
+
+// Replaces chunks of `r.todo` by the cold pack segments that deliver them for fewer bytes
+// (a node holding little of the version: typically every segment; an update from a held
+// version: none, its few chunks and deltas are cheaper). A pack that does not match the
+// index is not used (the pieces remain).
+void choose_segments(const package::Manifest& m, Resolved& r) {
+  if (r.key || m.pack.empty()) return;
+  const std::vector<chunk::ChunkRef> order = chunk::pack_order(*r.index);
+  auto spans = chunk::segment_spans(m.pack, order);
+  if (!spans) return;
+  std::unordered_map<Digest, size_t> todo_chunk;  // chunk id -> index in todo
+  for (size_t i = 0; i < r.todo.size(); ++i)
+    if (r.todo[i].is_chunk) todo_chunk.emplace(r.todo[i].digest, i);
+  std::vector<bool> drop(r.todo.size(), false);
+  for (size_t s = 0; s < spans->size(); ++s) {
+    const chunk::SegmentSpan& sp = (*spans)[s];
+    Resolved::SegmentFetch f{m.pack[s], {}, {}};
+    uint64_t replaced = 0, count = 0;
+    for (size_t i = sp.first; i < sp.first + sp.count; ++i) {
+      auto it = todo_chunk.find(order[i].id);
+      const bool want = it != todo_chunk.end() && !drop[it->second];
+      f.chunks.push_back(order[i]);
+      f.wanted.push_back(want);
+      if (want) {
+        replaced += r.todo[it->second].stored_size;
+        ++count;
+      }
+    }
+    if (count == 0 || f.segment.size > replaced + count * kRequestBytes) continue;
+    for (size_t i = 0; i < f.chunks.size(); ++i)
+      if (f.wanted[i]) drop[todo_chunk.at(f.chunks[i].id)] = true;
+    r.todo_bytes = r.todo_bytes - replaced + f.segment.size;
+    r.segments.push_back(std::move(f));
+  }
+  std::vector<package::PieceRef> rest;
+  for (size_t i = 0; i < r.todo.size(); ++i)
+    if (!drop[i]) rest.push_back(std::move(r.todo[i]));
+  r.todo = std::move(rest);
+}
+
+// The update bundle from the version the node runs, when the node lacks nearly all of it (a
+// node that holds only that version lacks exactly its pieces; one that resumes, or holds
+// other versions too, may lack less: then its pieces one by one). The pieces are assumed to
+// be the bundle's (what they are is known once it is read; any it lacks are fetched after).
+void choose_bundle(const package::Manifest& m, const std::string& from,
+                   const stdfs::path& from_tree, const chunk::TreeIndex* from_index, Resolved& r) {
+  if (r.key || from.empty() || from_index == nullptr || r.todo.empty()) return;
+  for (const package::Bundle& b : m.bundles) {
+    if (b.from != from || r.todo_bytes * 10 < b.bytes() * 9) continue;
+    auto pieces = package::bundle_pieces(*r.index, from_tree, *from_index);
+    if (!pieces || !package::bundle_spans(b.segments, *pieces)) return;
+    r.bundle = b.segments;
+    r.bundle_pieces = std::move(*pieces);
+    r.todo_bytes = b.bytes();
+    return;
+  }
+}
+
+}  // namespace
 
 Result<Resolved> resolve_download(Engine& e, Session& s, const package::Manifest& m,
                                   const std::string& target_path, const stdfs::path& device_key,
@@ -189,6 +260,17 @@ Result<Resolved> resolve_download(Engine& e, Session& s, const package::Manifest
   // The seal overhead of every piece in full_bytes too (bytes_to_fetch is not used here:
   // todo_bytes above counts the pieces the cache lacks, each with its overhead).
   if (r.key) package::add_seal_overhead(*r.index, *r.plan);
+  r.cache_bytes = r.todo_bytes;
+  const chunk::TreeIndex* from_index = nullptr;
+  if (!from.empty() && !seeds.empty() && seeds.front().tree == st.version_dir(c, from))
+    from_index = seeds.front().index;
+  choose_bundle(m, from, st.version_dir(c, from), from_index, r);
+  if (r.bundle.empty()) choose_segments(m, r);
+  // A node with nothing would download the index and the cold pack when that is smaller.
+  uint64_t pack_bytes = 0;
+  for (const auto& seg : m.pack) pack_bytes += seg.size;
+  if (!r.key && pack_bytes > 0 && r.index_file.size() + pack_bytes < r.plan->full_bytes)
+    r.plan->full_bytes = r.index_file.size() + pack_bytes;
   return r;
 }
 
@@ -258,14 +340,14 @@ Status check_size_and_space(Engine& e, const package::Manifest& m, const Resolve
                                      " bytes, its tree index " + std::to_string(tree) +
                                      "; refusing it");
   const uint64_t reused = r.plan ? std::min(r.plan->reused_bytes, tree) : 0;
-  const uint64_t write = tree - reused, need = write + r.todo_bytes;
+  const uint64_t write = tree - reused, need = write + r.cache_bytes;
   auto space = e.disk_space();
   if (!space) return {};  // cannot tell: the writes will
   const uint64_t free = space->free, reserve = space->reserve;
   if (free >= reserve && need <= free - reserve) return {};
   return fail(Code::no_space,
               "installing " + m.id() + " needs " + human_bytes(need) + " (" + human_bytes(write) +
-                  " of files to write after hard links, " + human_bytes(r.todo_bytes) +
+                  " of files to write after hard links, " + human_bytes(r.cache_bytes) +
                   " of pieces to download), " + human_bytes(free) + " is free on " +
                   e.root().string() + " and " + human_bytes(reserve) +
                   " stays in reserve; nothing was written (mup gc frees old versions)");
@@ -289,6 +371,11 @@ Result<Engine::DiskSpace> Engine::disk_space() const {
   return d;
 }
 
+// Chunks carved out of a cold pack segment go into the cache at a fast level: they are read
+// once, by the stage step, and the cache is dropped after the install (gc).
+constexpr int kCacheLevel = 1;
+constexpr unsigned kSegmentWorkers = 2;
+
 Result<Event> fetch_step(Work& w) {
   const package::Manifest& m = *w.manifest;
   const std::string& c = w.op.component();
@@ -310,25 +397,71 @@ Result<Event> fetch_step(Work& w) {
   w.in.emit({{"event", "progress"}, {"phase", "fetch"}, {"done", 0}, {"total", r.todo_bytes}});
   const crypto::AesKey* kp = r.key ? &*r.key : nullptr;
   const std::atomic<bool>* cancel = w.install ? w.install->cancel : nullptr;
+  auto borrow = [&]() {
+    std::lock_guard<std::mutex> g(mu);
+    if (pool.empty()) return w.in.fetcher();
+    auto f = std::move(pool.back());
+    pool.pop_back();
+    return f;
+  };
+  auto get = [&](const std::string& rel, uint64_t max) {
+    auto f = borrow();
+    auto got = f->fetch(w.session->url + "/" + rel, max);
+    std::lock_guard<std::mutex> g(mu);
+    pool.push_back(std::move(f));
+    return got;
+  };
+  auto done = [&](uint64_t piece_bytes, uint64_t wire) {
+    std::lock_guard<std::mutex> g(mu);
+    done_bytes += piece_bytes;
+    fetched += wire;
+    w.in.emit(
+        {{"event", "progress"}, {"phase", "fetch"}, {"done", done_bytes}, {"total", r.todo_bytes}});
+  };
+  // A cold pack segment: every chunk it holds is verified, those the node lacks are cached.
+  auto fetch_segment = [&](const Resolved::SegmentFetch& sf) -> Status {
+    const std::string rel = chunk::pack_segment_rel_path(sf.segment.sha256);
+    auto got = get(rel, sf.segment.size);
+    if (!got) return tl::unexpected(got.error().context("downloading " + rel));
+    size_t at = 0;
+    MUP_TRY(chunk::explode_segment(
+        *got, sf.segment, sf.chunks,
+        [&](const chunk::ChunkRef& c, std::span<const uint8_t> plain) -> Status {
+          if (!sf.wanted[at++]) return {};
+          MUP_TRY(fault::point("install.piece"));
+          return w.e.store().pieces().put_chunk(c.id, plain, kCacheLevel).map([](uint64_t) {});
+        }));
+    done(sf.segment.size, got->size());
+    return {};
+  };
+  // An update bundle segment: the pieces of it the node lacks are verified and cached.
+  std::unordered_set<std::string> lacking;
+  for (const auto& p : r.todo) lacking.insert(p.rel_path);
+  auto spans = package::bundle_spans(r.bundle, r.bundle_pieces);
+  auto fetch_bundle_segment = [&](size_t i) -> Status {
+    if (cancel && cancel->load())
+      return fail(Code::cancelled, "install of " + m.id() + " cancelled");
+    const chunk::PackSegment& seg = r.bundle[i];
+    const std::string rel = package::bundle_segment_rel_path(seg.sha256);
+    auto got = get(rel, seg.size);
+    if (!got) return tl::unexpected(got.error().context("downloading " + rel));
+    MUP_TRY(package::read_bundle_segment(
+        *got, seg, (*spans)[i],
+        [&](const package::PieceRef& p, std::span<const uint8_t> bytes) -> Status {
+          if (!lacking.count(p.rel_path)) return {};
+          MUP_TRY(package::verify_piece(p, bytes));
+          MUP_TRY(fault::point("install.piece"));
+          return w.e.store().pieces().put_blob(p.rel_path, bytes);
+        }));
+    done(seg.size, got->size());
+    return {};
+  };
   auto fetch_one = [&](size_t i) -> Status {
     if (cancel && cancel->load())
       return fail(Code::cancelled, "install of " + m.id() + " cancelled");
-    const package::PieceRef& n = r.todo[i];
-    std::unique_ptr<transfer::Fetcher> f;
-    {
-      std::lock_guard<std::mutex> g(mu);
-      if (!pool.empty()) {
-        f = std::move(pool.back());
-        pool.pop_back();
-      }
-    }
-    if (!f) f = w.in.fetcher();
-    std::string url = w.session->url + "/" + package::piece_download_path(m, kp, n.rel_path);
-    auto got = f->fetch(url, n.stored_size + 64);
-    {
-      std::lock_guard<std::mutex> g(mu);
-      pool.push_back(std::move(f));
-    }
+    if (i < r.segments.size()) return fetch_segment(r.segments[i]);
+    const package::PieceRef& n = r.todo[i - r.segments.size()];
+    auto got = get(package::piece_download_path(m, kp, n.rel_path), n.stored_size + 64);
     if (!got) return tl::unexpected(got.error().context("downloading " + n.rel_path));
     uint64_t wire = got->size();
     auto piece = package::open_piece(m, kp, n.rel_path, std::move(*got));
@@ -336,15 +469,43 @@ Result<Event> fetch_step(Work& w) {
     MUP_TRY(package::verify_piece(n, *piece));
     MUP_TRY(fault::point("install.piece"));
     MUP_TRY(w.e.store().pieces().put_blob(n.rel_path, *piece));
-    std::lock_guard<std::mutex> g(mu);
-    done_bytes += n.stored_size + (kp ? package::kSealOverhead : 0);
-    fetched += wire;
-    w.in.emit(
-        {{"event", "progress"}, {"phase", "fetch"}, {"done", done_bytes}, {"total", r.todo_bytes}});
+    done(n.stored_size + (kp ? package::kSealOverhead : 0), wire);
     return {};
   };
-  unsigned conns = std::max(1u, w.install_connections);
-  Status ok = try_parallel_for(r.todo.size(), conns, fetch_one);
+  // Segments first, at most kSegmentWorkers at once (each holds its compressed bytes and a
+  // decoder window of up to its plain size in memory), then the pieces on every connection.
+  // Bundle segments, then cold pack segments, at most kSegmentWorkers at once (each holds its
+  // bytes, and a pack segment a decoder window, in memory); then the pieces one by one on every
+  // connection: those no segment held, and, when a segment failed (a mirror without it, or
+  // with other bytes), those it would have brought. Every piece is verified either way.
+  const unsigned conns = std::max(1u, w.install_connections);
+  const unsigned seg_workers = std::min(conns, kSegmentWorkers);
+  auto fall_back = [&](const Status& failed, const char* what) {
+    w.in.emit({{"event", "warning"},
+               {"component", c},
+               {"message", std::string(what) + " failed (" + failed.error().message() +
+                               "); fetching its pieces one by one"}});
+  };
+  Status ok = spans ? try_parallel_for(r.bundle.size(), seg_workers, fetch_bundle_segment)
+                    : Status(tl::unexpected(spans.error()));
+  if (!ok && !is(ok.error(), Code::cancelled)) {
+    fall_back(ok, "the update bundle");
+    ok = {};
+  }
+  if (ok) ok = try_parallel_for(r.segments.size(), seg_workers, fetch_one);
+  if (!ok && !is(ok.error(), Code::cancelled)) {
+    fall_back(ok, "the cold pack");
+    ok = {};
+    for (const auto& sf : r.segments)
+      for (size_t i = 0; i < sf.chunks.size(); ++i)
+        if (sf.wanted[i]) r.todo.push_back(package::chunk_piece(sf.chunks[i]));
+  }
+  if (ok) {
+    lacking.clear();
+    std::erase_if(r.todo, [&](const auto& p) { return w.e.store().pieces().has_blob(p.rel_path); });
+    ok = try_parallel_for(r.todo.size(), conns,
+                          [&](size_t i) { return fetch_one(r.segments.size() + i); });
+  }
   w.report.bytes_fetched += fetched;
   if (!ok) {
     (void)w.e.store().pieces().sync();  // keep what was verified: a retry resumes from it
@@ -729,6 +890,9 @@ Result<json> Engine::check(const CheckOptions& o) {
     row["download_bytes"] = d.download_bytes;
     row["cached_bytes"] = d.cached_bytes;
     row["full_bytes"] = d.full_bytes;
+    row["pieces"] = d.pieces;
+    row["pack_segments"] = d.pack_segments;
+    row["bundle_segments"] = d.bundle_segments;
     rows.push_back(std::move(row));
   }
   return json{{"updates", rows}, {"components_offered", newest.size()}};

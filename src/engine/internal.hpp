@@ -81,7 +81,18 @@ struct Resolved {
   std::vector<chunk::TreeIndex> held;  // seeds' indexes (plan refers to them)
   std::optional<delta::Plan> plan;
   std::vector<package::PieceRef> todo;  // pieces to download (not in the cache)
-  uint64_t todo_bytes = 0;              // their bytes on the wire
+  // Cold pack segments to download instead of the chunks they hold (choose_segments).
+  struct SegmentFetch {
+    chunk::PackSegment segment;
+    std::vector<chunk::ChunkRef> chunks;  // the chunks it holds, in order
+    std::vector<bool> wanted;             // per chunk: to be put in the cache
+  };
+  std::vector<SegmentFetch> segments;
+  // The update bundle from the active version, fetched before any piece (choose_bundle).
+  std::vector<chunk::PackSegment> bundle;
+  std::vector<package::PieceRef> bundle_pieces;  // what it holds (package::bundle_pieces)
+  uint64_t cache_bytes = 0;  // what the pieces take in the cache (those carved from segments too)
+  uint64_t todo_bytes = 0;   // todo's and segments' bytes on the wire
   uint64_t cached_bytes = 0;
   std::optional<crypto::AesKey> key;  // data key of an encrypted package
   DownloadPlan summary() const;

@@ -105,6 +105,62 @@ Status validate_component_name(std::string_view name) {
   return {};
 }
 
+namespace {
+// [{"chunks": 1..2^32-1, "size": >0, "sha256": 64 hex}, ...], at most one segment per chunk a
+// tree index can hold ("pack", and each bundle's "segments").
+Result<std::vector<chunk::PackSegment>> parse_segments(const json& j, const std::string& what) {
+  if (!j.is_array() || j.empty() || j.size() > chunk::TreeIndex::kMaxEntries)
+    return tl::unexpected(bad("\"" + what + "\" is not a non-empty array of segments"));
+  std::vector<chunk::PackSegment> out;
+  out.reserve(j.size());
+  for (const auto& s : j) {
+    const bool shape = s.is_object() && s.size() == 3 && s.contains("chunks") &&
+                       s.contains("size") && s.contains("sha256");
+    if (!shape || !s["chunks"].is_number_unsigned() || !s["size"].is_number_unsigned() ||
+        !s["sha256"].is_string() || s["chunks"].get<uint64_t>() == 0 ||
+        s["chunks"].get<uint64_t>() > UINT32_MAX || s["size"].get<uint64_t>() == 0)
+      return tl::unexpected(bad("a \"" + what + "\" segment is not {chunks, size, sha256}"));
+    const auto count = s["chunks"], size = s["size"], sha = s["sha256"];
+    auto d = Digest::from_hex(sha.get<std::string>());
+    if (!d) return tl::unexpected(bad("a \"" + what + "\" segment's sha256 is not 64 hex digits"));
+    out.push_back({static_cast<uint32_t>(count.get<uint64_t>()), size.get<uint64_t>(), *d});
+  }
+  return out;
+}
+
+json segments_json(const std::vector<chunk::PackSegment>& segments) {
+  json out = json::array();
+  for (const auto& seg : segments)
+    out.push_back({{"chunks", seg.chunks}, {"size", seg.size}, {"sha256", seg.sha256.hex()}});
+  return out;
+}
+
+// "bundles": [{"from": VERSION, "segments": [...]}, ...], each version once.
+Result<std::vector<Bundle>> parse_bundles(const json& j) {
+  if (!j.is_array() || j.size() > 1000)
+    return tl::unexpected(bad("\"bundles\" is not an array of at most 1000 bundles"));
+  std::vector<Bundle> out;
+  for (const auto& b : j) {
+    if (!b.is_object() || b.size() != 2 || !b.contains("from") || !b["from"].is_string() ||
+        !Version::parse(b["from"].get<std::string>()) || !b.contains("segments"))
+      return tl::unexpected(bad("a bundle is not {from: VERSION, segments}"));
+    auto segs = parse_segments(b["segments"], "segments");
+    if (!segs) return tl::unexpected(segs.error());
+    for (const auto& o : out)
+      if (o.from == b["from"].get<std::string>())
+        return tl::unexpected(bad("two bundles from " + o.from));
+    out.push_back({b["from"].get<std::string>(), std::move(*segs)});
+  }
+  return out;
+}
+}  // namespace
+
+uint64_t Bundle::bytes() const {
+  uint64_t n = 0;
+  for (const auto& s : segments) n += s.size;
+  return n;
+}
+
 json Manifest::to_json() const {
   json deps = json::array();
   for (const auto& d : depends) deps.push_back(d.str());
@@ -123,6 +179,13 @@ json Manifest::to_json() const {
             {"rollback_policy", rollback_policy},
             {"delta_from", delta_from}};
   if (index_body_size > 0) j["index_body_size"] = index_body_size;
+  if (!pack.empty()) j["pack"] = segments_json(pack);
+  if (!bundles.empty()) {
+    json bs = json::array();
+    for (const auto& b : bundles)
+      bs.push_back({{"from", b.from}, {"segments", segments_json(b.segments)}});
+    j["bundles"] = std::move(bs);
+  }
   if (!encryption.is_null()) j["encryption"] = encryption;
   return j;
 }
@@ -202,6 +265,16 @@ Result<Manifest> Manifest::from_json(const json& j) {
         return tl::unexpected(bad("\"delta_from\" holds a non-version"));
       m.delta_from.push_back(d.get<std::string>());
     }
+  }
+  if (auto it = j.find("pack"); it != j.end()) {
+    auto p = parse_segments(*it, "pack");
+    if (!p) return tl::unexpected(p.error());
+    m.pack = std::move(*p);
+  }
+  if (auto it = j.find("bundles"); it != j.end()) {
+    auto b = parse_bundles(*it);
+    if (!b) return tl::unexpected(b.error());
+    m.bundles = std::move(*b);
   }
   if (auto it = j.find("encryption"); it != j.end()) {
     if (auto s = validate_encryption(*it); !s) return tl::unexpected(s.error());

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "chunk/cold_pack.hpp"
 #include "core/error.hpp"
 #include "package/semver.hpp"
 
@@ -36,6 +37,15 @@ std::string_view default_strategy(PackageType t);
 inline constexpr std::string_view kSealedScheme = "mup-sealed-v1";
 inline constexpr size_t kMaxRecipients = 10'000;
 
+// An update bundle (package/bundle.hpp): the pieces a node holding `from` needs, in segments
+// whose .chunks counts the pieces each holds.
+struct Bundle {
+  std::string from;
+  std::vector<chunk::PackSegment> segments;
+  uint64_t bytes() const;  // sum of the segments' sizes
+  bool operator==(const Bundle&) const = default;
+};
+
 struct Manifest {
   static constexpr int kFormat = 1;
 
@@ -55,6 +65,12 @@ struct Manifest {
   std::string strategy;  // one of kStrategies
   nlohmann::json rollback_policy = nlohmann::json::object();
   std::vector<std::string> delta_from;  // versions a node can update from by delta
+  // The cold pack's segments ("pack": [{"chunks", "size", "sha256"}, ...], chunk/cold_pack.hpp):
+  // empty when the publisher made none (encrypted packages, --no-cold-pack, older publishers).
+  std::vector<chunk::PackSegment> pack;
+  // Update bundles ("bundles": [{"from": VERSION, "segments": [...]}, ...]), one per
+  // delta_from version at most; empty for encrypted packages and older publishers.
+  std::vector<Bundle> bundles;
   // null (a plain package), or {"scheme": "mup-sealed-v1", "recipients": [{"key_id":
   // <16 lowercase hex>, "wrapped": <184 lowercase hex>}, ...]}: 1..kMaxRecipients
   // recipients with distinct key ids, no other fields.

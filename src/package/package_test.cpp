@@ -67,6 +67,8 @@ Manifest sample() {
   m.strategy = "canary";
   m.rollback_policy = {{"max_error_rate", 0.05}};
   m.delta_from = {"2.0.0"};
+  m.pack = {{12, 3456, sha256(std::vector<uint8_t>{1})}, {3, 789, sha256(std::vector<uint8_t>{2})}};
+  m.bundles = {{"2.0.0", {{40, 5000, sha256(std::vector<uint8_t>{3})}}}};
   return m;
 }
 
@@ -99,6 +101,24 @@ TEST(Manifest, RejectsBadFields) {
   expect_bad("size", -1);
   expect_bad("id", "other@1.0.0");
   expect_bad("index", nullptr);
+  const std::string hex(64, 'c');
+  expect_bad("pack", nlohmann::json::array());
+  expect_bad("pack", nlohmann::json::object());
+  expect_bad("pack", {{{"chunks", 0}, {"size", 1}, {"sha256", hex}}});
+  expect_bad("pack", {{{"chunks", 1}, {"size", 0}, {"sha256", hex}}});
+  expect_bad("pack", {{{"chunks", 1}, {"size", 1}, {"sha256", "cc"}}});
+  expect_bad("pack", {{{"chunks", 1ull << 32}, {"size", 1}, {"sha256", hex}}});
+  expect_bad("pack", {{{"chunks", -1}, {"size", 1}, {"sha256", hex}}});
+  expect_bad("pack", {{{"chunks", 1}, {"size", 1}, {"sha256", hex}, {"more", 1}}});
+  expect_bad("pack", {{{"chunks", 1}, {"size", 1}}});
+  const nlohmann::json seg = {{"chunks", 1}, {"size", 1}, {"sha256", hex}};
+  expect_bad("bundles", nlohmann::json::object());
+  expect_bad("bundles", {{{"from", "2.0"}, {"segments", {seg}}}});
+  expect_bad("bundles", {{{"from", "2.0.0"}, {"segments", nlohmann::json::array()}}});
+  expect_bad("bundles", {{{"from", "2.0.0"}}});
+  expect_bad("bundles", {{{"from", "2.0.0"}, {"segments", {seg}}, {"x", 1}}});
+  expect_bad("bundles",
+             {{{"from", "2.0.0"}, {"segments", {seg}}}, {{"from", "2.0.0"}, {"segments", {seg}}}});
   auto future = base;
   future["format"] = 2;
   auto f = Manifest::from_json(future);

@@ -117,10 +117,6 @@ Status write_object(const stdfs::path& path, std::span<const uint8_t> bytes) {
   return s;
 }
 
-PieceRef chunk_piece(const chunk::ChunkRef& c) {
-  return {chunk_rel_path(c.id), c.stored_size, true, c.id, c.size};
-}
-
 PieceRef delta_piece(const chunk::Entry& e, const chunk::DeltaRef& d) {
   return {delta::piece_rel_path(d.base, e.digest), d.stored_size, false, d.piece, 0};
 }
@@ -176,6 +172,10 @@ bool is_encrypted(const Manifest& m) {
 
 std::string device_key_id(std::span<const uint8_t> device_public) {
   return sha256(device_public).hex().substr(0, 16);
+}
+
+PieceRef chunk_piece(const chunk::ChunkRef& c) {
+  return {chunk_rel_path(c.id), c.stored_size, true, c.id, c.size};
 }
 
 std::string chunk_rel_path(const Digest& id) {

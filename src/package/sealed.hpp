@@ -86,6 +86,8 @@ struct PieceRef {
 [[nodiscard]] Status verify_piece(const PieceRef& piece, std::span<const uint8_t> stored);
 // ChunkStore's relative path of a chunk (its chunk_path() under the root).
 std::string chunk_rel_path(const Digest& id);
+// The piece a chunk is.
+PieceRef chunk_piece(const chunk::ChunkRef& c);
 // Every piece the index names (each chunk and delta piece once), in index order.
 std::vector<PieceRef> referenced_pieces(const chunk::TreeIndex& index);
 // The pieces a node must download to carry out `plan` (chunks not found in seeds, delta

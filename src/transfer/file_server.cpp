@@ -74,8 +74,9 @@ constexpr auto kIdle = std::chrono::seconds(30);  // no progress this long: clos
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket s, const stdfs::path& root, std::atomic<size_t>& live)
-      : stream_(std::move(s)), root_(root), live_(live) {
+  Session(tcp::socket s, const stdfs::path& root, std::atomic<size_t>& live,
+          std::atomic<uint64_t>& requests)
+      : stream_(std::move(s)), root_(root), live_(live), requests_(requests) {
     ++live_;
   }
   ~Session() { --live_; }
@@ -128,6 +129,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void handle() {
     const auto& req = parser_->get();
+    ++requests_;
     keep_ = req.keep_alive();
     if (req.method() != http::verb::get && req.method() != http::verb::head)
       return error(http::status::method_not_allowed, "only GET and HEAD");
@@ -229,6 +231,7 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::tcp_stream stream_;
   const stdfs::path& root_;
   std::atomic<size_t>& live_;
+  std::atomic<uint64_t>& requests_;
   beast::flat_buffer buf_;
   std::optional<http::request_parser<http::empty_body>> parser_;
   bool keep_ = true;
@@ -247,6 +250,7 @@ struct FileServer::Impl {
   std::condition_variable cv;
   bool stopped = false;
   std::atomic<size_t> live{0};
+  std::atomic<uint64_t> requests{0};
   std::atomic<size_t> max_connections{512};
   std::chrono::milliseconds backoff{0};
 
@@ -276,7 +280,7 @@ struct FileServer::Impl {
           sock->shutdown(tcp::socket::shutdown_both, e);
         });
       } else {
-        std::make_shared<Session>(std::move(s), root, live)->run();
+        std::make_shared<Session>(std::move(s), root, live, requests)->run();
       }
       accept();
     });
@@ -326,6 +330,10 @@ FileServer::~FileServer() {
 
 void FileServer::set_max_connections(size_t n) {
   impl_->max_connections = n;
+}
+
+uint64_t FileServer::requests() const {
+  return impl_->requests.load();
 }
 
 uint16_t FileServer::port() const {

@@ -32,6 +32,8 @@ class FileServer {
                                                                  unsigned threads = 2);
   ~FileServer();
   uint16_t port() const;
+  // Requests answered so far (every status), for tests and benchmarks that count round trips.
+  uint64_t requests() const;
   // Connections served at once (default 512); more are answered 503 and closed.
   void set_max_connections(size_t n);
   std::string base_url() const;  // "http://HOST:PORT"
