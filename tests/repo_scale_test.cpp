@@ -137,6 +137,9 @@ TEST_F(RepoScale, PruneKeepsTheNewestAndANodeBehindInstallsTheNewest) {
   // --dry-run lists everything and changes nothing.
   const auto meta_before = metadata_files();
   const size_t chunks_before = files_under("repo/chunks") + files_under("repo/deltas");
+  // Cold pack segments (one per version) and update bundles (one per --delta-from).
+  const size_t segments_before = files_under("repo/packs") + files_under("repo/bundles");
+  ASSERT_GE(segments_before, 9u);
   auto dry =
       ok({"repo", "prune", s("repo"), "--keys", s("keys"), "--keep", "2", "--dry-run", "--json"});
   auto plan = json::parse(dry.out, nullptr, false);
@@ -165,6 +168,8 @@ TEST_F(RepoScale, PruneKeepsTheNewestAndANodeBehindInstallsTheNewest) {
   for (const auto& f : plan["metadata"])
     EXPECT_FALSE(stdfs::exists(d_ / "repo" / f["path"].get<std::string>())) << f;
   EXPECT_LT(files_under("repo/chunks") + files_under("repo/deltas"), chunks_before);
+  // app 1.3.0 and 1.4.0 (a pack each; their bundles from 1.2.0 and 1.3.0) and other 1.0.0.
+  EXPECT_EQ(files_under("repo/packs") + files_under("repo/bundles"), 5u);
   ok({"repo", "verify", s("repo")});
   // A node that read timestamp.json just before the prune finds the snapshot it names and
   // every role that snapshot names; so does one that read it before the last publish (it

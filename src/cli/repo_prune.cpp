@@ -12,7 +12,8 @@
 //     the current timestamp and goes through the current snapshot (TUF's client never needs
 //     an old snapshot). Roots and timestamp.json stay.
 //  3. files: tree indexes (DIR/targets) no remaining target lists, and pieces (chunks/,
-//     deltas/, indexes/, sealed/) no remaining version's index references. Sealed pieces are
+//     deltas/, indexes/, sealed/) no remaining version's index references, and cold pack
+//     and update bundle segments (packs/, bundles/) no remaining manifest signs. Sealed pieces are
 //     named with the component's data key: a component whose encrypted index no key in
 //     KEYDIR/data opens keeps all its sealed pieces (said in the output).
 //
@@ -27,6 +28,7 @@
 #include <set>
 #include <unordered_set>
 
+#include "chunk/cold_pack.hpp"
 #include "chunk/tree_index.hpp"
 #include "cli/commands.hpp"
 #include "cli/repo_roles.hpp"
@@ -34,6 +36,7 @@
 #include "core/progress.hpp"
 #include "core/sha256.hpp"
 #include "engine/locks.hpp"
+#include "package/bundle.hpp"
 #include "package/manifest.hpp"
 #include "package/sealed.hpp"
 #include "tuf/clock.hpp"
@@ -163,6 +166,10 @@ Status add_version_references(const tuf::Repository& repo, const std::string& ke
   auto m = package::Manifest::from_json(tf.custom);
   if (!m) return {};  // not a package: its file is kept, it references no piece
   ref.index_shas.insert(m->index_sha256);
+  for (const auto& seg : m->pack) ref.pieces.insert(chunk::pack_segment_rel_path(seg.sha256));
+  for (const auto& b : m->bundles)
+    for (const auto& seg : b.segments)
+      ref.pieces.insert(package::bundle_segment_rel_path(seg.sha256));
   auto bytes = fs::read_file(file, tf.length);
   if (!bytes) return tl::unexpected(bytes.error().context("reading the index of " + m->id()));
   MUP_TRY(tf.verify(*bytes, path));
@@ -228,7 +235,8 @@ void plan_file_removals(const tuf::Repository& repo, const Referenced& ref, Prun
   auto keep_piece = [&](const std::string& rel) {
     std::string_view r(rel);
     auto name = r.substr(r.rfind('/') + 1);
-    if (r.rfind("chunks/", 0) == 0) return !is_hex(name) || ref.pieces.count(rel) > 0;
+    if (r.rfind("chunks/", 0) == 0 || r.rfind("packs/", 0) == 0 || r.rfind("bundles/", 0) == 0)
+      return !is_hex(name) || ref.pieces.count(rel) > 0;
     if (r.rfind("deltas/", 0) == 0) return name.find('-') == r.npos || ref.pieces.count(rel) > 0;
     if (r.rfind("indexes/", 0) == 0) {
       size_t dash = name.find('-');
@@ -242,7 +250,7 @@ void plan_file_removals(const tuf::Repository& repo, const Referenced& ref, Prun
     }
     return true;
   };
-  for (const char* sub : {"chunks", "deltas", "indexes", "sealed"}) {
+  for (const char* sub : {"chunks", "deltas", "indexes", "sealed", "packs", "bundles"}) {
     for (auto it = stdfs::recursive_directory_iterator(dir / sub, ec);
          it != stdfs::recursive_directory_iterator(); it.increment(ec)) {
       if (ec) break;
@@ -354,7 +362,7 @@ void run_repo_prune(const PruneArgs& a) {
     // New metadata first (nothing it names is removed), then what only old metadata named.
     if (!plan.versions.empty()) must(repo.publish(), "signing the pruned metadata");
     must(remove_files(plan.indexes, stdfs::path(a.dir) / "targets"));
-    for (const char* sub : {"chunks", "deltas", "indexes", "sealed"}) {
+    for (const char* sub : {"chunks", "deltas", "indexes", "sealed", "packs", "bundles"}) {
       std::vector<FileToRemove> mine;
       for (const auto& f : plan.pieces)
         if (f.path.lexically_relative(a.dir).begin()->string() == sub) mine.push_back(f);
