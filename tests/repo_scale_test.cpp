@@ -215,6 +215,53 @@ TEST_F(RepoScale, PruneKeepsTheNewestAndANodeBehindInstallsTheNewest) {
   EXPECT_EQ(bad.exit_code, 1);
 }
 
+// Encrypted versions: the prune finds their sealed pieces with the component's data key in
+// KEYDIR/data; without the key it keeps them all and says so. A recipient installs the newest.
+TEST_F(RepoScale, PruneOfEncryptedVersionsRemovesTheirSealedPiecesWithTheDataKey) {
+  ok({"keygen", "--device", "dev-a", "--out", s("dev")});
+  std::vector<std::string> enc = {"--encrypt-to", s("dev/dev-a.pub")};
+  publish("app", "1.0.0", enc);
+  for (const char* v : {"1.1.0", "1.2.0"}) {
+    auto extra = enc;
+    extra.insert(extra.end(), {"--delta-from", std::string(v) == "1.1.0" ? "1.0.0" : "1.1.0"});
+    publish("app", v, extra);
+  }
+  const size_t sealed_before = files_under("repo/sealed");
+  ASSERT_GT(sealed_before, 0u);
+
+  // Without the data keys: nothing sealed is listed, and the note says why.
+  stdfs::create_directories(d_ / "nodata");
+  for (auto& e : stdfs::directory_iterator(d_ / "keys"))
+    if (e.path().extension() == ".pem")
+      stdfs::copy_file(e.path(), d_ / "nodata" / e.path().filename());
+  auto blind = json::parse(
+      ok({"repo", "prune", s("repo"), "--keys", s("nodata"), "--keep", "1", "--dry-run", "--json"})
+          .out);
+  EXPECT_EQ(blind["versions"].size(), 2u);
+  for (const auto& p : blind["pieces"])
+    EXPECT_NE(p["path"].get<std::string>().rfind("sealed/", 0), 0u) << p;
+  ASSERT_FALSE(blind["notes"].empty());
+  EXPECT_NE(blind["notes"][0].get<std::string>().find("every sealed piece of app is kept"),
+            std::string::npos);
+
+  auto real = json::parse(
+      ok({"repo", "prune", s("repo"), "--keys", s("keys"), "--keep", "1", "--json"}).out);
+  EXPECT_TRUE(real["notes"].empty());
+  size_t sealed_listed = 0;
+  for (const auto& p : real["pieces"])
+    sealed_listed += p["path"].get<std::string>().rfind("sealed/app/", 0) == 0;
+  EXPECT_GT(sealed_listed, 0u);
+  EXPECT_EQ(files_under("repo/sealed"), sealed_before - sealed_listed);
+  ok({"repo", "verify", s("repo")});
+
+  serve();
+  ok({"remote", "add", "origin", server_->base_url(), "--trusted-root",
+      s("repo/metadata/1.root.json"), "--root", s("node")});
+  ok({"install", "app", "--root", s("node"), "--device-key", s("dev/dev-a.key")});
+  std::string why;
+  EXPECT_TRUE(trees_equal(d_ / "node/components/app/1.2.0", d_ / "src-app-1.2.0", &why)) << why;
+}
+
 // A repository written before component roles (app's versions in top-level targets): nodes
 // read it, and the next publish of app moves them into app's new role, once.
 TEST_F(RepoScale, TargetsInTopLevelTargetsAreReadAndMoveToTheComponentRoleOnItsNextPublish) {
