@@ -23,6 +23,8 @@ RESULTS=$(realpath -m "${RESULTS:-$ROOT/bench/results/update-transfer-$(date -u 
 REPS=${REPS:-3}
 ZSTD_T=${ZSTD_T:-0}
 [ -x "$MUP" ] || { echo "no mup binary at $MUP: run make build" >&2; exit 1; }
+# The os tree carries setuid helpers (bin/su, ...): the node must allow them for its type.
+export MUP_ALLOW_SPECIAL_MODES=${MUP_ALLOW_SPECIAL_MODES:-application}
 for t in nginx ostree zstd python3; do
   command -v "$t" > /dev/null || { echo "needs $t: scripts/install-deps.sh --bench" >&2; exit 1; }
 done

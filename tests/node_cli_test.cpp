@@ -14,6 +14,16 @@ namespace {
 
 using nlohmann::json;
 
+// Flips a byte in the middle of every file under `dir` (a mirror serving other bytes).
+void corrupt_files_under(const stdfs::path& dir) {
+  for (auto& e : stdfs::recursive_directory_iterator(dir)) {
+    if (!e.is_regular_file()) continue;
+    auto b = read_file(e.path());
+    b[b.size() / 2] ^= 0xff;
+    write_file(e.path(), b);
+  }
+}
+
 TEST_F(NodeCli, InstallUpgradeRollbackHistoryAudit) {
   auto r1 = mup_json({"install", "app", "--version", "1.0.0"});
   EXPECT_EQ(active(), "1.0.0");
@@ -99,13 +109,8 @@ TEST_F(NodeCli, FullDiskDuringStagingKeepsTheOldVersion) {
 TEST_F(NodeCli, CorruptPieceOnTheServerChangesNothing) {
   ok({"install", "app", "--version", "1.0.0", "--root", s("node")});
   // Corrupt every delta the repository holds, alone and in the update bundle.
-  for (const char* dir : {"repo/deltas", "repo/bundles"})
-    for (auto& e : stdfs::recursive_directory_iterator(d_ / dir)) {
-      if (!e.is_regular_file()) continue;
-      auto b = read_file(e.path());
-      b[b.size() / 2] ^= 0xff;
-      write_file(e.path(), b);
-    }
+  corrupt_files_under(d_ / "repo/deltas");
+  corrupt_files_under(d_ / "repo/bundles");
   auto r = mup({"install", "app"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("does not match"), std::string::npos) << r.err;
@@ -191,13 +196,8 @@ TEST_F(ColdPackCli, AColdInstallFetchesTheColdPackAndAnUpdateOnlyWhatChanged) {
 // A segment with other bytes (or none: a mirror that lacks it) is refused, and the pieces it
 // would have brought come one by one, each verified.
 TEST_F(ColdPackCli, ACorruptSegmentIsRefusedAndItsPiecesComeOneByOne) {
-  for (const char* dir : {"repo/packs", "repo/bundles"})
-    for (auto& e : stdfs::recursive_directory_iterator(d_ / dir)) {
-      if (!e.is_regular_file()) continue;
-      auto b = read_file(e.path());
-      b[b.size() / 2] ^= 0xff;
-      write_file(e.path(), b);
-    }
+  corrupt_files_under(d_ / "repo/packs");
+  corrupt_files_under(d_ / "repo/bundles");
   for (const char* v : {"1.0.0", "2.0.0"}) {
     auto r = mup({"install", "docs", "--version", v, "--json"});
     ASSERT_EQ(r.exit_code, 0) << r.err;

@@ -108,7 +108,7 @@ DownloadPlan Resolved::summary() const {
   d.download_bytes = index_bytes + todo_bytes;
   d.cached_bytes = cached_bytes;
   d.full_bytes = plan ? plan->full_bytes : 0;
-  d.pieces = todo.size();
+  d.pieces = todo.size() - bundle_covers;
   d.pack_segments = segments.size();
   d.bundle_segments = bundle.size();
   return d;
@@ -160,22 +160,35 @@ void choose_segments(const package::Manifest& m, Resolved& r) {
   r.todo = std::move(rest);
 }
 
-// The update bundle from the version the node runs, when the node lacks nearly all of it (a
-// node that holds only that version lacks exactly its pieces; one that resumes, or holds
-// other versions too, may lack less: then its pieces one by one). The pieces are assumed to
-// be the bundle's (what they are is known once it is read; any it lacks are fetched after).
+// The update bundle from the version the node runs, when the node lacks at least 90% of its
+// bytes (a node that holds only that version lacks exactly its pieces; one that resumes, or
+// holds other versions too, may lack less: then its pieces one by one). The pieces of todo
+// the bundle does not hold are fetched one by one after it.
 void choose_bundle(const package::Manifest& m, const std::string& from,
                    const stdfs::path& from_tree, const chunk::TreeIndex* from_index, Resolved& r) {
   if (r.key || from.empty() || from_index == nullptr || r.todo.empty()) return;
-  for (const package::Bundle& b : m.bundles) {
-    if (b.from != from || r.todo_bytes * 10 < b.bytes() * 9) continue;
-    auto pieces = package::bundle_pieces(*r.index, from_tree, *from_index);
-    if (!pieces || !package::bundle_spans(b.segments, *pieces)) return;
-    r.bundle = b.segments;
-    r.bundle_pieces = std::move(*pieces);
-    r.todo_bytes = b.bytes();
-    return;
+  auto b = std::find_if(m.bundles.begin(), m.bundles.end(),
+                        [&](const package::Bundle& x) { return x.from == from; });
+  if (b == m.bundles.end()) return;
+  auto pieces = package::bundle_pieces(*r.index, from_tree, *from_index);
+  if (!pieces || !package::bundle_spans(b->segments, *pieces)) return;
+  std::unordered_set<std::string> in_bundle;
+  for (const auto& p : *pieces) in_bundle.insert(p.rel_path);
+  uint64_t covered = 0, rest = 0;
+  size_t covers = 0;
+  for (const auto& p : r.todo) {
+    if (in_bundle.count(p.rel_path)) {
+      covered += p.stored_size;
+      ++covers;
+    } else {
+      rest += p.stored_size;  // fetched one by one after the bundle
+    }
   }
+  if (covered * 10 < b->bytes() * 9) return;
+  r.bundle = b->segments;
+  r.bundle_pieces = std::move(*pieces);
+  r.bundle_covers = covers;
+  r.todo_bytes = b->bytes() + rest;
 }
 
 }  // namespace

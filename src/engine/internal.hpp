@@ -91,6 +91,7 @@ struct Resolved {
   // The update bundle from the active version, fetched before any piece (choose_bundle).
   std::vector<chunk::PackSegment> bundle;
   std::vector<package::PieceRef> bundle_pieces;  // what it holds (package::bundle_pieces)
+  size_t bundle_covers = 0;                      // pieces of todo it holds
   uint64_t cache_bytes = 0;  // what the pieces take in the cache (those carved from segments too)
   uint64_t todo_bytes = 0;   // todo's and segments' bytes on the wire
   uint64_t cached_bytes = 0;
