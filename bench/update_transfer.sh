@@ -70,7 +70,7 @@ served() {
 log_lines() { wc -l < "$WORK/nginx/requests.log"; }
 
 TSV=$RESULTS/results.tsv
-printf 'pair\ttree_bytes\ttar_zst_bytes\tcold_bytes\tcold_requests\tcold_s\tcold_before_bytes\tcold_before_pieces\tupdate_bytes\tupdate_requests\tupdate_s\tupdate_before_bytes\tupdate_before_pieces\tostree_bytes\tostree_requests\tostree_s\tverify\n' > "$TSV"
+printf 'pair\ttree_bytes\ttar_zst_bytes\tcold_bytes\tcold_requests\tcold_s\tcold_before_bytes\tcold_before_pieces\tupdate_bytes\tupdate_requests\tupdate_s\tupdate_before_bytes\tupdate_before_pieces\tostree_bytes\tostree_requests\tostree_s\tverify\tpieces_bytes\tpieces_requests\tpieces_s\n' > "$TSV"
 PAIRS=${*:-$(cd "$CORPUS/pairs" && ls -1)}
 for PAIR in $PAIRS; do
   P=$CORPUS/pairs/$PAIR WORK=$RESULTS/work/$PAIR
@@ -140,6 +140,15 @@ for PAIR in $PAIRS; do
     os+=("$(echo "$(now) - $t0" | bc)")
     read -r ost_req ost_bytes < <(served "$PORT_OST" "$from")
   done
+  # Before bundles: the same update with its pieces one by one (a mirror without bundles/: the
+  # node says so and falls back), measured the same way.
+  mv "$WORK/repo/bundles" "$WORK/repo/bundles.off"
+  rm -rf "$WORK/node"; cp -a "$WORK/node1" "$WORK/node"; sync
+  from=$(log_lines); t0=$(now)
+  "$MUP" install c --root "$WORK/node" --no-snapshot --json | tail -1 > "$RESULTS/logs/$PAIR.update-pieces.json"
+  pieces_s=$(echo "$(now) - $t0" | bc)
+  read -r pieces_req pieces_bytes < <(served "$PORT_MUP" "$from")
+  mv "$WORK/repo/bundles.off" "$WORK/repo/bundles"
   upd_s=$(printf '%s\n' "${ws[@]}" | median)
   ost_s=$(printf '%s\n' "${os[@]}" | median)
   [ "$verify" = ok ] && verify=$(diff -r --no-dereference -q "$WORK/node/components/c/current/" "$S2" > /dev/null && echo ok || echo FAIL)
@@ -149,6 +158,7 @@ for PAIR in $PAIRS; do
     "$tar_zst" "$cold_bytes" "$cold_req" "$cold_s" "$cold_before" "$cold_before_pieces" \
     "$upd_bytes" "$upd_req" "$upd_s" "$upd_before" "$upd_before_pieces" "$ost_bytes" "$ost_req" \
     "$ost_s" "$verify" >> "$TSV"
+  sed -i "\$s/\$/\t$pieces_bytes\t$pieces_req\t$pieces_s/" "$TSV"
   log "$PAIR: cold $cold_bytes B in $cold_req requests (tar.zst $tar_zst); update $upd_bytes B in $upd_req requests, ${upd_s}s (ostree $ost_bytes B, $ost_req requests, ${ost_s}s); $verify"
   [ -n "${KEEP:-}" ] || rm -rf "$WORK"
 done
@@ -166,10 +176,14 @@ for x in rows:
           f"{r(x['cold_bytes'], x['tar_zst_bytes'])} | {x['cold_requests']} | {float(x['cold_s']):.2f} | "
           f"{n(x['cold_before_bytes']):,} | {r(x['cold_before_bytes'], x['tar_zst_bytes'])} | {x['cold_before_pieces']} |")
 print("\nUpdate v1 -> v2 over HTTP (medians of REPS), mup against ostree's pull of its static delta:\n")
-print("| pair | mup bytes | requests | mup s | ostree bytes | requests | ostree s | time ratio | before: bytes | pieces | verify |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+print("| pair | mup bytes | requests | mup s | ostree bytes | requests | ostree s | time ratio | before: pieces one by one, bytes | requests | s | verify |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 for x in rows:
+    pb, pr, ps = x.get('pieces_bytes') or '0', x.get('pieces_requests') or '-', x.get('pieces_s') or '0'
     print(f"| {x['pair']} | {n(x['update_bytes']):,} | {x['update_requests']} | {float(x['update_s']):.2f} | "
           f"{n(x['ostree_bytes']):,} | {x['ostree_requests']} | {float(x['ostree_s']):.2f} | "
-          f"{r(x['update_s'], x['ostree_s'])} | {n(x['update_before_bytes']):,} | {x['update_before_pieces']} | {x['verify']} |")
+          f"{r(x['update_s'], x['ostree_s'])} | {n(pb):,} | {pr} | {float(ps):.2f} | {x['verify']} |")
+print("\n(bytes and requests: everything the node asked nginx for during the command, TUF metadata included;"
+      " the planner's figure for a node holding v1's directory: " +
+      ", ".join(f"{x['pair']} {n(x['update_before_bytes']):,} B in {x['update_before_pieces']} pieces" for x in rows) + ")")
 EOF
