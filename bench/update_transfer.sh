@@ -12,7 +12,9 @@
 # env: CORPUS (../corpus), RESULTS (bench/results/update-transfer-<date>), REPS=3 (timed
 #      installs and pulls, medians), ZSTD_T=0 (threads of the tar.zst peer), KEEP=1 keeps the
 #      work dirs (repositories, nodes, nginx logs), OSTREE_DELTA_ARGS (default "--inline
-#      --min-fallback-size=2048", as ../shared/bench/measure.sh; "" for ostree's defaults)
+#      --min-fallback-size=2048", as ../shared/bench/measure.sh; "" for ostree's defaults; the
+#      model pairs need a delta without --inline: ostree pull refuses a superblock over 10 MB),
+#      OSTREE=0 skips ostree
 # needs: scripts/install-deps.sh --bench (nginx, ostree, zstd, python3), a Release build
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -99,16 +101,20 @@ for PAIR in $PAIRS; do
     --seed-index "$idx1" --json |
     python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["bytes_to_fetch"], j["chunks"] + j["deltas"])')
 
-  log "$PAIR: ostree commit v1, v2, static delta v1 -> v2"
+  OSTREE=${OSTREE:-1}
+  log "$PAIR: ostree commit v1, v2, static delta v1 -> v2 (OSTREE=$OSTREE)"
   OST=$WORK/ost-archive
-  ostree --repo="$OST" init --mode=archive
-  cargs=(--owner-uid=0 --owner-gid=0 --no-xattrs --timestamp=2024-01-01T00:00:00Z)
-  ostree --repo="$OST" commit -b v1 -s v1 --tree=dir="$S1" "${cargs[@]}" > /dev/null
-  ostree --repo="$OST" commit -b v2 -s v2 --tree=dir="$S2" "${cargs[@]}" > /dev/null
-  # shellcheck disable=SC2086
-  ostree --repo="$OST" static-delta generate --from=v1 --to=v2 ${OSTREE_DELTA_ARGS---inline --min-fallback-size=2048} > /dev/null
-  ostree --repo="$OST" summary -u
+  mkdir -p "$OST"
+  if [ "$OSTREE" = 1 ]; then
+    ostree --repo="$OST" init --mode=archive
+    cargs=(--owner-uid=0 --owner-gid=0 --no-xattrs --timestamp=2024-01-01T00:00:00Z)
+    ostree --repo="$OST" commit -b v1 -s v1 --tree=dir="$S1" "${cargs[@]}" > /dev/null
+    ostree --repo="$OST" commit -b v2 -s v2 --tree=dir="$S2" "${cargs[@]}" > /dev/null
+    # shellcheck disable=SC2086
+    ostree --repo="$OST" static-delta generate --from=v1 --to=v2 ${OSTREE_DELTA_ARGS---inline --min-fallback-size=2048} > /dev/null
+    ostree --repo="$OST" summary -u
 
+  fi
   start_nginx "$WORK" "$WORK/repo" "$OST"
   url=http://127.0.0.1:$PORT_MUP
   # mup: a node with v1 (template), a cold install of v2, then updates on copies of the template.
@@ -123,9 +129,11 @@ for PAIR in $PAIRS; do
   rm -rf "$WORK/cold"
   # ostree: a bare repo with v1 (template), then pulls of v2 through the static delta.
   CT=$WORK/ost-client-tmpl
-  ostree --repo="$CT" init --mode=bare
-  ostree --repo="$CT" remote add --no-gpg-verify o "http://127.0.0.1:$PORT_OST"
-  ostree --repo="$CT" pull o v1 > /dev/null
+  if [ "$OSTREE" = 1 ]; then
+    ostree --repo="$CT" init --mode=bare
+    ostree --repo="$CT" remote add --no-gpg-verify o "http://127.0.0.1:$PORT_OST"
+    ostree --repo="$CT" pull o v1 > /dev/null
+  fi
   # Timed updates, mup and ostree in turn (so both meet the same machine load).
   ws=() os=()
   for ((i = 1; i <= REPS; i++)); do
@@ -134,10 +142,13 @@ for PAIR in $PAIRS; do
     "$MUP" install c --root "$WORK/node" --no-snapshot --json | tail -1 > "$RESULTS/logs/$PAIR.update.json"
     ws+=("$(echo "$(now) - $t0" | bc)")
     read -r upd_req upd_bytes < <(served "$PORT_MUP" "$from")
+    ost_req=0 ost_bytes=0
+    os+=(0)
+    [ "$OSTREE" = 1 ] || continue
     rm -rf "$WORK/ost-client"; cp -a "$CT" "$WORK/ost-client"; sync
     from=$(log_lines); t0=$(now)
     ostree --repo="$WORK/ost-client" pull --require-static-deltas o v2 > "$RESULTS/logs/$PAIR.ostree-pull.txt"
-    os+=("$(echo "$(now) - $t0" | bc)")
+    os[-1]=$(echo "$(now) - $t0" | bc)
     read -r ost_req ost_bytes < <(served "$PORT_OST" "$from")
   done
   # Before bundles: the same update with its pieces one by one (a mirror without bundles/: the
