@@ -432,12 +432,18 @@ Result<GcReport> InstallStore::gc(const GcOptions& opts) {
       if (!installed && age < std::chrono::seconds(opts.unfinished_piece_age_s)) continue;
       unused.push_back({it->path(), static_cast<uint64_t>(st.st_size)});
     }
+    std::set<stdfs::path> emptied;
     for (const auto& [p, sz] : unused) {
       if (!opts.dry_run && ::unlink(p.c_str()) != 0) continue;
       ++rep.pieces_removed;
       rep.piece_bytes_freed += sz;
       rep.pieces.push_back(p.lexically_relative(root_).string());
+      emptied.insert(p.parent_path());
     }
+    // The fan-out directories (chunks/ab/) a removal emptied go too (a put makes them again),
+    // or a node's file count would grow with every piece prefix it ever saw.
+    for (const auto& d : emptied)
+      if (d != root_ / sub) (void)::rmdir(d.c_str());  // fails, harmlessly, when not empty
   }
   return rep;
 }

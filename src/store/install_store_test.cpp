@@ -166,6 +166,14 @@ TEST_F(InstallStoreTest, GcDropsPiecesTheInstalledTreesHoldAndKeepsAnUnfinishedI
   ASSERT_TRUE(old);
   EXPECT_EQ(std::count(old->pieces.begin(), old->pieces.end(), extra_rel), 1);
   EXPECT_EQ(count_chunks(), 0u);
+  // And the fan-out directories they emptied (a node's file count stays flat).
+  size_t dirs = 0;
+  for (auto& e : stdfs::recursive_directory_iterator(st_->pieces().root() / "chunks"))
+    dirs += e.is_directory() ? 1 : 0;
+  EXPECT_EQ(dirs, 0u);
+  // A later put makes its directory again.
+  ASSERT_TRUE(st_->pieces().put_chunk(sha256(extra), extra, 3));
+  EXPECT_TRUE(st_->pieces().has_chunk(sha256(extra)));
 }
 
 TEST_F(InstallStoreTest, RecoverRemovesTempsAndOrphanIndexes) {
