@@ -44,6 +44,12 @@ std::string pack_segment_rel_path(const Digest& sha256) {
   return "packs/" + hex.substr(0, 2) + "/" + hex;
 }
 
+uint64_t segments_size(std::span<const PackSegment> segments) {
+  uint64_t n = 0;
+  for (const PackSegment& s : segments) n += s.size;
+  return n;
+}
+
 Result<std::vector<PackSegment>> write_cold_pack(const TreeIndex& index, const ChunkStore& store,
                                                  const ColdPackOptions& opts) {
   const std::vector<ChunkRef> order = pack_order(index);

@@ -55,6 +55,9 @@ std::vector<ChunkRef> pack_order(const TreeIndex& index);
 
 std::string pack_segment_rel_path(const Digest& sha256);
 
+// The bytes a node downloads for `segments` (a cold pack's, or an update bundle's).
+uint64_t segments_size(std::span<const PackSegment> segments);
+
 // Reads every chunk of `index` from `store` and writes its cold pack there (segments the
 // store already holds are kept). The store is synced before it returns.
 [[nodiscard]] Result<std::vector<PackSegment>> write_cold_pack(const TreeIndex& index,

@@ -382,7 +382,6 @@ void run_publish(const PublishArgs& a) {
   }
   // The cold pack: what a node holding little of this version downloads (not for encrypted
   // packages: their pieces are sealed one by one).
-  uint64_t cold_pack_bytes = 0;
   if (!enc && !a.no_cold_pack) {
     chunk::ColdPackOptions co = a.cold_pack;
     co.verify_reused = o.verify_reused;
@@ -390,8 +389,8 @@ void run_publish(const PublishArgs& a) {
       std::fprintf(stderr, "writing the cold pack (zstd -%d, %s segments)...\n", co.level,
                    human_bytes(co.segment_bytes).c_str());
     m.pack = must(chunk::write_cold_pack(idx, store, co), "writing the cold pack of " + m.id());
-    for (const auto& seg : m.pack) cold_pack_bytes += seg.size;
   }
+  const uint64_t cold_pack_bytes = chunk::segments_size(m.pack);
   package::SealStats sealed;
   if (enc) {
     // Pieces first, durable, then the signed metadata that names them.

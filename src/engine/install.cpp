@@ -280,8 +280,7 @@ Result<Resolved> resolve_download(Engine& e, Session& s, const package::Manifest
   choose_bundle(m, from, st.version_dir(c, from), from_index, r);
   if (r.bundle.empty()) choose_segments(m, r);
   // A node with nothing would download the index and the cold pack when that is smaller.
-  uint64_t pack_bytes = 0;
-  for (const auto& seg : m.pack) pack_bytes += seg.size;
+  const uint64_t pack_bytes = chunk::segments_size(m.pack);
   if (!r.key && pack_bytes > 0 && r.index_file.size() + pack_bytes < r.plan->full_bytes)
     r.plan->full_bytes = r.index_file.size() + pack_bytes;
   return r;
@@ -410,6 +409,11 @@ Result<Event> fetch_step(Work& w) {
   w.in.emit({{"event", "progress"}, {"phase", "fetch"}, {"done", 0}, {"total", r.todo_bytes}});
   const crypto::AesKey* kp = r.key ? &*r.key : nullptr;
   const std::atomic<bool>* cancel = w.install ? w.install->cancel : nullptr;
+  auto not_cancelled = [&]() -> Status {
+    if (cancel && cancel->load())
+      return fail(Code::cancelled, "install of " + m.id() + " cancelled");
+    return {};
+  };
   auto borrow = [&]() {
     std::lock_guard<std::mutex> g(mu);
     if (pool.empty()) return w.in.fetcher();
@@ -432,7 +436,9 @@ Result<Event> fetch_step(Work& w) {
         {{"event", "progress"}, {"phase", "fetch"}, {"done", done_bytes}, {"total", r.todo_bytes}});
   };
   // A cold pack segment: every chunk it holds is verified, those the node lacks are cached.
-  auto fetch_segment = [&](const Resolved::SegmentFetch& sf) -> Status {
+  auto fetch_segment = [&](size_t i) -> Status {
+    MUP_TRY(not_cancelled());
+    const Resolved::SegmentFetch& sf = r.segments[i];
     const std::string rel = chunk::pack_segment_rel_path(sf.segment.sha256);
     auto got = get(rel, sf.segment.size);
     if (!got) return tl::unexpected(got.error().context("downloading " + rel));
@@ -452,8 +458,7 @@ Result<Event> fetch_step(Work& w) {
   for (const auto& p : r.todo) lacking.insert(p.rel_path);
   auto spans = package::bundle_spans(r.bundle, r.bundle_pieces);
   auto fetch_bundle_segment = [&](size_t i) -> Status {
-    if (cancel && cancel->load())
-      return fail(Code::cancelled, "install of " + m.id() + " cancelled");
+    MUP_TRY(not_cancelled());
     const chunk::PackSegment& seg = r.bundle[i];
     const std::string rel = package::bundle_segment_rel_path(seg.sha256);
     auto got = get(rel, seg.size);
@@ -469,11 +474,9 @@ Result<Event> fetch_step(Work& w) {
     done(seg.size, got->size());
     return {};
   };
-  auto fetch_one = [&](size_t i) -> Status {
-    if (cancel && cancel->load())
-      return fail(Code::cancelled, "install of " + m.id() + " cancelled");
-    if (i < r.segments.size()) return fetch_segment(r.segments[i]);
-    const package::PieceRef& n = r.todo[i - r.segments.size()];
+  auto fetch_piece = [&](size_t i) -> Status {
+    MUP_TRY(not_cancelled());
+    const package::PieceRef& n = r.todo[i];
     auto got = get(package::piece_download_path(m, kp, n.rel_path), n.stored_size + 64);
     if (!got) return tl::unexpected(got.error().context("downloading " + n.rel_path));
     uint64_t wire = got->size();
@@ -485,8 +488,6 @@ Result<Event> fetch_step(Work& w) {
     done(n.stored_size + (kp ? package::kSealOverhead : 0), wire);
     return {};
   };
-  // Segments first, at most kSegmentWorkers at once (each holds its compressed bytes and a
-  // decoder window of up to its plain size in memory), then the pieces on every connection.
   // Bundle segments, then cold pack segments, at most kSegmentWorkers at once (each holds its
   // bytes, and a pack segment a decoder window, in memory); then the pieces one by one on every
   // connection: those no segment held, and, when a segment failed (a mirror without it, or
@@ -505,7 +506,7 @@ Result<Event> fetch_step(Work& w) {
     fall_back(ok, "the update bundle");
     ok = {};
   }
-  if (ok) ok = try_parallel_for(r.segments.size(), seg_workers, fetch_one);
+  if (ok) ok = try_parallel_for(r.segments.size(), seg_workers, fetch_segment);
   if (!ok && !is(ok.error(), Code::cancelled)) {
     fall_back(ok, "the cold pack");
     ok = {};
@@ -514,10 +515,8 @@ Result<Event> fetch_step(Work& w) {
         if (sf.wanted[i]) r.todo.push_back(package::chunk_piece(sf.chunks[i]));
   }
   if (ok) {
-    lacking.clear();
     std::erase_if(r.todo, [&](const auto& p) { return w.e.store().pieces().has_blob(p.rel_path); });
-    ok = try_parallel_for(r.todo.size(), conns,
-                          [&](size_t i) { return fetch_one(r.segments.size() + i); });
+    ok = try_parallel_for(r.todo.size(), conns, fetch_piece);
   }
   w.report.bytes_fetched += fetched;
   if (!ok) {

@@ -156,9 +156,7 @@ Result<std::vector<Bundle>> parse_bundles(const json& j) {
 }  // namespace
 
 uint64_t Bundle::bytes() const {
-  uint64_t n = 0;
-  for (const auto& s : segments) n += s.size;
-  return n;
+  return chunk::segments_size(segments);
 }
 
 json Manifest::to_json() const {
