@@ -8,7 +8,8 @@
 # end, their ratio (the bar: flat within 10% after the first 50 cycles), and a trend table.
 #
 # usage: bench/node_soak.sh [--cycles N] [--out FILE]      (default 1000 cycles)
-# env: MUP (build/src/cli/mup), WORK (a temp dir under $TMPDIR, removed at exit),
+# env: MUP (build/src/cli/mup), WORK (a temp dir under $TMPDIR, removed at exit unless
+#      KEEP_WORK=1),
 #      PUBLISH_ARGS (extra publish flags, e.g. "--cold-pack-level 3" for a shorter run)
 # needs: GNU time (Debian package time), python3, a Release build
 set -euo pipefail
@@ -27,7 +28,10 @@ done
 [ -x /usr/bin/time ] || { echo "needs GNU time: apt-get install time" >&2; exit 1; }
 WORK=${WORK:-$(mktemp -d "${TMPDIR:-/tmp}/mup-soak.XXXXXX")}
 SERVER=
-cleanup() { [ -n "$SERVER" ] && kill "$SERVER" 2> /dev/null || true; rm -rf "$WORK"; }
+cleanup() {
+  [ -n "$SERVER" ] && kill "$SERVER" 2> /dev/null || true
+  [ "${KEEP_WORK:-0}" = 1 ] || rm -rf "$WORK"
+}
 trap cleanup EXIT
 TSV=$WORK/cycles.tsv
 
