@@ -314,6 +314,35 @@ TEST_F(NodeCli, PinHoldsAVersionAndGcKeepsIt) {
   expect_consistent(d_ / "node", "after gc");
 }
 
+TEST_F(NodeCli, GcTrimsTheHistoryAndTheAuditLogStillVerifies) {
+  ok({"install", "app", "--version", "1.0.0", "--root", s("node")});
+  for (int i = 0; i < 3; ++i) {
+    ok({"install", "app", "--root", s("node")});
+    ok({"rollback", "app", "--root", s("node")});
+  }
+  const size_t ops = mup_json({"history"}).size();
+  ASSERT_GE(ops, 7u);
+  auto dry = mup_json(
+      {"gc", "--history-keep", "3", "--steps-keep", "1", "--audit-keep", "2", "--dry-run"});
+  EXPECT_EQ(dry["operations_removed"], ops - 3) << dry.dump();
+  EXPECT_GE(dry["audit_records_removed"].get<uint64_t>(), 5u) << dry.dump();
+  EXPECT_EQ(mup_json({"history"}).size(), ops) << "a dry run changes nothing";
+  auto g = mup_json({"gc", "--history-keep", "3", "--steps-keep", "1", "--audit-keep", "2"});
+  EXPECT_EQ(g["operations_removed"], ops - 3) << g.dump();
+  EXPECT_GT(g["steps_removed"].get<uint64_t>(), 0u) << g.dump();
+  EXPECT_EQ(g["audit_records_removed"], dry["audit_records_removed"]);
+  EXPECT_TRUE(g["audit_problem"].get<std::string>().empty());
+  // The gc's own operation is the newest now: 3 kept + it.
+  EXPECT_EQ(mup_json({"history"}).size(), 4u);
+  EXPECT_EQ(mup_json({"audit", "show"}).size(), 3u) << "2 kept + the gc's own record";
+  auto v = mup_json({"audit", "verify"});
+  EXPECT_TRUE(v["ok"].get<bool>()) << v.dump();
+  EXPECT_EQ(v["trimmed_through"], g["audit_trimmed_through"]);
+  EXPECT_GT(v["trimmed_through"].get<int64_t>(), 0);
+  EXPECT_TRUE(active_is("v1"));
+  expect_consistent(d_ / "node", "after trimming the history");
+}
+
 TEST_F(NodeCli, SnapshotsRestoreState) {
   ok({"install", "app", "--version", "1.0.0", "--root", s("node")});
   ok({"install", "app", "--root", s("node")});  // snapshot taken while 1.0.0 was active

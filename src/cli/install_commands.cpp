@@ -346,11 +346,24 @@ void register_install_commands(CLI::App& app) {
     cmd->add_option("--unfinished-piece-age", a->o.unfinished_piece_age_s,
                     "Seconds the pieces of an unfinished install are kept for its resume "
                     "(default 86400)");
+    cmd->add_option("--history-keep", a->o.history_keep,
+                    "Finished operations kept in the history, newest first (default 500; 0: "
+                    "all)");
+    cmd->add_option("--steps-keep", a->o.steps_keep,
+                    "Of those, how many keep their step-by-step journal (default 50; 0: all)");
+    cmd->add_option("--audit-keep", a->o.audit_keep,
+                    "Audit records kept, newest first (default 1000; 0: all): older ones are "
+                    "cut off the front of the hash chain, which still verifies from the cut");
     cmd->add_flag("--dry-run", a->o.dry_run, "List everything that would be removed");
     add_node_options(cmd, a->n);
     cmd->callback([a] {
       auto node = open_node(a->n);
       auto r = must(node->gc(a->o), "garbage collection");
+      if (!r.audit_problem.empty())
+        std::fprintf(stderr,
+                     "warning: no audit record was trimmed: the audit log does not verify (%s); "
+                     "run `mup audit verify`\n",
+                     r.audit_problem.c_str());
       json removed = json::array();
       for (const auto& [c, v] : r.removed) removed.push_back(c + "@" + v);
       if (a->n.json()) {
@@ -362,6 +375,11 @@ void register_install_commands(CLI::App& app) {
                     {"snapshots_removed", r.snapshots_removed},
                     {"snapshot_bytes_freed", r.snapshot_bytes_freed},
                     {"bytes_after", r.bytes_after},
+                    {"operations_removed", r.operations_removed},
+                    {"steps_removed", r.steps_removed},
+                    {"audit_records_removed", r.audit_records_removed},
+                    {"audit_trimmed_through", r.audit_base},
+                    {"audit_problem", r.audit_problem},
                     {"dry_run", a->o.dry_run}});
         return;
       }
@@ -373,6 +391,11 @@ void register_install_commands(CLI::App& app) {
           human_bytes(r.snapshot_bytes_freed).c_str(),
           static_cast<unsigned long long>(r.pieces_removed),
           human_bytes(r.piece_bytes_freed).c_str(), human_bytes(r.bytes_after).c_str());
+      if (r.operations_removed || r.steps_removed || r.audit_records_removed)
+        std::printf("history: %llu operation(s), %llu step record(s), %llu audit record(s)\n",
+                    static_cast<unsigned long long>(r.operations_removed),
+                    static_cast<unsigned long long>(r.steps_removed),
+                    static_cast<unsigned long long>(r.audit_records_removed));
       for (const auto& x : removed) std::printf("  version  %s\n", x.get<std::string>().c_str());
       for (const auto& x : r.snapshots_removed) std::printf("  snapshot %s\n", x.c_str());
       // Every piece when asked what would go; a count otherwise (there may be thousands).
@@ -499,10 +522,15 @@ void register_install_commands(CLI::App& app) {
         print_json({{"ok", r.ok},
                     {"records", r.records},
                     {"bad_record", r.bad_seq},
-                    {"problem", r.problem}});
+                    {"problem", r.problem},
+                    {"trimmed_through", r.base}});
       } else if (r.ok) {
-        std::printf("audit log verified: %llu records, chain intact\n",
+        std::printf("audit log verified: %llu records, chain intact",
                     static_cast<unsigned long long>(r.records));
+        if (r.base > 0)
+          std::printf(" (records 1-%lld were trimmed by gc; the chain starts after them)",
+                      static_cast<long long>(r.base));
+        std::printf("\n");
       } else {
         std::printf("AUDIT LOG TAMPERED: %s\n", r.problem.c_str());
       }

@@ -457,6 +457,7 @@ Result<store::GcReport> Engine::gc(const store::GcOptions& o) {
     auto rep = store_.gc(o);
     if (!rep) return rep;
     MUP_TRY(collect_snapshots(*this, *db, o, *rep));
+    MUP_TRY(collect_history(*in_, *db, o, *rep));
     return rep;
   }
   Intent intent;

@@ -152,6 +152,11 @@ State run(Work& w, State start);
 // nothing is removed. `rep.removed` names the versions gc removes (or would).
 [[nodiscard]] Status collect_snapshots(Engine& e, state::StateDb& db, const store::GcOptions& o,
                                        store::GcReport& rep);
+// gc's history retention (store::GcOptions history_keep, steps_keep, audit_keep): counts
+// into `rep`; with dry_run nothing is removed. Audit records are cut only from a chain that
+// verifies (with the node's audit key when it has one).
+[[nodiscard]] Status collect_history(const Engine::Internals& in, state::StateDb& db,
+                                     const store::GcOptions& o, store::GcReport& rep);
 // The component row's trial fields from a version row and the intent.
 [[nodiscard]] Status recover_all(Engine& e, RecoveryReport& report);
 

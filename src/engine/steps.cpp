@@ -310,6 +310,7 @@ Result<Event> collect_step(Work& w) {
   if (!r) return tl::unexpected(r.error());
   w.gc_report = std::move(*r);
   MUP_TRY(collect_snapshots(w.e, w.db, w.gc, w.gc_report));
+  MUP_TRY(collect_history(w.in, w.db, w.gc, w.gc_report));
   return Event::ok;
 }
 
@@ -379,6 +380,23 @@ Status collect_snapshots(Engine& e, state::StateDb& db, const store::GcOptions& 
     auto deleted = db.delete_snapshot(s.id);
     if (!deleted) return tl::unexpected(deleted.error());
   }
+  return {};
+}
+
+Status collect_history(const Engine::Internals& in, state::StateDb& db, const store::GcOptions& o,
+                       store::GcReport& rep) {
+  state::HistoryRetention keep;
+  keep.operations = o.history_keep;
+  keep.steps = o.steps_keep;
+  keep.audit = o.audit_keep;
+  keep.dry_run = o.dry_run;
+  auto t = db.trim_history(keep, in.audit_public ? &*in.audit_public : nullptr);
+  if (!t) return tl::unexpected(t.error().context("trimming the history"));
+  rep.operations_removed = t->operations;
+  rep.steps_removed = t->steps;
+  rep.audit_records_removed = t->audit;
+  rep.audit_base = t->audit_base;
+  rep.audit_problem = t->audit_problem;
   return {};
 }
 

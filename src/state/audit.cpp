@@ -2,7 +2,10 @@
 //
 // Record n stores prev_hash = hash of record n-1 (64 zeros for record 1) and its own hash
 // over its canonical bytes (audit_record_hash), so editing, removing or reordering records
-// breaks the chain at the first record touched. audit_head(seq, hash) moves in the same
+// breaks the chain at the first record touched. gc may cut the oldest records off (history
+// retention): audit_base keeps the (seq, hash) of the last one cut, and the chain is
+// verified from there; records above the base cannot be deleted (a trigger), and a chain
+// that does not verify is never cut (the evidence stays). audit_head(seq, hash) moves in the same
 // transaction as each append, so cutting records off the end (which leaves a valid
 // shorter chain) shows as a log that ends before its head. Someone able to rewrite the
 // file can still rebuild a consistent unsigned chain and head; signatures with the node
@@ -19,9 +22,6 @@ namespace mup::state {
 using detail::Stmt;
 
 namespace {
-
-constexpr std::string_view kZeroHash =
-    "0000000000000000000000000000000000000000000000000000000000000000";
 
 Digest audit_digest(int64_t seq, int64_t at_ms, std::string_view actor, std::string_view action,
                     std::string_view subject, std::string_view detail_text,
@@ -61,8 +61,23 @@ Result<std::optional<Head>> read_head(detail::Conn& conn) {
   return std::optional<Head>(Head{st->col_int(0), st->col_text(1)});
 }
 
+// The base row (schema 8); nullopt when it is missing (the table was tampered with).
+Result<std::optional<Head>> read_base(detail::Conn& conn) {
+  auto st =
+      Stmt::prepare(conn, "SELECT seq, hash FROM audit_base WHERE id = 1", "read the audit base");
+  if (!st) return tl::unexpected<Error>(std::move(st).error());
+  auto row = st->step();
+  if (!row) return tl::unexpected<Error>(std::move(row).error());
+  if (!*row) return std::optional<Head>();
+  return std::optional<Head>(Head{st->col_int(0), st->col_text(1)});
+}
+
 AuditReport broken(uint64_t records, int64_t seq, std::string problem) {
-  return AuditReport{false, records, seq, std::move(problem)};
+  AuditReport r;
+  r.records = records;
+  r.bad_seq = seq;
+  r.problem = std::move(problem);
+  return r;
 }
 
 std::string rec(int64_t seq) {
@@ -157,6 +172,9 @@ Result<AuditReport> StateDb::verify_audit(const crypto::PublicKey* key) {
   auto head = read_head(*conn_);
   if (!head) return tl::unexpected<Error>(std::move(head).error());
   if (!*head) return broken(0, 0, "the audit head is missing (the audit_head row was removed)");
+  auto base = read_base(*conn_);
+  if (!base) return tl::unexpected<Error>(std::move(base).error());
+  if (!*base) return broken(0, 0, "the audit base is missing (the audit_base row was removed)");
 
   auto st = Stmt::prepare(*conn_,
                           "SELECT seq, at, actor, action, subject, detail, prev_hash, hash, "
@@ -164,8 +182,9 @@ Result<AuditReport> StateDb::verify_audit(const crypto::PublicKey* key) {
                           "read the audit log");
   if (!st) return tl::unexpected<Error>(std::move(st).error());
   uint64_t records = 0;
-  int64_t last = 0;  // seq of the last record read
-  std::string prev(kZeroHash);
+  const int64_t first = (*base)->seq;  // records up to it were cut by gc
+  int64_t last = first;                // seq of the last record read
+  std::string prev = (*base)->hash;
   bool signed_seen = false;  // with a key: a signed record was read
   int64_t last_unsigned = 0;
   for (;;) {
@@ -184,16 +203,21 @@ Result<AuditReport> StateDb::verify_audit(const crypto::PublicKey* key) {
                                             : "records " + std::to_string(expected) + " to " +
                                                   std::to_string(seq - 1) + " are missing";
       return broken(records, expected,
-                    gap + (last == 0 ? " (the log starts at " + std::to_string(seq) + ")"
-                                     : " (seq jumps " + std::to_string(last) + " -> " +
-                                           std::to_string(seq) + ")"));
+                    gap + (last == first ? " (the log starts at " + std::to_string(seq) + ")"
+                                         : " (seq jumps " + std::to_string(last) + " -> " +
+                                               std::to_string(seq) + ")"));
     }
     const std::string prev_hash = st->col_text(6);
     if (prev_hash != prev)
       return broken(records, seq,
-                    last == 0 ? rec(seq) + " does not start the chain (its prev_hash is not zeros)"
-                              : rec(seq) + " is out of order or " + rec(last) +
-                                    " was rewritten (prev_hash does not match " + rec(last) + ")");
+                    last == first
+                        ? rec(seq) + (first == 0 ? " does not start the chain (its prev_hash is "
+                                                   "not zeros)"
+                                                 : " does not follow the audit base (record " +
+                                                       std::to_string(first) +
+                                                       ", cut by gc): its prev_hash differs")
+                        : rec(seq) + " is out of order or " + rec(last) +
+                              " was rewritten (prev_hash does not match " + rec(last) + ")");
     const std::string hash = st->col_text(7);
     Digest d = audit_digest(seq, st->col_int(1), st->col_text(2), st->col_text(3), st->col_text(4),
                             st->col_text(5), prev_hash);
@@ -217,7 +241,7 @@ Result<AuditReport> StateDb::verify_audit(const crypto::PublicKey* key) {
     last = seq;
   }
 
-  if (key && last != 0 && last_unsigned == last)
+  if (key && last != first && last_unsigned == last)
     return broken(records, last, rec(last) + " is not signed");
   const Head& h = **head;
   if (h.seq > last)
@@ -231,9 +255,51 @@ Result<AuditReport> StateDb::verify_audit(const crypto::PublicKey* key) {
   if (h.hash != prev)
     return broken(records, last,
                   "the head does not match " +
-                      (last == 0 ? std::string("the empty log") : rec(last)) +
+                      (last == first ? std::string("the empty log") : rec(last)) +
                       " (hash differs: the last record or the head was rewritten)");
-  return AuditReport{true, records, 0, {}};
+  AuditReport ok;
+  ok.ok = true;
+  ok.records = records;
+  ok.base = first;
+  return ok;
+}
+
+Status StateDb::trim_audit(const HistoryRetention& keep, const crypto::PublicKey* key,
+                           HistoryTrimmed& out) {
+  const std::string what = "trim the audit log";
+  auto head = read_head(*conn_);
+  if (!head) return tl::unexpected<Error>(std::move(head).error());
+  auto base = read_base(*conn_);
+  if (!base) return tl::unexpected<Error>(std::move(base).error());
+  if (!*head || !*base) {
+    out.audit_problem = "the audit head or base is missing";
+    return {};
+  }
+  out.audit_base = (*base)->seq;
+  if (keep.audit == 0 || (*head)->seq <= (*base)->seq + static_cast<int64_t>(keep.audit)) return {};
+  const int64_t cut = (*head)->seq - static_cast<int64_t>(keep.audit);
+  auto report = verify_audit(key);
+  if (!report) return tl::unexpected<Error>(std::move(report).error());
+  if (!report->ok) {
+    out.audit_problem = report->problem;
+    return {};
+  }
+  auto st = Stmt::prepare(*conn_, "SELECT hash FROM audit WHERE seq = ?", what);
+  if (!st) return tl::unexpected<Error>(std::move(st).error());
+  auto row = st->bind_int(1, cut).step();
+  if (!row) return tl::unexpected<Error>(std::move(row).error());
+  if (!*row) return fail(Errc::corrupt, what + ": " + rec(cut) + " is missing");
+  const std::string cut_hash = st->col_text(0);
+  out.audit = static_cast<uint64_t>(cut - (*base)->seq);
+  if (keep.dry_run) return {};
+  auto upd = Stmt::prepare(*conn_, "UPDATE audit_base SET seq = ?, hash = ? WHERE id = 1", what);
+  if (!upd) return tl::unexpected<Error>(std::move(upd).error());
+  MUP_TRY(upd->bind_int(1, cut).bind_text(2, cut_hash).run());
+  auto del = Stmt::prepare(*conn_, "DELETE FROM audit WHERE seq <= ?", what);
+  if (!del) return tl::unexpected<Error>(std::move(del).error());
+  MUP_TRY(del->bind_int(1, cut).run());
+  out.audit_base = cut;
+  return {};
 }
 
 }  // namespace mup::state

@@ -178,6 +178,34 @@ CREATE INDEX plans_unfinished ON plans(finished_at);
      R"sql(
 DROP TABLE plans;
 )sql"},
+    // History retention (issue 12): gc may cut the oldest audit records off the front of
+    // the chain. audit_base holds the (seq, hash) of the last record cut, where verification
+    // starts; it only moves forward, and only records at or below it may be deleted. An
+    // older mup (after this down SQL) sees a trimmed log as one missing its first records.
+    {8, "history_retention", R"sql(
+CREATE TABLE audit_base(
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  seq INTEGER NOT NULL,
+  hash TEXT NOT NULL);
+INSERT INTO audit_base(id, seq, hash)
+  VALUES (1, 0, '0000000000000000000000000000000000000000000000000000000000000000');
+CREATE TRIGGER audit_base_forward BEFORE UPDATE ON audit_base WHEN NEW.seq < OLD.seq
+  BEGIN SELECT RAISE(ABORT, 'the audit base only moves forward'); END;
+CREATE TRIGGER audit_base_no_delete BEFORE DELETE ON audit_base
+  BEGIN SELECT RAISE(ABORT, 'the audit base cannot be removed'); END;
+DROP TRIGGER audit_no_delete;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+  WHEN OLD.seq > COALESCE((SELECT seq FROM audit_base WHERE id = 1), 0)
+  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+)sql",
+     R"sql(
+DROP TRIGGER audit_no_delete;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+  BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+DROP TRIGGER audit_base_no_delete;
+DROP TRIGGER audit_base_forward;
+DROP TABLE audit_base;
+)sql"},
 };
 
 }  // namespace

@@ -596,4 +596,62 @@ Status StateDb::clear_quarantine(int64_t id) {
   });
 }
 
+namespace {
+
+// SQL: the ids of the finished operations older than the newest `keep` (keep > 0).
+std::string finished_beyond(size_t keep) {
+  return "SELECT id FROM operations WHERE state != 'running' ORDER BY id DESC LIMIT -1 OFFSET " +
+         std::to_string(keep);
+}
+
+Result<int64_t> count(Conn& conn, const std::string& sql, const std::string& what) {
+  auto st = Stmt::prepare(conn, sql, what);
+  if (!st) return tl::unexpected<Error>(std::move(st).error());
+  auto row = st->step();
+  if (!row) return tl::unexpected<Error>(std::move(row).error());
+  return *row ? st->col_int(0) : 0;
+}
+
+}  // namespace
+
+Result<HistoryTrimmed> StateDb::trim_history(const HistoryRetention& keep,
+                                             const crypto::PublicKey* audit_key) {
+  HistoryTrimmed out;
+  const std::string what = "trim the history";
+  // Steps go with their operations, and past their own count.
+  std::string ops_gone = keep.operations ? finished_beyond(keep.operations) : "";
+  std::string steps_of;
+  if (keep.operations && keep.steps)
+    steps_of = "op_id IN (" + ops_gone + ") OR op_id IN (" + finished_beyond(keep.steps) + ")";
+  else if (keep.operations || keep.steps)
+    steps_of = "op_id IN (" + (keep.operations ? ops_gone : finished_beyond(keep.steps)) + ")";
+  MUP_TRY(transaction([&]() -> Status {
+    if (!steps_of.empty()) {
+      auto n = count(*conn_, "SELECT COUNT(*) FROM operation_steps WHERE " + steps_of, what);
+      if (!n) return tl::unexpected<Error>(std::move(n).error());
+      out.steps = static_cast<uint64_t>(*n);
+    }
+    if (!ops_gone.empty()) {
+      auto n = count(*conn_, "SELECT COUNT(*) FROM (" + ops_gone + ")", what);
+      if (!n) return tl::unexpected<Error>(std::move(n).error());
+      out.operations = static_cast<uint64_t>(*n);
+    }
+    if (!keep.dry_run) {
+      if (out.steps) {
+        auto st = Stmt::prepare(*conn_, "DELETE FROM operation_steps WHERE " + steps_of, what);
+        if (!st) return tl::unexpected<Error>(std::move(st).error());
+        MUP_TRY(st->run());
+      }
+      if (out.operations) {
+        auto st =
+            Stmt::prepare(*conn_, "DELETE FROM operations WHERE id IN (" + ops_gone + ")", what);
+        if (!st) return tl::unexpected<Error>(std::move(st).error());
+        MUP_TRY(st->run());
+      }
+    }
+    return trim_audit(keep, audit_key, out);
+  }));
+  return out;
+}
+
 }  // namespace mup::state

@@ -156,6 +156,24 @@ struct PlanRow {
   int64_t created_at_ms = 0, updated_at_ms = 0, finished_at_ms = 0;  // 0: running
 };
 
+// How much history to keep (StateDb::trim_history; gc's defaults are store::GcOptions').
+// Each count is of the newest; 0 keeps everything of that kind. Running operations are
+// never trimmed.
+struct HistoryRetention {
+  size_t operations = 0;  // finished operations (their history rows and step journals)
+  size_t steps = 0;       // finished operations that keep their step journal
+  size_t audit = 0;       // audit records; older ones are cut off the front of the chain
+  bool dry_run = false;   // count what would go, change nothing
+};
+
+struct HistoryTrimmed {
+  uint64_t operations = 0;    // rows removed (with their steps)
+  uint64_t steps = 0;         // step rows removed, of those and of kept operations
+  uint64_t audit = 0;         // audit records removed
+  int64_t audit_base = 0;     // seq of the last record cut, after the trim (0: none ever)
+  std::string audit_problem;  // why no audit record was cut although some were due
+};
+
 struct AuditRecord {
   int64_t seq = 0;  // 1, 2, ... without gaps
   int64_t at_ms = 0;
@@ -169,6 +187,7 @@ struct AuditRecord {
 struct AuditReport {
   bool ok = false;
   uint64_t records = 0;  // records read
+  int64_t base = 0;      // records 1..base were trimmed by gc: the chain starts after it
   int64_t bad_seq = 0;   // the first record at fault (0 when ok)
   std::string problem;   // e.g. "record 7 was edited (hash mismatch)"; empty when ok
 };
@@ -246,6 +265,13 @@ class StateDb {
   [[nodiscard]] Status note_recovery_failure(int64_t id, std::string_view error, bool quarantine);
   // Lets recovery try a quarantined operation again (attempts back to 0).
   [[nodiscard]] Status clear_quarantine(int64_t id);
+  // Removes the history beyond `keep` in one transaction: finished operations and step
+  // journals past their counts, and audit records past theirs (the audit base moves to the
+  // last one cut, so the rest still verifies). With keep.dry_run, only counts.
+  // Audit records are cut only from a chain that verifies (with `audit_key`, signatures
+  // too): otherwise none is, and audit_problem says why (the rest is still trimmed).
+  [[nodiscard]] Result<HistoryTrimmed> trim_history(const HistoryRetention& keep,
+                                                    const crypto::PublicKey* audit_key = nullptr);
 
   // --- Remotes.
   [[nodiscard]] Status add_remote(std::string_view name, std::string_view url);  // exists: error
@@ -293,11 +319,11 @@ class StateDb {
                                                  std::string_view subject,
                                                  const nlohmann::json& detail = nullptr);
   [[nodiscard]] Result<std::vector<AuditRecord>> audit(size_t limit = 0);  // newest first
-  // Checks the whole chain: seq continuity, prev_hash links, each hash, the head. With
-  // `key`, every signature must verify under it, every record after the first signed one
-  // must be signed, and so must the last (records from before the node had its key may be
-  // unsigned; the chain ties them to the first signature). A broken log is
-  // a report with ok = false, not an error; errors are for failing to read it.
+  // Checks the whole chain from the audit base (see trim_history): seq continuity, prev_hash links,
+  // each hash, the head. With `key`, every signature must verify under it, every record after the
+  // first signed one must be signed, and so must the last (records from before the node had its key
+  // may be unsigned; the chain ties them to the first signature). A broken log is a report with ok
+  // = false, not an error; errors are for failing to read it.
   [[nodiscard]] Result<AuditReport> verify_audit(const crypto::PublicKey* key = nullptr);
 
  private:
@@ -306,6 +332,9 @@ class StateDb {
                                                  std::span<const detail::Migration> migrations);
   [[nodiscard]] Status migrate(std::span<const detail::Migration> migrations);
   [[nodiscard]] Status check_down_sql(int latest);
+  // trim_history's audit part, under its transaction.
+  [[nodiscard]] Status trim_audit(const HistoryRetention& keep, const crypto::PublicKey* key,
+                                  HistoryTrimmed& out);
   [[nodiscard]] Status downgrade(int latest);
   int64_t now_ms() const { return now_(); }
 

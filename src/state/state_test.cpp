@@ -961,6 +961,128 @@ TEST_F(AuditTest, SignedLogVerifiesWithTheNodeKeyOnly) {
   ASSERT_OK(db_->integrity_check());
 }
 
+TEST_F(AuditTest, TrimmedChainVerifiesFromItsBase) {
+  HistoryRetention keep;
+  keep.audit = 2;
+  keep.dry_run = true;
+  auto dry = db_->trim_history(keep);
+  ASSERT_TRUE(dry) << dry.error().message();
+  EXPECT_EQ(dry->audit, 3u);
+  EXPECT_EQ(db_->audit()->size(), 5u) << "a dry run changes nothing";
+  keep.dry_run = false;
+  auto t = db_->trim_history(keep);
+  ASSERT_TRUE(t) << t.error().message();
+  EXPECT_EQ(t->audit, 3u);
+  EXPECT_EQ(t->audit_base, 3);
+  EXPECT_TRUE(t->audit_problem.empty()) << t->audit_problem;
+  auto recs = *db_->audit();
+  ASSERT_EQ(recs.size(), 2u);
+  EXPECT_EQ(recs.back().seq, 4);
+  auto report = verify();
+  EXPECT_TRUE(report.ok) << report.problem;
+  EXPECT_EQ(report.records, 2u);
+  EXPECT_EQ(report.base, 3);
+  // Appending goes on from the head; a second trim moves the base forward only.
+  ASSERT_TRUE(db_->append_audit("tester", "gc", "", nullptr));
+  EXPECT_EQ(db_->trim_history(keep)->audit, 1u);
+  EXPECT_TRUE(verify().ok);
+  EXPECT_EQ(verify().base, 4);
+  keep.audit = 10;
+  EXPECT_EQ(db_->trim_history(keep)->audit, 0u) << "fewer than 10 left: nothing to cut";
+
+  RawDb raw(path_);
+  std::string err;
+  EXPECT_NE(raw.exec("DELETE FROM audit WHERE seq = 5", &err), SQLITE_OK) << "above the base";
+  EXPECT_NE(err.find("append-only"), std::string::npos) << err;
+  EXPECT_NE(raw.exec("UPDATE audit_base SET seq = 1 WHERE id = 1", &err), SQLITE_OK);
+  EXPECT_NE(err.find("only moves forward"), std::string::npos) << err;
+  EXPECT_NE(raw.exec("DELETE FROM audit_base"), SQLITE_OK);
+  // The first kept record no longer linking to the base is named.
+  tamper("UPDATE audit SET prev_hash = '" + std::string(64, 'f') + "' WHERE seq = 5");
+  auto bad = verify();
+  EXPECT_FALSE(bad.ok);
+  EXPECT_EQ(bad.bad_seq, 5);
+  EXPECT_NE(bad.problem.find("does not follow the audit base (record 4"), std::string::npos)
+      << bad.problem;
+}
+
+TEST_F(AuditTest, ABrokenChainIsNeverTrimmed) {
+  tamper(R"(UPDATE audit SET detail = '{"n":20}' WHERE seq = 2)");
+  HistoryRetention keep;
+  keep.audit = 1;
+  auto t = db_->trim_history(keep);
+  ASSERT_TRUE(t) << t.error().message();
+  EXPECT_EQ(t->audit, 0u);
+  EXPECT_EQ(t->audit_problem, "record 2 was edited (hash mismatch)");
+  EXPECT_EQ(db_->audit()->size(), 5u) << "the evidence stays";
+  // Nor a signed log that does not verify under the node's key (this one is unsigned).
+  ScratchDir dir;
+  auto db = StateDb::open(dir / "state.db", clock_.fn());
+  ASSERT_TRUE(db);
+  auto key = crypto::PrivateKey::generate();
+  ASSERT_TRUE(key);
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(db->append_audit("agent", "install", "web", nullptr));
+  auto unsigned_log = db->trim_history(keep, &key->public_key());
+  ASSERT_TRUE(unsigned_log);
+  EXPECT_EQ(unsigned_log->audit, 0u);
+  EXPECT_NE(unsigned_log->audit_problem.find("not signed"), std::string::npos);
+  db->set_audit_key(*key);
+  ASSERT_TRUE(db->append_audit("agent", "audit-key-created", "", nullptr));
+  ASSERT_TRUE(db->append_audit("agent", "install", "web", nullptr));
+  auto signed_log = db->trim_history(keep, &key->public_key());
+  ASSERT_TRUE(signed_log) << signed_log.error().message();
+  EXPECT_EQ(signed_log->audit, 4u) << signed_log->audit_problem;
+  auto after = db->verify_audit(&key->public_key());
+  ASSERT_TRUE(after);
+  EXPECT_TRUE(after->ok) << after->problem;
+}
+
+TEST_F(StateTest, TrimHistoryKeepsTheNewestOperationsAndEveryRunningOne) {
+  StateDb db = open_db();
+  auto running = db.begin_operation(op("install", "web", "9.0.0"));  // oldest, never finished
+  ASSERT_TRUE(running);
+  ASSERT_OK(db.record_step(*running, "fetch"));
+  std::vector<int64_t> ids;
+  for (int i = 0; i < 10; ++i) {
+    auto id = db.begin_operation(op("activate", "web", "1.0." + std::to_string(i)));
+    ASSERT_TRUE(id);
+    ASSERT_OK(db.record_step(*id, "activate"));
+    ASSERT_OK(db.record_step(*id, "commit"));
+    ASSERT_OK(db.finish_operation(*id, "done"));
+    ids.push_back(*id);
+  }
+  HistoryRetention keep;
+  keep.operations = 4;
+  keep.steps = 2;
+  keep.dry_run = true;
+  auto dry = db.trim_history(keep);
+  ASSERT_TRUE(dry) << dry.error().message();
+  EXPECT_EQ(dry->operations, 6u);
+  EXPECT_EQ(dry->steps, 16u) << "2 steps of each of the 8 finished operations past the newest 2";
+  EXPECT_EQ(db.history()->size(), 11u) << "a dry run changes nothing";
+  keep.dry_run = false;
+  auto t = db.trim_history(keep);
+  ASSERT_TRUE(t) << t.error().message();
+  EXPECT_EQ(t->operations, 6u);
+  EXPECT_EQ(t->steps, 16u);
+  auto h = *db.history();
+  ASSERT_EQ(h.size(), 5u);
+  EXPECT_EQ(h.back().id, *running) << "a running operation is never trimmed";
+  EXPECT_EQ(h.front().id, ids.back());
+  EXPECT_EQ(h[3].id, ids[6]);
+  EXPECT_EQ(db.steps(ids[9])->size(), 2u);
+  EXPECT_EQ(db.steps(ids[8])->size(), 2u);
+  EXPECT_TRUE(db.steps(ids[7])->empty()) << "kept in the history, without its steps";
+  EXPECT_EQ(db.steps(*running)->size(), 1u);
+  ASSERT_EQ(db.unfinished_operations()->size(), 1u);
+  // 0 keeps all of a kind; the newest operation's id is not reused after trimming.
+  EXPECT_EQ(db.trim_history(HistoryRetention{})->operations, 0u);
+  auto next = db.begin_operation(op("gc", ""));
+  ASSERT_TRUE(next);
+  EXPECT_GT(*next, ids.back());
+  ASSERT_OK(db.integrity_check());
+}
+
 // --- Released schemas, frozen ---------------------------------------------------------
 //
 // testdata/schema_v<N>.sql is a database as the mup that introduced schema N wrote it,
