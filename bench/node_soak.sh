@@ -7,21 +7,28 @@
 # each command's wall time and max RSS (GNU time). Prints the figures at cycle 50 and at the
 # end, their ratio (the bar: flat within 10% after the first 50 cycles), and a trend table.
 #
-# usage: bench/node_soak.sh [--cycles N] [--out FILE]      (default 1000 cycles)
+# With --prune-keep K, the publisher also runs `mup repo prune --keep K` every 10 cycles (before
+# the node's gc), as a repository that does not keep every version forever would: without it
+# the node's cached copy of the component's targets role grows by ~0.6 kB per version ever
+# published.
+#
+# usage: bench/node_soak.sh [--cycles N] [--prune-keep K] [--out FILE]   (default 1000 cycles)
 # env: MUP (build/src/cli/mup), WORK (a temp dir under $TMPDIR, removed at exit unless
 #      KEEP_WORK=1),
-#      PUBLISH_ARGS (extra publish flags, e.g. "--cold-pack-level 3" for a shorter run)
+#      PUBLISH_ARGS (extra publish flags, e.g. "--cold-pack-level 3" for a shorter run),
+#      GC_ARGS (extra flags of the node's gc, e.g. "--history-keep 150 --audit-keep 150")
 # needs: GNU time (Debian package time), python3, a Release build
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
 MUP=${MUP:-$ROOT/build/src/cli/mup}
-CYCLES=1000 OUT=
+CYCLES=1000 OUT= PRUNE_KEEP=
 while [ $# -gt 0 ]; do
   case $1 in
     --cycles) CYCLES=$2; shift 2 ;;
+    --prune-keep) PRUNE_KEEP=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
-    *) sed -n '2,13p' "$0"; exit 2 ;;
+    *) sed -n '2,20p' "$0"; exit 2 ;;
   esac
 done
 [ -x "$MUP" ] || { echo "no mup binary at $MUP: run make build" >&2; exit 1; }
@@ -85,7 +92,11 @@ for ((n = 1; n <= CYCLES; n++)); do
   [ "$n" -gt 1 ] && rb=$(timed "$MUP" rollback soak --root "$WORK/node" | cut -d, -f1)
   act=$(timed "$MUP" activate soak "1.0.$n" --root "$WORK/node" 2> /dev/null | cut -d, -f1 || echo -)
   gc=-
-  [ $((n % 10)) -eq 0 ] && gc=$(timed "$MUP" gc --root "$WORK/node" | cut -d, -f1)
+  if [ -n "$PRUNE_KEEP" ] && [ $((n % 10)) -eq 0 ]; then
+    "$MUP" repo prune "$WORK/repo" --keys "$WORK/keys" --keep "$PRUNE_KEEP" > /dev/null
+  fi
+  # shellcheck disable=SC2086  # GC_ARGS is a list of flags
+  [ $((n % 10)) -eq 0 ] && gc=$(timed "$MUP" gc --root "$WORK/node" ${GC_ARGS:-} | cut -d, -f1)
   disk=$(du -sb "$WORK/node" | cut -f1)
   files=$(find "$WORK/node" | wc -l)
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$n" "$disk" "$files" "${pub%,*}" "${pub#*,}" \
@@ -94,7 +105,7 @@ for ((n = 1; n <= CYCLES; n++)); do
 done
 [ -n "$OUT" ] && cp "$TSV" "$OUT.tsv"
 
-python3 - "$TSV" "$CYCLES" << 'EOF' | tee ${OUT:+"$OUT.md"}
+python3 - "$TSV" "$CYCLES" "${PRUNE_KEEP:-}" "${GC_ARGS:-}" "${PUBLISH_ARGS:-}" << 'EOF' | tee ${OUT:+"$OUT.md"}
 import csv, statistics, sys
 rows = list(csv.DictReader(open(sys.argv[1]), delimiter='\t'))
 def at(n, k):  # the cycle after the last gc at or before n (a gc every 10 cycles)
@@ -104,12 +115,17 @@ def med(lo, hi, k):
     v = [float(x[k]) for x in rows[lo:hi] if x[k] not in ('-', '')]
     return statistics.median(v) if v else float('nan')
 n = len(rows); base = min(50, n)
-print(f"{n} cycles (publish 1.0.N, install, rollback, activate; gc every 10)\n")
+prune, gc_args, pub_args = sys.argv[3:6]
+print(f"{n} cycles (publish 1.0.N{' ' + pub_args if pub_args else ''}, install, rollback, activate; "
+      f"every 10: {'repo prune --keep ' + prune + ', ' if prune else ''}gc{' ' + gc_args if gc_args else ''})\n")
 print("| measure | at cycle %d | at the end | ratio | bar |" % base)
 print("|---|---:|---:|---:|---|")
 for k, name in (('disk_bytes', 'node disk after gc (bytes)'), ('files', 'node files after gc')):
     a, b = at(base, k), at(n, k)
     print(f"| {name} | {a:,.0f} | {b:,.0f} | {b / a:.3f} | within 10%: {'pass' if abs(b / a - 1) <= 0.10 else 'FAIL'} |")
+    if n >= 500:  # once gc's history retention (500 operations, 1,000 audit records) is reached
+        a = at(400, k)
+        print(f"| {name}: at cycle 400 (instead of {base}) | {a:,.0f} | {b:,.0f} | {b / a:.3f} | |")
 w = max(10, n // 10)
 for k, name in (('publish_s', 'publish s'), ('publish_kib', 'publish max RSS KiB'), ('install_s', 'install s'),
                 ('install_kib', 'install max RSS KiB'), ('rollback_s', 'rollback s'), ('activate_s', 'activate s')):
