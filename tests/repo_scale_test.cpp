@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -59,12 +60,36 @@ class RepoScale : public ::testing::Test {
     for (auto& e : stdfs::recursive_directory_iterator(d_ / rel)) n += e.is_regular_file();
     return n;
   }
+  // The repository opened as a publisher with every key in KEYDIR (to write what the CLI
+  // would not, e.g. an older layout).
+  tuf::Repository open_with_keys(tuf::ExpiryPolicy expiry = {}) {
+    auto repo = tuf::Repository::open(d_ / "repo", clock_, expiry);
+    EXPECT_TRUE(repo) << repo.error().message();
+    for (auto& e : stdfs::directory_iterator(d_ / "keys")) {
+      if (e.path().extension() != ".pem") continue;
+      auto pem = read_file(e.path());
+      auto key =
+          crypto::PrivateKey::from_pem({reinterpret_cast<const char*>(pem.data()), pem.size()});
+      EXPECT_TRUE(key);
+      std::string name = e.path().filename().string();
+      repo->add_signer(name.substr(0, name.find('.')), std::move(*key));
+    }
+    return std::move(*repo);
+  }
+  // The metadata files a node trusts (those it fetched, and the root it was given).
+  std::set<std::string> node_metadata(const std::string& rel = "node/tuf") {
+    std::set<std::string> out;
+    for (auto& e : stdfs::directory_iterator(d_ / rel))
+      if (e.is_regular_file()) out.insert(e.path().filename().string());
+    return out;
+  }
   void serve() {
     auto server = transfer::FileServer::start(d_ / "repo", "127.0.0.1:0");
     ASSERT_TRUE(server);
     server_ = std::move(*server);
   }
   ScratchDir d_;
+  tuf::SystemClock clock_;
   std::unique_ptr<transfer::FileServer> server_;
 };
 
@@ -98,10 +123,10 @@ TEST_F(RepoScale, APublishOfOneComponentRewritesItsRoleOnly) {
   ok({"repo", "verify", s("repo")});
 }
 
-TEST_F(RepoScale, ACheckOfOneComponentFetchesItsRoleOnly) {
+TEST_F(RepoScale, ACheckOfOneComponentFetchesItsBinAndItsRoleOnly) {
   publish("a", "1.0.0");
   publish("a", "1.1.0");
-  publish("b", "1.0.0");
+  auto b1 = publish("b", "1.0.0");
   publish("b", "2.0.0");
   serve();
   auto r = ok({"check", "--repo", server_->base_url(), "--trusted-root",
@@ -110,11 +135,9 @@ TEST_F(RepoScale, ACheckOfOneComponentFetchesItsRoleOnly) {
   ASSERT_EQ(j["updates"].size(), 1u) << r.out;  // (the JSON has no components_offered)
   EXPECT_EQ(j["updates"][0]["component"], "b");
   EXPECT_EQ(j["updates"][0]["available"], "2.0.0");
-  std::set<std::string> trusted;
-  for (auto& e : stdfs::directory_iterator(d_ / "node/tuf"))
-    trusted.insert(e.path().filename().string());
-  EXPECT_EQ(trusted, (std::set<std::string>{"root.json", "timestamp.json", "snapshot.json",
-                                            "targets.json", "b.json"}));
+  const std::string b_bin = b1["bin"];
+  EXPECT_EQ(node_metadata(), (std::set<std::string>{"root.json", "timestamp.json", "snapshot.json",
+                                                    "targets.json", b_bin + ".json", "b.json"}));
   // Without --component: every role, every component.
   r = ok({"check", "--repo", server_->base_url(), "--root", s("node"), "--json"});
   j = json::parse(r.out, nullptr, false);
@@ -124,7 +147,7 @@ TEST_F(RepoScale, ACheckOfOneComponentFetchesItsRoleOnly) {
 }
 
 TEST_F(RepoScale, PruneKeepsTheNewestAndANodeBehindInstallsTheNewest) {
-  publish("app", "1.0.0");
+  const std::string app_bin = publish("app", "1.0.0")["bin"];
   for (int v = 1; v < 5; ++v)
     publish("app", "1." + std::to_string(v) + ".0",
             {"--delta-from", "1." + std::to_string(v - 1) + ".0"});
@@ -160,6 +183,8 @@ TEST_F(RepoScale, PruneKeepsTheNewestAndANodeBehindInstallsTheNewest) {
   EXPECT_TRUE(young["versions"].empty());
 
   const auto ts_before = json::parse(text_of(d_ / "repo/metadata/timestamp.json"));
+  const uint64_t bin_before =
+      tuf::Repository::open(d_ / "repo", clock_)->snapshot().meta.at(app_bin + ".json").version;
   auto real = json::parse(
       ok({"repo", "prune", s("repo"), "--keys", s("keys"), "--keep", "2", "--json"}).out, nullptr,
       false);
@@ -171,6 +196,10 @@ TEST_F(RepoScale, PruneKeepsTheNewestAndANodeBehindInstallsTheNewest) {
   // app 1.3.0 and 1.4.0 (a pack each; their bundles from 1.2.0 and 1.3.0) and other 1.0.0.
   EXPECT_EQ(files_under("repo/packs") + files_under("repo/bundles"), 5u);
   ok({"repo", "verify", s("repo")});
+  // The bins hold no targets: the prune leaves them as they were.
+  EXPECT_EQ(
+      tuf::Repository::open(d_ / "repo", clock_)->snapshot().meta.at(app_bin + ".json").version,
+      bin_before);
   // A node that read timestamp.json just before the prune finds the snapshot it names and
   // every role that snapshot names; so does one that read it before the last publish (it
   // was replaced within the grace).
@@ -317,6 +346,217 @@ TEST_F(RepoScale, TargetsInTopLevelTargetsAreReadAndMoveToTheComponentRoleOnItsN
                         "--component", "app", "--version", "1.0.0", "--type", "application"});
   EXPECT_EQ(again.exit_code, 1);  // still known as published, from its new role
   EXPECT_NE(again.err.find("already published"), std::string::npos) << again.err;
+}
+
+// Two-level delegation: top-level targets delegates to at most 16 bins, each bin to the
+// roles of the components that fall in it. 17 components: at least two share a bin.
+TEST_F(RepoScale, BinsAreCreatedOnceAndReusedAndANodeFetchesTargetsTheBinAndTheRoleOnly) {
+  std::map<std::string, std::vector<std::string>> bins;  // bin -> its components, in order
+  std::string shared;                                    // a component second in its bin
+  for (int i = 0; i < 17; ++i) {
+    const std::string c = "c" + std::to_string(i);
+    const uint64_t targets_before = tuf::Repository::open(d_ / "repo", clock_)->targets()->version;
+    auto p = publish(c, "1.0.0");
+    ASSERT_TRUE(p["bin"].is_string()) << p.dump();
+    const std::string bin = p["bin"];
+    ASSERT_EQ(bin.size(), 6u);
+    EXPECT_EQ(bin.rfind("_bin-", 0), 0u);
+    EXPECT_EQ(p["role"], c);
+    EXPECT_EQ(p["role_created"], true);
+    EXPECT_EQ(p["role_version"], 1);
+    const bool new_bin = !bins.count(bin);
+    bins[bin].push_back(c);
+    // The bin is written once more for each component it takes (1 on creation); top-level
+    // targets once per component too (its pattern in the bin's delegation).
+    EXPECT_TRUE(stdfs::exists(d_ / "repo/metadata" /
+                              (std::to_string(bins[bin].size()) + "." + bin + ".json")))
+        << c << " in " << bin;
+    EXPECT_EQ(p["targets_version"], targets_before + 1);
+    if (!new_bin && shared.empty()) shared = c;
+  }
+  ASSERT_FALSE(shared.empty());
+  auto repo = tuf::Repository::open(d_ / "repo", clock_);
+  ASSERT_TRUE(repo);
+  const tuf::Targets& top = *repo->targets();
+  EXPECT_TRUE(top.targets.empty());
+  ASSERT_TRUE(top.delegations);
+  ASSERT_EQ(top.delegations->roles.size(), bins.size());
+  for (const auto& d : top.delegations->roles) {
+    SCOPED_TRACE(d.name);
+    ASSERT_TRUE(bins.count(d.name));
+    EXPECT_TRUE(d.terminating);
+    std::vector<std::string> patterns;
+    for (const auto& c : bins[d.name]) patterns.push_back(c + "/*/*");
+    ASSERT_TRUE(d.paths);
+    EXPECT_EQ(*d.paths, patterns);
+    auto bin = repo->load_targets(d.name);
+    ASSERT_TRUE(bin);
+    EXPECT_TRUE((*bin)->targets.empty());  // bins hold no targets
+    EXPECT_EQ(repo->delegated_roles(d.name), bins[d.name]);
+  }
+  // A later publish of a binned component rewrites its role only (not the bin, not targets).
+  const auto before = metadata_files();
+  auto again = publish(shared, "1.1.0");
+  EXPECT_EQ(again["role_created"], false);
+  EXPECT_EQ(again["role_version"], 2);
+  EXPECT_EQ(again["targets_version"], repo->targets()->version);
+  std::set<std::string> added;
+  for (const auto& f : metadata_files())
+    if (!before.count(f)) added.insert(f);
+  EXPECT_EQ(added, (std::set<std::string>{
+                       "2." + shared + ".json",
+                       std::to_string(again["snapshot_version"].get<int>()) + ".snapshot.json"}));
+  ok({"repo", "verify", s("repo")});
+
+  // A node asking about that component fetches targets, its bin and its role, nothing else.
+  serve();
+  auto c = json::parse(
+      ok({"check", "--repo", server_->base_url(), "--trusted-root", s("repo/metadata/1.root.json"),
+          "--root", s("node"), "--component", shared, "--json"})
+          .out);
+  ASSERT_EQ(c["updates"].size(), 1u) << c.dump();
+  EXPECT_EQ(c["updates"][0]["available"], "1.1.0");
+  const std::set<std::string> expected = {"root.json",
+                                          "timestamp.json",
+                                          "snapshot.json",
+                                          "targets.json",
+                                          again["bin"].get<std::string>() + ".json",
+                                          shared + ".json"};
+  EXPECT_EQ(node_metadata(), expected);
+  ok({"remote", "add", "origin", server_->base_url(), "--trusted-root",
+      s("repo/metadata/1.root.json"), "--root", s("node2")});
+  ok({"install", shared, "--root", s("node2")});
+  EXPECT_EQ(stdfs::read_symlink(d_ / "node2/components" / shared / "current").string(), "1.1.0");
+  EXPECT_EQ(node_metadata("node2/tuf/origin"), expected);
+}
+
+// A repository written before bins: top-level targets delegates a component's role
+// directly. The component stays there (its role found, published to, read by nodes); a
+// component new to the repository goes to a bin.
+TEST_F(RepoScale, AComponentDelegatedDirectlyByAnOlderPublisherStaysWhereItIs) {
+  {
+    auto legacy = open_with_keys();
+    const tuf::Root& root = legacy.root();
+    std::vector<crypto::PublicKey> keys;
+    for (const auto& id : root.roles.at("targets").keyids)
+      keys.push_back(*root.keys.at(id).public_key());
+    tuf::DelegatedRole d;
+    d.name = "old";
+    d.terminating = true;
+    d.threshold = root.roles.at("targets").threshold;
+    d.paths = std::vector<std::string>{"old/*/*"};
+    ASSERT_TRUE(legacy.add_delegation("targets", d, keys));
+    ASSERT_TRUE(legacy.publish());
+  }
+  auto p1 = publish("old", "1.0.0");
+  EXPECT_EQ(p1["role"], "old");
+  EXPECT_EQ(p1["role_created"], false);
+  EXPECT_TRUE(p1["bin"].is_null()) << p1.dump();
+  EXPECT_EQ(p1["role_version"], 2);
+  auto fresh = publish("fresh", "1.0.0");
+  EXPECT_EQ(fresh["role_created"], true);
+  ASSERT_TRUE(fresh["bin"].is_string());
+  auto p2 = publish("old", "1.1.0", {"--delta-from", "1.0.0"});
+  EXPECT_EQ(p2["role_version"], 3);
+  EXPECT_TRUE(p2["bin"].is_null());
+  EXPECT_EQ(p2["targets_version"], fresh["targets_version"]);  // targets untouched
+  auto repo = tuf::Repository::open(d_ / "repo", clock_);
+  ASSERT_TRUE(repo);
+  EXPECT_EQ(repo->delegated_roles(),
+            (std::vector<std::string>{"old", fresh["bin"].get<std::string>()}));
+  auto old_role = repo->load_targets("old");
+  ASSERT_TRUE(old_role);
+  EXPECT_EQ((*old_role)->targets.size(), 2u);
+  // Dependencies are read from it, and a repeated version is refused from it.
+  publish("app", "1.0.0", {"--depends", "old>=1.1"});
+  auto again = run_mup({"publish", s("repo"), s("src-old-1.1.0"), "--keys", s("keys"),
+                        "--component", "old", "--version", "1.1.0", "--type", "application"});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_NE(again.err.find("already published"), std::string::npos) << again.err;
+  ok({"repo", "verify", s("repo")});
+
+  serve();
+  ok({"remote", "add", "origin", server_->base_url(), "--trusted-root",
+      s("repo/metadata/1.root.json"), "--root", s("node")});
+  ok({"install", "old", "--root", s("node")});
+  std::string why;
+  EXPECT_TRUE(trees_equal(d_ / "node/components/old/1.1.0", d_ / "src-old-1.1.0", &why)) << why;
+  EXPECT_EQ(node_metadata("node/tuf/origin"),
+            (std::set<std::string>{"root.json", "timestamp.json", "snapshot.json", "targets.json",
+                                   "old.json"}));
+}
+
+// Rotating the targets keys re-delegates every bin and every role a bin delegates to the new
+// keys and re-signs them: the repository verifies, a node installs, publishing goes on.
+TEST_F(RepoScale, RotatingTheTargetsKeysKeepsBinsAndRolesValid) {
+  publish("a", "1.0.0");
+  auto b = publish("b", "1.0.0");
+  serve();
+  ok({"remote", "add", "origin", server_->base_url(), "--trusted-root",
+      s("repo/metadata/1.root.json"), "--root", s("node")});
+  ok({"install", "b", "--root", s("node")});
+  const std::string b_bin = b["bin"];
+  const auto versions = [&] {
+    auto repo = tuf::Repository::open(d_ / "repo", clock_);
+    std::map<std::string, uint64_t> out;
+    for (const auto& [file, meta] : repo->snapshot().meta) out[file] = meta.version;
+    return out;
+  };
+  const auto before = versions();
+  ok({"repo", "rotate-key", s("repo"), "--keys", s("keys"), "--role", "targets"});
+  auto v = json::parse(ok({"repo", "verify", s("repo"), "--json"}).out);
+  EXPECT_TRUE(v["ok"]) << v.dump();
+  auto repo = tuf::Repository::open(d_ / "repo", clock_);
+  ASSERT_TRUE(repo);
+  const auto& fresh = repo->root().roles.at("targets").keyids;
+  for (const auto& bin : repo->delegated_roles()) {
+    ASSERT_TRUE(repo->load_targets(bin));
+    for (const auto* t : {repo->targets(), repo->targets(bin)})
+      for (const auto& d : t->delegations->roles) EXPECT_EQ(d.keyids, fresh) << d.name;
+  }
+  const auto after = versions();
+  for (const std::string& role :
+       {std::string("targets"), std::string("a"), std::string("b"), b_bin})
+    EXPECT_GT(after.at(role + ".json"), before.at(role + ".json")) << role;
+  ok({"install", "a", "--root", s("node")});
+  EXPECT_EQ(stdfs::read_symlink(d_ / "node/components/a/current").string(), "1.0.0");
+  publish("b", "1.1.0", {"--delta-from", "1.0.0"});
+  ok({"install", "b", "--root", s("node")});
+  std::string why;
+  EXPECT_TRUE(trees_equal(d_ / "node/components/b/1.1.0", d_ / "src-b-1.1.0", &why)) << why;
+}
+
+// Top-level targets and a bin are rewritten only when a component joins them: a publish
+// under them renews them when they expire within 45 days, so a component still published
+// never sits under an expired bin.
+TEST_F(RepoScale, APublishRenewsItsBinAndTopLevelTargetsWhenTheyExpireSoon) {
+  const std::string bin = publish("a", "1.0.0")["bin"];
+  auto expiry_of = [&](const std::string& role) {
+    auto repo = tuf::Repository::open(d_ / "repo", clock_);
+    return std::make_pair((*repo->load_targets(role))->version,
+                          (*repo->load_targets(role))->expires - clock_.now());
+  };
+  const auto [bin_version, bin_left] = expiry_of(bin);
+  EXPECT_GT(bin_left, 89 * 86400);
+  publish("a", "1.1.0");  // fresh: neither is rewritten
+  EXPECT_EQ(expiry_of(bin).first, bin_version);
+  {
+    tuf::ExpiryPolicy soon;
+    soon.targets_s = 44 * 86400;
+    auto repo = open_with_keys(soon);
+    ASSERT_TRUE(repo.renew(bin));
+    ASSERT_TRUE(repo.renew("targets"));
+    ASSERT_TRUE(repo.publish());
+  }
+  const auto [targets_version, targets_left] = expiry_of("targets");
+  EXPECT_LT(targets_left, 45 * 86400);
+  EXPECT_EQ(expiry_of(bin).first, bin_version + 1);
+  auto p = publish("a", "1.2.0");
+  EXPECT_EQ(p["targets_version"], targets_version + 1);
+  EXPECT_EQ(expiry_of(bin).first, bin_version + 2);
+  EXPECT_GT(expiry_of(bin).second, 89 * 86400);
+  EXPECT_GT(expiry_of("targets").second, 89 * 86400);
+  ok({"repo", "verify", s("repo")});
 }
 
 }  // namespace

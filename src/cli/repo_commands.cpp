@@ -281,10 +281,10 @@ void run_publish(const PublishArgs& a) {
   auto repo = must(tuf::Repository::open(a.dir, clock), "opening repository " + a.dir);
   add_signers(repo, a.keydir);
   m.index_target = index_target(m.component, m.version.str());
-  // The component's own role (delegated on its first publish): all this publish reads and
-  // rewrites of the targets metadata besides the dependencies' roles.
-  bool role_created = false;
-  const std::string role = must(ensure_component_role(repo, m.component, &role_created));
+  // The component's own role (delegated from its bin on its first publish): all this publish
+  // reads and rewrites of the targets metadata besides its bin and the dependencies' roles.
+  const ComponentRole placed = must(ensure_component_role(repo, m.component, clock.now()));
+  const std::string& role = placed.role;
   const tuf::Targets* targets = must(repo.load_targets(role));
   if (targets->targets.count(m.index_target))
     die(Error(Errc::already_exists,
@@ -422,7 +422,8 @@ void run_publish(const PublishArgs& a) {
                 {"targets_version", repo.targets()->version},
                 {"role", role},
                 {"role_version", repo.targets(role)->version},
-                {"role_created", role_created},
+                {"role_created", placed.created},
+                {"bin", placed.delegator == "targets" ? json(nullptr) : json(placed.delegator)},
                 {"snapshot_version", repo.snapshot().version},
                 {"timestamp_version", repo.timestamp().version},
                 {"seconds", secs}};

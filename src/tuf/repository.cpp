@@ -391,6 +391,27 @@ Status Repository::add_delegation(const std::string& delegator, const DelegatedR
   return {};
 }
 
+Status Repository::add_delegated_paths(const std::string& delegator, const std::string& role,
+                                       const std::vector<std::string>& paths) {
+  auto loaded = load_role(delegator);
+  if (!loaded) return tl::unexpected(loaded.error());
+  Targets& parent = (*loaded)->staged;
+  DelegatedRole* d = nullptr;
+  if (parent.delegations)
+    for (auto& r : parent.delegations->roles)
+      if (r.name == role) d = &r;
+  if (!d) return fail(Errc::not_found, delegator + " does not delegate to \"" + role + "\"");
+  if (!d->paths)
+    return fail(Errc::invalid_argument,
+                "delegation " + role + " uses path_hash_prefixes: it takes no paths patterns");
+  for (const auto& p : paths) {
+    if (std::find(d->paths->begin(), d->paths->end(), p) != d->paths->end()) continue;
+    d->paths->push_back(p);
+    (*loaded)->dirty = true;
+  }
+  return {};
+}
+
 Status Repository::publish() {
   const int64_t now = clock_->now();
   // A changed role's keys are in its delegator, which may not be loaded (nested delegation).
@@ -510,26 +531,28 @@ Status Repository::rotate_keys(const std::string& role,
       [&](Error e) { return e.context("re-signing " + role + " with its new keys"); });
 }
 
-// Delegations that trusted exactly the old targets keys (mup's per-component roles) trust
-// the new ones instead, and their roles are re-signed: a retired targets key signs nothing
-// a client would accept any more.
+// Delegations that trusted exactly the old targets keys (mup's bins and per-component
+// roles, from top-level targets or from a bin) trust the new ones instead, and their roles
+// are re-signed: a retired targets key signs nothing a client would accept any more. Every
+// targets role must be loaded (rotate_keys loads them).
 void Repository::redelegate_to_new_targets_keys(const Role& old_targets, const Root& new_root) {
-  TargetsRole& top = targets_.at("targets");
-  if (!top.staged.delegations) return;
-  Delegations& d = *top.staged.delegations;
   const Role& fresh = new_root.roles.at("targets");
   const std::set<std::string> old_ids(old_targets.keyids.begin(), old_targets.keyids.end());
-  for (DelegatedRole& r : d.roles) {
-    if (std::set<std::string>(r.keyids.begin(), r.keyids.end()) != old_ids) continue;
-    r.keyids = fresh.keyids;
-    r.threshold = fresh.threshold;
-    for (const auto& id : fresh.keyids) d.keys[id] = new_root.keys.at(id);
-    if (auto it = targets_.find(r.name); it != targets_.end()) it->second.dirty = true;
-    top.dirty = true;
+  for (auto& [name, delegator] : targets_) {
+    if (!delegator.staged.delegations) continue;
+    Delegations& d = *delegator.staged.delegations;
+    for (DelegatedRole& r : d.roles) {
+      if (std::set<std::string>(r.keyids.begin(), r.keyids.end()) != old_ids) continue;
+      r.keyids = fresh.keyids;
+      r.threshold = fresh.threshold;
+      for (const auto& id : fresh.keyids) d.keys[id] = new_root.keys.at(id);
+      if (auto it = targets_.find(r.name); it != targets_.end()) it->second.dirty = true;
+      delegator.dirty = true;
+    }
+    std::set<std::string> used;
+    for (const DelegatedRole& r : d.roles) used.insert(r.keyids.begin(), r.keyids.end());
+    std::erase_if(d.keys, [&](const auto& kv) { return !used.count(kv.first); });
   }
-  std::set<std::string> used;
-  for (const DelegatedRole& r : d.roles) used.insert(r.keyids.begin(), r.keyids.end());
-  std::erase_if(d.keys, [&](const auto& kv) { return !used.count(kv.first); });
 }
 
 Result<std::vector<stdfs::path>> Repository::unneeded_metadata(uint64_t keep_snapshots) const {
@@ -572,10 +595,15 @@ Status Repository::refresh_expiry(const std::string& role) {
   if (role == "root") return write_new_root(root_.body());
   if (role == "timestamp") return write_snapshot_and_timestamp(false);
   if (role == "snapshot") return write_snapshot_and_timestamp(true);
+  MUP_TRY(renew(role));
+  return publish();
+}
+
+Status Repository::renew(const std::string& role) {
   auto loaded = load_role(role);
   if (!loaded) return tl::unexpected(loaded.error());
   (*loaded)->dirty = true;
-  return publish();
+  return {};
 }
 
 Status Repository::sign_existing(const std::string& role, const crypto::PrivateKey& key) {

@@ -140,6 +140,16 @@ class Repository {
   // it to the delegator's list (lowest priority) and creates its empty targets metadata.
   [[nodiscard]] Status add_delegation(const std::string& delegator, const DelegatedRole& role,
                                       const std::vector<crypto::PublicKey>& keys);
+  // Adds to `delegator`'s delegation to `role` the `paths` patterns it lacks (e.g. one more
+  // component for a role that delegates several further on). Errc::not_found when
+  // `delegator` does not delegate to `role`; Errc::invalid_argument when that delegation
+  // uses path_hash_prefixes.
+  [[nodiscard]] Status add_delegated_paths(const std::string& delegator, const std::string& role,
+                                           const std::vector<std::string>& paths);
+
+  // Stages a new version of targets role `role` as it is, with a fresh expiry (e.g. a role
+  // that delegates further on and is rarely changed itself).
+  [[nodiscard]] Status renew(const std::string& role);
 
   // Writes every changed targets role (version + 1, fresh expiry), then a new snapshot and
   // timestamp. With nothing staged, still writes a new snapshot and timestamp.

@@ -389,5 +389,131 @@ TEST(Repository, RotatingTheTargetsKeysReSignsTheComponentRoles) {
   EXPECT_EQ(a->size(), 1u);
 }
 
+// Two levels, as mup lays components out: targets -> a bin for "<c>/*/*" of each component
+// in it -> the component's role. A component joins a bin by one more pattern.
+Status add_binned(Repository& repo, const crypto::PrivateKey& targets_key, const std::string& bin,
+                  const std::string& c) {
+  const std::string pattern = c + "/*/*";
+  if (repo.targets(bin) == nullptr && !repo.load_targets(bin)) {
+    DelegatedRole b;
+    b.name = bin;
+    b.terminating = true;
+    b.paths = std::vector<std::string>{pattern};
+    MUP_TRY(repo.add_delegation("targets", b, {targets_key.public_key()}));
+  } else {
+    MUP_TRY(repo.add_delegated_paths("targets", bin, {pattern}));
+  }
+  DelegatedRole r;
+  r.name = c;
+  r.terminating = true;
+  r.paths = std::vector<std::string>{pattern};
+  return repo.add_delegation(bin, r, {targets_key.public_key()});
+}
+
+TEST(Repository, AddDelegatedPathsOpensABinToOneMoreComponent) {
+  Fixture f;
+  auto repo = f.init();
+  ASSERT_TRUE(repo);
+  ASSERT_TRUE(add_binned(*repo, f.targets_key, "_bin-0", "a"));
+  ASSERT_TRUE(repo->add_target("a/1.0.0/tree.idx", bytes_of("a1"), {{"v", 1}}, "a"));
+  ASSERT_TRUE(repo->publish());
+  auto nobody = repo->add_delegated_paths("targets", "nobody", {"x/*/*"});
+  ASSERT_FALSE(nobody);
+  EXPECT_EQ(nobody.error().code(), Errc::not_found);
+  // A pattern already there changes nothing: no new version of targets.
+  ASSERT_TRUE(repo->add_delegated_paths("targets", "_bin-0", {"a/*/*"}));
+  ASSERT_TRUE(repo->publish());
+  EXPECT_EQ(repo->targets()->version, 2u);
+
+  // b delegated by the bin without the bin's pattern for it: a client never looks there.
+  auto again = Repository::open(f.repo_dir, f.clock);
+  ASSERT_TRUE(again);
+  again->add_signer("targets", f.targets_key);
+  again->add_signer("snapshot", f.snapshot_key);
+  again->add_signer("timestamp", f.timestamp_key);
+  DelegatedRole b;
+  b.name = "b";
+  b.terminating = true;
+  b.paths = std::vector<std::string>{"b/*/*"};
+  ASSERT_TRUE(again->add_delegation("_bin-0", b, {f.targets_key.public_key()}));
+  ASSERT_TRUE(again->add_target("b/1.0.0/tree.idx", bytes_of("b1"), {{"v", 1}}, "b"));
+  ASSERT_TRUE(again->publish());
+  f.start_client();
+  auto hidden = f.download("b/1.0.0/tree.idx");
+  ASSERT_FALSE(hidden);
+  EXPECT_EQ(hidden.error().code(), Errc::not_found) << hidden.error().message();
+  // With it, b is found through the bin, and only targets, the bin and b are fetched.
+  ASSERT_TRUE(again->add_delegated_paths("targets", "_bin-0", {"b/*/*"}));
+  ASSERT_TRUE(again->publish());
+  EXPECT_EQ(*again->targets()->delegations->roles.at(0).paths,
+            (std::vector<std::string>{"a/*/*", "b/*/*"}));
+  auto rep = Repository::verify(f.repo_dir, f.clock);
+  ASSERT_TRUE(rep);
+  EXPECT_TRUE(rep->ok()) << rep->problems.front();
+  EXPECT_TRUE(f.download("b/1.0.0/tree.idx"));
+  std::filesystem::remove_all(f.client_dir / "metadata");
+  std::filesystem::create_directories(f.client_dir / "metadata");
+  std::filesystem::copy_file(f.repo_dir / "metadata/1.root.json",
+                             f.client_dir / "metadata/root.json");
+  CountingFetcher counting;
+  UpdaterConfig c;
+  c.metadata_dir = f.client_dir / "metadata";
+  c.metadata_base_url = f.server->base_url() + "/metadata";
+  c.target_base_url = f.server->base_url() + "/targets";
+  auto u = Updater::create(c, counting, f.clock);
+  ASSERT_TRUE(u);
+  auto found = u->targets_with_prefix("b/");
+  ASSERT_TRUE(found) << found.error().message();
+  ASSERT_EQ(found->size(), 1u);
+  EXPECT_EQ(found->front().role, "b");
+  EXPECT_EQ(counting.fetched,
+            (std::vector<std::string>{"timestamp.json", "5.snapshot.json", "3.targets.json",
+                                      "2._bin-0.json", "1.b.json"}));
+}
+
+TEST(Repository, RotatingTheTargetsKeysReSignsBinsAndTheRolesTheyDelegate) {
+  Fixture f;
+  auto repo = f.init();
+  ASSERT_TRUE(repo);
+  for (const char* c : {"a", "b"}) {
+    ASSERT_TRUE(add_binned(*repo, f.targets_key, "_bin-0", c));
+    ASSERT_TRUE(repo->add_target(std::string(c) + "/1.0.0/tree.idx", bytes_of(c), {{"v", 1}}, c));
+  }
+  ASSERT_TRUE(repo->publish());
+  auto again = Repository::open(f.repo_dir, f.clock);
+  ASSERT_TRUE(again);
+  for (const auto& k : f.root_keys) again->add_signer("root", k);
+  again->add_signer("targets", f.targets_key);
+  again->add_signer("snapshot", f.snapshot_key);
+  again->add_signer("timestamp", f.timestamp_key);
+  auto fresh = new_key();
+  again->add_signer("targets", fresh);
+  ASSERT_TRUE(again->rotate_keys("targets", {fresh.public_key()}, 1));
+  const std::string fresh_id = Key::from_public(fresh.public_key()).keyid();
+  for (const char* role : {"targets", "_bin-0"}) {
+    SCOPED_TRACE(role);
+    const Delegations& d = *again->targets(role)->delegations;
+    for (const auto& r : d.roles) EXPECT_EQ(r.keyids, std::vector<std::string>{fresh_id});
+    EXPECT_EQ(d.keys.size(), 1u);  // the retired key is gone
+  }
+  for (const char* file : {"metadata/2._bin-0.json", "metadata/2.a.json", "metadata/2.b.json"})
+    EXPECT_TRUE(std::filesystem::exists(f.repo_dir / file)) << file;
+  auto rep = Repository::verify(f.repo_dir, f.clock);
+  ASSERT_TRUE(rep);
+  EXPECT_TRUE(rep->ok()) << rep->problems.front();
+  f.start_client();
+  EXPECT_TRUE(f.download("b/1.0.0/tree.idx"));
+  // Publishing goes on with the new key only.
+  auto later = Repository::open(f.repo_dir, f.clock);
+  ASSERT_TRUE(later);
+  later->add_signer("targets", fresh);
+  later->add_signer("snapshot", f.snapshot_key);
+  later->add_signer("timestamp", f.timestamp_key);
+  ASSERT_TRUE(later->add_target("a/1.1.0/tree.idx", bytes_of("a2"), {{"v", 2}}, "a"));
+  auto published = later->publish();
+  ASSERT_TRUE(published) << published.error().message();
+  EXPECT_TRUE(f.download("a/1.1.0/tree.idx"));
+}
+
 }  // namespace
 }  // namespace mup::tuf
