@@ -673,7 +673,6 @@ Result<Metadata<T>> Metadata<T>::parse(std::span<const uint8_t> bytes) {
   if (!cb) return bad(std::string(T::kType) + " metadata: " + cb.error().message());
   Metadata md;
   md.body_ = std::move(*body);
-  md.signed_json_ = **sj;
   md.signed_bytes_ = std::move(*cb);
   md.signatures_ = std::move(*sigs);
   return md;
@@ -682,12 +681,16 @@ Result<Metadata<T>> Metadata<T>::parse(std::span<const uint8_t> bytes) {
 template <typename T>
 Result<Metadata<T>> Metadata<T>::from_body(T body) {
   Metadata md;
-  md.signed_json_ = to_json(body);
-  auto cb = canonical_json_bytes(md.signed_json_);
+  auto cb = canonical_json_bytes(to_json(body));
   if (!cb) return fail(Errc::invalid_argument, cb.error().message());
   md.signed_bytes_ = std::move(*cb);
   md.body_ = std::move(body);
   return md;
+}
+
+template <typename T>
+json Metadata<T>::signed_json() const {
+  return json::parse(signed_bytes_.begin(), signed_bytes_.end(), nullptr, false);
 }
 
 template <typename T>
@@ -729,11 +732,21 @@ Status Metadata<T>::verify_role(const std::map<std::string, Key>& keys, const Ro
 
 template <typename T>
 std::vector<uint8_t> Metadata<T>::to_bytes() const {
+  // {"signatures":[...],"signed":<signed_bytes_>}: canonical JSON sorts the two keys so, and
+  // "signed" is canonical already (no second serialisation of a large body).
   json sigs = json::array();
   for (const auto& s : signatures_) sigs.push_back(json{{"keyid", s.keyid}, {"sig", s.sig}});
-  json env = json{{"signatures", sigs}, {"signed", signed_json_}};
-  auto b = canonical_json_bytes(env);
-  return b ? std::move(*b) : std::vector<uint8_t>{};  // signed_json_ was canonicalised before
+  auto sb = canonical_json_bytes(sigs);
+  if (!sb) return {};  // hex strings only: cannot fail
+  static constexpr std::string_view kHead = "{\"signatures\":", kMid = ",\"signed\":";
+  std::vector<uint8_t> out;
+  out.reserve(kHead.size() + sb->size() + kMid.size() + signed_bytes_.size() + 1);
+  out.insert(out.end(), kHead.begin(), kHead.end());
+  out.insert(out.end(), sb->begin(), sb->end());
+  out.insert(out.end(), kMid.begin(), kMid.end());
+  out.insert(out.end(), signed_bytes_.begin(), signed_bytes_.end());
+  out.push_back('}');
+  return out;
 }
 
 template class Metadata<Root>;

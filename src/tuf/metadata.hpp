@@ -154,7 +154,9 @@ class Metadata {
 
   const T& body() const { return body_; }
   const std::vector<Signature>& signatures() const { return signatures_; }
-  const nlohmann::json& signed_json() const { return signed_json_; }
+  // "signed" as JSON, unknown fields included (parsed again from signed_bytes(): not kept,
+  // a role of many targets is large).
+  nlohmann::json signed_json() const;
   // The canonical JSON of "signed": what signatures cover.
   const std::vector<uint8_t>& signed_bytes() const { return signed_bytes_; }
 
@@ -176,7 +178,6 @@ class Metadata {
 
  private:
   T body_;
-  nlohmann::json signed_json_;
   std::vector<uint8_t> signed_bytes_;
   std::vector<Signature> signatures_;
 };

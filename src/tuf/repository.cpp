@@ -437,7 +437,8 @@ Status Repository::publish() {
   for (auto& [name, md] : signed_roles) {
     MUP_TRY(write_metadata(md, name));
     TargetsRole& t = targets_.at(name);
-    t.staged = md.body();
+    t.staged.version = md.body().version;  // the rest is what was signed (no copy back)
+    t.staged.expires = md.body().expires;
     t.md = std::move(md);
     t.dirty = false;
     t.on_disk = true;
