@@ -161,6 +161,7 @@ for PAIR in $PAIRS; do
     ostree --repo="$WORK/ost-client.$i" pull --require-static-deltas o v2 > "$RESULTS/logs/$PAIR.ostree-pull.txt"
     os[-1]=$(echo "$(now) - $t0" | bc)
     read -r ost_req ost_bytes < <(served "$PORT_OST" "$from")
+    log "$PAIR: run $i: mup ${ws[-1]} s, ostree ${os[-1]} s ($ost_req requests)"
   done
   mv "$WORK/node.$REPS" "$WORK/node"
   rm -rf "$WORK"/node.* "$WORK"/ost-client.*

@@ -50,21 +50,11 @@ struct Head {
   std::string hash;
 };
 
-// The head row; nullopt when it is missing (the table was tampered with).
-Result<std::optional<Head>> read_head(detail::Conn& conn) {
-  auto st =
-      Stmt::prepare(conn, "SELECT seq, hash FROM audit_head WHERE id = 1", "read the audit head");
-  if (!st) return tl::unexpected<Error>(std::move(st).error());
-  auto row = st->step();
-  if (!row) return tl::unexpected<Error>(std::move(row).error());
-  if (!*row) return std::optional<Head>();
-  return std::optional<Head>(Head{st->col_int(0), st->col_text(1)});
-}
-
-// The base row (schema 8); nullopt when it is missing (the table was tampered with).
-Result<std::optional<Head>> read_base(detail::Conn& conn) {
-  auto st =
-      Stmt::prepare(conn, "SELECT seq, hash FROM audit_base WHERE id = 1", "read the audit base");
+// The one row of `table` (audit_head: the last record; audit_base, schema 8: the last one
+// cut by gc); nullopt when it is missing (the table was tampered with).
+Result<std::optional<Head>> read_mark(detail::Conn& conn, const std::string& table) {
+  auto st = Stmt::prepare(conn, "SELECT seq, hash FROM " + table + " WHERE id = 1",
+                          "read the " + table + " row");
   if (!st) return tl::unexpected<Error>(std::move(st).error());
   auto row = st->step();
   if (!row) return tl::unexpected<Error>(std::move(row).error());
@@ -106,7 +96,7 @@ Result<AuditRecord> StateDb::append_audit(std::string_view actor, std::string_vi
   const std::string text = detail::dump_json(info.is_null() ? nlohmann::json::object() : info);
   std::string what = "append audit record '" + r.action + "'";
   MUP_TRY(transaction([&]() -> Status {
-    auto head = read_head(*conn_);
+    auto head = read_mark(*conn_, "audit_head");
     if (!head) return tl::unexpected<Error>(std::move(head).error());
     if (!*head)
       return fail(Errc::corrupt, "state database " + path().string() + ": " + what +
@@ -169,10 +159,10 @@ Result<std::vector<AuditRecord>> StateDb::audit(size_t limit) {
 }
 
 Result<AuditReport> StateDb::verify_audit(const crypto::PublicKey* key) {
-  auto head = read_head(*conn_);
+  auto head = read_mark(*conn_, "audit_head");
   if (!head) return tl::unexpected<Error>(std::move(head).error());
   if (!*head) return broken(0, 0, "the audit head is missing (the audit_head row was removed)");
-  auto base = read_base(*conn_);
+  auto base = read_mark(*conn_, "audit_base");
   if (!base) return tl::unexpected<Error>(std::move(base).error());
   if (!*base) return broken(0, 0, "the audit base is missing (the audit_base row was removed)");
 
@@ -267,9 +257,9 @@ Result<AuditReport> StateDb::verify_audit(const crypto::PublicKey* key) {
 Status StateDb::trim_audit(const HistoryRetention& keep, const crypto::PublicKey* key,
                            HistoryTrimmed& out) {
   const std::string what = "trim the audit log";
-  auto head = read_head(*conn_);
+  auto head = read_mark(*conn_, "audit_head");
   if (!head) return tl::unexpected<Error>(std::move(head).error());
-  auto base = read_base(*conn_);
+  auto base = read_mark(*conn_, "audit_base");
   if (!base) return tl::unexpected<Error>(std::move(base).error());
   if (!*head || !*base) {
     out.audit_problem = "the audit head or base is missing";

@@ -223,6 +223,15 @@ class CountingFetcher : public transfer::Fetcher {
   transfer::HttpFetcher real_;
 };
 
+// A client of `f`'s repository that fetches through `counting`.
+Result<Updater> counting_updater(Fixture& f, CountingFetcher& counting) {
+  UpdaterConfig c;
+  c.metadata_dir = f.client_dir / "metadata";
+  c.metadata_base_url = f.server->base_url() + "/metadata";
+  c.target_base_url = f.server->base_url() + "/targets";
+  return Updater::create(c, counting, f.clock);
+}
+
 // One role per component, delegated by targets for "<c>/*/*", signed by the targets key.
 Status add_component(Repository& repo, const crypto::PrivateKey& targets_key,
                      const std::string& c) {
@@ -291,11 +300,7 @@ TEST(Repository, AClientAskingAboutOneComponentFetchesItsRoleOnly) {
   ASSERT_TRUE(repo->publish());
   f.start_client();
   CountingFetcher counting;
-  UpdaterConfig c;
-  c.metadata_dir = f.client_dir / "metadata";
-  c.metadata_base_url = f.server->base_url() + "/metadata";
-  c.target_base_url = f.server->base_url() + "/targets";
-  auto u = Updater::create(c, counting, f.clock);
+  auto u = counting_updater(f, counting);
   ASSERT_TRUE(u);
   auto b = u->targets_with_prefix("b/");
   ASSERT_TRUE(b) << b.error().message();
@@ -456,11 +461,7 @@ TEST(Repository, AddDelegatedPathsOpensABinToOneMoreComponent) {
   std::filesystem::copy_file(f.repo_dir / "metadata/1.root.json",
                              f.client_dir / "metadata/root.json");
   CountingFetcher counting;
-  UpdaterConfig c;
-  c.metadata_dir = f.client_dir / "metadata";
-  c.metadata_base_url = f.server->base_url() + "/metadata";
-  c.target_base_url = f.server->base_url() + "/targets";
-  auto u = Updater::create(c, counting, f.clock);
+  auto u = counting_updater(f, counting);
   ASSERT_TRUE(u);
   auto found = u->targets_with_prefix("b/");
   ASSERT_TRUE(found) << found.error().message();
