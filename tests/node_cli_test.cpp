@@ -229,6 +229,56 @@ TEST_F(ColdPackCli, AColdInstallKilledInThePackResumesFromTheChunksItCached) {
   expect_consistent(d_ / "node", "after a resumed cold install");
 }
 
+// An update's bundle segment is cached whole (one file, not a file per piece) and read in
+// place by the stage step: an update killed while reading it resumes without fetching it
+// again (check says so first), a cached segment with other bytes is fetched again, and the
+// install removes it once the tree is staged.
+TEST_F(ColdPackCli, AnUpdateKilledInTheBundleResumesFromTheSegmentItCached) {
+  install("docs", "1.0.0");
+  const auto files_under = [](const stdfs::path& dir) {
+    size_t n = 0;
+    std::error_code ec;
+    for (auto it = stdfs::recursive_directory_iterator(dir, ec);
+         !ec && it != stdfs::recursive_directory_iterator(); it.increment(ec))
+      n += it->is_regular_file() ? 1 : 0;
+    return n;
+  };
+  const size_t deltas_before = files_under(d_ / "node/deltas");
+  const auto fresh = check_row("docs");
+  ASSERT_EQ(fresh["bundle_segments"].get<size_t>(), 1u) << fresh.dump();
+  auto k = mup({"install", "docs", "--version", "2.0.0", "--connections", "1"}, "node",
+               "MUP_FAULT_AT=install.piece MUP_FAULT_ACTION=kill MUP_FAULT_AFTER=2");
+  EXPECT_EQ(k.exit_code, 137) << k.err;
+  EXPECT_EQ(files_under(d_ / "node/bundles"), 1u) << "the segment, cached before it was read";
+  EXPECT_EQ(files_under(d_ / "node/deltas"), deltas_before) << "no piece written on its own";
+  const auto resumed = check_row("docs");
+  EXPECT_GT(resumed["cached_bytes"].get<uint64_t>(), 0u) << resumed.dump();
+  EXPECT_LT(resumed["download_bytes"].get<uint64_t>(), fresh["download_bytes"].get<uint64_t>());
+  uint64_t before = server_->requests();
+  auto up = install("docs", "2.0.0");
+  EXPECT_EQ(up["bytes_fetched"], resumed["download_bytes"]) << up.dump();
+  EXPECT_LE(server_->requests() - before, 5u) << "metadata and the index delta, no segment";
+  EXPECT_EQ(files_under(d_ / "node/bundles"), 0u) << "removed once the tree was staged";
+  std::string why;
+  EXPECT_TRUE(trees_equal(d_ / "node/components/docs/current", d_ / "t2", &why)) << why;
+  expect_consistent(d_ / "node", "after a resumed update");
+
+  // A cached segment with other bytes under its name is fetched again.
+  ok({"remote", "add", "origin", server_->base_url(), "--trusted-root",
+      s("repo/metadata/1.root.json"), "--root", s("node2")});
+  install("docs", "1.0.0", "", "node2");
+  for (const auto& e : stdfs::recursive_directory_iterator(d_ / "repo/bundles")) {
+    if (!e.is_regular_file()) continue;
+    const stdfs::path to = d_ / "node2/bundles" / e.path().lexically_relative(d_ / "repo/bundles");
+    stdfs::create_directories(to.parent_path());
+    stdfs::copy_file(e.path(), to, stdfs::copy_options::overwrite_existing);
+  }
+  corrupt_files_under(d_ / "node2/bundles");
+  auto again = install("docs", "2.0.0", "", "node2");
+  EXPECT_EQ(again["bytes_fetched"], fresh["download_bytes"]) << again.dump();
+  EXPECT_TRUE(trees_equal(d_ / "node2/components/docs/current", d_ / "t2", &why)) << why;
+}
+
 // Issue 11 item 1: index deltas are not TUF targets. One whose header and zstd frame claim
 // 2 GiB made the node allocate 2 GiB, and under a 1 GiB address-space limit it aborted with
 // std::bad_alloc (exit 134). Its stated size must now be the manifest's signed index_body_size, so

@@ -14,6 +14,15 @@ namespace mup::chunk {
 
 namespace stdfs = std::filesystem;
 
+namespace {
+
+// "chunks/<2 hex>/<hex>": where a chunk is stored, relative to the root.
+std::string chunk_rel(const Digest& id) {
+  std::string h = id.hex();
+  return "chunks/" + h.substr(0, 2) + "/" + h;
+}
+}  // namespace
+
 Result<ChunkStore> ChunkStore::open(const stdfs::path& root, bool create) {
   if (create) {
     MUP_TRY(fs::create_dirs(root / "chunks"));
@@ -27,16 +36,40 @@ Result<ChunkStore> ChunkStore::open(const stdfs::path& root, bool create) {
 }
 
 stdfs::path ChunkStore::chunk_path(const Digest& id) const {
-  std::string h = id.hex();
-  return root_ / "chunks" / h.substr(0, 2) / h;
+  return root_ / chunk_rel(id);
+}
+
+ChunkStore ChunkStore::with_extents(std::shared_ptr<const Extents> extents) const {
+  ChunkStore view(root_);
+  view.extents_ = std::move(extents);
+  return view;
+}
+
+const Extent* ChunkStore::extent(const std::string& rel) const {
+  if (!extents_) return nullptr;
+  auto it = extents_->find(rel);
+  return it == extents_->end() ? nullptr : &it->second;
+}
+
+Result<std::vector<uint8_t>> ChunkStore::read_object(const std::string& rel,
+                                                     uint64_t max_size) const {
+  if (const Extent* x = extent(rel)) {
+    if (x->size > max_size)
+      return fail(Errc::corrupt, rel + " in " + x->file.string() + " is larger than the " +
+                                     std::to_string(max_size) + " bytes allowed");
+    return fs::read_range(x->file, x->offset, x->size);
+  }
+  return fs::read_file(root_ / rel, max_size);
 }
 
 bool ChunkStore::has_chunk(const Digest& id) const {
+  if (extent(chunk_rel(id))) return true;
   struct stat st {};
   return ::stat(chunk_path(id).c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
 Result<uint64_t> ChunkStore::stored_size(const Digest& id) const {
+  if (const Extent* x = extent(chunk_rel(id))) return x->size;
   struct stat st {};
   if (::stat(chunk_path(id).c_str(), &st) != 0) return fail_errno("stat chunk", id.hex(), errno);
   return static_cast<uint64_t>(st.st_size);
@@ -77,7 +110,7 @@ Result<uint64_t> ChunkStore::put_chunk(const Digest& id, std::span<const uint8_t
 }
 
 Result<std::vector<uint8_t>> ChunkStore::get_chunk(const Digest& id, uint32_t plain_size) const {
-  auto z = fs::read_file(chunk_path(id), uint64_t{plain_size} + plain_size / 8 + 4096);
+  auto z = read_object(chunk_rel(id), uint64_t{plain_size} + plain_size / 8 + 4096);
   if (!z) return tl::unexpected(z.error().context("chunk " + id.hex()));
   auto plain = zstd::decompress(*z, plain_size);
   if (!plain) return tl::unexpected(plain.error().context("chunk " + id.hex() + " is corrupt"));
@@ -96,10 +129,11 @@ Status ChunkStore::put_blob(const std::string& rel, std::span<const uint8_t> byt
 }
 
 Result<std::vector<uint8_t>> ChunkStore::get_blob(const std::string& rel, uint64_t max_size) const {
-  return fs::read_file(root_ / rel, max_size);
+  return read_object(rel, max_size);
 }
 
 bool ChunkStore::has_blob(const std::string& rel) const {
+  if (extent(rel)) return true;
   struct stat st {};
   return ::stat((root_ / rel).c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }

@@ -13,14 +13,25 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/error.hpp"
 #include "core/sha256.hpp"
 
 namespace mup::chunk {
+
+// Where a stored piece sits inside a larger file (a cached segment of an update bundle): read
+// in place rather than written out as a file of its own.
+struct Extent {
+  std::filesystem::path file;
+  uint64_t offset = 0, size = 0;
+};
+// By the piece's relative path in the store ("chunks/ab/<id>", "deltas/...").
+using Extents = std::unordered_map<std::string, Extent>;
 
 class ChunkStore {
  public:
@@ -53,6 +64,10 @@ class ChunkStore {
   bool has_blob(const std::string& rel) const;
   std::filesystem::path blob_path(const std::string& rel) const { return root_ / rel; }
 
+  // This store, reading the pieces `extents` places from there (has_*, get_* and
+  // stored_size see them; reads are verified as any other); puts still write files.
+  ChunkStore with_extents(std::shared_ptr<const Extents> extents) const;
+
   // Makes every object written so far durable (syncfs on the store's filesystem).
   [[nodiscard]] Status sync() const;
 
@@ -71,7 +86,12 @@ class ChunkStore {
   explicit ChunkStore(std::filesystem::path root) : root_(std::move(root)) {}
   [[nodiscard]] Status write_object(const std::filesystem::path& final_path,
                                     std::span<const uint8_t> bytes) const;
+  const Extent* extent(const std::string& rel) const;
+  // The stored bytes of `rel`, from its extent or its file (at most max_size).
+  [[nodiscard]] Result<std::vector<uint8_t>> read_object(const std::string& rel,
+                                                         uint64_t max_size) const;
   std::filesystem::path root_;
+  std::shared_ptr<const Extents> extents_;
 };
 
 }  // namespace mup::chunk

@@ -48,6 +48,24 @@ Result<std::vector<uint8_t>> read_file(const stdfs::path& path, uint64_t max_siz
   return out;
 }
 
+Result<std::vector<uint8_t>> read_range(const stdfs::path& path, uint64_t offset, uint64_t size) {
+  Fd f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  if (f.fd < 0) return fail_errno("open", path.string(), errno);
+  std::vector<uint8_t> out(static_cast<size_t>(size));
+  size_t got = 0;
+  while (got < out.size()) {
+    ssize_t n = ::pread(f.fd, out.data() + got, out.size() - got, static_cast<off_t>(offset + got));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return fail_errno("read", path.string(), errno);
+    if (n == 0)
+      return fail(Errc::corrupt, path.string() + " ends before byte " +
+                                     std::to_string(offset + size) + " (at " +
+                                     std::to_string(offset + got) + ")");
+    got += static_cast<size_t>(n);
+  }
+  return out;
+}
+
 Status write_all(int fd, std::span<const uint8_t> data, const stdfs::path& what) {
   MUP_TRY(fault::point("write"));
   while (!data.empty()) {

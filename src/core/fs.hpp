@@ -24,6 +24,9 @@ namespace stdfs = std::filesystem;
 
 [[nodiscard]] Result<std::vector<uint8_t>> read_file(const stdfs::path& path,
                                                      uint64_t max_size = UINT64_MAX);
+// Exactly `size` bytes of `path` from `offset` (Errc::corrupt if the file ends before).
+[[nodiscard]] Result<std::vector<uint8_t>> read_range(const stdfs::path& path, uint64_t offset,
+                                                      uint64_t size);
 [[nodiscard]] Status write_all(int fd, std::span<const uint8_t> data, const stdfs::path& what);
 [[nodiscard]] Status fsync_dir(const stdfs::path& dir);
 // Makes everything written on the filesystem holding `path` durable (syncfs): one call

@@ -165,7 +165,8 @@ void choose_segments(const package::Manifest& m, Resolved& r) {
 // holds other versions too, may lack less: then its pieces one by one). The pieces of todo
 // the bundle does not hold are fetched one by one after it.
 void choose_bundle(const package::Manifest& m, const std::string& from,
-                   const stdfs::path& from_tree, const chunk::TreeIndex* from_index, Resolved& r) {
+                   const stdfs::path& from_tree, const chunk::TreeIndex* from_index,
+                   const chunk::ChunkStore& cache, Resolved& r) {
   if (r.key || from.empty() || from_index == nullptr || r.todo.empty()) return;
   auto b = std::find_if(m.bundles.begin(), m.bundles.end(),
                         [&](const package::Bundle& x) { return x.from == from; });
@@ -188,7 +189,15 @@ void choose_bundle(const package::Manifest& m, const std::string& from,
   r.bundle = b->segments;
   r.bundle_pieces = std::move(*pieces);
   r.bundle_covers = covers;
-  r.todo_bytes = b->bytes() + rest;
+  // A segment an interrupted install cached is not downloaded again (its size says so here;
+  // the install checks its SHA-256 and fetches it when that differs).
+  r.todo_bytes = rest;
+  for (const auto& seg : b->segments) {
+    std::error_code ec;
+    const auto size =
+        stdfs::file_size(cache.blob_path(package::bundle_segment_rel_path(seg.sha256)), ec);
+    (!ec && size == seg.size ? r.cached_bytes : r.todo_bytes) += seg.size;
+  }
 }
 
 }  // namespace
@@ -277,7 +286,7 @@ Result<Resolved> resolve_download(Engine& e, Session& s, const package::Manifest
   const chunk::TreeIndex* from_index = nullptr;
   if (!from.empty() && !seeds.empty() && seeds.front().tree == st.version_dir(c, from))
     from_index = seeds.front().index;
-  choose_bundle(m, from, st.version_dir(c, from), from_index, r);
+  choose_bundle(m, from, st.version_dir(c, from), from_index, st.pieces(), r);
   if (r.bundle.empty()) choose_segments(m, r);
   // A node with nothing would download the index and the cold pack when that is smaller.
   const uint64_t pack_bytes = chunk::segments_size(m.pack);
@@ -453,25 +462,47 @@ Result<Event> fetch_step(Work& w) {
     done(sf.segment.size, got->size());
     return {};
   };
-  // An update bundle segment: the pieces of it the node lacks are verified and cached.
+  // An update bundle segment: cached whole (one file, not one per piece), from an earlier
+  // attempt's cache when it is there; the pieces of it the node lacks are verified and read
+  // in place by the stage step (r.extents).
   std::unordered_set<std::string> lacking;
   for (const auto& p : r.todo) lacking.insert(p.rel_path);
   auto spans = package::bundle_spans(r.bundle, r.bundle_pieces);
+  const chunk::ChunkStore& cache = w.e.store().pieces();
   auto fetch_bundle_segment = [&](size_t i) -> Status {
     MUP_TRY(not_cancelled());
     const chunk::PackSegment& seg = r.bundle[i];
     const std::string rel = package::bundle_segment_rel_path(seg.sha256);
-    auto got = get(rel, seg.size);
-    if (!got) return tl::unexpected(got.error().context("downloading " + rel));
+    auto intact = [&](const Result<std::vector<uint8_t>>& b) {
+      return b && b->size() == seg.size && sha256(*b) == seg.sha256;
+    };
+    uint64_t wire = 0;
+    Result<std::vector<uint8_t>> got = fail(Errc::not_found, rel + " is not cached");
+    if (cache.has_blob(rel)) got = cache.get_blob(rel, seg.size);
+    if (!intact(got)) {
+      got = get(rel, seg.size);
+      if (!got) return tl::unexpected(got.error().context("downloading " + rel));
+      wire = got->size();
+      // Cached as soon as it is known good, so that an install killed while reading it
+      // resumes without fetching it again (read_bundle_segment checks it too).
+      if (intact(got)) MUP_TRY(cache.put_blob(rel, *got));
+    }
+    chunk::Extents found;
     MUP_TRY(package::read_bundle_segment(
         *got, seg, (*spans)[i],
         [&](const package::PieceRef& p, std::span<const uint8_t> bytes) -> Status {
           if (!lacking.count(p.rel_path)) return {};
           MUP_TRY(package::verify_piece(p, bytes));
           MUP_TRY(fault::point("install.piece"));
-          return w.e.store().pieces().put_blob(p.rel_path, bytes);
+          found[p.rel_path] = {cache.blob_path(rel),
+                               static_cast<uint64_t>(bytes.data() - got->data()), bytes.size()};
+          return {};
         }));
-    done(seg.size, got->size());
+    {
+      std::lock_guard<std::mutex> g(mu);
+      r.extents->merge(found);
+    }
+    done(seg.size, wire);
     return {};
   };
   auto fetch_piece = [&](size_t i) -> Status {
@@ -515,7 +546,9 @@ Result<Event> fetch_step(Work& w) {
         if (sf.wanted[i]) r.todo.push_back(package::chunk_piece(sf.chunks[i]));
   }
   if (ok) {
-    std::erase_if(r.todo, [&](const auto& p) { return w.e.store().pieces().has_blob(p.rel_path); });
+    std::erase_if(r.todo, [&](const auto& p) {
+      return r.extents->count(p.rel_path) || cache.has_blob(p.rel_path);
+    });
     ok = try_parallel_for(r.todo.size(), conns, fetch_piece);
   }
   w.report.bytes_fetched += fetched;
@@ -537,8 +570,14 @@ Result<Event> stage_step(Work& w) {
   delta::UnpackOptions uo;
   uo.threads = w.install_threads;
   Resolved& r = *w.resolved;
-  auto st = w.e.store().stage(c, w.op.to(), *r.index, *r.plan, uo);
+  const chunk::ChunkStore pieces = w.e.store().pieces().with_extents(r.extents);
+  auto st = w.e.store().stage(c, w.op.to(), *r.index, *r.plan, uo, &pieces);
   if (!st) return tl::unexpected(st.error());
+  // The tree holds the bytes now: the bundle segments it was read from are dead weight (a
+  // killed install resumes past the stage step without them).
+  for (const auto& seg : r.bundle)
+    (void)::unlink(
+        w.e.store().pieces().blob_path(package::bundle_segment_rel_path(seg.sha256)).c_str());
   w.report.bytes_written = st->bytes_written;
   w.report.files_linked = st->files_linked;
   w.report.files = st->files;

@@ -92,6 +92,9 @@ struct Resolved {
   std::vector<chunk::PackSegment> bundle;
   std::vector<package::PieceRef> bundle_pieces;  // what it holds (package::bundle_pieces)
   size_t bundle_covers = 0;                      // pieces of todo it holds
+  // Where the verified pieces of the cached bundle segments are (the stage step reads them
+  // there: the segment is written once, not each piece as a file of its own).
+  std::shared_ptr<chunk::Extents> extents = std::make_shared<chunk::Extents>();
   uint64_t cache_bytes = 0;  // what the pieces take in the cache (those carved from segments too)
   uint64_t todo_bytes = 0;   // todo's and segments' bytes on the wire
   uint64_t cached_bytes = 0;

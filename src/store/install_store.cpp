@@ -23,6 +23,9 @@ using chunk::EntryType;
 
 namespace {
 
+// The directories of the fetched-piece cache: pieces, index deltas, cached bundle segments.
+constexpr const char* kPieceDirs[] = {"chunks", "deltas", "indexes", "bundles"};
+
 constexpr const char* kPointers[] = {"current", "previous", "pinned"};
 
 bool is_pointer_name(const std::string& n) {
@@ -196,13 +199,14 @@ Result<chunk::TreeIndex> InstallStore::load_index(const std::string& name,
 Result<delta::UnpackStats> InstallStore::stage(const std::string& name, const std::string& version,
                                                const chunk::TreeIndex& index,
                                                const delta::Plan& plan,
-                                               const delta::UnpackOptions& opts) {
+                                               const delta::UnpackOptions& opts,
+                                               const chunk::ChunkStore* pieces) {
   if (!stdfs::exists(index_path(name, version)))
     return fail(Errc::internal, "staging " + name + " " + version + " before its index");
   stdfs::path dst = version_dir(name, version);
   if (stdfs::exists(dst))
     return fail(Errc::already_exists, name + " " + version + " is already installed");
-  auto st = delta::unpack(index, plan, pieces_, dst, opts);
+  auto st = delta::unpack(index, plan, pieces ? *pieces : pieces_, dst, opts);
   if (!st) return tl::unexpected(st.error().context("staging " + name + " " + version));
   MUP_TRY(fs::fsync_dir(component_dir(name)));
   MUP_TRY(fault::point("store.staged"));
@@ -411,10 +415,11 @@ Result<GcReport> InstallStore::gc(const GcOptions& opts) {
     }
   }
   // Fetched pieces: those an installed version is made of go (its tree holds the bytes);
-  // the others belong to an install that did not finish, and stay for its resume until
-  // they are unfinished_piece_age_s old.
+  // the others, and cached bundle segments (an install removes its own once staged),
+  // belong to an install that did not finish, and stay for its resume until they are
+  // unfinished_piece_age_s old.
   const auto now = std::chrono::system_clock::now();
-  for (const char* sub : {"chunks", "deltas", "indexes"}) {
+  for (const char* sub : kPieceDirs) {
     std::error_code ec;
     std::vector<std::pair<stdfs::path, uint64_t>> unused;
     for (auto it = stdfs::recursive_directory_iterator(root_ / sub, ec);
@@ -474,7 +479,7 @@ Status InstallStore::recover_component(const std::string& c) {
 }
 
 Status InstallStore::recover_pieces() {
-  for (const char* sub : {"chunks", "deltas", "indexes"}) {
+  for (const char* sub : kPieceDirs) {
     std::error_code ec;
     std::vector<stdfs::path> temps;
     for (auto it = stdfs::recursive_directory_iterator(root_ / sub, ec);

@@ -96,12 +96,15 @@ class InstallStore {
                                                     const std::string& version) const;
 
   // Builds components/<name>/<version>/ from the plan (pieces from pieces(), unchanged
-  // files hard-linked from seeds), verifying every file before the tree appears.
+  // files hard-linked from seeds), verifying every file before the tree appears. The pieces
+  // come from `pieces` when given (the cache seen with the extents of cached bundle
+  // segments: ChunkStore::with_extents), else from the cache.
   [[nodiscard]] Result<delta::UnpackStats> stage(const std::string& name,
                                                  const std::string& version,
                                                  const chunk::TreeIndex& index,
                                                  const delta::Plan& plan,
-                                                 const delta::UnpackOptions& opts);
+                                                 const delta::UnpackOptions& opts,
+                                                 const chunk::ChunkStore* pieces = nullptr);
   // Re-reads an installed tree and checks it against its index: every entry present with
   // its type, mode, size, SHA-256 and link target, nothing else. Names the first problem.
   [[nodiscard]] Status verify(const std::string& name, const std::string& version) const;
