@@ -63,6 +63,13 @@ TEST(Metadata, RoundTripAndSignatureOverCanonicalSigned) {
   auto again = Metadata<Root>::parse(md->to_bytes());
   ASSERT_TRUE(again) << again.error().message();
   EXPECT_EQ(again->to_bytes(), md->to_bytes());
+  // The envelope is the canonical JSON of the whole document (written around the signed
+  // bytes, not re-serialised: the same bytes).
+  json sigs = json::array();
+  for (const auto& sig : md->signatures()) sigs.push_back({{"keyid", sig.keyid}, {"sig", sig.sig}});
+  auto whole = canonical_json_bytes(json{{"signed", md->signed_json()}, {"signatures", sigs}});
+  ASSERT_TRUE(whole);
+  EXPECT_EQ(md->to_bytes(), *whole);
   EXPECT_EQ(again->body().keys, s.root.keys);
   EXPECT_EQ(again->body().roles, s.root.roles);
   const Root& r = again->body();
