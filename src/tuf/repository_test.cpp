@@ -45,12 +45,25 @@ struct Fixture {
     ASSERT_TRUE(s) << s.error().message();
     server = std::move(*s);
   }
-  Result<Updater> updater() {
+  // The repository opened from disk, as the CLI does, with the signing keys (root's too
+  // with `with_root`).
+  Result<Repository> reopen(bool with_root = false) {
+    auto r = Repository::open(repo_dir, clock);
+    if (!r) return r;
+    if (with_root)
+      for (const auto& k : root_keys) r->add_signer("root", k);
+    r->add_signer("targets", targets_key);
+    r->add_signer("snapshot", snapshot_key);
+    r->add_signer("timestamp", timestamp_key);
+    return r;
+  }
+  // A client of the repository's server, fetching through `via` (default: plain HTTP).
+  Result<Updater> updater(transfer::Fetcher* via = nullptr) {
     UpdaterConfig c;
     c.metadata_dir = client_dir / "metadata";
     c.metadata_base_url = server->base_url() + "/metadata";
     c.target_base_url = server->base_url() + "/targets";
-    return Updater::create(c, fetcher, clock);
+    return Updater::create(c, via ? *via : fetcher, clock);
   }
   Status download(const std::string& path) {
     auto u = updater();
@@ -95,11 +108,8 @@ TEST(Repository, PublishAndDownloadOverHttp) {
   EXPECT_EQ(test::read_file(f.client_dir / "targets" / "apps%2Fweb.tar"), bytes_of("web 1.0"));
 
   // Reopen from disk (as the CLI does), change, publish again.
-  auto again = Repository::open(f.repo_dir, f.clock);
+  auto again = f.reopen();
   ASSERT_TRUE(again) << again.error().message();
-  again->add_signer("targets", f.targets_key);
-  again->add_signer("snapshot", f.snapshot_key);
-  again->add_signer("timestamp", f.timestamp_key);
   EXPECT_EQ(again->targets()->targets.at("apps/web.tar").custom["version"], "1.0");
   ASSERT_TRUE(again->remove_target("apps/web.tar"));
   ASSERT_TRUE(again->add_target("apps/web.tar", bytes_of("web 2.0")));
@@ -223,15 +233,6 @@ class CountingFetcher : public transfer::Fetcher {
   transfer::HttpFetcher real_;
 };
 
-// A client of `f`'s repository that fetches through `counting`.
-Result<Updater> counting_updater(Fixture& f, CountingFetcher& counting) {
-  UpdaterConfig c;
-  c.metadata_dir = f.client_dir / "metadata";
-  c.metadata_base_url = f.server->base_url() + "/metadata";
-  c.target_base_url = f.server->base_url() + "/targets";
-  return Updater::create(c, counting, f.clock);
-}
-
 // One role per component, delegated by targets for "<c>/*/*", signed by the targets key.
 Status add_component(Repository& repo, const crypto::PrivateKey& targets_key,
                      const std::string& c) {
@@ -253,11 +254,8 @@ TEST(Repository, APublishToOneComponentRoleLeavesTheOthersUntouched) {
   auto a_file = test::read_file(f.repo_dir / "metadata/1.a.json");
 
   // As the CLI does: reopen, add to b only. Role a is never read, nor rewritten.
-  auto again = Repository::open(f.repo_dir, f.clock);
-  ASSERT_TRUE(again);
-  again->add_signer("targets", f.targets_key);
-  again->add_signer("snapshot", f.snapshot_key);
-  again->add_signer("timestamp", f.timestamp_key);
+  auto again = f.reopen();
+  ASSERT_TRUE(again) << again.error().message();
   ASSERT_TRUE(again->add_target("b/1.1.0/tree.idx", bytes_of("b2"), {{"v", 2}}, "b"));
   ASSERT_TRUE(again->publish());
   EXPECT_EQ(again->targets("a"), nullptr);   // not loaded
@@ -300,7 +298,7 @@ TEST(Repository, AClientAskingAboutOneComponentFetchesItsRoleOnly) {
   ASSERT_TRUE(repo->publish());
   f.start_client();
   CountingFetcher counting;
-  auto u = counting_updater(f, counting);
+  auto u = f.updater(&counting);
   ASSERT_TRUE(u);
   auto b = u->targets_with_prefix("b/");
   ASSERT_TRUE(b) << b.error().message();
@@ -369,12 +367,8 @@ TEST(Repository, RotatingTheTargetsKeysReSignsTheComponentRoles) {
   ASSERT_TRUE(add_component(*repo, f.targets_key, "a"));
   ASSERT_TRUE(repo->add_target("a/1.0.0/tree.idx", bytes_of("a1"), {{"v", 1}}, "a"));
   ASSERT_TRUE(repo->publish());
-  auto again = Repository::open(f.repo_dir, f.clock);
-  ASSERT_TRUE(again);
-  for (const auto& k : f.root_keys) again->add_signer("root", k);
-  again->add_signer("targets", f.targets_key);
-  again->add_signer("snapshot", f.snapshot_key);
-  again->add_signer("timestamp", f.timestamp_key);
+  auto again = f.reopen(/*with_root=*/true);
+  ASSERT_TRUE(again) << again.error().message();
   auto fresh = new_key();
   again->add_signer("targets", fresh);
   ASSERT_TRUE(again->rotate_keys("targets", {fresh.public_key()}, 1));
@@ -431,11 +425,8 @@ TEST(Repository, AddDelegatedPathsOpensABinToOneMoreComponent) {
   EXPECT_EQ(repo->targets()->version, 2u);
 
   // b delegated by the bin without the bin's pattern for it: a client never looks there.
-  auto again = Repository::open(f.repo_dir, f.clock);
-  ASSERT_TRUE(again);
-  again->add_signer("targets", f.targets_key);
-  again->add_signer("snapshot", f.snapshot_key);
-  again->add_signer("timestamp", f.timestamp_key);
+  auto again = f.reopen();
+  ASSERT_TRUE(again) << again.error().message();
   DelegatedRole b;
   b.name = "b";
   b.terminating = true;
@@ -461,7 +452,7 @@ TEST(Repository, AddDelegatedPathsOpensABinToOneMoreComponent) {
   std::filesystem::copy_file(f.repo_dir / "metadata/1.root.json",
                              f.client_dir / "metadata/root.json");
   CountingFetcher counting;
-  auto u = counting_updater(f, counting);
+  auto u = f.updater(&counting);
   ASSERT_TRUE(u);
   auto found = u->targets_with_prefix("b/");
   ASSERT_TRUE(found) << found.error().message();
@@ -481,12 +472,8 @@ TEST(Repository, RotatingTheTargetsKeysReSignsBinsAndTheRolesTheyDelegate) {
     ASSERT_TRUE(repo->add_target(std::string(c) + "/1.0.0/tree.idx", bytes_of(c), {{"v", 1}}, c));
   }
   ASSERT_TRUE(repo->publish());
-  auto again = Repository::open(f.repo_dir, f.clock);
-  ASSERT_TRUE(again);
-  for (const auto& k : f.root_keys) again->add_signer("root", k);
-  again->add_signer("targets", f.targets_key);
-  again->add_signer("snapshot", f.snapshot_key);
-  again->add_signer("timestamp", f.timestamp_key);
+  auto again = f.reopen(/*with_root=*/true);
+  ASSERT_TRUE(again) << again.error().message();
   auto fresh = new_key();
   again->add_signer("targets", fresh);
   ASSERT_TRUE(again->rotate_keys("targets", {fresh.public_key()}, 1));
