@@ -347,8 +347,8 @@ void register_install_commands(CLI::App& app) {
                     "Seconds the pieces of an unfinished install are kept for its resume "
                     "(default 86400)");
     cmd->add_option("--history-keep", a->o.history_keep,
-                    "Finished operations kept in the history, newest first (default 500; 0: "
-                    "all)");
+                    "Finished operations kept in the history, newest first, and as many of the "
+                    "agent's finished deployments and plans (default 500; 0: all)");
     cmd->add_option("--steps-keep", a->o.steps_keep,
                     "Of those, how many keep their step-by-step journal (default 50; 0: all)");
     cmd->add_option("--audit-keep", a->o.audit_keep,
@@ -376,6 +376,8 @@ void register_install_commands(CLI::App& app) {
                     {"snapshot_bytes_freed", r.snapshot_bytes_freed},
                     {"bytes_after", r.bytes_after},
                     {"operations_removed", r.operations_removed},
+                    {"deployments_removed", r.deployments_removed},
+                    {"plans_removed", r.plans_removed},
                     {"steps_removed", r.steps_removed},
                     {"audit_records_removed", r.audit_records_removed},
                     {"audit_trimmed_through", r.audit_base},
@@ -391,11 +393,16 @@ void register_install_commands(CLI::App& app) {
           human_bytes(r.snapshot_bytes_freed).c_str(),
           static_cast<unsigned long long>(r.pieces_removed),
           human_bytes(r.piece_bytes_freed).c_str(), human_bytes(r.bytes_after).c_str());
-      if (r.operations_removed || r.steps_removed || r.audit_records_removed)
-        std::printf("history: %llu operation(s), %llu step record(s), %llu audit record(s)\n",
-                    static_cast<unsigned long long>(r.operations_removed),
-                    static_cast<unsigned long long>(r.steps_removed),
-                    static_cast<unsigned long long>(r.audit_records_removed));
+      if (r.operations_removed || r.steps_removed || r.audit_records_removed ||
+          r.deployments_removed || r.plans_removed)
+        std::printf(
+            "history: %llu operation(s), %llu step record(s), %llu deployment(s), %llu plan(s), "
+            "%llu audit record(s)\n",
+            static_cast<unsigned long long>(r.operations_removed),
+            static_cast<unsigned long long>(r.steps_removed),
+            static_cast<unsigned long long>(r.deployments_removed),
+            static_cast<unsigned long long>(r.plans_removed),
+            static_cast<unsigned long long>(r.audit_records_removed));
       for (const auto& x : removed) std::printf("  version  %s\n", x.get<std::string>().c_str());
       for (const auto& x : r.snapshots_removed) std::printf("  snapshot %s\n", x.c_str());
       // Every piece when asked what would go; a count otherwise (there may be thousands).

@@ -386,13 +386,15 @@ Status collect_snapshots(Engine& e, state::StateDb& db, const store::GcOptions& 
 Status collect_history(const Engine::Internals& in, state::StateDb& db, const store::GcOptions& o,
                        store::GcReport& rep) {
   state::HistoryRetention keep;
-  keep.operations = o.history_keep;
+  keep.operations = keep.deployments = keep.plans = o.history_keep;
   keep.steps = o.steps_keep;
   keep.audit = o.audit_keep;
   keep.dry_run = o.dry_run;
   auto t = db.trim_history(keep, in.audit_public ? &*in.audit_public : nullptr);
   if (!t) return tl::unexpected(t.error().context("trimming the history"));
   rep.operations_removed = t->operations;
+  rep.deployments_removed = t->deployments;
+  rep.plans_removed = t->plans;
   rep.steps_removed = t->steps;
   rep.audit_records_removed = t->audit;
   rep.audit_base = t->audit_base;

@@ -598,18 +598,28 @@ Status StateDb::clear_quarantine(int64_t id) {
 
 namespace {
 
-// SQL: the ids of the finished operations older than the newest `keep` (keep > 0).
-std::string finished_beyond(size_t keep) {
-  return "SELECT id FROM operations WHERE state != 'running' ORDER BY id DESC LIMIT -1 OFFSET " +
+// SQL: the ids of the finished rows of `table` (operations, deployments, plans) older than
+// the newest `keep` (keep > 0).
+std::string finished_beyond(const std::string& table, size_t keep) {
+  const std::string finished = table == "operations" ? "state != 'running'" : "finished_at != 0";
+  return "SELECT id FROM " + table + " WHERE " + finished + " ORDER BY id DESC LIMIT -1 OFFSET " +
          std::to_string(keep);
 }
 
-Result<int64_t> count(Conn& conn, const std::string& sql, const std::string& what) {
-  auto st = Stmt::prepare(conn, sql, what);
+// Counts the rows of `table` matching `where` and, unless dry_run, deletes them.
+Result<uint64_t> remove_rows(Conn& conn, const std::string& table, const std::string& where,
+                             bool dry_run) {
+  const std::string what = "trim the history (" + table + ")";
+  auto st = Stmt::prepare(conn, "SELECT COUNT(*) FROM " + table + " WHERE " + where, what);
   if (!st) return tl::unexpected<Error>(std::move(st).error());
   auto row = st->step();
   if (!row) return tl::unexpected<Error>(std::move(row).error());
-  return *row ? st->col_int(0) : 0;
+  const uint64_t n = *row ? static_cast<uint64_t>(st->col_int(0)) : 0;
+  if (dry_run || n == 0) return n;
+  auto del = Stmt::prepare(conn, "DELETE FROM " + table + " WHERE " + where, what);
+  if (!del) return tl::unexpected<Error>(std::move(del).error());
+  MUP_TRY(del->run());
+  return n;
 }
 
 }  // namespace
@@ -617,37 +627,39 @@ Result<int64_t> count(Conn& conn, const std::string& sql, const std::string& wha
 Result<HistoryTrimmed> StateDb::trim_history(const HistoryRetention& keep,
                                              const crypto::PublicKey* audit_key) {
   HistoryTrimmed out;
-  const std::string what = "trim the history";
-  // Steps go with their operations, and past their own count.
-  std::string ops_gone = keep.operations ? finished_beyond(keep.operations) : "";
-  std::string steps_of;
-  if (keep.operations && keep.steps)
-    steps_of = "op_id IN (" + ops_gone + ") OR op_id IN (" + finished_beyond(keep.steps) + ")";
-  else if (keep.operations || keep.steps)
-    steps_of = "op_id IN (" + (keep.operations ? ops_gone : finished_beyond(keep.steps)) + ")";
+  // Steps go with their operations, and past their own count; a deployment's steps with it.
+  std::vector<std::string> steps_of;
+  if (keep.operations)
+    steps_of.push_back("op_id IN (" + finished_beyond("operations", keep.operations) + ")");
+  if (keep.steps)
+    steps_of.push_back("op_id IN (" + finished_beyond("operations", keep.steps) + ")");
   MUP_TRY(transaction([&]() -> Status {
+    auto add = [](uint64_t& to, Result<uint64_t> n) -> Status {
+      if (!n) return tl::unexpected<Error>(std::move(n).error());
+      to += *n;
+      return {};
+    };
     if (!steps_of.empty()) {
-      auto n = count(*conn_, "SELECT COUNT(*) FROM operation_steps WHERE " + steps_of, what);
-      if (!n) return tl::unexpected<Error>(std::move(n).error());
-      out.steps = static_cast<uint64_t>(*n);
+      std::string where = steps_of.front();
+      if (steps_of.size() > 1) where += " OR " + steps_of.back();
+      MUP_TRY(add(out.steps, remove_rows(*conn_, "operation_steps", where, keep.dry_run)));
     }
-    if (!ops_gone.empty()) {
-      auto n = count(*conn_, "SELECT COUNT(*) FROM (" + ops_gone + ")", what);
-      if (!n) return tl::unexpected<Error>(std::move(n).error());
-      out.operations = static_cast<uint64_t>(*n);
+    if (keep.operations) {
+      const std::string ids = finished_beyond("operations", keep.operations);
+      MUP_TRY(add(out.operations,
+                  remove_rows(*conn_, "operations", "id IN (" + ids + ")", keep.dry_run)));
     }
-    if (!keep.dry_run) {
-      if (out.steps) {
-        auto st = Stmt::prepare(*conn_, "DELETE FROM operation_steps WHERE " + steps_of, what);
-        if (!st) return tl::unexpected<Error>(std::move(st).error());
-        MUP_TRY(st->run());
-      }
-      if (out.operations) {
-        auto st =
-            Stmt::prepare(*conn_, "DELETE FROM operations WHERE id IN (" + ops_gone + ")", what);
-        if (!st) return tl::unexpected<Error>(std::move(st).error());
-        MUP_TRY(st->run());
-      }
+    if (keep.deployments) {
+      const std::string ids = finished_beyond("deployments", keep.deployments);
+      uint64_t steps = 0;
+      MUP_TRY(add(steps, remove_rows(*conn_, "deployment_steps", "deployment IN (" + ids + ")",
+                                     keep.dry_run)));
+      MUP_TRY(add(out.deployments,
+                  remove_rows(*conn_, "deployments", "id IN (" + ids + ")", keep.dry_run)));
+    }
+    if (keep.plans) {
+      const std::string ids = finished_beyond("plans", keep.plans);
+      MUP_TRY(add(out.plans, remove_rows(*conn_, "plans", "id IN (" + ids + ")", keep.dry_run)));
     }
     return trim_audit(keep, audit_key, out);
   }));

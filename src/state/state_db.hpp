@@ -160,15 +160,19 @@ struct PlanRow {
 // Each count is of the newest; 0 keeps everything of that kind. Running operations are
 // never trimmed.
 struct HistoryRetention {
-  size_t operations = 0;  // finished operations (their history rows and step journals)
-  size_t steps = 0;       // finished operations that keep their step journal
-  size_t audit = 0;       // audit records; older ones are cut off the front of the chain
-  bool dry_run = false;   // count what would go, change nothing
+  size_t operations = 0;   // finished operations (their history rows and step journals)
+  size_t steps = 0;        // finished operations that keep their step journal
+  size_t deployments = 0;  // the agent's finished deployments (with their steps)
+  size_t plans = 0;        // the agent's finished plans
+  size_t audit = 0;        // audit records; older ones are cut off the front of the chain
+  bool dry_run = false;    // count what would go, change nothing
 };
 
 struct HistoryTrimmed {
   uint64_t operations = 0;    // rows removed (with their steps)
   uint64_t steps = 0;         // step rows removed, of those and of kept operations
+  uint64_t deployments = 0;   // finished deployments removed (with their steps)
+  uint64_t plans = 0;         // finished plans removed
   uint64_t audit = 0;         // audit records removed
   int64_t audit_base = 0;     // seq of the last record cut, after the trim (0: none ever)
   std::string audit_problem;  // why no audit record was cut although some were due

@@ -1287,6 +1287,60 @@ TEST_F(StateTest, PlansAreJournaledAndTheUnfinishedOnesListed) {
   EXPECT_EQ(missing.error().code(), Errc::not_found);
 }
 
+TEST_F(StateTest, TrimHistoryKeepsTheNewestFinishedDeploymentsAndPlans) {
+  StateDb db = open_db();
+  DeploymentRow live;  // the oldest, still running: never trimmed
+  live.component = "db";
+  live.strategy = "canary";
+  live.state = "install";
+  auto live_id = db.begin_deployment(live);
+  ASSERT_TRUE(live_id);
+  std::vector<int64_t> done;
+  for (int i = 0; i < 5; ++i) {
+    DeploymentRow d;
+    d.component = "web";
+    d.strategy = "rolling";
+    d.state = "install";
+    auto id = db.begin_deployment(d);
+    ASSERT_TRUE(id) << id.error().message();
+    d.id = *id;
+    d.state = "committed";
+    d.finished_at_ms = 100 + i;
+    ASSERT_OK(db.update_deployment(d));
+    done.push_back(*id);
+  }
+  PlanRow open_plan;
+  auto open_id = db.begin_plan(open_plan);
+  ASSERT_TRUE(open_id);
+  for (int i = 0; i < 4; ++i) {
+    auto id = db.begin_plan(PlanRow{});
+    ASSERT_TRUE(id);
+    PlanRow p;
+    p.id = *id;
+    p.state = "committed";
+    p.finished_at_ms = 200 + i;
+    ASSERT_OK(db.update_plan(p));
+  }
+  HistoryRetention keep;
+  keep.deployments = 2;
+  keep.plans = 1;
+  auto t = db.trim_history(keep);
+  ASSERT_TRUE(t) << t.error().message();
+  EXPECT_EQ(t->deployments, 3u);
+  EXPECT_EQ(t->plans, 3u);
+  auto rows = *db.deployments();
+  ASSERT_EQ(rows.size(), 3u);
+  EXPECT_EQ(rows[0].id, done[4]);
+  EXPECT_EQ(rows[1].id, done[3]);
+  EXPECT_EQ(rows[2].id, *live_id);
+  EXPECT_TRUE(db.deployment_steps(done[0])->empty()) << "its steps went with it";
+  EXPECT_EQ(db.deployment_steps(done[4])->size(), 2u);
+  EXPECT_FALSE(*db.plan(*open_id + 1)) << "an old finished plan";
+  EXPECT_TRUE(*db.plan(*open_id + 4)) << "the newest finished plan";
+  EXPECT_TRUE(*db.plan(*open_id)) << "a running plan is never trimmed";
+  ASSERT_OK(db.integrity_check());
+}
+
 TEST_F(StateTest, DeploymentsJournalTheirStatesOneUnfinishedPerComponent) {
   StateDb db = open_db();
   DeploymentRow d;

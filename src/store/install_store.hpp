@@ -49,9 +49,10 @@ struct GcOptions {
   // took (mup snapshot create) and members of system snapshots are never collected.
   size_t snapshots_keep = 2;
   uint64_t snapshot_max_bytes = 0;
-  // History (Engine::gc, state::HistoryRetention): the newest finished operations kept,
-  // those of them that keep their step journals, and the newest audit records kept (older
-  // ones are cut off the front of the hash chain). 0 keeps all of that kind.
+  // History (Engine::gc, state::HistoryRetention): the newest finished operations kept (and
+  // as many of the agent's finished deployments and plans), those of them that keep their
+  // step journals, and the newest audit records kept (older ones are cut off the front of
+  // the hash chain). 0 keeps all of that kind.
   size_t history_keep = 500;
   size_t steps_keep = 50;
   size_t audit_keep = 1000;
@@ -67,6 +68,7 @@ struct GcReport {
   uint64_t snapshot_bytes_freed = 0;
   // History (Engine::gc): rows removed, and the audit log's base after the trim.
   uint64_t operations_removed = 0, steps_removed = 0, audit_records_removed = 0;
+  uint64_t deployments_removed = 0, plans_removed = 0;
   int64_t audit_base = 0;
   std::string audit_problem;  // why no audit record was cut (the chain does not verify)
 };
