@@ -453,13 +453,7 @@ Result<store::GcReport> Engine::gc(const store::GcOptions& o) {
   if (!lock) return tl::unexpected(error(Code::busy, lock.error().message()));
   auto db = in_->connect();
   if (!db) return tl::unexpected(db.error());
-  if (o.dry_run) {
-    auto rep = store_.gc(o);
-    if (!rep) return rep;
-    MUP_TRY(collect_snapshots(*this, *db, o, *rep));
-    MUP_TRY(collect_history(*in_, *db, o, *rep));
-    return rep;
-  }
+  if (o.dry_run) return collect(*this, *db, o);
   Intent intent;
   intent.gc_keep = o.keep;
   intent.gc_max_bytes = o.max_bytes;

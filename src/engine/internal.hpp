@@ -151,15 +151,10 @@ State run(Work& w, State start);
 // Reconciles the database rows of `component` with the disk: component pointers,
 // installed versions, snapshots. Inside the caller's transaction.
 [[nodiscard]] Status reconcile(Engine& e, state::StateDb& db, const std::string& component);
-// gc's snapshot retention (store::GcOptions): what it removes goes into `rep`; with dry_run
-// nothing is removed. `rep.removed` names the versions gc removes (or would).
-[[nodiscard]] Status collect_snapshots(Engine& e, state::StateDb& db, const store::GcOptions& o,
-                                       store::GcReport& rep);
-// gc's history retention (store::GcOptions history_keep, steps_keep, audit_keep): counts
-// into `rep`; with dry_run nothing is removed. Audit records are cut only from a chain that
-// verifies (with the node's audit key when it has one).
-[[nodiscard]] Status collect_history(const Engine::Internals& in, state::StateDb& db,
-                                     const store::GcOptions& o, store::GcReport& rep);
+// The work of gc: the store's old versions and cached pieces, then automatic snapshots, then
+// the history (store::GcOptions); with dry_run, only what would go.
+[[nodiscard]] Result<store::GcReport> collect(Engine& e, state::StateDb& db,
+                                              const store::GcOptions& o);
 // The component row's trial fields from a version row and the intent.
 [[nodiscard]] Status recover_all(Engine& e, RecoveryReport& report);
 

@@ -306,11 +306,9 @@ Result<Event> cleanup_step(Work& w) {
 // ---- collect: gc ----
 
 Result<Event> collect_step(Work& w) {
-  auto r = w.e.store().gc(w.gc);
+  auto r = collect(w.e, w.db, w.gc);
   if (!r) return tl::unexpected(r.error());
   w.gc_report = std::move(*r);
-  MUP_TRY(collect_snapshots(w.e, w.db, w.gc, w.gc_report));
-  MUP_TRY(collect_history(w.in, w.db, w.gc, w.gc_report));
   return Event::ok;
 }
 
@@ -332,8 +330,8 @@ uint64_t unique_bytes(const stdfs::path& dir) {
   return total;
 }
 
-}  // namespace
-
+// gc's snapshot retention (store::GcOptions): what it removes goes into `rep`; with dry_run
+// nothing is removed. `rep.removed` names the versions gc removes (or would).
 Status collect_snapshots(Engine& e, state::StateDb& db, const store::GcOptions& o,
                          store::GcReport& rep) {
   auto& snaps = e.snapshots();
@@ -383,6 +381,9 @@ Status collect_snapshots(Engine& e, state::StateDb& db, const store::GcOptions& 
   return {};
 }
 
+// gc's history retention (history_keep, steps_keep, audit_keep): counts into `rep`; with
+// dry_run nothing is removed. Audit records are cut only from a chain that verifies (with
+// the node's audit key when it has one).
 Status collect_history(const Engine::Internals& in, state::StateDb& db, const store::GcOptions& o,
                        store::GcReport& rep) {
   state::HistoryRetention keep;
@@ -400,6 +401,16 @@ Status collect_history(const Engine::Internals& in, state::StateDb& db, const st
   rep.audit_base = t->audit_base;
   rep.audit_problem = t->audit_problem;
   return {};
+}
+
+}  // namespace
+
+Result<store::GcReport> collect(Engine& e, state::StateDb& db, const store::GcOptions& o) {
+  auto rep = e.store().gc(o);
+  if (!rep) return rep;
+  MUP_TRY(collect_snapshots(e, db, o, *rep));
+  MUP_TRY(collect_history(e.internals(), db, o, *rep));
+  return rep;
 }
 
 namespace {

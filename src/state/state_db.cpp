@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <system_error>
 #include <utility>
@@ -627,40 +628,29 @@ Result<uint64_t> remove_rows(Conn& conn, const std::string& table, const std::st
 Result<HistoryTrimmed> StateDb::trim_history(const HistoryRetention& keep,
                                              const crypto::PublicKey* audit_key) {
   HistoryTrimmed out;
-  // Steps go with their operations, and past their own count; a deployment's steps with it.
-  std::vector<std::string> steps_of;
-  if (keep.operations)
-    steps_of.push_back("op_id IN (" + finished_beyond("operations", keep.operations) + ")");
-  if (keep.steps)
-    steps_of.push_back("op_id IN (" + finished_beyond("operations", keep.steps) + ")");
+  // Step journals go past the newest `steps` finished operations, and with the operations
+  // removed past the newest `operations`: past the smaller of the two (0 keeps all).
+  const size_t keep_steps = keep.operations == 0 ? keep.steps
+                            : keep.steps == 0    ? keep.operations
+                                                 : std::min(keep.operations, keep.steps);
   MUP_TRY(transaction([&]() -> Status {
-    auto add = [](uint64_t& to, Result<uint64_t> n) -> Status {
+    auto remove = [&](uint64_t* count, const std::string& table, const std::string& column,
+                      const std::string& owner, size_t kept) -> Status {
+      auto n = remove_rows(*conn_, table, column + " IN (" + finished_beyond(owner, kept) + ")",
+                           keep.dry_run);
       if (!n) return tl::unexpected<Error>(std::move(n).error());
-      to += *n;
+      if (count) *count = *n;
       return {};
     };
-    if (!steps_of.empty()) {
-      std::string where = steps_of.front();
-      if (steps_of.size() > 1) where += " OR " + steps_of.back();
-      MUP_TRY(add(out.steps, remove_rows(*conn_, "operation_steps", where, keep.dry_run)));
+    if (keep_steps)
+      MUP_TRY(remove(&out.steps, "operation_steps", "op_id", "operations", keep_steps));
+    if (keep.operations)
+      MUP_TRY(remove(&out.operations, "operations", "id", "operations", keep.operations));
+    if (keep.deployments) {  // a deployment's steps with it
+      MUP_TRY(remove(nullptr, "deployment_steps", "deployment", "deployments", keep.deployments));
+      MUP_TRY(remove(&out.deployments, "deployments", "id", "deployments", keep.deployments));
     }
-    if (keep.operations) {
-      const std::string ids = finished_beyond("operations", keep.operations);
-      MUP_TRY(add(out.operations,
-                  remove_rows(*conn_, "operations", "id IN (" + ids + ")", keep.dry_run)));
-    }
-    if (keep.deployments) {
-      const std::string ids = finished_beyond("deployments", keep.deployments);
-      uint64_t steps = 0;
-      MUP_TRY(add(steps, remove_rows(*conn_, "deployment_steps", "deployment IN (" + ids + ")",
-                                     keep.dry_run)));
-      MUP_TRY(add(out.deployments,
-                  remove_rows(*conn_, "deployments", "id IN (" + ids + ")", keep.dry_run)));
-    }
-    if (keep.plans) {
-      const std::string ids = finished_beyond("plans", keep.plans);
-      MUP_TRY(add(out.plans, remove_rows(*conn_, "plans", "id IN (" + ids + ")", keep.dry_run)));
-    }
+    if (keep.plans) MUP_TRY(remove(&out.plans, "plans", "id", "plans", keep.plans));
     return trim_audit(keep, audit_key, out);
   }));
   return out;
