@@ -473,23 +473,23 @@ Result<Event> fetch_step(Work& w) {
     MUP_TRY(not_cancelled());
     const chunk::PackSegment& seg = r.bundle[i];
     const std::string rel = package::bundle_segment_rel_path(seg.sha256);
-    auto intact = [&](const Result<std::vector<uint8_t>>& b) {
-      return b && b->size() == seg.size && sha256(*b) == seg.sha256;
-    };
     uint64_t wire = 0;
     Result<std::vector<uint8_t>> got = fail(Errc::not_found, rel + " is not cached");
     if (cache.has_blob(rel)) got = cache.get_blob(rel, seg.size);
-    if (!intact(got)) {
+    auto checked = got ? package::check_bundle_segment(*got, seg) : tl::unexpected(got.error());
+    if (!checked) {
       got = get(rel, seg.size);
       if (!got) return tl::unexpected(got.error().context("downloading " + rel));
       wire = got->size();
+      checked = package::check_bundle_segment(*got, seg);
+      if (!checked) return tl::unexpected(checked.error());
       // Cached as soon as it is known good, so that an install killed while reading it
-      // resumes without fetching it again (read_bundle_segment checks it too).
-      if (intact(got)) MUP_TRY(cache.put_blob(rel, *got));
+      // resumes without fetching it again.
+      MUP_TRY(cache.put_blob(rel, *got));
     }
     chunk::Extents found;
     MUP_TRY(package::read_bundle_segment(
-        *got, seg, (*spans)[i],
+        *checked, (*spans)[i],
         [&](const package::PieceRef& p, std::span<const uint8_t> bytes) -> Status {
           if (!lacking.count(p.rel_path)) return {};
           MUP_TRY(package::verify_piece(p, bytes));
@@ -546,9 +546,8 @@ Result<Event> fetch_step(Work& w) {
         if (sf.wanted[i]) r.todo.push_back(package::chunk_piece(sf.chunks[i]));
   }
   if (ok) {
-    std::erase_if(r.todo, [&](const auto& p) {
-      return r.extents->count(p.rel_path) || cache.has_blob(p.rel_path);
-    });
+    const chunk::ChunkStore pieces = cache.with_extents(r.extents);
+    std::erase_if(r.todo, [&](const auto& p) { return pieces.has_blob(p.rel_path); });
     ok = try_parallel_for(r.todo.size(), conns, fetch_piece);
   }
   w.report.bytes_fetched += fetched;

@@ -94,14 +94,33 @@ Result<std::vector<std::span<const PieceRef>>> bundle_spans(
   return out;
 }
 
+namespace {
+std::string segment_name(const chunk::PackSegment& s) {
+  return "update bundle segment " + s.sha256.hex().substr(0, 16);
+}
+}  // namespace
+
+Result<CheckedSegment> check_bundle_segment(std::span<const uint8_t> segment,
+                                            const chunk::PackSegment& signed_segment) {
+  if (segment.size() != signed_segment.size || sha256(segment) != signed_segment.sha256)
+    return fail(Errc::corrupt, segment_name(signed_segment) +
+                                   " does not match its signed size and SHA-256 (" +
+                                   std::to_string(segment.size()) + " bytes)");
+  return CheckedSegment(segment, signed_segment);
+}
+
 Status read_bundle_segment(std::span<const uint8_t> segment,
                            const chunk::PackSegment& signed_segment,
                            std::span<const PieceRef> pieces, const PieceSink& sink) {
-  const std::string name = "update bundle segment " + signed_segment.sha256.hex().substr(0, 16);
-  if (segment.size() != signed_segment.size || sha256(segment) != signed_segment.sha256)
-    return fail(Errc::corrupt, name + " does not match its signed size and SHA-256 (" +
-                                   std::to_string(segment.size()) + " bytes)");
-  ByteReader r(segment);
+  auto checked = check_bundle_segment(segment, signed_segment);
+  if (!checked) return tl::unexpected(checked.error());
+  return read_bundle_segment(*checked, pieces, sink);
+}
+
+Status read_bundle_segment(const CheckedSegment& segment, std::span<const PieceRef> pieces,
+                           const PieceSink& sink) {
+  const std::string name = segment_name(segment.signed_segment());
+  ByteReader r(segment.bytes());
   auto magic = r.bytes(4);
   const uint8_t version = r.u8();
   const uint64_t count = r.varint();

@@ -56,10 +56,33 @@ std::string bundle_segment_rel_path(const Digest& sha256);
 [[nodiscard]] Result<std::vector<std::span<const PieceRef>>> bundle_spans(
     std::span<const chunk::PackSegment> segments, std::span<const PieceRef> pieces);
 
-// Checks a downloaded segment against its signed size and SHA-256 and its header against
-// `pieces` (the node's list for this segment), then hands every piece to `sink` with its
-// bytes, in order. Errc::corrupt, naming the segment, on any mismatch.
+// Segment bytes that matched their signed size and SHA-256: only check_bundle_segment makes
+// one, so a segment is hashed once however many steps read it. It refers to the bytes (and
+// the signed segment) it was made from: they must outlive it.
+class CheckedSegment {
+ public:
+  std::span<const uint8_t> bytes() const { return bytes_; }
+  const chunk::PackSegment& signed_segment() const { return *signed_; }
+
+ private:
+  friend Result<CheckedSegment> check_bundle_segment(std::span<const uint8_t>,
+                                                     const chunk::PackSegment&);
+  CheckedSegment(std::span<const uint8_t> bytes, const chunk::PackSegment& s)
+      : bytes_(bytes), signed_(&s) {}
+  std::span<const uint8_t> bytes_;
+  const chunk::PackSegment* signed_;
+};
+
+// Errc::corrupt, naming the segment, unless `segment` has its signed size and SHA-256.
+[[nodiscard]] Result<CheckedSegment> check_bundle_segment(std::span<const uint8_t> segment,
+                                                          const chunk::PackSegment& signed_segment);
+
+// Checks a segment's header against `pieces` (the node's list for this segment), then hands
+// every piece to `sink` with its bytes, in order. Errc::corrupt, naming the segment, on any
+// mismatch. The second form checks the bytes first (check_bundle_segment).
 using PieceSink = std::function<Status(const PieceRef&, std::span<const uint8_t>)>;
+[[nodiscard]] Status read_bundle_segment(const CheckedSegment& segment,
+                                         std::span<const PieceRef> pieces, const PieceSink& sink);
 [[nodiscard]] Status read_bundle_segment(std::span<const uint8_t> segment,
                                          const chunk::PackSegment& signed_segment,
                                          std::span<const PieceRef> pieces, const PieceSink& sink);
